@@ -1,0 +1,192 @@
+// KeyStore: durable metadata for keys, key versions, aliases, tags and
+// crash-recovery intents. The HSM holds every secret; the KeyStore holds
+// everything else and no secret at all.
+//
+// Implementations: SqliteKeyStore (daemon/keystore/sqlite_key_store.h). Every
+// implementation passes tests/daemon/keystore/key_store_conformance_test.cc.
+//
+// Thread-safe. Each method is atomic: it commits durably before returning OK,
+// or changes nothing. Callers serialise read-modify-write sequences themselves
+// (the service holds a mutex around control-plane changes).
+//
+// Errors common to every method: kUnavailable (database busy or gone; retry),
+// kInternal (anything else the database reported).
+#ifndef KMS_DAEMON_KEYSTORE_KEY_STORE_H_
+#define KMS_DAEMON_KEYSTORE_KEY_STORE_H_
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+
+namespace kms::keystore {
+
+enum class KeyState { kEnabled, kDisabled, kPendingDeletion, kPendingImport };
+enum class KeyOrigin { kKms, kExternal };
+
+// Stable names used in storage ("ENABLED", "AWS_KMS", ...).
+absl::string_view KeyStateName(KeyState state);
+absl::StatusOr<KeyState> ParseKeyState(absl::string_view name);
+absl::string_view KeyOriginName(KeyOrigin origin);
+absl::StatusOr<KeyOrigin> ParseKeyOrigin(absl::string_view name);
+
+struct KeyRecord {
+  std::string key_id;  // a UUID, lower-case, canonical form
+  std::string description;
+  KeyState state = KeyState::kEnabled;
+  KeyOrigin origin = KeyOrigin::kKms;
+  std::string key_usage = "ENCRYPT_DECRYPT";
+  std::string key_spec = "SYMMETRIC_DEFAULT";
+  absl::Time creation_time = absl::UnixEpoch();
+  // Set only in kPendingDeletion: when the key's material is destroyed.
+  std::optional<absl::Time> deletion_time;
+  // The version new encryptions use; empty while the key has no material.
+  std::string current_version_id;
+
+  bool operator==(const KeyRecord& o) const {
+    return key_id == o.key_id && description == o.description && state == o.state &&
+           origin == o.origin && key_usage == o.key_usage && key_spec == o.key_spec &&
+           creation_time == o.creation_time && deletion_time == o.deletion_time &&
+           current_version_id == o.current_version_id;
+  }
+};
+
+// One piece of key material. Its HSM object's CKA_ID is version_id.
+struct KeyVersionRecord {
+  std::string version_id;  // a UUID
+  std::string key_id;
+  absl::Time creation_time = absl::UnixEpoch();
+
+  bool operator==(const KeyVersionRecord& o) const {
+    return version_id == o.version_id && key_id == o.key_id &&
+           creation_time == o.creation_time;
+  }
+};
+
+struct AliasRecord {
+  std::string alias_name;  // "alias/..."
+  std::string key_id;
+  absl::Time creation_time = absl::UnixEpoch();
+  absl::Time last_updated_time = absl::UnixEpoch();
+
+  bool operator==(const AliasRecord& o) const {
+    return alias_name == o.alias_name && key_id == o.key_id &&
+           creation_time == o.creation_time && last_updated_time == o.last_updated_time;
+  }
+};
+
+struct TagRecord {
+  std::string key;
+  std::string value;
+  bool operator==(const TagRecord& o) const { return key == o.key && value == o.value; }
+};
+
+// A multi-step change in progress (DESIGN.md "Durability and crash safety"):
+// written before an HSM step, removed after the metadata commit. On start-up
+// the reconciler finishes or rolls back every intent it finds.
+struct Intent {
+  int64_t id = 0;           // assigned by AddIntent
+  std::string kind;         // e.g. "create_version"
+  std::string key_id;
+  std::string version_id;   // the HSM object id concerned
+  absl::Time creation_time = absl::UnixEpoch();
+};
+
+template <typename T>
+struct Page {
+  std::vector<T> items;
+  // Pass as `marker` to get the next page; empty when this is the last page.
+  std::string next_marker;
+};
+
+class KeyStore {
+ public:
+  virtual ~KeyStore() = default;
+
+  // ---- keys and versions
+
+  // Inserts `key`, its first `version` (absent for a key without material)
+  // and its `tags`, in one transaction.
+  // Errors: kAlreadyExists (key id or version id taken).
+  virtual absl::Status CreateKey(const KeyRecord& key,
+                                 const std::optional<KeyVersionRecord>& version,
+                                 const std::vector<TagRecord>& tags) = 0;
+
+  // Errors: kNotFound.
+  virtual absl::StatusOr<KeyRecord> GetKey(absl::string_view key_id) = 0;
+
+  // Replaces the mutable fields of the key named by key.key_id: description,
+  // state, deletion_time, current_version_id. Errors: kNotFound.
+  virtual absl::Status UpdateKey(const KeyRecord& key) = 0;
+
+  // Keys ordered by key_id, at most `limit` (>= 1), starting after `marker`
+  // (empty: from the start). Errors: kInvalidArgument (limit < 1).
+  virtual absl::StatusOr<Page<KeyRecord>> ListKeys(int limit, absl::string_view marker) = 0;
+
+  // Keys in kPendingDeletion whose deletion_time is at or before `t`.
+  virtual absl::StatusOr<std::vector<KeyRecord>> ListKeysDueForDeletion(absl::Time t) = 0;
+
+  // Removes the key with its versions, aliases and tags, in one transaction.
+  // Errors: kNotFound.
+  virtual absl::Status DeleteKey(absl::string_view key_id) = 0;
+
+  // Errors: kNotFound.
+  virtual absl::StatusOr<KeyVersionRecord> GetVersion(absl::string_view version_id) = 0;
+
+  // The key's versions, oldest first (empty for an unknown key).
+  virtual absl::StatusOr<std::vector<KeyVersionRecord>> ListVersions(
+      absl::string_view key_id) = 0;
+
+  // ---- aliases
+
+  // Errors: kAlreadyExists (name taken), kNotFound (no such key).
+  virtual absl::Status CreateAlias(const AliasRecord& alias) = 0;
+
+  // Points an existing alias at `key_id`, setting last_updated_time to `now`.
+  // Errors: kNotFound (no such alias or key).
+  virtual absl::Status UpdateAlias(absl::string_view alias_name, absl::string_view key_id,
+                                   absl::Time now) = 0;
+
+  // Errors: kNotFound.
+  virtual absl::Status DeleteAlias(absl::string_view alias_name) = 0;
+
+  // Errors: kNotFound.
+  virtual absl::StatusOr<AliasRecord> GetAlias(absl::string_view alias_name) = 0;
+
+  // Aliases ordered by name, of one key if `key_id` is set, at most `limit`
+  // (>= 1) after `marker`. Errors: kInvalidArgument (limit < 1).
+  virtual absl::StatusOr<Page<AliasRecord>> ListAliases(
+      const std::optional<std::string>& key_id, int limit, absl::string_view marker) = 0;
+
+  // ---- tags
+
+  // Adds or overwrites tags of the key. Errors: kNotFound (no such key).
+  virtual absl::Status PutTags(absl::string_view key_id,
+                               const std::vector<TagRecord>& tags) = 0;
+
+  // Removes the named tags; names that are not set are ignored.
+  // Errors: kNotFound (no such key).
+  virtual absl::Status RemoveTags(absl::string_view key_id,
+                                  const std::vector<std::string>& tag_keys) = 0;
+
+  // The key's tags ordered by tag key. Errors: kNotFound (no such key).
+  virtual absl::StatusOr<std::vector<TagRecord>> ListTags(absl::string_view key_id) = 0;
+
+  // ---- intents
+
+  // Stores `intent` (its id is ignored) and returns its new id.
+  virtual absl::StatusOr<int64_t> AddIntent(const Intent& intent) = 0;
+  // Errors: kNotFound.
+  virtual absl::Status RemoveIntent(int64_t id) = 0;
+  // Every stored intent, oldest first.
+  virtual absl::StatusOr<std::vector<Intent>> ListIntents() = 0;
+};
+
+}  // namespace kms::keystore
+
+#endif  // KMS_DAEMON_KEYSTORE_KEY_STORE_H_
