@@ -1,1 +1,181 @@
-// placeholder
+#include "client/kms_client.h"
+
+#include <chrono>
+#include <utility>
+
+#include <grpcpp/grpcpp.h>
+
+#include "daemon/common/errors.h"
+#include "daemon/common/secret_bytes.h"
+
+namespace kms::client {
+namespace {
+
+constexpr char kErrorTypeTrailer[] = "kms-error-type";
+
+// The client side's one translation of grpc::Status. gRPC and Abseil share
+// the canonical code numbering, so the code carries over as is.
+absl::Status FromGrpcStatus(const grpc::Status& status,
+                            const grpc::ClientContext& context) {
+  absl::Status result(static_cast<absl::StatusCode>(status.error_code()),
+                      status.error_message());
+  const auto& trailers = context.GetServerTrailingMetadata();
+  auto it = trailers.find(kErrorTypeTrailer);
+  if (it == trailers.end() || it->second.empty()) return result;
+  return WithErrorType(std::move(result),
+                       absl::string_view(it->second.data(), it->second.size()));
+}
+
+void CopyContext(const EncryptionContext& from,
+                 google::protobuf::Map<std::string, std::string>* to) {
+  to->insert(from.begin(), from.end());
+}
+
+}  // namespace
+
+bool IsTransportError(const absl::Status& status) {
+  return (status.code() == absl::StatusCode::kUnavailable ||
+          status.code() == absl::StatusCode::kDeadlineExceeded) &&
+         !status.GetPayload(kErrorTypePayloadUrl).has_value();
+}
+
+absl::StatusOr<std::unique_ptr<KmsClient>> KmsClient::Connect(
+    const std::string& endpoint, const ClientOptions& options) {
+  if (endpoint.empty()) return absl::InvalidArgumentError("kmsd endpoint is empty");
+  if (options.timeout <= absl::ZeroDuration()) {
+    return absl::InvalidArgumentError("call timeout must be positive, got " +
+                                      absl::FormatDuration(options.timeout));
+  }
+  std::shared_ptr<grpc::Channel> channel =
+      grpc::CreateChannel(endpoint, grpc::InsecureChannelCredentials());
+  return std::unique_ptr<KmsClient>(
+      new KmsClient(v1::KeyManagementService::NewStub(channel), options));
+}
+
+KmsClient::KmsClient(std::unique_ptr<Stub> stub, const ClientOptions& options)
+    : stub_(std::move(stub)), options_(options) {}
+
+template <typename Request, typename Response>
+absl::StatusOr<Response> KmsClient::Call(Method<Request, Response> method,
+                                         const Request& request) const {
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() +
+                       absl::ToChronoNanoseconds(options_.timeout));
+  Response response;
+  grpc::Status status = (stub_.get()->*method)(&context, request, &response);
+  if (!status.ok()) return FromGrpcStatus(status, context);
+  return response;
+}
+
+absl::StatusOr<v1::CreateKeyResponse> KmsClient::CreateKey(
+    const v1::CreateKeyRequest& request) const {
+  return Call(&Stub::CreateKey, request);
+}
+absl::StatusOr<v1::DescribeKeyResponse> KmsClient::DescribeKey(
+    const v1::DescribeKeyRequest& request) const {
+  return Call(&Stub::DescribeKey, request);
+}
+absl::StatusOr<v1::ListKeysResponse> KmsClient::ListKeys(
+    const v1::ListKeysRequest& request) const {
+  return Call(&Stub::ListKeys, request);
+}
+absl::StatusOr<v1::EnableKeyResponse> KmsClient::EnableKey(
+    const v1::EnableKeyRequest& request) const {
+  return Call(&Stub::EnableKey, request);
+}
+absl::StatusOr<v1::DisableKeyResponse> KmsClient::DisableKey(
+    const v1::DisableKeyRequest& request) const {
+  return Call(&Stub::DisableKey, request);
+}
+absl::StatusOr<v1::UpdateKeyDescriptionResponse> KmsClient::UpdateKeyDescription(
+    const v1::UpdateKeyDescriptionRequest& request) const {
+  return Call(&Stub::UpdateKeyDescription, request);
+}
+absl::StatusOr<v1::ScheduleKeyDeletionResponse> KmsClient::ScheduleKeyDeletion(
+    const v1::ScheduleKeyDeletionRequest& request) const {
+  return Call(&Stub::ScheduleKeyDeletion, request);
+}
+absl::StatusOr<v1::CancelKeyDeletionResponse> KmsClient::CancelKeyDeletion(
+    const v1::CancelKeyDeletionRequest& request) const {
+  return Call(&Stub::CancelKeyDeletion, request);
+}
+absl::StatusOr<v1::CreateAliasResponse> KmsClient::CreateAlias(
+    const v1::CreateAliasRequest& request) const {
+  return Call(&Stub::CreateAlias, request);
+}
+absl::StatusOr<v1::UpdateAliasResponse> KmsClient::UpdateAlias(
+    const v1::UpdateAliasRequest& request) const {
+  return Call(&Stub::UpdateAlias, request);
+}
+absl::StatusOr<v1::DeleteAliasResponse> KmsClient::DeleteAlias(
+    const v1::DeleteAliasRequest& request) const {
+  return Call(&Stub::DeleteAlias, request);
+}
+absl::StatusOr<v1::ListAliasesResponse> KmsClient::ListAliases(
+    const v1::ListAliasesRequest& request) const {
+  return Call(&Stub::ListAliases, request);
+}
+absl::StatusOr<v1::TagResourceResponse> KmsClient::TagResource(
+    const v1::TagResourceRequest& request) const {
+  return Call(&Stub::TagResource, request);
+}
+absl::StatusOr<v1::UntagResourceResponse> KmsClient::UntagResource(
+    const v1::UntagResourceRequest& request) const {
+  return Call(&Stub::UntagResource, request);
+}
+absl::StatusOr<v1::ListResourceTagsResponse> KmsClient::ListResourceTags(
+    const v1::ListResourceTagsRequest& request) const {
+  return Call(&Stub::ListResourceTags, request);
+}
+absl::StatusOr<v1::EncryptResponse> KmsClient::Encrypt(
+    const v1::EncryptRequest& request) const {
+  return Call(&Stub::Encrypt, request);
+}
+absl::StatusOr<v1::DecryptResponse> KmsClient::Decrypt(
+    const v1::DecryptRequest& request) const {
+  return Call(&Stub::Decrypt, request);
+}
+absl::StatusOr<v1::ReEncryptResponse> KmsClient::ReEncrypt(
+    const v1::ReEncryptRequest& request) const {
+  return Call(&Stub::ReEncrypt, request);
+}
+absl::StatusOr<v1::GenerateDataKeyResponse> KmsClient::GenerateDataKey(
+    const v1::GenerateDataKeyRequest& request) const {
+  return Call(&Stub::GenerateDataKey, request);
+}
+absl::StatusOr<v1::GenerateDataKeyWithoutPlaintextResponse>
+KmsClient::GenerateDataKeyWithoutPlaintext(
+    const v1::GenerateDataKeyWithoutPlaintextRequest& request) const {
+  return Call(&Stub::GenerateDataKeyWithoutPlaintext, request);
+}
+absl::StatusOr<v1::GenerateRandomResponse> KmsClient::GenerateRandom(
+    const v1::GenerateRandomRequest& request) const {
+  return Call(&Stub::GenerateRandom, request);
+}
+
+absl::StatusOr<DataKey> KmsClient::GenerateDataKey(const std::string& key_id,
+                                                   const EncryptionContext& context) {
+  v1::GenerateDataKeyRequest request;
+  request.set_key_id(key_id);
+  request.set_key_spec(v1::AES_256);
+  CopyContext(context, request.mutable_encryption_context());
+  absl::StatusOr<v1::GenerateDataKeyResponse> response = GenerateDataKey(request);
+  if (!response.ok()) return response.status();
+  DataKey key;
+  key.plaintext = SecretBytes::TakeFrom(response->mutable_plaintext());
+  key.ciphertext_blob = std::move(*response->mutable_ciphertext_blob());
+  key.key_arn = std::move(*response->mutable_key_id());
+  return key;
+}
+
+absl::StatusOr<SecretBytes> KmsClient::DecryptDataKey(const std::string& ciphertext_blob,
+                                                      const EncryptionContext& context) {
+  v1::DecryptRequest request;
+  request.set_ciphertext_blob(ciphertext_blob);
+  CopyContext(context, request.mutable_encryption_context());
+  absl::StatusOr<v1::DecryptResponse> response = Decrypt(request);
+  if (!response.ok()) return response.status();
+  return SecretBytes::TakeFrom(response->mutable_plaintext());
+}
+
+}  // namespace kms::client

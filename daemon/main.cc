@@ -1,1 +1,229 @@
-int main() { return 0; }
+// kmsd: the key management daemon. The only place concrete classes are
+// chosen: Pkcs11Hsm, SqliteKeyStore, SystemClock, KeyService, the gRPC server.
+//
+//   kmsd --data-dir DIR [--listen HOST:PORT]     embedded SoftHSM + SQLite in DIR
+//   kmsd --config FILE [--listen ...]            anything else (config/kmsd.example.yaml)
+//
+// Exit codes: 0 after a clean shutdown (SIGTERM/SIGINT); 1 if start-up or
+// serving failed; 2 for a bad command line or config.
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <memory>
+#include <string>
+#include <thread>
+
+#include <CLI/CLI.hpp>
+#include <grpcpp/ext/proto_server_reflection_plugin.h>
+#include <grpcpp/grpcpp.h>
+#include <grpcpp/health_check_service_interface.h>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "daemon/common/clock.h"
+#include "daemon/common/logging.h"
+#include "daemon/common/status_macros.h"
+#include "daemon/keystore/sqlite_key_store.h"
+#include "daemon/server/config.h"
+#include "daemon/server/data_dir.h"
+#include "daemon/server/kms_grpc_service.h"
+#include "daemon/service/key_service.h"
+#include "hsm/pkcs11_hsm.h"
+
+namespace kms {
+namespace {
+
+constexpr char kDefaultSoftHsmModule[] = "/usr/lib/softhsm/libsofthsm2.so";
+
+// Calls KeyService::DeleteDueKeys every `interval` until stopped.
+class DeletionSweeper {
+ public:
+  DeletionSweeper(service::KeyService& service, absl::Duration interval)
+      : service_(service), interval_(interval), thread_([this] { Run(); }) {}
+  ~DeletionSweeper() {
+    {
+      absl::MutexLock lock(&mu_);
+      stop_ = true;
+    }
+    thread_.join();
+  }
+
+ private:
+  void Run() {
+    absl::MutexLock lock(&mu_);
+    while (!mu_.AwaitWithTimeout(absl::Condition(&stop_), interval_)) {
+      mu_.Unlock();
+      absl::StatusOr<int> erased = service_.DeleteDueKeys();
+      if (!erased.ok()) KMS_LOG(ERROR) << "deletion sweep failed, will retry: " << erased.status();
+      mu_.Lock();
+    }
+  }
+
+  service::KeyService& service_;
+  const absl::Duration interval_;
+  absl::Mutex mu_;
+  bool stop_ = false;
+  std::thread thread_;  // last: starts after the fields it reads
+};
+
+LogLevel ParseLogLevel(const std::string& name) {
+  if (name == "debug") return LogLevel::kDebug;
+  if (name == "warning") return LogLevel::kWarning;
+  if (name == "error") return LogLevel::kError;
+  return LogLevel::kInfo;
+}
+
+// Writes the bound port to `path` atomically, so a reader never sees half.
+absl::Status WritePortFile(const std::string& path, int port) {
+  const std::string tmp = path + ".tmp";
+  const std::string text = absl::StrCat(port, "\n");
+  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0 || ::write(fd, text.data(), text.size()) != static_cast<ssize_t>(text.size())) {
+    if (fd >= 0) ::close(fd);
+    return absl::InternalError(absl::StrCat("cannot write port file ", tmp));
+  }
+  ::close(fd);
+  if (::rename(tmp.c_str(), path.c_str()) != 0) {
+    return absl::InternalError(absl::StrCat("cannot write port file ", path));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Serve(const server::Config& config, const std::string& port_file,
+                   const sigset_t& stop_signals) {
+  // ---- the HSM
+  hsm::Pkcs11Config hsm_config;
+  hsm_config.token_label = config.hsm.token_label;
+  hsm_config.session_count = config.hsm.sessions;
+  std::string data_dir = config.data_dir;
+  if (config.hsm.module.empty()) {
+    hsm_config.module_path = kDefaultSoftHsmModule;
+    KMS_ASSIGN_OR_RETURN(server::EmbeddedSetup setup,
+                         server::PrepareEmbeddedDataDir(config.data_dir, hsm_config.module_path,
+                                                        config.hsm.token_label));
+    data_dir = setup.data_dir;
+    hsm_config.user_pin = std::move(setup.user_pin);
+    KMS_LOG(INFO) << "embedded mode: SoftHSM token '" << config.hsm.token_label << "' under "
+                  << data_dir << " (SOFTHSM2_CONF=" << setup.softhsm_conf << ")";
+  } else {
+    hsm_config.module_path = config.hsm.module;
+    if (!config.hsm.pin_file.empty()) {
+      KMS_ASSIGN_OR_RETURN(hsm_config.user_pin, server::ReadPinFile(config.hsm.pin_file));
+    } else {
+      KMS_ASSIGN_OR_RETURN(hsm_config.user_pin, server::ReadPinEnv(config.hsm.pin_env));
+    }
+  }
+  KMS_ASSIGN_OR_RETURN(std::unique_ptr<hsm::Pkcs11Hsm> hsm,
+                       hsm::Pkcs11Hsm::Open(std::move(hsm_config)));
+
+  // ---- metadata
+  const std::string database =
+      config.database.empty() ? absl::StrCat(data_dir, "/kmsd.db") : config.database;
+  KMS_ASSIGN_OR_RETURN(std::unique_ptr<keystore::SqliteKeyStore> store,
+                       keystore::SqliteKeyStore::Open(database));
+  KMS_LOG(INFO) << "key store: " << database;
+
+  // ---- the service, recovered before it serves anyone
+  SystemClock clock;
+  service::ServiceOptions options;
+  options.resource_name_prefix = config.resource_name_prefix;
+  service::KeyService key_service(*hsm, *store, clock, options);
+  KMS_RETURN_IF_ERROR(key_service.Recover());
+
+  // ---- gRPC
+  server::KmsGrpcService grpc_service(key_service);
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  grpc::ServerBuilder builder;
+  int port = 0;
+  builder.AddListeningPort(config.listen, grpc::InsecureServerCredentials(), &port);
+  builder.RegisterService(&grpc_service);
+  builder.SetMaxReceiveMessageSize(config.limits.max_receive_message_bytes);
+  builder.AddChannelArgument(GRPC_ARG_MAX_CONCURRENT_STREAMS, config.limits.max_concurrent_rpcs);
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  if (server == nullptr || port == 0) {
+    return absl::UnavailableError(absl::StrCat("cannot listen on ", config.listen,
+                                               " (address in use or not local?)"));
+  }
+  server->GetHealthCheckService()->SetServingStatus(true);
+  DeletionSweeper sweeper(key_service, config.deletion_check_interval);
+  if (!port_file.empty()) KMS_RETURN_IF_ERROR(WritePortFile(port_file, port));
+  KMS_LOG(INFO) << "kmsd serving on port " << port << " (listen " << config.listen << ")";
+
+  // ---- wait for SIGTERM/SIGINT, then drain
+  int signal_number = 0;
+  sigwait(&stop_signals, &signal_number);
+  KMS_LOG(INFO) << "received " << strsignal(signal_number) << "; shutting down";
+  server->GetHealthCheckService()->SetServingStatus(false);
+  // Stops accepting at once; in-flight calls get the grace period to finish.
+  server->Shutdown(std::chrono::system_clock::now() +
+                   std::chrono::microseconds(absl::ToInt64Microseconds(config.shutdown_grace)));
+  server->Wait();
+  // Destruction order (reverse of construction) closes the sweeper, the
+  // service, the database and finally the HSM session pool and module.
+  KMS_LOG(INFO) << "kmsd stopped";
+  return absl::OkStatus();
+}
+
+int Main(int argc, char** argv) {
+  CLI::App app{"kmsd: on-premises key management daemon (AWS KMS API over gRPC, keys in a "
+               "PKCS#11 HSM)"};
+  std::string config_path, data_dir, listen, port_file, log_level;
+  app.add_option("--config", config_path, "YAML config file (see config/kmsd.example.yaml)");
+  app.add_option("--data-dir", data_dir,
+                 "data directory; with no hsm.module configured, kmsd keeps an embedded SoftHSM "
+                 "token, its PINs and the SQLite database here, created on first start");
+  app.add_option("--listen", listen, "HOST:PORT to serve gRPC on (default 127.0.0.1:7700)");
+  app.add_option("--port-file", port_file,
+                 "once serving, write the bound port to this file (useful with port 0)");
+  app.add_option("--log-level", log_level, "debug, info, warning or error");
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e) == 0 ? 0 : 2;
+  }
+
+  server::Config config;
+  if (!config_path.empty()) {
+    absl::StatusOr<server::Config> loaded = server::LoadConfigFile(config_path);
+    if (!loaded.ok()) {
+      std::fprintf(stderr, "kmsd: config error: %s\n", std::string(loaded.status().message()).c_str());
+      return 2;
+    }
+    config = *std::move(loaded);
+  }
+  if (!data_dir.empty()) config.data_dir = data_dir;
+  if (!listen.empty()) config.listen = listen;
+  if (!log_level.empty()) config.log_level = log_level;
+  if (absl::Status s = server::ValidateConfig(config); !s.ok()) {
+    std::fprintf(stderr, "kmsd: config error: %s\n", std::string(s.message()).c_str());
+    return 2;
+  }
+  SetMinLogLevel(ParseLogLevel(config.log_level));
+
+  // Block the stop signals in every thread (threads inherit the mask), so only
+  // the sigwait in Serve sees them.
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGTERM);
+  sigaddset(&stop_signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+
+  absl::Status status = Serve(config, port_file, stop_signals);
+  if (!status.ok()) {
+    KMS_LOG(ERROR) << "kmsd failed: " << status;
+    std::fprintf(stderr, "kmsd: %s\n", status.ToString().c_str());
+    return 1;
+  }
+  return 0;
+}
+
+}  // namespace
+}  // namespace kms
+
+int main(int argc, char** argv) { return kms::Main(argc, argv); }

@@ -32,6 +32,12 @@ class LogMessage {
   std::ostringstream stream_;
 };
 
+// Turns `stream << ...` into void so both arms of KMS_LOG's ?: match; `&`
+// binds looser than `<<` and tighter than `?:`.
+struct LogMessageVoidify {
+  void operator&(std::ostream&) {}
+};
+
 }  // namespace kms
 
 #define KMS_LOG_LEVEL_DEBUG ::kms::LogLevel::kDebug
@@ -39,9 +45,12 @@ class LogMessage {
 #define KMS_LOG_LEVEL_WARNING ::kms::LogLevel::kWarning
 #define KMS_LOG_LEVEL_ERROR ::kms::LogLevel::kError
 
-#define KMS_LOG(level)                                              \
-  if (KMS_LOG_LEVEL_##level < ::kms::MinLogLevel()) {               \
-  } else                                                            \
-    ::kms::LogMessage(KMS_LOG_LEVEL_##level, __FILE__, __LINE__).stream()
+// An expression, not an if-statement, so `if (x) KMS_LOG(INFO) << y; else ...`
+// binds as written. The stream is not evaluated when the level is off.
+#define KMS_LOG(level)                                                   \
+  (KMS_LOG_LEVEL_##level < ::kms::MinLogLevel())                         \
+      ? (void)0                                                          \
+      : ::kms::LogMessageVoidify() &                                     \
+            ::kms::LogMessage(KMS_LOG_LEVEL_##level, __FILE__, __LINE__).stream()
 
 #endif  // KMS_DAEMON_COMMON_LOGGING_H_

@@ -1,1 +1,721 @@
-// placeholder
+#include "daemon/service/key_service.h"
+
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "daemon/common/errors.h"
+#include "daemon/common/logging.h"
+#include "daemon/common/status_macros.h"
+#include "daemon/common/uuid.h"
+#include "google/protobuf/timestamp.pb.h"
+
+namespace kms::service {
+namespace {
+
+using keystore::KeyRecord;
+using keystore::KeyState;
+
+// Intent kinds written to the store (see Recover()).
+constexpr absl::string_view kIntentCreateVersion = "create_version";
+
+google::protobuf::Timestamp ToTimestamp(absl::Time t) {
+  google::protobuf::Timestamp ts;
+  const int64_t micros = absl::ToUnixMicros(t);
+  int64_t seconds = micros / 1'000'000;
+  int64_t rem = micros % 1'000'000;
+  if (rem < 0) {
+    rem += 1'000'000;
+    --seconds;
+  }
+  ts.set_seconds(seconds);
+  ts.set_nanos(static_cast<int32_t>(rem * 1000));
+  return ts;
+}
+
+v1::KeyState ToProtoState(KeyState state) {
+  switch (state) {
+    case KeyState::kEnabled: return v1::ENABLED;
+    case KeyState::kDisabled: return v1::DISABLED;
+    case KeyState::kPendingDeletion: return v1::PENDING_DELETION;
+    case KeyState::kPendingImport: return v1::PENDING_IMPORT;
+  }
+  return v1::KEY_STATE_UNSPECIFIED;
+}
+
+std::string StateText(KeyState state) { return std::string(keystore::KeyStateName(state)); }
+
+// NotFound from the store for a key named in a request becomes the caller's
+// NotFoundException with the name they used; other errors pass through.
+absl::Status KeyNotFound(absl::string_view key_id) {
+  return NotFoundError(absl::StrCat("key '", key_id, "' does not exist"));
+}
+
+// The HSM speaks kInvalidArgument for a failed authentication; anything it
+// says that isn't a transient outage is logged and becomes a generic error
+// for the caller (its text may carry token details).
+absl::Status FromHsm(const absl::Status& status, absl::string_view operation) {
+  if (status.code() == absl::StatusCode::kUnavailable) {
+    KMS_LOG(WARNING) << operation << ": HSM unavailable: " << status.message();
+    return KeyUnavailableError("the HSM is unavailable; retry later");
+  }
+  KMS_LOG(ERROR) << operation << ": HSM error: " << status;
+  return InternalError("internal HSM error");
+}
+
+}  // namespace
+
+absl::Status CheckUsableForCrypto(const KeyRecord& key, absl::string_view name) {
+  switch (key.state) {
+    case KeyState::kEnabled:
+      return absl::OkStatus();
+    case KeyState::kDisabled:
+      return DisabledError(absl::StrCat("key '", name, "' is disabled"));
+    case KeyState::kPendingDeletion:
+      return InvalidStateError(absl::StrCat("key '", name, "' is pending deletion"));
+    case KeyState::kPendingImport:
+      return InvalidStateError(
+          absl::StrCat("key '", name, "' is pending import: it has no key material yet"));
+  }
+  return InternalError("unknown key state");
+}
+
+KeyService::KeyService(hsm::Hsm& hsm, keystore::KeyStore& store, const Clock& clock,
+                       ServiceOptions options)
+    : hsm_(hsm), store_(store), clock_(clock), names_(std::move(options.resource_name_prefix)) {}
+
+// ------------------------------------------------------------------ recovery
+
+absl::Status KeyService::Recover() {
+  {
+    absl::MutexLock lock(&control_mu_);
+    KMS_ASSIGN_OR_RETURN(std::vector<keystore::Intent> intents, store_.ListIntents());
+    for (const keystore::Intent& intent : intents) {
+      if (intent.kind != kIntentCreateVersion) {
+        // An intent from a newer kmsd: leave it for that version to finish.
+        KMS_LOG(WARNING) << "recovery: leaving intent " << intent.id << " of unknown kind '"
+                         << intent.kind << "'";
+        continue;
+      }
+      absl::StatusOr<keystore::KeyVersionRecord> version = store_.GetVersion(intent.version_id);
+      if (version.ok()) {
+        // The metadata commit happened; only the intent's removal was lost.
+        KMS_LOG(INFO) << "recovery: key version " << intent.version_id << " of key "
+                      << intent.key_id << " was committed; clearing its intent";
+      } else if (absl::IsNotFound(version.status())) {
+        // Crashed between the HSM step and the commit: roll back.
+        if (hsm_.HasKey(intent.version_id)) {
+          absl::Status destroyed = hsm_.DestroyKey(intent.version_id);
+          if (!destroyed.ok() && !absl::IsNotFound(destroyed)) return destroyed;
+          KMS_LOG(INFO) << "recovery: removed orphan HSM object " << intent.version_id
+                        << " left by an interrupted CreateKey";
+        }
+      } else {
+        return version.status();
+      }
+      KMS_RETURN_IF_ERROR(store_.RemoveIntent(intent.id));
+    }
+  }
+  KMS_ASSIGN_OR_RETURN(int erased, DeleteDueKeys());
+  if (erased > 0) KMS_LOG(INFO) << "recovery: erased " << erased << " key(s) past their deletion date";
+  return absl::OkStatus();
+}
+
+absl::StatusOr<int> KeyService::DeleteDueKeys() {
+  absl::MutexLock lock(&control_mu_);
+  KMS_ASSIGN_OR_RETURN(std::vector<KeyRecord> due, store_.ListKeysDueForDeletion(clock_.Now()));
+  int erased = 0;
+  absl::Status first_error;
+  for (const KeyRecord& key : due) {
+    absl::Status s = EraseKey(key);
+    if (s.ok()) {
+      ++erased;
+    } else {
+      // Keep going: one bad key must not hold every other deletion hostage.
+      KMS_LOG(ERROR) << "deleting key " << key.key_id << " failed, will retry: " << s;
+      if (first_error.ok()) first_error = s;
+    }
+  }
+  if (!first_error.ok() && erased == 0) return first_error;
+  return erased;
+}
+
+absl::Status KeyService::EraseKey(const KeyRecord& key) {
+  KMS_ASSIGN_OR_RETURN(std::vector<keystore::KeyVersionRecord> versions,
+                       store_.ListVersions(key.key_id));
+  // Crypto-erase first, rows last: if we crash in between, the key is still
+  // PENDING_DELETION and past due, so the next sweep finishes the job.
+  for (const auto& version : versions) {
+    absl::Status s = hsm_.DestroyKey(version.version_id);
+    if (!s.ok() && !absl::IsNotFound(s)) return s;
+  }
+  KMS_RETURN_IF_ERROR(store_.DeleteKey(key.key_id));
+  KMS_LOG(INFO) << "key " << key.key_id << " deleted: " << versions.size()
+                << " HSM object(s) destroyed";
+  return absl::OkStatus();
+}
+
+// ------------------------------------------------------------------ helpers
+
+absl::StatusOr<KeyRecord> KeyService::ResolveKey(absl::string_view field,
+                                                 absl::string_view key_id) {
+  KMS_ASSIGN_OR_RETURN(KeyIdentifier id, names_.Parse(field, key_id));
+  std::string resolved = id.value;
+  if (id.kind == KeyIdentifier::Kind::kAliasName) {
+    absl::StatusOr<keystore::AliasRecord> alias = store_.GetAlias(id.value);
+    if (absl::IsNotFound(alias.status())) {
+      return NotFoundError(absl::StrCat("alias '", id.value, "' does not exist"));
+    }
+    KMS_RETURN_IF_ERROR(alias.status());
+    resolved = alias->key_id;
+  }
+  absl::StatusOr<KeyRecord> key = store_.GetKey(resolved);
+  if (absl::IsNotFound(key.status())) return KeyNotFound(key_id);
+  return key;
+}
+
+absl::StatusOr<KeyRecord> KeyService::ResolveKeyNotAlias(absl::string_view field,
+                                                         absl::string_view key_id) {
+  KMS_ASSIGN_OR_RETURN(KeyIdentifier id, names_.Parse(field, key_id));
+  if (id.kind == KeyIdentifier::Kind::kAliasName) {
+    return ValidationError(
+        absl::StrCat(field, " must be a key id or key resource name, not an alias: '", key_id, "'"));
+  }
+  absl::StatusOr<KeyRecord> key = store_.GetKey(id.value);
+  if (absl::IsNotFound(key.status())) return KeyNotFound(key_id);
+  return key;
+}
+
+v1::KeyMetadata KeyService::ToMetadata(const KeyRecord& key) const {
+  v1::KeyMetadata m;
+  m.set_key_id(key.key_id);
+  m.set_arn(names_.KeyArn(key.key_id));
+  *m.mutable_creation_date() = ToTimestamp(key.creation_time);
+  m.set_enabled(key.state == KeyState::kEnabled);
+  m.set_description(key.description);
+  m.set_key_usage(v1::ENCRYPT_DECRYPT);
+  m.set_key_state(ToProtoState(key.state));
+  if (key.deletion_time.has_value()) *m.mutable_deletion_date() = ToTimestamp(*key.deletion_time);
+  m.set_origin(key.origin == keystore::KeyOrigin::kExternal ? v1::EXTERNAL : v1::AWS_KMS);
+  m.set_key_spec(v1::SYMMETRIC_DEFAULT);
+  m.set_current_key_version_id(key.current_version_id);
+  m.add_encryption_algorithms(v1::SYMMETRIC_DEFAULT_ALGORITHM);
+  return m;
+}
+
+absl::StatusOr<std::string> KeyService::EncryptUnder(const KeyRecord& key,
+                                                     absl::string_view plaintext,
+                                                     const EncryptionContext& context) {
+  if (key.current_version_id.empty()) {
+    return InternalError(absl::StrCat("key ", key.key_id, " is enabled but has no key material"));
+  }
+  CiphertextBlob blob;
+  blob.key_id = key.key_id;
+  blob.key_version_id = key.current_version_id;
+  absl::StatusOr<SecretBytes> iv = hsm_.GenerateRandom(kBlobIvSize);
+  if (!iv.ok()) return FromHsm(iv.status(), "GenerateRandom(iv)");
+  blob.iv = std::string(iv->secret());  // an IV is not secret once used
+  absl::StatusOr<std::string> sealed =
+      hsm_.EncryptGcm(blob.key_version_id, blob.iv, plaintext,
+                      BlobAad(blob, CanonicalContext(context)));
+  if (!sealed.ok()) return FromHsm(sealed.status(), "EncryptGcm");
+  blob.ciphertext = *std::move(sealed);
+  return blob.Serialize();
+}
+
+absl::StatusOr<KeyService::Decrypted> KeyService::DecryptBlob(
+    absl::string_view blob_bytes, const EncryptionContext& context,
+    absl::string_view expected_key_field, absl::string_view expected_key_id) {
+  // Resolve the caller's expectation first: naming a key that doesn't exist
+  // is the caller's error, whatever the blob holds.
+  std::optional<KeyRecord> expected;
+  if (!expected_key_id.empty()) {
+    KMS_ASSIGN_OR_RETURN(expected, ResolveKey(expected_key_field, expected_key_id));
+  }
+  KMS_ASSIGN_OR_RETURN(CiphertextBlob blob, CiphertextBlob::Parse(blob_bytes));
+  if (expected.has_value() && expected->key_id != blob.key_id) {
+    return IncorrectKeyError(absl::StrCat("the ciphertext was not encrypted under key '",
+                                          expected_key_id, "'"));
+  }
+  absl::StatusOr<KeyRecord> key = store_.GetKey(blob.key_id);
+  // A blob naming an unknown key (or one deleted since) looks like any other
+  // undecryptable blob.
+  if (absl::IsNotFound(key.status())) return InvalidCiphertextError();
+  KMS_RETURN_IF_ERROR(key.status());
+  KMS_RETURN_IF_ERROR(CheckUsableForCrypto(*key, names_.KeyArn(key->key_id)));
+  absl::StatusOr<keystore::KeyVersionRecord> version = store_.GetVersion(blob.key_version_id);
+  if (absl::IsNotFound(version.status())) return InvalidCiphertextError();
+  KMS_RETURN_IF_ERROR(version.status());
+  if (version->key_id != blob.key_id) return InvalidCiphertextError();
+
+  absl::StatusOr<SecretBytes> plaintext = hsm_.DecryptGcm(
+      blob.key_version_id, blob.iv, blob.ciphertext, BlobAad(blob, CanonicalContext(context)));
+  if (absl::IsInvalidArgument(plaintext.status())) return InvalidCiphertextError();
+  if (absl::IsNotFound(plaintext.status())) {
+    // Metadata says the version exists but the token has no such object:
+    // someone removed it behind kmsd's back. Loud, and not the caller's fault.
+    KMS_LOG(ERROR) << "key version " << blob.key_version_id << " of key " << blob.key_id
+                   << " has no HSM object";
+    return InternalError("key material is missing from the HSM");
+  }
+  if (!plaintext.ok()) return FromHsm(plaintext.status(), "DecryptGcm");
+  return Decrypted{*std::move(key), *std::move(plaintext)};
+}
+
+// ------------------------------------------------------------------ keys
+
+absl::StatusOr<v1::CreateKeyResponse> KeyService::CreateKey(const v1::CreateKeyRequest& request) {
+  KMS_RETURN_IF_ERROR(ValidateDescription(request.description()));
+  if (request.key_usage() != v1::KEY_USAGE_UNSPECIFIED &&
+      request.key_usage() != v1::ENCRYPT_DECRYPT) {
+    return ValidationError(absl::StrCat("key_usage must be ENCRYPT_DECRYPT, got ",
+                                        v1::KeyUsage_Name(request.key_usage())));
+  }
+  if (request.key_spec() != v1::KEY_SPEC_UNSPECIFIED &&
+      request.key_spec() != v1::SYMMETRIC_DEFAULT) {
+    return ValidationError(absl::StrCat("key_spec must be SYMMETRIC_DEFAULT, got ",
+                                        v1::KeySpec_Name(request.key_spec())));
+  }
+  if (!v1::OriginType_IsValid(request.origin())) {
+    return ValidationError(absl::StrCat("origin must be AWS_KMS or EXTERNAL, got ",
+                                        static_cast<int>(request.origin())));
+  }
+  std::vector<keystore::TagRecord> tags;
+  for (const auto& tag : request.tags()) tags.push_back({tag.tag_key(), tag.tag_value()});
+  KMS_RETURN_IF_ERROR(ValidateTags(tags));
+
+  const absl::Time now = clock_.Now();
+  KeyRecord key;
+  key.key_id = NewUuid();
+  key.description = request.description();
+  key.creation_time = now;
+  std::optional<keystore::KeyVersionRecord> version;
+  if (request.origin() == v1::EXTERNAL) {
+    key.origin = keystore::KeyOrigin::kExternal;
+    key.state = KeyState::kPendingImport;
+  } else {
+    key.origin = keystore::KeyOrigin::kKms;
+    key.state = KeyState::kEnabled;
+    version = keystore::KeyVersionRecord{NewUuid(), key.key_id, now};
+    key.current_version_id = version->version_id;
+  }
+
+  absl::MutexLock lock(&control_mu_);
+  int64_t intent_id = 0;
+  if (version.has_value()) {
+    // Intent first, so a crash after the HSM step leaves a record of the
+    // object to roll back (Recover()).
+    KMS_ASSIGN_OR_RETURN(intent_id,
+                         store_.AddIntent({0, std::string(kIntentCreateVersion), key.key_id,
+                                           version->version_id, now}));
+    absl::Status generated = hsm_.GenerateAesKey(version->version_id);
+    if (!generated.ok()) {
+      // Nothing was created; a leftover intent would be harmless, but tidy up.
+      (void)store_.RemoveIntent(intent_id);
+      return FromHsm(generated, "GenerateAesKey");
+    }
+  }
+  absl::Status committed = store_.CreateKey(key, version, tags);
+  if (!committed.ok()) {
+    if (version.has_value()) {
+      // Roll back now; if that fails too, the intent makes Recover() do it.
+      if (hsm_.DestroyKey(version->version_id).ok()) (void)store_.RemoveIntent(intent_id);
+    }
+    return committed;
+  }
+  if (version.has_value()) {
+    // Losing this removal is harmless: Recover() sees the committed version.
+    if (absl::Status s = store_.RemoveIntent(intent_id); !s.ok()) {
+      KMS_LOG(WARNING) << "could not clear intent " << intent_id << ": " << s;
+    }
+  }
+  KMS_LOG(INFO) << "created key " << key.key_id << " (origin "
+                << keystore::KeyOriginName(key.origin) << ")";
+  v1::CreateKeyResponse response;
+  *response.mutable_key_metadata() = ToMetadata(key);
+  return response;
+}
+
+absl::StatusOr<v1::DescribeKeyResponse> KeyService::DescribeKey(
+    const v1::DescribeKeyRequest& request) {
+  KMS_ASSIGN_OR_RETURN(KeyRecord key, ResolveKey("key_id", request.key_id()));
+  v1::DescribeKeyResponse response;
+  *response.mutable_key_metadata() = ToMetadata(key);
+  return response;
+}
+
+absl::StatusOr<v1::ListKeysResponse> KeyService::ListKeys(const v1::ListKeysRequest& request) {
+  KMS_ASSIGN_OR_RETURN(int limit, ListLimit(request.has_limit()
+                                                ? std::optional<int>(request.limit())
+                                                : std::nullopt));
+  if (!request.marker().empty() && !UuidToBytes(request.marker())) {
+    return ValidationError(absl::StrCat("marker '", request.marker(),
+                                        "' was not returned by ListKeys"));
+  }
+  KMS_ASSIGN_OR_RETURN(keystore::Page<KeyRecord> page, store_.ListKeys(limit, request.marker()));
+  v1::ListKeysResponse response;
+  for (const KeyRecord& key : page.items) {
+    v1::KeyListEntry* entry = response.add_keys();
+    entry->set_key_id(key.key_id);
+    entry->set_key_arn(names_.KeyArn(key.key_id));
+  }
+  response.set_next_marker(page.next_marker);
+  response.set_truncated(!page.next_marker.empty());
+  return response;
+}
+
+absl::StatusOr<v1::EnableKeyResponse> KeyService::EnableKey(const v1::EnableKeyRequest& request) {
+  absl::MutexLock lock(&control_mu_);
+  KMS_ASSIGN_OR_RETURN(KeyRecord key, ResolveKey("key_id", request.key_id()));
+  if (key.state == KeyState::kEnabled) return v1::EnableKeyResponse();
+  if (key.state != KeyState::kDisabled) {
+    return InvalidStateError(absl::StrCat("key '", request.key_id(), "' is ",
+                                          StateText(key.state), " and cannot be enabled"));
+  }
+  key.state = KeyState::kEnabled;
+  KMS_RETURN_IF_ERROR(store_.UpdateKey(key));
+  KMS_LOG(INFO) << "enabled key " << key.key_id;
+  return v1::EnableKeyResponse();
+}
+
+absl::StatusOr<v1::DisableKeyResponse> KeyService::DisableKey(
+    const v1::DisableKeyRequest& request) {
+  absl::MutexLock lock(&control_mu_);
+  KMS_ASSIGN_OR_RETURN(KeyRecord key, ResolveKey("key_id", request.key_id()));
+  if (key.state == KeyState::kDisabled) return v1::DisableKeyResponse();
+  if (key.state != KeyState::kEnabled) {
+    return InvalidStateError(absl::StrCat("key '", request.key_id(), "' is ",
+                                          StateText(key.state), " and cannot be disabled"));
+  }
+  key.state = KeyState::kDisabled;
+  KMS_RETURN_IF_ERROR(store_.UpdateKey(key));
+  KMS_LOG(INFO) << "disabled key " << key.key_id;
+  return v1::DisableKeyResponse();
+}
+
+absl::StatusOr<v1::UpdateKeyDescriptionResponse> KeyService::UpdateKeyDescription(
+    const v1::UpdateKeyDescriptionRequest& request) {
+  KMS_RETURN_IF_ERROR(ValidateDescription(request.description()));
+  absl::MutexLock lock(&control_mu_);
+  KMS_ASSIGN_OR_RETURN(KeyRecord key, ResolveKey("key_id", request.key_id()));
+  if (key.state == KeyState::kPendingDeletion) {
+    return InvalidStateError(absl::StrCat("key '", request.key_id(), "' is pending deletion"));
+  }
+  key.description = request.description();
+  KMS_RETURN_IF_ERROR(store_.UpdateKey(key));
+  return v1::UpdateKeyDescriptionResponse();
+}
+
+absl::StatusOr<v1::ScheduleKeyDeletionResponse> KeyService::ScheduleKeyDeletion(
+    const v1::ScheduleKeyDeletionRequest& request) {
+  const int days = request.has_pending_window_in_days() ? request.pending_window_in_days()
+                                                        : kDefaultPendingWindowDays;
+  KMS_RETURN_IF_ERROR(
+      CheckRange("pending_window_in_days", days, kMinPendingWindowDays, kMaxPendingWindowDays));
+  absl::MutexLock lock(&control_mu_);
+  KMS_ASSIGN_OR_RETURN(KeyRecord key, ResolveKey("key_id", request.key_id()));
+  if (key.state == KeyState::kPendingDeletion) {
+    return InvalidStateError(absl::StrCat("key '", request.key_id(),
+                                          "' is already pending deletion"));
+  }
+  key.state = KeyState::kPendingDeletion;
+  key.deletion_time = clock_.Now() + absl::Hours(24) * days;
+  KMS_RETURN_IF_ERROR(store_.UpdateKey(key));
+  KMS_LOG(INFO) << "key " << key.key_id << " scheduled for deletion at "
+                << absl::FormatTime(*key.deletion_time, absl::UTCTimeZone());
+  v1::ScheduleKeyDeletionResponse response;
+  response.set_key_id(names_.KeyArn(key.key_id));
+  *response.mutable_deletion_date() = ToTimestamp(*key.deletion_time);
+  response.set_key_state(v1::PENDING_DELETION);
+  response.set_pending_window_in_days(days);
+  return response;
+}
+
+absl::StatusOr<v1::CancelKeyDeletionResponse> KeyService::CancelKeyDeletion(
+    const v1::CancelKeyDeletionRequest& request) {
+  absl::MutexLock lock(&control_mu_);
+  KMS_ASSIGN_OR_RETURN(KeyRecord key, ResolveKey("key_id", request.key_id()));
+  if (key.state != KeyState::kPendingDeletion) {
+    return InvalidStateError(absl::StrCat("key '", request.key_id(), "' is ",
+                                          StateText(key.state), ", not pending deletion"));
+  }
+  // As in AWS KMS: a cancelled key comes back disabled, so nothing starts
+  // using it again by surprise; one that never had material waits for import.
+  key.state = key.current_version_id.empty() ? KeyState::kPendingImport : KeyState::kDisabled;
+  key.deletion_time.reset();
+  KMS_RETURN_IF_ERROR(store_.UpdateKey(key));
+  KMS_LOG(INFO) << "deletion of key " << key.key_id << " cancelled";
+  v1::CancelKeyDeletionResponse response;
+  response.set_key_id(names_.KeyArn(key.key_id));
+  return response;
+}
+
+// ------------------------------------------------------------------ aliases
+
+absl::StatusOr<v1::CreateAliasResponse> KeyService::CreateAlias(
+    const v1::CreateAliasRequest& request) {
+  KMS_RETURN_IF_ERROR(ValidateAliasName(request.alias_name()));
+  absl::MutexLock lock(&control_mu_);
+  KMS_ASSIGN_OR_RETURN(KeyRecord key,
+                       ResolveKeyNotAlias("target_key_id", request.target_key_id()));
+  if (key.state == KeyState::kPendingDeletion) {
+    return InvalidStateError(absl::StrCat("key '", request.target_key_id(),
+                                          "' is pending deletion"));
+  }
+  const absl::Time now = clock_.Now();
+  absl::Status s = store_.CreateAlias({request.alias_name(), key.key_id, now, now});
+  if (absl::IsAlreadyExists(s)) {
+    return AlreadyExistsError(absl::StrCat("alias '", request.alias_name(), "' already exists"));
+  }
+  KMS_RETURN_IF_ERROR(s);
+  return v1::CreateAliasResponse();
+}
+
+absl::StatusOr<v1::UpdateAliasResponse> KeyService::UpdateAlias(
+    const v1::UpdateAliasRequest& request) {
+  KMS_RETURN_IF_ERROR(ValidateAliasName(request.alias_name()));
+  absl::MutexLock lock(&control_mu_);
+  KMS_ASSIGN_OR_RETURN(KeyRecord key,
+                       ResolveKeyNotAlias("target_key_id", request.target_key_id()));
+  if (key.state == KeyState::kPendingDeletion) {
+    return InvalidStateError(absl::StrCat("key '", request.target_key_id(),
+                                          "' is pending deletion"));
+  }
+  absl::Status s = store_.UpdateAlias(request.alias_name(), key.key_id, clock_.Now());
+  if (absl::IsNotFound(s)) {
+    return NotFoundError(absl::StrCat("alias '", request.alias_name(), "' does not exist"));
+  }
+  KMS_RETURN_IF_ERROR(s);
+  return v1::UpdateAliasResponse();
+}
+
+absl::StatusOr<v1::DeleteAliasResponse> KeyService::DeleteAlias(
+    const v1::DeleteAliasRequest& request) {
+  KMS_RETURN_IF_ERROR(ValidateAliasName(request.alias_name()));
+  absl::MutexLock lock(&control_mu_);
+  absl::Status s = store_.DeleteAlias(request.alias_name());
+  if (absl::IsNotFound(s)) {
+    return NotFoundError(absl::StrCat("alias '", request.alias_name(), "' does not exist"));
+  }
+  KMS_RETURN_IF_ERROR(s);
+  return v1::DeleteAliasResponse();
+}
+
+absl::StatusOr<v1::ListAliasesResponse> KeyService::ListAliases(
+    const v1::ListAliasesRequest& request) {
+  KMS_ASSIGN_OR_RETURN(int limit, ListLimit(request.has_limit()
+                                                ? std::optional<int>(request.limit())
+                                                : std::nullopt));
+  std::optional<std::string> key_filter;
+  if (!request.key_id().empty()) {
+    KMS_ASSIGN_OR_RETURN(KeyRecord key, ResolveKeyNotAlias("key_id", request.key_id()));
+    key_filter = key.key_id;
+  }
+  if (!request.marker().empty()) KMS_RETURN_IF_ERROR(ValidateAliasName(request.marker()));
+  KMS_ASSIGN_OR_RETURN(keystore::Page<keystore::AliasRecord> page,
+                       store_.ListAliases(key_filter, limit, request.marker()));
+  v1::ListAliasesResponse response;
+  for (const auto& alias : page.items) {
+    v1::AliasListEntry* entry = response.add_aliases();
+    entry->set_alias_name(alias.alias_name);
+    entry->set_alias_arn(names_.AliasArn(alias.alias_name));
+    entry->set_target_key_id(alias.key_id);
+    *entry->mutable_creation_date() = ToTimestamp(alias.creation_time);
+    *entry->mutable_last_updated_date() = ToTimestamp(alias.last_updated_time);
+  }
+  response.set_next_marker(page.next_marker);
+  response.set_truncated(!page.next_marker.empty());
+  return response;
+}
+
+// ------------------------------------------------------------------ tags
+
+absl::StatusOr<v1::TagResourceResponse> KeyService::TagResource(
+    const v1::TagResourceRequest& request) {
+  if (request.tags().empty()) return ValidationError("tags is required");
+  std::vector<keystore::TagRecord> tags;
+  for (const auto& tag : request.tags()) tags.push_back({tag.tag_key(), tag.tag_value()});
+  KMS_RETURN_IF_ERROR(ValidateTags(tags));
+  absl::MutexLock lock(&control_mu_);
+  KMS_ASSIGN_OR_RETURN(KeyRecord key, ResolveKey("key_id", request.key_id()));
+  if (key.state == KeyState::kPendingDeletion) {
+    return InvalidStateError(absl::StrCat("key '", request.key_id(), "' is pending deletion"));
+  }
+  KMS_ASSIGN_OR_RETURN(std::vector<keystore::TagRecord> existing, store_.ListTags(key.key_id));
+  size_t added = 0;
+  for (const auto& tag : tags) {
+    bool present = false;
+    for (const auto& old : existing) present = present || old.key == tag.key;
+    if (!present) ++added;
+  }
+  if (existing.size() + added > kMaxTagsPerKey) {
+    return LimitExceededError(absl::StrCat("a key may have at most ", kMaxTagsPerKey,
+                                           " tags; this would make ", existing.size() + added));
+  }
+  KMS_RETURN_IF_ERROR(store_.PutTags(key.key_id, tags));
+  return v1::TagResourceResponse();
+}
+
+absl::StatusOr<v1::UntagResourceResponse> KeyService::UntagResource(
+    const v1::UntagResourceRequest& request) {
+  if (request.tag_keys().empty()) return ValidationError("tag_keys is required");
+  std::vector<std::string> keys(request.tag_keys().begin(), request.tag_keys().end());
+  KMS_RETURN_IF_ERROR(ValidateTagKeys(keys));
+  absl::MutexLock lock(&control_mu_);
+  KMS_ASSIGN_OR_RETURN(KeyRecord key, ResolveKey("key_id", request.key_id()));
+  if (key.state == KeyState::kPendingDeletion) {
+    return InvalidStateError(absl::StrCat("key '", request.key_id(), "' is pending deletion"));
+  }
+  KMS_RETURN_IF_ERROR(store_.RemoveTags(key.key_id, keys));
+  return v1::UntagResourceResponse();
+}
+
+absl::StatusOr<v1::ListResourceTagsResponse> KeyService::ListResourceTags(
+    const v1::ListResourceTagsRequest& request) {
+  KMS_ASSIGN_OR_RETURN(int limit,
+                       ListLimit(request.has_limit() ? std::optional<int>(request.limit())
+                                                     : std::nullopt,
+                                 static_cast<int>(kMaxTagsPerKey), static_cast<int>(kMaxTagsPerKey)));
+  KMS_ASSIGN_OR_RETURN(KeyRecord key, ResolveKey("key_id", request.key_id()));
+  KMS_ASSIGN_OR_RETURN(std::vector<keystore::TagRecord> tags, store_.ListTags(key.key_id));
+  // At most 50 tags per key: page in memory; the marker is the last tag key.
+  v1::ListResourceTagsResponse response;
+  for (const auto& tag : tags) {
+    if (!request.marker().empty() && tag.key <= request.marker()) continue;
+    if (response.tags_size() == limit) {
+      response.set_next_marker(response.tags(limit - 1).tag_key());
+      response.set_truncated(true);
+      break;
+    }
+    v1::Tag* out = response.add_tags();
+    out->set_tag_key(tag.key);
+    out->set_tag_value(tag.value);
+  }
+  return response;
+}
+
+// ------------------------------------------------------------------ data plane
+
+absl::StatusOr<v1::EncryptResponse> KeyService::Encrypt(const v1::EncryptRequest& request) {
+  KMS_RETURN_IF_ERROR(CheckRange("plaintext length", static_cast<long long>(request.plaintext().size()),
+                                 1, kMaxBlobPlaintext));
+  const EncryptionContext context = ContextFromProto(request.encryption_context());
+  KMS_RETURN_IF_ERROR(ValidateContext(context, "encryption_context"));
+  KMS_ASSIGN_OR_RETURN(KeyRecord key, ResolveKey("key_id", request.key_id()));
+  KMS_RETURN_IF_ERROR(CheckUsableForCrypto(key, request.key_id()));
+  KMS_ASSIGN_OR_RETURN(std::string blob, EncryptUnder(key, request.plaintext(), context));
+  v1::EncryptResponse response;
+  response.set_ciphertext_blob(std::move(blob));
+  response.set_key_id(names_.KeyArn(key.key_id));
+  response.set_encryption_algorithm(v1::SYMMETRIC_DEFAULT_ALGORITHM);
+  return response;
+}
+
+absl::StatusOr<v1::DecryptResponse> KeyService::Decrypt(const v1::DecryptRequest& request) {
+  KMS_RETURN_IF_ERROR(CheckRequired("ciphertext_blob", request.ciphertext_blob()));
+  const EncryptionContext context = ContextFromProto(request.encryption_context());
+  KMS_RETURN_IF_ERROR(ValidateContext(context, "encryption_context"));
+  KMS_ASSIGN_OR_RETURN(Decrypted decrypted,
+                       DecryptBlob(request.ciphertext_blob(), context, "key_id", request.key_id()));
+  v1::DecryptResponse response;
+  response.set_key_id(names_.KeyArn(decrypted.key.key_id));
+  // The response owns a copy from here; the server wipes it once sent.
+  response.set_plaintext(std::string(decrypted.plaintext.secret()));
+  response.set_encryption_algorithm(v1::SYMMETRIC_DEFAULT_ALGORITHM);
+  return response;
+}
+
+absl::StatusOr<v1::ReEncryptResponse> KeyService::ReEncrypt(const v1::ReEncryptRequest& request) {
+  KMS_RETURN_IF_ERROR(CheckRequired("ciphertext_blob", request.ciphertext_blob()));
+  const EncryptionContext source_context = ContextFromProto(request.source_encryption_context());
+  KMS_RETURN_IF_ERROR(ValidateContext(source_context, "source_encryption_context"));
+  const EncryptionContext destination_context =
+      ContextFromProto(request.destination_encryption_context());
+  KMS_RETURN_IF_ERROR(ValidateContext(destination_context, "destination_encryption_context"));
+  // Check the destination before decrypting anything.
+  KMS_ASSIGN_OR_RETURN(KeyRecord destination,
+                       ResolveKey("destination_key_id", request.destination_key_id()));
+  KMS_RETURN_IF_ERROR(CheckUsableForCrypto(destination, request.destination_key_id()));
+  KMS_ASSIGN_OR_RETURN(Decrypted source,
+                       DecryptBlob(request.ciphertext_blob(), source_context, "source_key_id",
+                                   request.source_key_id()));
+  KMS_ASSIGN_OR_RETURN(std::string blob,
+                       EncryptUnder(destination, source.plaintext.secret(), destination_context));
+  v1::ReEncryptResponse response;
+  response.set_ciphertext_blob(std::move(blob));
+  response.set_source_key_id(names_.KeyArn(source.key.key_id));
+  response.set_key_id(names_.KeyArn(destination.key_id));
+  return response;
+}
+
+absl::StatusOr<std::pair<SecretBytes, std::string>> KeyService::NewDataKey(
+    absl::string_view key_id, const google::protobuf::Map<std::string, std::string>& proto_context,
+    const std::optional<int>& number_of_bytes, v1::DataKeySpec key_spec, KeyRecord* key_out) {
+  int length = 0;
+  if (number_of_bytes.has_value() == (key_spec != v1::DATA_KEY_SPEC_UNSPECIFIED)) {
+    return ValidationError("specify exactly one of key_spec and number_of_bytes");
+  }
+  if (number_of_bytes.has_value()) {
+    KMS_RETURN_IF_ERROR(CheckRange("number_of_bytes", *number_of_bytes, 1, kMaxDataKeyBytes));
+    length = *number_of_bytes;
+  } else if (key_spec == v1::AES_256) {
+    length = 32;
+  } else if (key_spec == v1::AES_128) {
+    length = 16;
+  } else {
+    return ValidationError(absl::StrCat("key_spec must be AES_256 or AES_128, got ",
+                                        static_cast<int>(key_spec)));
+  }
+  const EncryptionContext context = ContextFromProto(proto_context);
+  KMS_RETURN_IF_ERROR(ValidateContext(context, "encryption_context"));
+  KMS_ASSIGN_OR_RETURN(*key_out, ResolveKey("key_id", key_id));
+  KMS_RETURN_IF_ERROR(CheckUsableForCrypto(*key_out, key_id));
+  absl::StatusOr<SecretBytes> data_key = hsm_.GenerateRandom(static_cast<size_t>(length));
+  if (!data_key.ok()) return FromHsm(data_key.status(), "GenerateRandom(data key)");
+  KMS_ASSIGN_OR_RETURN(std::string blob, EncryptUnder(*key_out, data_key->secret(), context));
+  return std::make_pair(*std::move(data_key), std::move(blob));
+}
+
+absl::StatusOr<v1::GenerateDataKeyResponse> KeyService::GenerateDataKey(
+    const v1::GenerateDataKeyRequest& request) {
+  KeyRecord key;
+  KMS_ASSIGN_OR_RETURN(
+      auto data_key,
+      NewDataKey(request.key_id(), request.encryption_context(),
+                 request.has_number_of_bytes() ? std::optional<int>(request.number_of_bytes())
+                                               : std::nullopt,
+                 request.key_spec(), &key));
+  v1::GenerateDataKeyResponse response;
+  response.set_ciphertext_blob(std::move(data_key.second));
+  response.set_plaintext(std::string(data_key.first.secret()));  // wiped by the server once sent
+  response.set_key_id(names_.KeyArn(key.key_id));
+  return response;
+}
+
+absl::StatusOr<v1::GenerateDataKeyWithoutPlaintextResponse>
+KeyService::GenerateDataKeyWithoutPlaintext(
+    const v1::GenerateDataKeyWithoutPlaintextRequest& request) {
+  KeyRecord key;
+  KMS_ASSIGN_OR_RETURN(
+      auto data_key,
+      NewDataKey(request.key_id(), request.encryption_context(),
+                 request.has_number_of_bytes() ? std::optional<int>(request.number_of_bytes())
+                                               : std::nullopt,
+                 request.key_spec(), &key));
+  v1::GenerateDataKeyWithoutPlaintextResponse response;
+  response.set_ciphertext_blob(std::move(data_key.second));
+  response.set_key_id(names_.KeyArn(key.key_id));
+  return response;
+}
+
+absl::StatusOr<v1::GenerateRandomResponse> KeyService::GenerateRandom(
+    const v1::GenerateRandomRequest& request) {
+  KMS_RETURN_IF_ERROR(CheckRange("number_of_bytes", request.number_of_bytes(), 1, kMaxRandomBytes));
+  absl::StatusOr<SecretBytes> random =
+      hsm_.GenerateRandom(static_cast<size_t>(request.number_of_bytes()));
+  if (!random.ok()) return FromHsm(random.status(), "GenerateRandom");
+  v1::GenerateRandomResponse response;
+  response.set_plaintext(std::string(random->secret()));
+  return response;
+}
+
+}  // namespace kms::service

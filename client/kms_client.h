@@ -1,0 +1,130 @@
+// KmsClient: the C++ client of kmsd's KeyManagementService (kms/v1/kms.proto).
+//
+// One method per RPC, taking the request message and returning the response
+// or an absl::Status. A failed call keeps the gRPC code and message, and
+// carries the AWS exception name kmsd sent in the `kms-error-type` trailer, so
+// callers read it with kms::ErrorTypeOf(status). A status that kmsd never sent
+// (kmsd unreachable, deadline passed) has no exception name attached;
+// ErrorTypeOf then gives the default for the code and IsTransportError() is
+// true.
+//
+// KmsClient also is a DataKeySource, so the envelope helpers
+// (client/envelope.h) can use it directly; data keys come back in SecretBytes
+// and the copies in the response messages are wiped.
+//
+// Thread-safe: calls may be made concurrently from any number of threads. The
+// channel connects lazily, on the first call, and reconnects as needed.
+#ifndef KMS_CLIENT_KMS_CLIENT_H_
+#define KMS_CLIENT_KMS_CLIENT_H_
+
+#include <memory>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "client/data_key_source.h"
+#include "kms/v1/kms.grpc.pb.h"
+#include "kms/v1/kms.pb.h"
+
+namespace kms::client {
+
+struct ClientOptions {
+  // Deadline of every call, counted from when the call starts. Waiting for a
+  // connection counts against it.
+  absl::Duration timeout = absl::Seconds(10);
+};
+
+// True if `status` was made by the client side of the channel rather than
+// sent by kmsd: kmsd could not be reached (kUnavailable) or did not answer in
+// time (kDeadlineExceeded). kmsd's own errors always name their exception.
+bool IsTransportError(const absl::Status& status);
+
+class KmsClient final : public DataKeySource {
+ public:
+  // A client of the kmsd at `endpoint` ("host:port", or any gRPC target such
+  // as "unix:/run/kmsd.sock"). Does not connect: an unreachable endpoint shows
+  // up as kUnavailable on the first call.
+  // Errors: kInvalidArgument if `endpoint` is empty or the timeout is not
+  // positive.
+  // Transport security is plaintext for now; mTLS options come with the
+  // daemon's TLS support.
+  static absl::StatusOr<std::unique_ptr<KmsClient>> Connect(
+      const std::string& endpoint, const ClientOptions& options = ClientOptions());
+
+  // Each RPC returns the response, or the status kmsd (or the channel)
+  // returned, with the exception name attached as described above. Response
+  // plaintext fields (Decrypt, GenerateDataKey, GenerateRandom) are secrets
+  // owned by the caller: wipe them with kms::WipeString when done.
+
+  // Control plane: keys.
+  absl::StatusOr<v1::CreateKeyResponse> CreateKey(const v1::CreateKeyRequest& request) const;
+  absl::StatusOr<v1::DescribeKeyResponse> DescribeKey(
+      const v1::DescribeKeyRequest& request) const;
+  absl::StatusOr<v1::ListKeysResponse> ListKeys(const v1::ListKeysRequest& request) const;
+  absl::StatusOr<v1::EnableKeyResponse> EnableKey(const v1::EnableKeyRequest& request) const;
+  absl::StatusOr<v1::DisableKeyResponse> DisableKey(
+      const v1::DisableKeyRequest& request) const;
+  absl::StatusOr<v1::UpdateKeyDescriptionResponse> UpdateKeyDescription(
+      const v1::UpdateKeyDescriptionRequest& request) const;
+  absl::StatusOr<v1::ScheduleKeyDeletionResponse> ScheduleKeyDeletion(
+      const v1::ScheduleKeyDeletionRequest& request) const;
+  absl::StatusOr<v1::CancelKeyDeletionResponse> CancelKeyDeletion(
+      const v1::CancelKeyDeletionRequest& request) const;
+
+  // Control plane: aliases.
+  absl::StatusOr<v1::CreateAliasResponse> CreateAlias(
+      const v1::CreateAliasRequest& request) const;
+  absl::StatusOr<v1::UpdateAliasResponse> UpdateAlias(
+      const v1::UpdateAliasRequest& request) const;
+  absl::StatusOr<v1::DeleteAliasResponse> DeleteAlias(
+      const v1::DeleteAliasRequest& request) const;
+  absl::StatusOr<v1::ListAliasesResponse> ListAliases(
+      const v1::ListAliasesRequest& request) const;
+
+  // Control plane: tags.
+  absl::StatusOr<v1::TagResourceResponse> TagResource(
+      const v1::TagResourceRequest& request) const;
+  absl::StatusOr<v1::UntagResourceResponse> UntagResource(
+      const v1::UntagResourceRequest& request) const;
+  absl::StatusOr<v1::ListResourceTagsResponse> ListResourceTags(
+      const v1::ListResourceTagsRequest& request) const;
+
+  // Data plane.
+  absl::StatusOr<v1::EncryptResponse> Encrypt(const v1::EncryptRequest& request) const;
+  absl::StatusOr<v1::DecryptResponse> Decrypt(const v1::DecryptRequest& request) const;
+  absl::StatusOr<v1::ReEncryptResponse> ReEncrypt(const v1::ReEncryptRequest& request) const;
+  absl::StatusOr<v1::GenerateDataKeyResponse> GenerateDataKey(
+      const v1::GenerateDataKeyRequest& request) const;
+  absl::StatusOr<v1::GenerateDataKeyWithoutPlaintextResponse>
+  GenerateDataKeyWithoutPlaintext(
+      const v1::GenerateDataKeyWithoutPlaintextRequest& request) const;
+  absl::StatusOr<v1::GenerateRandomResponse> GenerateRandom(
+      const v1::GenerateRandomRequest& request) const;
+
+  // DataKeySource: GenerateDataKey with key_spec AES_256, and Decrypt. Errors
+  // are those of the RPCs.
+  absl::StatusOr<DataKey> GenerateDataKey(const std::string& key_id,
+                                          const EncryptionContext& context) override;
+  absl::StatusOr<SecretBytes> DecryptDataKey(const std::string& ciphertext_blob,
+                                             const EncryptionContext& context) override;
+
+ private:
+  using Stub = v1::KeyManagementService::StubInterface;
+  template <typename Request, typename Response>
+  using Method = grpc::Status (Stub::*)(grpc::ClientContext*, const Request&, Response*);
+
+  KmsClient(std::unique_ptr<Stub> stub, const ClientOptions& options);
+
+  // Makes one call with the configured deadline and converts its status.
+  template <typename Request, typename Response>
+  absl::StatusOr<Response> Call(Method<Request, Response> method,
+                                const Request& request) const;
+
+  const std::unique_ptr<Stub> stub_;  // thread-safe
+  const ClientOptions options_;
+};
+
+}  // namespace kms::client
+
+#endif  // KMS_CLIENT_KMS_CLIENT_H_

@@ -1,0 +1,172 @@
+#include "client/kmsctl_output.h"
+
+#include <algorithm>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "google/protobuf/util/json_util.h"
+#include "google/protobuf/util/time_util.h"
+
+namespace kms::kmsctl {
+namespace {
+
+// `text` padded with spaces to `width` characters.
+std::string PadRight(absl::string_view text, size_t width) {
+  std::string out(text);
+  if (out.size() < width) out.append(width - out.size(), ' ');
+  return out;
+}
+
+// The proto's name for an enum value; the number if this build does not know
+// it (a newer kmsd).
+template <typename Enum>
+std::string EnumName(const google::protobuf::EnumDescriptor* descriptor, Enum value) {
+  const google::protobuf::EnumValueDescriptor* v =
+      descriptor->FindValueByNumber(static_cast<int>(value));
+  return v != nullptr ? v->name() : absl::StrCat(static_cast<int>(value));
+}
+
+}  // namespace
+
+std::string FormatFields(const std::vector<Field>& fields) {
+  size_t width = 0;
+  for (const Field& field : fields) width = std::max(width, field.first.size() + 1);
+  std::string out;
+  for (const auto& [name, value] : fields) {
+    std::string label = name + ":";
+    for (absl::string_view line : absl::StrSplit(value, '\n')) {
+      absl::StrAppend(&out, PadRight(label, width), " ", line, "\n");
+      label.clear();
+    }
+  }
+  return out;
+}
+
+std::string FormatTable(const std::vector<std::string>& header,
+                        const std::vector<std::vector<std::string>>& rows) {
+  std::vector<size_t> widths(header.size(), 0);
+  auto measure = [&widths](const std::vector<std::string>& row) {
+    for (size_t i = 0; i < row.size() && i < widths.size(); ++i) {
+      widths[i] = std::max(widths[i], row[i].size());
+    }
+  };
+  measure(header);
+  for (const auto& row : rows) measure(row);
+
+  std::string out;
+  auto append_row = [&out, &widths](const std::vector<std::string>& row) {
+    std::string line;
+    for (size_t i = 0; i < widths.size(); ++i) {
+      const std::string cell = i < row.size() ? row[i] : "";
+      if (i + 1 == widths.size()) {
+        absl::StrAppend(&line, cell);
+      } else {
+        absl::StrAppend(&line, PadRight(cell, widths[i]), "  ");
+      }
+    }
+    // A blank last cell would leave padding at the end of the line.
+    line.erase(line.find_last_not_of(' ') + 1);
+    absl::StrAppend(&out, line, "\n");
+  };
+  append_row(header);
+  for (const auto& row : rows) append_row(row);
+  return out;
+}
+
+absl::StatusOr<std::string> FormatJson(const google::protobuf::Message& message) {
+  google::protobuf::util::JsonPrintOptions options;
+  options.preserve_proto_field_names = true;
+  options.always_print_primitive_fields = true;
+  std::string json;
+  auto status = google::protobuf::util::MessageToJsonString(message, &json, options);
+  if (!status.ok()) {
+    return absl::InternalError(
+        absl::StrCat("cannot print the response as JSON: ", status.message().as_string()));
+  }
+  json.push_back('\n');
+  return json;
+}
+
+std::string FormatTimestamp(const google::protobuf::Timestamp& timestamp, bool set) {
+  if (!set) return "-";
+  return google::protobuf::util::TimeUtil::ToString(timestamp);
+}
+
+std::string JsonQuote(absl::string_view text) {
+  std::string out = "\"";
+  for (char c : text) {
+    switch (c) {
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\r':
+        out += "\\r";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
+      default:
+        if (static_cast<unsigned char>(c) < 0x20) {
+          constexpr char kHex[] = "0123456789abcdef";
+          out += "\\u00";
+          out += kHex[(c >> 4) & 0xf];
+          out += kHex[c & 0xf];
+        } else {
+          out += c;  // UTF-8 passes through as is
+        }
+    }
+  }
+  out += '"';
+  return out;
+}
+
+std::string JsonObject(const std::map<std::string, std::string>& pairs) {
+  return absl::StrCat(
+      "{",
+      absl::StrJoin(pairs, ",",
+                    [](std::string* out, const auto& pair) {
+                      absl::StrAppend(out, JsonQuote(pair.first), ":",
+                                      JsonQuote(pair.second));
+                    }),
+      "}");
+}
+
+std::string FormatPairs(const std::map<std::string, std::string>& pairs) {
+  if (pairs.empty()) return "-";
+  return absl::StrJoin(pairs, "\n", absl::PairFormatter("="));
+}
+
+std::string KeyStateName(v1::KeyState state) {
+  return EnumName(v1::KeyState_descriptor(), state);
+}
+
+std::vector<Field> KeyMetadataFields(const v1::KeyMetadata& m) {
+  std::vector<std::string> algorithms;
+  for (int algorithm : m.encryption_algorithms()) {
+    algorithms.push_back(EnumName(v1::EncryptionAlgorithmSpec_descriptor(), algorithm));
+  }
+  auto or_dash = [](const std::string& s) { return s.empty() ? std::string("-") : s; };
+  return {
+      {"key_id", m.key_id()},
+      {"arn", m.arn()},
+      {"creation_date", FormatTimestamp(m.creation_date(), m.has_creation_date())},
+      {"enabled", m.enabled() ? "true" : "false"},
+      {"description", or_dash(m.description())},
+      {"key_usage", EnumName(v1::KeyUsage_descriptor(), m.key_usage())},
+      {"key_state", KeyStateName(m.key_state())},
+      {"deletion_date", FormatTimestamp(m.deletion_date(), m.has_deletion_date())},
+      {"origin", EnumName(v1::OriginType_descriptor(), m.origin())},
+      {"key_spec", EnumName(v1::KeySpec_descriptor(), m.key_spec())},
+      {"current_key_version_id", or_dash(m.current_key_version_id())},
+      {"encryption_algorithms", algorithms.empty() ? "-" : absl::StrJoin(algorithms, ", ")},
+  };
+}
+
+}  // namespace kms::kmsctl

@@ -1,0 +1,68 @@
+// How kmsctl prints results: aligned `field: value` lines and tables for
+// people, one JSON object per command for scripts.
+//
+// Human output names fields as the API does (key_id, key_state, ...), prints
+// enum values by their proto names, times as RFC 3339 UTC and "-" for an
+// unset value. JSON output is the response message as protobuf's JSON mapping
+// prints it with the proto field names, all fields present and bytes in
+// base64.
+//
+// Everything here formats strings and never prints a secret by itself: a
+// caller that passes a plaintext in decides to print it.
+// Thread-compatible free functions.
+#ifndef KMS_CLIENT_KMSCTL_OUTPUT_H_
+#define KMS_CLIENT_KMSCTL_OUTPUT_H_
+
+#include <map>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "google/protobuf/message.h"
+#include "google/protobuf/timestamp.pb.h"
+#include "kms/v1/kms.pb.h"
+
+namespace kms::kmsctl {
+
+// One `name: value` line; a value with several lines is indented under the
+// first.
+using Field = std::pair<std::string, std::string>;
+
+// The fields as lines, the values aligned in one column, each line ending in
+// '\n'.
+std::string FormatFields(const std::vector<Field>& fields);
+
+// A table: the header row, then the rows, columns separated by two spaces
+// and padded to the widest cell (the last column is not padded). Each line
+// ends in '\n'. Rows shorter than the header are padded with empty cells.
+std::string FormatTable(const std::vector<std::string>& header,
+                        const std::vector<std::vector<std::string>>& rows);
+
+// `message` as one line of JSON plus '\n' (see the file comment).
+// Errors: kInternal if protobuf cannot print it (only for invalid UTF-8 in a
+// string field, which kmsd never sends).
+absl::StatusOr<std::string> FormatJson(const google::protobuf::Message& message);
+
+// RFC 3339 in UTC ("2027-01-15T08:00:00Z"), or "-" when `set` is false.
+std::string FormatTimestamp(const google::protobuf::Timestamp& timestamp, bool set);
+
+// A JSON string literal for `text`, quotes included.
+std::string JsonQuote(absl::string_view text);
+
+// A JSON object of string pairs, keys in order.
+std::string JsonObject(const std::map<std::string, std::string>& pairs);
+
+// "K=V" lines, one per pair; "-" if there are none.
+std::string FormatPairs(const std::map<std::string, std::string>& pairs);
+
+// Every KeyMetadata field, in proto order.
+std::vector<Field> KeyMetadataFields(const v1::KeyMetadata& metadata);
+
+// Enum value names as the proto spells them.
+std::string KeyStateName(v1::KeyState state);
+
+}  // namespace kms::kmsctl
+
+#endif  // KMS_CLIENT_KMSCTL_OUTPUT_H_

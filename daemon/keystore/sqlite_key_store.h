@@ -1,0 +1,189 @@
+// SqliteKeyStore: the KeyStore (daemon/keystore/key_store.h) on one SQLite
+// database file, or on ":memory:" for tests. It holds metadata only; key
+// material stays in the HSM.
+//
+// Durability: a file database runs in WAL mode with synchronous=FULL, so a
+// method that returned OK has reached the disk (the WAL is fsynced at every
+// commit) and survives kill -9 or power loss. Every mutating method is one
+// BEGIN IMMEDIATE ... COMMIT transaction; on any failure it rolls back and the
+// database is unchanged. Foreign keys are enforced (PRAGMA foreign_keys=ON).
+//
+// Schema: migrations are numbered in sqlite_key_store.cc and tracked with
+// PRAGMA user_version. Open applies the missing ones, each in its own
+// transaction, and refuses a database written by a newer kmsd.
+//
+// Times are stored as INTEGER microseconds since the Unix epoch: a time with a
+// finer part (absl::Now() has one) reads back floored to the microsecond.
+// Every time already on a microsecond round-trips exactly.
+//
+// Thread-safety: thread-safe. One connection serves every call under a mutex,
+// so the process is a single writer; calls are serialised. Another process
+// using the same file is tolerated (busy_timeout), not intended: one kmsd
+// owns one database.
+//
+// Errors. The shared contract is in key_store.h; this is how SQLite maps onto
+// it, in one function (StatusFromSqlite in the .cc):
+//   kUnavailable    database busy or locked (after busy_timeout), disk full,
+//                   I/O error, read-only file. Retry later. The message is
+//                   generic; the SQLite detail goes to the log.
+//   kAlreadyExists  a UNIQUE / PRIMARY KEY conflict, naming the thing
+//                   ("alias 'alias/x' already exists").
+//   kNotFound       the named key, version, alias or intent does not exist
+//                   (including a foreign key naming a missing key).
+//   kInvalidArgument  limit < 1 (ListKeys, ListAliases); a record that
+//                   contradicts itself (CreateKey, UpdateKey, AddVersion: see
+//                   ValidateKey in the .cc).
+//   kInternal       anything else SQLite reported, with its message (for the
+//                   server log; the server strips internal text from replies).
+// Per method, beyond kUnavailable / kInternal:
+//   CreateKey       kAlreadyExists (key id or version id taken),
+//                   kInvalidArgument (version of another key, current_version_id
+//                   not the given version, deletion_time set outside
+//                   PENDING_DELETION or missing in it).
+//   GetKey          kNotFound.
+//   UpdateKey       kNotFound (no such key, or current_version_id is not a
+//                   version of this key), kInvalidArgument (deletion_time as
+//                   in CreateKey).
+//   ListKeys        kInvalidArgument (limit < 1).
+//   DeleteKey       kNotFound. Versions, aliases and tags go with the key.
+//   GetVersion      kNotFound.
+//   CreateAlias     kAlreadyExists (name taken), kNotFound (no such key).
+//   UpdateAlias     kNotFound (no such alias, or no such key).
+//   DeleteAlias, GetAlias  kNotFound.
+//   ListAliases     kInvalidArgument (limit < 1). An unknown key_id filter
+//                   gives an empty page.
+//   PutTags, RemoveTags, ListTags  kNotFound (no such key).
+//   RemoveIntent    kNotFound.
+//   ListVersions, ListKeysDueForDeletion, AddIntent, ListIntents: only the
+//   common errors.
+#ifndef KMS_DAEMON_KEYSTORE_SQLITE_KEY_STORE_H_
+#define KMS_DAEMON_KEYSTORE_SQLITE_KEY_STORE_H_
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "daemon/keystore/key_store.h"
+
+// From sqlite3.h, which only the .cc includes.
+struct sqlite3;
+struct sqlite3_stmt;
+
+namespace kms::keystore {
+
+class SqliteKeyStore final : public KeyStore {
+ public:
+  // `path`: a database file (created if missing, with its directory's
+  // existing permissions; the file itself mode 0600) or ":memory:".
+  // Errors: kNotFound (the directory does not exist), kPermissionDenied (the
+  // file or directory is not accessible), kFailedPrecondition (the path is
+  // not a regular file, or the database has a newer schema than this code),
+  // kUnavailable, kInternal (e.g. the file is not a SQLite database).
+  static absl::StatusOr<std::unique_ptr<SqliteKeyStore>> Open(const std::string& path);
+
+  // The schema version this code creates and reads (its number of migrations).
+  static int LatestSchemaVersion();
+
+  // The connection's effective settings, read back from SQLite (for the
+  // start-up log and for tests; synchronous is per connection, so only this
+  // connection can tell).
+  struct ConnectionSettings {
+    std::string journal_mode;  // "wal" for a file, "memory" for ":memory:"
+    int synchronous = 0;       // 2 is FULL
+    bool foreign_keys = false;
+    int busy_timeout_ms = 0;
+    int schema_version = 0;    // PRAGMA user_version
+  };
+  absl::StatusOr<ConnectionSettings> Settings();
+
+  // Inserts `version` and applies `updated_key` (as UpdateKey) in one
+  // transaction: rotation makes the new version current, an import also moves
+  // the key out of PENDING_IMPORT. Not yet part of KeyStore (which has no way
+  // to add a version after CreateKey); see the report that came with it.
+  // Errors: kNotFound (no such key), kAlreadyExists (version id taken),
+  // kInvalidArgument (version.key_id differs from updated_key.key_id, or
+  // deletion_time as in UpdateKey).
+  absl::Status AddVersion(const KeyVersionRecord& version, const KeyRecord& updated_key);
+
+  // Implementation detail of the .cc (a cached statement in use); public only
+  // so that helpers there can name it.
+  class Statement;
+
+  ~SqliteKeyStore() override;
+  SqliteKeyStore(const SqliteKeyStore&) = delete;
+  SqliteKeyStore& operator=(const SqliteKeyStore&) = delete;
+
+  // ---- KeyStore
+  absl::Status CreateKey(const KeyRecord& key, const std::optional<KeyVersionRecord>& version,
+                         const std::vector<TagRecord>& tags) override;
+  absl::StatusOr<KeyRecord> GetKey(absl::string_view key_id) override;
+  absl::Status UpdateKey(const KeyRecord& key) override;
+  absl::StatusOr<Page<KeyRecord>> ListKeys(int limit, absl::string_view marker) override;
+  absl::StatusOr<std::vector<KeyRecord>> ListKeysDueForDeletion(absl::Time t) override;
+  absl::Status DeleteKey(absl::string_view key_id) override;
+  absl::StatusOr<KeyVersionRecord> GetVersion(absl::string_view version_id) override;
+  absl::StatusOr<std::vector<KeyVersionRecord>> ListVersions(absl::string_view key_id) override;
+
+  absl::Status CreateAlias(const AliasRecord& alias) override;
+  absl::Status UpdateAlias(absl::string_view alias_name, absl::string_view key_id,
+                           absl::Time now) override;
+  absl::Status DeleteAlias(absl::string_view alias_name) override;
+  absl::StatusOr<AliasRecord> GetAlias(absl::string_view alias_name) override;
+  absl::StatusOr<Page<AliasRecord>> ListAliases(const std::optional<std::string>& key_id,
+                                                int limit, absl::string_view marker) override;
+
+  absl::Status PutTags(absl::string_view key_id, const std::vector<TagRecord>& tags) override;
+  absl::Status RemoveTags(absl::string_view key_id,
+                          const std::vector<std::string>& tag_keys) override;
+  absl::StatusOr<std::vector<TagRecord>> ListTags(absl::string_view key_id) override;
+
+  absl::StatusOr<int64_t> AddIntent(const Intent& intent) override;
+  absl::Status RemoveIntent(int64_t id) override;
+  absl::StatusOr<std::vector<Intent>> ListIntents() override;
+
+ private:
+  enum class TransactionMode { kRead, kWrite };
+
+  explicit SqliteKeyStore(sqlite3* db);
+
+  // Sets the connection up (pragmas), refuses a newer schema, migrates.
+  absl::Status Initialize(bool in_memory, const std::string& path);
+  absl::Status Migrate(const std::string& path) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::StatusOr<int> SchemaVersion() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  // The cached prepared statement for `sql` (a string literal in the .cc),
+  // prepared on first use.
+  absl::StatusOr<Statement> Prepare(const char* sql) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Prepares and runs a statement that returns no rows.
+  absl::Status Execute(const char* sql) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  // Runs `body` between BEGIN (kRead: DEFERRED, kWrite: IMMEDIATE) and
+  // COMMIT; rolls back if `body` or COMMIT fails and returns that error.
+  template <typename Body>
+  absl::Status InTransaction(TransactionMode mode, Body body) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  // kNotFound unless the key exists.
+  absl::Status CheckKeyExists(absl::string_view key_id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status UpdateKeyLocked(const KeyRecord& key) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status InsertVersion(const KeyVersionRecord& version) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status UpsertTags(absl::string_view key_id, const std::vector<TagRecord>& tags)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  absl::Mutex mu_;
+  sqlite3* const db_ ABSL_PT_GUARDED_BY(mu_);
+  // SQL text -> statement, finalized in the destructor.
+  std::unordered_map<std::string, sqlite3_stmt*> statements_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace kms::keystore
+
+#endif  // KMS_DAEMON_KEYSTORE_SQLITE_KEY_STORE_H_

@@ -1,0 +1,61 @@
+// kmsd's configuration: the YAML file given with --config, merged with the
+// command-line flags, and checked before anything starts.
+//
+// Two modes:
+//  - Embedded (no hsm.module): everything lives under data_dir — a SoftHSM
+//    token with its softhsm2.conf, the user PIN in data_dir/user.pin and the
+//    SQLite database — created on first start (data_dir.h).
+//  - External (hsm.module set): a vendor PKCS#11 module, its token found by
+//    hsm.token_label, the PIN read from hsm.pin_file or hsm.pin_env (never
+//    from the command line), and `database` naming the SQLite file.
+//
+// Every key is documented in config/kmsd.example.yaml. Value type; not
+// thread-safe to mutate.
+#ifndef KMS_DAEMON_SERVER_CONFIG_H_
+#define KMS_DAEMON_SERVER_CONFIG_H_
+
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+
+namespace kms::server {
+
+struct Config {
+  std::string listen = "127.0.0.1:7700";
+  std::string data_dir;  // embedded mode: the data directory
+  std::string database;  // default: <data_dir>/kmsd.db
+  std::string resource_name_prefix = "arn:kmsd:kms:local:000000000000";
+  std::string log_level = "info";  // debug, info, warning, error
+
+  struct Hsm {
+    std::string module;               // empty: embedded SoftHSM under data_dir
+    std::string token_label = "kmsd";
+    std::string pin_file;             // external mode: one of pin_file, pin_env
+    std::string pin_env;
+    int sessions = 4;                 // PKCS#11 sessions in the pool, 1..64
+  } hsm;
+
+  struct Limits {
+    int max_receive_message_bytes = 64 * 1024;  // 4 KiB..64 MiB
+    int max_concurrent_rpcs = 1024;             // 1..100000; excess get RESOURCE_EXHAUSTED
+  } limits;
+
+  // How often kmsd looks for keys whose deletion date has passed.
+  absl::Duration deletion_check_interval = absl::Seconds(60);  // 1 s..1 day
+  // How long SIGTERM waits for in-flight calls before cancelling them.
+  absl::Duration shutdown_grace = absl::Seconds(10);  // 0..10 min
+};
+
+// Reads `path` over a default Config. Errors: kInvalidArgument with one line
+// "<path>: <key>: <problem>" naming the first bad key (unknown key, wrong
+// type, out of range), kNotFound if the file does not exist.
+absl::StatusOr<Config> LoadConfigFile(const std::string& path);
+
+// Checks a merged Config (file + flags). Errors: kInvalidArgument naming the
+// key and the problem (e.g. "data_dir: required unless hsm.module is set").
+absl::Status ValidateConfig(const Config& config);
+
+}  // namespace kms::server
+
+#endif  // KMS_DAEMON_SERVER_CONFIG_H_

@@ -1,0 +1,240 @@
+// KmsClient against an in-process fake kmsd (tests/client/fake_kms_server.h):
+// responses and requests cross the wire intact, errors keep code, message and
+// AWS exception name, data keys come back as SecretBytes, and transport
+// failures are told apart from kmsd's own errors.
+#include "client/kms_client.h"
+
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "daemon/common/errors.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "tests/client/fake_kms_server.h"
+
+namespace kms::client {
+namespace {
+
+using ::kms::testing::CannedError;
+using ::kms::testing::ClosedPort;
+using ::kms::testing::FakeKmsServer;
+using ::testing::ElementsAre;
+using ::testing::Pair;
+
+constexpr char kKeyId[] = "1234abcd-12ab-34cd-56ef-1234567890ab";
+constexpr char kKeyArn[] =
+    "arn:kmsd:kms:local:000000000000:key/1234abcd-12ab-34cd-56ef-1234567890ab";
+
+std::unique_ptr<KmsClient> ConnectOrDie(const std::string& endpoint,
+                                        const ClientOptions& options = ClientOptions()) {
+  absl::StatusOr<std::unique_ptr<KmsClient>> client = KmsClient::Connect(endpoint, options);
+  EXPECT_TRUE(client.ok()) << client.status();
+  return client.ok() ? std::move(*client) : nullptr;
+}
+
+class KmsClientTest : public ::testing::Test {
+ protected:
+  FakeKmsServer server_;
+  std::unique_ptr<KmsClient> client_ = ConnectOrDie(server_.endpoint());
+};
+
+TEST_F(KmsClientTest, ReturnsTheResponseAndSendsTheRequest) {
+  v1::DescribeKeyResponse canned;
+  canned.mutable_key_metadata()->set_key_id(kKeyId);
+  canned.mutable_key_metadata()->set_key_state(v1::DISABLED);
+  server_.service().AddResponse("DescribeKey", canned);
+
+  v1::DescribeKeyRequest request;
+  request.set_key_id("alias/payments");
+  absl::StatusOr<v1::DescribeKeyResponse> response = client_->DescribeKey(request);
+
+  ASSERT_TRUE(response.ok()) << response.status();
+  EXPECT_EQ(response->key_metadata().key_id(), kKeyId);
+  EXPECT_EQ(response->key_metadata().key_state(), v1::DISABLED);
+  EXPECT_EQ(server_.service().last_request<v1::DescribeKeyRequest>("DescribeKey").key_id(),
+            "alias/payments");
+}
+
+TEST_F(KmsClientTest, EachMethodCallsItsOwnRpc) {
+  v1::EnableKeyRequest enable;
+  enable.set_key_id(kKeyId);
+  ASSERT_TRUE(client_->EnableKey(enable).ok());
+  v1::ReEncryptRequest re_encrypt;
+  re_encrypt.set_destination_key_id(kKeyId);
+  ASSERT_TRUE(client_->ReEncrypt(re_encrypt).ok());
+  v1::GenerateRandomRequest random;
+  random.set_number_of_bytes(16);
+  ASSERT_TRUE(client_->GenerateRandom(random).ok());
+
+  EXPECT_EQ(server_.service().calls("EnableKey"), 1);
+  EXPECT_EQ(server_.service().calls("ReEncrypt"), 1);
+  EXPECT_EQ(server_.service().calls("GenerateRandom"), 1);
+  EXPECT_EQ(server_.service().total_calls(), 3);
+}
+
+struct ErrorCase {
+  std::string name;
+  grpc::StatusCode grpc_code;
+  absl::StatusCode code;
+  std::string error_type;
+};
+
+class KmsClientErrorTest : public KmsClientTest,
+                           public ::testing::WithParamInterface<ErrorCase> {};
+
+TEST_P(KmsClientErrorTest, CodeMessageAndErrorTypeSurviveTheTrip) {
+  const ErrorCase& c = GetParam();
+  server_.service().SetError("Decrypt", {c.grpc_code, "the message for " + c.name, c.error_type});
+
+  absl::StatusOr<v1::DecryptResponse> response = client_->Decrypt(v1::DecryptRequest());
+
+  ASSERT_FALSE(response.ok());
+  EXPECT_EQ(response.status().code(), c.code);
+  EXPECT_EQ(response.status().message(), "the message for " + c.name);
+  EXPECT_EQ(ErrorTypeOf(response.status()), c.error_type);
+  // kmsd's errors are never mistaken for an unreachable kmsd.
+  EXPECT_FALSE(IsTransportError(response.status()));
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    AwsExceptions, KmsClientErrorTest,
+    ::testing::Values(
+        ErrorCase{"NotFound", grpc::StatusCode::NOT_FOUND, absl::StatusCode::kNotFound,
+                  "NotFoundException"},
+        ErrorCase{"InvalidCiphertext", grpc::StatusCode::INVALID_ARGUMENT,
+                  absl::StatusCode::kInvalidArgument, "InvalidCiphertextException"},
+        ErrorCase{"IncorrectKey", grpc::StatusCode::INVALID_ARGUMENT,
+                  absl::StatusCode::kInvalidArgument, "IncorrectKeyException"},
+        ErrorCase{"Disabled", grpc::StatusCode::FAILED_PRECONDITION,
+                  absl::StatusCode::kFailedPrecondition, "DisabledException"},
+        ErrorCase{"AccessDenied", grpc::StatusCode::PERMISSION_DENIED,
+                  absl::StatusCode::kPermissionDenied, "AccessDeniedException"},
+        ErrorCase{"KeyUnavailable", grpc::StatusCode::UNAVAILABLE,
+                  absl::StatusCode::kUnavailable, "KeyUnavailableException"},
+        ErrorCase{"DependencyTimeout", grpc::StatusCode::DEADLINE_EXCEEDED,
+                  absl::StatusCode::kDeadlineExceeded, "DependencyTimeoutException"}),
+    [](const ::testing::TestParamInfo<ErrorCase>& info) { return info.param.name; });
+
+TEST_F(KmsClientTest, ErrorWithoutTrailerGetsTheDefaultTypeForItsCode) {
+  server_.service().SetError(
+      "DisableKey", {grpc::StatusCode::FAILED_PRECONDITION, "key is pending deletion", ""});
+
+  absl::StatusOr<v1::DisableKeyResponse> response = client_->DisableKey(v1::DisableKeyRequest());
+
+  ASSERT_FALSE(response.ok());
+  EXPECT_EQ(response.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(response.status().message(), "key is pending deletion");
+  EXPECT_EQ(ErrorTypeOf(response.status()), "KMSInvalidStateException");
+  EXPECT_FALSE(response.status().GetPayload(kErrorTypePayloadUrl).has_value());
+}
+
+TEST_F(KmsClientTest, DataKeySourceGenerateDataKeyReturnsThePlaintextAsSecretBytes) {
+  v1::GenerateDataKeyResponse canned;
+  canned.set_plaintext(std::string(32, '\x5a'));
+  canned.set_ciphertext_blob("wrapped-key");
+  canned.set_key_id(kKeyArn);
+  server_.service().AddResponse("GenerateDataKey", canned);
+  DataKeySource& source = *client_;
+
+  absl::StatusOr<DataKey> key = source.GenerateDataKey("alias/files", {{"purpose", "backup"}});
+
+  ASSERT_TRUE(key.ok()) << key.status();
+  EXPECT_EQ(key->plaintext.secret(), std::string(32, '\x5a'));
+  EXPECT_EQ(key->ciphertext_blob, "wrapped-key");
+  EXPECT_EQ(key->key_arn, kKeyArn);
+  v1::GenerateDataKeyRequest sent =
+      server_.service().last_request<v1::GenerateDataKeyRequest>("GenerateDataKey");
+  EXPECT_EQ(sent.key_id(), "alias/files");
+  EXPECT_EQ(sent.key_spec(), v1::AES_256);
+  EXPECT_FALSE(sent.has_number_of_bytes());
+  EXPECT_THAT(sent.encryption_context(), ElementsAre(Pair("purpose", "backup")));
+}
+
+TEST_F(KmsClientTest, DataKeySourceDecryptDataKeyReturnsThePlaintextAsSecretBytes) {
+  v1::DecryptResponse canned;
+  canned.set_plaintext(std::string(32, '\x17'));
+  canned.set_key_id(kKeyArn);
+  server_.service().AddResponse("Decrypt", canned);
+  DataKeySource& source = *client_;
+
+  absl::StatusOr<SecretBytes> key = source.DecryptDataKey("wrapped-key", {{"a", "b=c"}});
+
+  ASSERT_TRUE(key.ok()) << key.status();
+  EXPECT_EQ(key->secret(), std::string(32, '\x17'));
+  v1::DecryptRequest sent = server_.service().last_request<v1::DecryptRequest>("Decrypt");
+  EXPECT_EQ(sent.ciphertext_blob(), "wrapped-key");
+  EXPECT_THAT(sent.encryption_context(), ElementsAre(Pair("a", "b=c")));
+}
+
+TEST_F(KmsClientTest, DataKeySourceErrorsKeepTheirType) {
+  server_.service().SetError("Decrypt", {grpc::StatusCode::INVALID_ARGUMENT, "bad blob",
+                                         "InvalidCiphertextException"});
+  DataKeySource& source = *client_;
+
+  absl::StatusOr<SecretBytes> key = source.DecryptDataKey("wrapped-key", {});
+
+  ASSERT_FALSE(key.ok());
+  EXPECT_EQ(key.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(ErrorTypeOf(key.status()), "InvalidCiphertextException");
+}
+
+TEST_F(KmsClientTest, CallStillUnansweredAtTheTimeoutFailsWithDeadlineExceeded) {
+  ClientOptions options;
+  options.timeout = absl::Milliseconds(200);
+  std::unique_ptr<KmsClient> client = ConnectOrDie(server_.endpoint(), options);
+  server_.service().Hold();
+
+  absl::StatusOr<v1::ListKeysResponse> response = client->ListKeys(v1::ListKeysRequest());
+
+  server_.service().Release();
+  ASSERT_FALSE(response.ok());
+  EXPECT_EQ(response.status().code(), absl::StatusCode::kDeadlineExceeded);
+  EXPECT_TRUE(IsTransportError(response.status()));
+}
+
+TEST(KmsClientConnectTest, UnreachableEndpointFailsWithUnavailable) {
+  ClosedPort port;
+  std::unique_ptr<KmsClient> client = ConnectOrDie(port.endpoint());
+
+  absl::StatusOr<v1::ListKeysResponse> response = client->ListKeys(v1::ListKeysRequest());
+
+  ASSERT_FALSE(response.ok());
+  EXPECT_EQ(response.status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_TRUE(IsTransportError(response.status()));
+}
+
+TEST(KmsClientConnectTest, RejectsAnEmptyEndpoint) {
+  EXPECT_EQ(KmsClient::Connect("").status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+TEST(KmsClientConnectTest, RejectsANonPositiveTimeout) {
+  ClientOptions options;
+  options.timeout = absl::ZeroDuration();
+  EXPECT_EQ(KmsClient::Connect("127.0.0.1:7700", options).status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+TEST_F(KmsClientTest, ConcurrentCallsFromManyThreadsAllSucceed) {
+  constexpr int kThreads = 8;
+  constexpr int kCallsPerThread = 20;
+  std::vector<std::thread> threads;
+  std::vector<int> failures(kThreads, 0);
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([this, t, &failures] {
+      for (int i = 0; i < kCallsPerThread; ++i) {
+        v1::DescribeKeyRequest request;
+        request.set_key_id(kKeyId);
+        if (!client_->DescribeKey(request).ok()) ++failures[t];
+      }
+    });
+  }
+  for (std::thread& thread : threads) thread.join();
+
+  EXPECT_THAT(failures, ::testing::Each(0));
+  EXPECT_EQ(server_.service().calls("DescribeKey"), kThreads * kCallsPerThread);
+}
+
+}  // namespace
+}  // namespace kms::client

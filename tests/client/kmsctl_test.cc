@@ -1,0 +1,657 @@
+// kmsctl, run as a subprocess (the built binary, KMS_KMSCTL_BINARY) against
+// an in-process fake kmsd: exit codes, the stderr line, human and --json
+// output, argument parsing, and that usage errors never reach kmsd.
+#include <fcntl.h>
+#include <spawn.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <fstream>
+#include <map>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "absl/strings/escaping.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_split.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "kms/v1/kms.pb.h"
+#include "tests/client/fake_kms_server.h"
+
+extern char** environ;
+
+namespace kms {
+namespace {
+
+using ::kms::testing::ClosedPort;
+using ::kms::testing::FakeKmsServer;
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+using ::testing::Pair;
+using ::testing::StartsWith;
+
+constexpr char kKeyId[] = "1234abcd-12ab-34cd-56ef-1234567890ab";
+constexpr char kKeyArn[] =
+    "arn:kmsd:kms:local:000000000000:key/1234abcd-12ab-34cd-56ef-1234567890ab";
+
+struct Outcome {
+  int exit_code = -1;
+  std::string out;
+  std::string err;
+};
+
+std::string ReadFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream contents;
+  contents << in.rdbuf();
+  return contents.str();
+}
+
+void WriteFile(const std::string& path, const std::string& contents) {
+  std::ofstream(path, std::ios::binary | std::ios::trunc) << contents;
+}
+
+mode_t FileMode(const std::string& path) {
+  struct stat st {};
+  EXPECT_EQ(stat(path.c_str(), &st), 0) << path;
+  return st.st_mode & 0777;
+}
+
+class KmsctlTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    std::string dir_template = ::testing::TempDir() + "/kmsctl_test.XXXXXX";
+    ASSERT_NE(mkdtemp(dir_template.data()), nullptr);
+    dir_ = dir_template;
+  }
+  void TearDown() override { std::system(("rm -rf '" + dir_ + "'").c_str()); }
+
+  std::string Path(const std::string& name) const { return dir_ + "/" + name; }
+
+  // Runs kmsctl with `args`, stdin from /dev/null, KMSD_ENDPOINT removed from
+  // the environment and `env` added.
+  Outcome Run(const std::vector<std::string>& args,
+              const std::map<std::string, std::string>& env = {}) {
+    std::vector<std::string> argv_strings = {KMS_KMSCTL_BINARY};
+    argv_strings.insert(argv_strings.end(), args.begin(), args.end());
+    std::vector<char*> argv;
+    for (std::string& arg : argv_strings) argv.push_back(arg.data());
+    argv.push_back(nullptr);
+
+    std::vector<std::string> env_strings;
+    for (char** e = environ; *e != nullptr; ++e) {
+      if (!absl::StartsWith(*e, "KMSD_ENDPOINT=")) env_strings.push_back(*e);
+    }
+    for (const auto& [name, value] : env) env_strings.push_back(name + "=" + value);
+    std::vector<char*> envp;
+    for (std::string& e : env_strings) envp.push_back(e.data());
+    envp.push_back(nullptr);
+
+    const std::string out_path = Path("stdout"), err_path = Path("stderr");
+    posix_spawn_file_actions_t actions;
+    posix_spawn_file_actions_init(&actions);
+    posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
+    posix_spawn_file_actions_addopen(&actions, 1, out_path.c_str(),
+                                     O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    posix_spawn_file_actions_addopen(&actions, 2, err_path.c_str(),
+                                     O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    pid_t pid = 0;
+    int spawn_error =
+        posix_spawn(&pid, argv[0], &actions, nullptr, argv.data(), envp.data());
+    posix_spawn_file_actions_destroy(&actions);
+    Outcome outcome;
+    if (spawn_error != 0) {
+      ADD_FAILURE() << "cannot run " << argv[0] << ": " << strerror(spawn_error);
+      return outcome;
+    }
+    int wait_status = 0;
+    EXPECT_EQ(waitpid(pid, &wait_status, 0), pid);
+    EXPECT_TRUE(WIFEXITED(wait_status)) << "kmsctl died, status " << wait_status;
+    outcome.exit_code = WIFEXITED(wait_status) ? WEXITSTATUS(wait_status) : -1;
+    outcome.out = ReadFile(out_path);
+    outcome.err = ReadFile(err_path);
+    return outcome;
+  }
+
+  // Run() with --endpoint pointing at the fake kmsd.
+  Outcome RunAgainstServer(std::vector<std::string> args) {
+    args.insert(args.begin(), {"--endpoint", server_.endpoint()});
+    return Run(args);
+  }
+
+  static v1::KeyMetadata Metadata() {
+    v1::KeyMetadata m;
+    m.set_key_id(kKeyId);
+    m.set_arn(kKeyArn);
+    m.mutable_creation_date()->set_seconds(1800000000);  // 2027-01-15T08:00:00Z
+    m.set_enabled(true);
+    m.set_description("payments\nteam");
+    m.set_key_usage(v1::ENCRYPT_DECRYPT);
+    m.set_key_state(v1::ENABLED);
+    m.set_origin(v1::AWS_KMS);
+    m.set_key_spec(v1::SYMMETRIC_DEFAULT);
+    m.set_current_key_version_id("version-0001");
+    m.add_encryption_algorithms(v1::SYMMETRIC_DEFAULT_ALGORITHM);
+    return m;
+  }
+
+  FakeKmsServer server_;
+  std::string dir_;
+};
+
+// ------------------------------------------------------------ usage errors
+
+struct UsageCase {
+  std::string name;
+  std::vector<std::string> args;
+  std::string message;  // a part of the stderr line
+};
+
+class KmsctlUsageTest : public KmsctlTest, public ::testing::WithParamInterface<UsageCase> {};
+
+TEST_P(KmsctlUsageTest, ExitsTwoWithOneHelpfulLineAndMakesNoCall) {
+  const UsageCase& c = GetParam();
+  Outcome outcome = RunAgainstServer(c.args);
+
+  EXPECT_EQ(outcome.exit_code, 2) << outcome.err;
+  EXPECT_THAT(outcome.err, StartsWith("kmsctl: "));
+  EXPECT_THAT(outcome.err, HasSubstr(c.message));
+  EXPECT_THAT(outcome.err, HasSubstr("--help"));
+  EXPECT_EQ(std::count(outcome.err.begin(), outcome.err.end(), '\n'), 1) << outcome.err;
+  EXPECT_EQ(outcome.out, "");
+  EXPECT_EQ(server_.service().total_calls(), 0);
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    BadArguments, KmsctlUsageTest,
+    ::testing::Values(
+        UsageCase{"NoCommand", {}, "a command is required"},
+        UsageCase{"UnknownCommand", {"describe-kee", "k"}, "unknown command 'describe-kee'"},
+        UsageCase{"MissingKey", {"describe-key"}, "KEY is required"},
+        UsageCase{"UnknownFlag", {"list-keys", "--limt", "5"}, "--limt"},
+        UsageCase{"LimitNotANumber", {"list-keys", "--limit", "many"}, "--limit"},
+        UsageCase{"LimitOverflowsInt32", {"list-keys", "--limit", "99999999999"}, "--limit"},
+        UsageCase{"NegativeTimeout", {"--timeout", "-1", "list-keys"}, "--timeout"},
+        UsageCase{"BadOrigin", {"create-key", "--origin", "AWS_CLOUDHSM"}, "--origin"},
+        UsageCase{"TagWithoutValue", {"create-key", "--tag", "team"}, "--tag"},
+        UsageCase{"TagKeyTwice", {"create-key", "--tag", "a=1", "--tag", "a=2"}, "'a'"},
+        UsageCase{"TagResourceWithoutTags", {"tag-resource", "k"}, "TAG is required"},
+        UsageCase{"BothPlaintextFlags",
+                  {"encrypt", "k", "--plaintext", "x", "--plaintext-file", "f"},
+                  "exactly one of --plaintext and --plaintext-file"},
+        UsageCase{"NoPlaintext", {"encrypt", "k"}, "exactly one of"},
+        UsageCase{"ContextWithoutEquals",
+                  {"encrypt", "k", "--plaintext", "x", "--context", "purpose"},
+                  "--context expects KEY=VALUE"},
+        UsageCase{"ContextWithEmptyKey",
+                  {"encrypt", "k", "--plaintext", "x", "--context", "=v"},
+                  "--context expects KEY=VALUE"},
+        UsageCase{"ContextKeyTwice",
+                  {"encrypt", "k", "--plaintext", "x", "--context", "a=1", "--context", "a=2"},
+                  "more than once"},
+        UsageCase{"CiphertextNotBase64", {"decrypt", "--ciphertext-base64", "%%%"},
+                  "not valid base64"},
+        UsageCase{"NoCiphertext", {"decrypt"}, "exactly one of --ciphertext-file"},
+        UsageCase{"BadSourceContext",
+                  {"re-encrypt", "--ciphertext-base64", "AAAA", "--destination-key-id", "k",
+                   "--source-context", "x"},
+                  "--source-context"},
+        UsageCase{"NoDestinationKey", {"re-encrypt", "--ciphertext-base64", "AAAA"},
+                  "--destination-key-id"},
+        UsageCase{"BothKeySpecAndNumberOfBytes",
+                  {"generate-data-key", "k", "--key-spec", "AES_256", "--number-of-bytes", "32"},
+                  "exactly one of --key-spec and --number-of-bytes"},
+        UsageCase{"UnknownKeySpec", {"generate-data-key", "k", "--key-spec", "AES_512"},
+                  "--key-spec"},
+        UsageCase{"RandomCountNotANumber", {"generate-random", "lots"}, "N"},
+        UsageCase{"ChunkSizeTooSmall",
+                  {"encrypt-file", "k", "in", "out", "--chunk-size", "10"}, "--chunk-size"}),
+    [](const ::testing::TestParamInfo<UsageCase>& info) { return info.param.name; });
+
+TEST_F(KmsctlTest, MissingPlaintextFileExitsFourWithoutCallingKmsd) {
+  Outcome outcome = RunAgainstServer(
+      {"encrypt", "k", "--plaintext-file", Path("does-not-exist")});
+
+  EXPECT_EQ(outcome.exit_code, 4) << outcome.err;
+  EXPECT_THAT(outcome.err, StartsWith("kmsctl: cannot open '"));
+  EXPECT_EQ(server_.service().total_calls(), 0);
+}
+
+TEST_F(KmsctlTest, HelpListsTheExitCodesAndExitsZero) {
+  Outcome outcome = Run({"--help"});
+
+  EXPECT_EQ(outcome.exit_code, 0);
+  EXPECT_THAT(outcome.out, HasSubstr("Exit codes:"));
+  EXPECT_THAT(outcome.out, HasSubstr("3  kmsd unreachable"));
+  EXPECT_THAT(outcome.out, HasSubstr("generate-data-key-without-plaintext"));
+}
+
+// ------------------------------------------------------------ errors
+
+TEST_F(KmsctlTest, ServiceErrorExitsOneWithTheExceptionNameOnStderr) {
+  server_.service().SetError("DescribeKey", {grpc::StatusCode::NOT_FOUND,
+                                             "key 'alias/x' not found", "NotFoundException"});
+
+  Outcome outcome = RunAgainstServer({"describe-key", "alias/x"});
+
+  EXPECT_EQ(outcome.exit_code, 1);
+  EXPECT_EQ(outcome.err, "kmsctl: NotFoundException: key 'alias/x' not found\n");
+  EXPECT_EQ(outcome.out, "");
+  EXPECT_EQ(server_.service().calls("DescribeKey"), 1);
+}
+
+TEST_F(KmsctlTest, ServiceErrorWithoutTrailerUsesTheDefaultNameForTheCode) {
+  server_.service().SetError(
+      "EnableKey", {grpc::StatusCode::FAILED_PRECONDITION, "key is pending deletion", ""});
+
+  Outcome outcome = RunAgainstServer({"enable-key", kKeyId});
+
+  EXPECT_EQ(outcome.exit_code, 1);
+  EXPECT_EQ(outcome.err, "kmsctl: KMSInvalidStateException: key is pending deletion\n");
+}
+
+TEST_F(KmsctlTest, UnavailableSentByKmsdIsAServiceError) {
+  server_.service().SetError("Encrypt", {grpc::StatusCode::UNAVAILABLE, "HSM session lost",
+                                         "KeyUnavailableException"});
+
+  Outcome outcome = RunAgainstServer({"encrypt", kKeyId, "--plaintext", "x"});
+
+  EXPECT_EQ(outcome.exit_code, 1);
+  EXPECT_EQ(outcome.err, "kmsctl: KeyUnavailableException: HSM session lost\n");
+}
+
+TEST_F(KmsctlTest, UnreachableEndpointExitsThree) {
+  ClosedPort port;
+  Outcome outcome = Run({"--endpoint", port.endpoint(), "list-keys"});
+
+  EXPECT_EQ(outcome.exit_code, 3) << outcome.err;
+  EXPECT_THAT(outcome.err, StartsWith("kmsctl: kmsd unreachable at " + port.endpoint()));
+  EXPECT_EQ(std::count(outcome.err.begin(), outcome.err.end(), '\n'), 1);
+}
+
+TEST_F(KmsctlTest, NoAnswerBeforeTheTimeoutExitsThree) {
+  server_.service().Hold();
+
+  Outcome outcome = RunAgainstServer({"--timeout", "0.2", "list-keys"});
+
+  server_.service().Release();
+  EXPECT_EQ(outcome.exit_code, 3) << outcome.err;
+  EXPECT_THAT(outcome.err, HasSubstr("did not answer in time"));
+}
+
+// ------------------------------------------------------------ output
+
+TEST_F(KmsctlTest, DescribeKeyShowsEveryMetadataField) {
+  v1::DescribeKeyResponse canned;
+  *canned.mutable_key_metadata() = Metadata();
+  server_.service().AddResponse("DescribeKey", canned);
+
+  Outcome outcome = RunAgainstServer({"describe-key", "alias/payments"});
+
+  ASSERT_EQ(outcome.exit_code, 0) << outcome.err;
+  const std::string& out = outcome.out;
+  EXPECT_THAT(out, HasSubstr("key_id:                 " + std::string(kKeyId) + "\n"));
+  EXPECT_THAT(out, HasSubstr("arn:                    " + std::string(kKeyArn) + "\n"));
+  EXPECT_THAT(out, HasSubstr("creation_date:          2027-01-15T08:00:00Z\n"));
+  EXPECT_THAT(out, HasSubstr("enabled:                true\n"));
+  // A multi-line value stays in its column.
+  EXPECT_THAT(out, HasSubstr("description:            payments\n"
+                             "                        team\n"));
+  EXPECT_THAT(out, HasSubstr("key_usage:              ENCRYPT_DECRYPT\n"));
+  EXPECT_THAT(out, HasSubstr("key_state:              ENABLED\n"));
+  EXPECT_THAT(out, HasSubstr("deletion_date:          -\n"));
+  EXPECT_THAT(out, HasSubstr("origin:                 AWS_KMS\n"));
+  EXPECT_THAT(out, HasSubstr("key_spec:               SYMMETRIC_DEFAULT\n"));
+  EXPECT_THAT(out, HasSubstr("current_key_version_id: version-0001\n"));
+  EXPECT_THAT(out, HasSubstr("encryption_algorithms:  SYMMETRIC_DEFAULT_ALGORITHM\n"));
+  EXPECT_EQ(server_.service().last_request<v1::DescribeKeyRequest>("DescribeKey").key_id(),
+            "alias/payments");
+}
+
+TEST_F(KmsctlTest, JsonOutputIsOneObjectWithProtoFieldNames) {
+  v1::DescribeKeyResponse canned;
+  *canned.mutable_key_metadata() = Metadata();
+  server_.service().AddResponse("DescribeKey", canned);
+
+  // Global flags may also follow the command.
+  Outcome outcome = RunAgainstServer({"describe-key", kKeyId, "--json"});
+
+  ASSERT_EQ(outcome.exit_code, 0) << outcome.err;
+  EXPECT_THAT(outcome.out, StartsWith("{\"key_metadata\":{"));
+  EXPECT_THAT(outcome.out, HasSubstr("\"key_id\":\"" + std::string(kKeyId) + "\""));
+  EXPECT_THAT(outcome.out, HasSubstr("\"key_state\":\"ENABLED\""));
+  EXPECT_THAT(outcome.out, HasSubstr("\"creation_date\":\"2027-01-15T08:00:00Z\""));
+  EXPECT_EQ(outcome.out.back(), '\n');
+  EXPECT_EQ(std::count(outcome.out.begin(), outcome.out.end(), '\n'), 1);
+}
+
+TEST_F(KmsctlTest, JsonOutputOfAnEmptyResponseIsAnEmptyObject) {
+  Outcome outcome = RunAgainstServer({"--json", "disable-key", kKeyId});
+
+  ASSERT_EQ(outcome.exit_code, 0) << outcome.err;
+  EXPECT_EQ(outcome.out, "{}\n");
+}
+
+TEST_F(KmsctlTest, EndpointDefaultsToTheKmsdEndpointVariable) {
+  Outcome outcome = Run({"enable-key", kKeyId}, {{"KMSD_ENDPOINT", server_.endpoint()}});
+
+  EXPECT_EQ(outcome.exit_code, 0) << outcome.err;
+  EXPECT_EQ(server_.service().calls("EnableKey"), 1);
+}
+
+TEST_F(KmsctlTest, ListKeysAllFollowsTheMarkersIntoOneTable) {
+  v1::ListKeysResponse first;
+  first.add_keys()->set_key_id("key-1");
+  first.mutable_keys(0)->set_key_arn("arn-1");
+  first.set_truncated(true);
+  first.set_next_marker("after-1");
+  v1::ListKeysResponse second;
+  second.add_keys()->set_key_id("key-2");
+  second.mutable_keys(0)->set_key_arn("arn-2");
+  server_.service().AddResponse("ListKeys", first);
+  server_.service().AddResponse("ListKeys", second);
+
+  Outcome outcome = RunAgainstServer({"list-keys", "--all", "--limit", "1"});
+
+  ASSERT_EQ(outcome.exit_code, 0) << outcome.err;
+  EXPECT_EQ(outcome.out,
+            "KEY_ID  KEY_ARN\n"
+            "key-1   arn-1\n"
+            "key-2   arn-2\n");
+  std::vector<v1::ListKeysRequest> requests =
+      server_.service().requests<v1::ListKeysRequest>("ListKeys");
+  ASSERT_EQ(requests.size(), 2u);
+  EXPECT_EQ(requests[0].limit(), 1);
+  EXPECT_EQ(requests[0].marker(), "");
+  EXPECT_EQ(requests[1].marker(), "after-1");
+}
+
+TEST_F(KmsctlTest, ListKeysWithoutAllShowsWhereToContinue) {
+  v1::ListKeysResponse page;
+  page.add_keys()->set_key_id("key-1");
+  page.set_truncated(true);
+  page.set_next_marker("after-1");
+  server_.service().AddResponse("ListKeys", page);
+
+  Outcome outcome = RunAgainstServer({"list-keys"});
+
+  ASSERT_EQ(outcome.exit_code, 0) << outcome.err;
+  EXPECT_THAT(outcome.out, HasSubstr("next_marker: after-1\n"));
+  EXPECT_FALSE(server_.service().last_request<v1::ListKeysRequest>("ListKeys").has_limit());
+}
+
+TEST_F(KmsctlTest, CreateKeySendsDescriptionOriginAndTags) {
+  v1::CreateKeyResponse canned;
+  *canned.mutable_key_metadata() = Metadata();
+  server_.service().AddResponse("CreateKey", canned);
+
+  Outcome outcome = RunAgainstServer({"create-key", "--description", "payments", "--origin",
+                                      "EXTERNAL", "--tag", "team=pay=ments", "--tag", "env="});
+
+  ASSERT_EQ(outcome.exit_code, 0) << outcome.err;
+  EXPECT_THAT(outcome.out, HasSubstr("key_state:              ENABLED\n"));
+  v1::CreateKeyRequest sent = server_.service().last_request<v1::CreateKeyRequest>("CreateKey");
+  EXPECT_EQ(sent.description(), "payments");
+  EXPECT_EQ(sent.origin(), v1::EXTERNAL);
+  ASSERT_EQ(sent.tags_size(), 2);
+  EXPECT_EQ(sent.tags(0).tag_key(), "env");
+  EXPECT_EQ(sent.tags(0).tag_value(), "");
+  EXPECT_EQ(sent.tags(1).tag_key(), "team");
+  EXPECT_EQ(sent.tags(1).tag_value(), "pay=ments");
+}
+
+// ------------------------------------------------------------ data plane
+
+TEST_F(KmsctlTest, ContextPairsSplitAtTheFirstEquals) {
+  v1::EncryptResponse canned;
+  canned.set_ciphertext_blob("blob\x01\x02");
+  server_.service().AddResponse("Encrypt", canned);
+
+  Outcome outcome = RunAgainstServer({"encrypt", "alias/x", "--plaintext", "hello", "--context",
+                                      "query=a=b&c=d", "--context", "empty="});
+
+  ASSERT_EQ(outcome.exit_code, 0) << outcome.err;
+  EXPECT_EQ(outcome.out, absl::Base64Escape("blob\x01\x02") + "\n");
+  v1::EncryptRequest sent = server_.service().last_request<v1::EncryptRequest>("Encrypt");
+  EXPECT_EQ(sent.key_id(), "alias/x");
+  EXPECT_EQ(sent.plaintext(), "hello");
+  EXPECT_EQ(sent.encryption_context().size(), 2u);
+  EXPECT_EQ(sent.encryption_context().at("query"), "a=b&c=d");
+  EXPECT_EQ(sent.encryption_context().at("empty"), "");
+}
+
+TEST_F(KmsctlTest, EncryptReadsAPlaintextFileAndWritesTheRawBlob) {
+  v1::EncryptResponse canned;
+  canned.set_ciphertext_blob(std::string("raw\0blob", 8));
+  server_.service().AddResponse("Encrypt", canned);
+  WriteFile(Path("plain"), std::string("bin\0ary", 7));
+
+  Outcome outcome = RunAgainstServer(
+      {"encrypt", kKeyId, "--plaintext-file", Path("plain"), "--output", Path("blob")});
+
+  ASSERT_EQ(outcome.exit_code, 0) << outcome.err;
+  EXPECT_EQ(outcome.out, "");
+  EXPECT_EQ(ReadFile(Path("blob")), std::string("raw\0blob", 8));
+  EXPECT_EQ(server_.service().last_request<v1::EncryptRequest>("Encrypt").plaintext(),
+            std::string("bin\0ary", 7));
+}
+
+TEST_F(KmsctlTest, DecryptPrintsTheRawPlaintext) {
+  v1::DecryptResponse canned;
+  canned.set_plaintext(std::string("top\0secret", 10));
+  canned.set_key_id(kKeyArn);
+  server_.service().AddResponse("Decrypt", canned);
+
+  Outcome outcome = RunAgainstServer({"decrypt", "--ciphertext-base64",
+                                      absl::Base64Escape("the blob"), "--context", "a=b",
+                                      "--key-id", "alias/x"});
+
+  ASSERT_EQ(outcome.exit_code, 0) << outcome.err;
+  EXPECT_EQ(outcome.out, std::string("top\0secret", 10));
+  v1::DecryptRequest sent = server_.service().last_request<v1::DecryptRequest>("Decrypt");
+  EXPECT_EQ(sent.ciphertext_blob(), "the blob");
+  EXPECT_EQ(sent.key_id(), "alias/x");
+  EXPECT_THAT(sent.encryption_context(), ElementsAre(Pair("a", "b")));
+}
+
+TEST_F(KmsctlTest, DecryptToAFileMakesItPrivateAndPrintsNothing) {
+  v1::DecryptResponse canned;
+  canned.set_plaintext("secret");
+  server_.service().AddResponse("Decrypt", canned);
+  WriteFile(Path("blob"), "the blob");
+  WriteFile(Path("plain"), "old contents, world-readable");
+  chmod(Path("plain").c_str(), 0644);
+
+  Outcome outcome = RunAgainstServer(
+      {"decrypt", "--ciphertext-file", Path("blob"), "--output", Path("plain")});
+
+  ASSERT_EQ(outcome.exit_code, 0) << outcome.err;
+  EXPECT_EQ(outcome.out, "");
+  EXPECT_EQ(ReadFile(Path("plain")), "secret");
+  EXPECT_EQ(FileMode(Path("plain")), 0600u);
+  EXPECT_EQ(server_.service().last_request<v1::DecryptRequest>("Decrypt").ciphertext_blob(),
+            "the blob");
+}
+
+TEST_F(KmsctlTest, DecryptToASymlinkWritesThroughItAndKeepsTheLink) {
+  v1::DecryptResponse canned;
+  canned.set_plaintext("secret");
+  server_.service().AddResponse("Decrypt", canned);
+  WriteFile(Path("target"), "old");
+  ASSERT_EQ(symlink(Path("target").c_str(), Path("link").c_str()), 0);
+
+  Outcome outcome = RunAgainstServer(
+      {"decrypt", "--ciphertext-base64", "AAAA", "--output", Path("link")});
+
+  ASSERT_EQ(outcome.exit_code, 0) << outcome.err;
+  struct stat st {};
+  ASSERT_EQ(lstat(Path("link").c_str(), &st), 0);
+  EXPECT_TRUE(S_ISLNK(st.st_mode));
+  EXPECT_EQ(ReadFile(Path("target")), "secret");
+  EXPECT_EQ(FileMode(Path("target")), 0600u);
+}
+
+TEST_F(KmsctlTest, ReEncryptSendsBothContextsAndPrintsTheNewBlob) {
+  v1::ReEncryptResponse canned;
+  canned.set_ciphertext_blob("new blob");
+  server_.service().AddResponse("ReEncrypt", canned);
+
+  Outcome outcome = RunAgainstServer(
+      {"re-encrypt", "--ciphertext-base64", absl::Base64Escape("old blob"), "--source-context",
+       "v=1", "--destination-key-id", "alias/new", "--destination-context", "v=2"});
+
+  ASSERT_EQ(outcome.exit_code, 0) << outcome.err;
+  EXPECT_EQ(outcome.out, absl::Base64Escape("new blob") + "\n");
+  v1::ReEncryptRequest sent = server_.service().last_request<v1::ReEncryptRequest>("ReEncrypt");
+  EXPECT_EQ(sent.ciphertext_blob(), "old blob");
+  EXPECT_EQ(sent.destination_key_id(), "alias/new");
+  EXPECT_THAT(sent.source_encryption_context(), ElementsAre(Pair("v", "1")));
+  EXPECT_THAT(sent.destination_encryption_context(), ElementsAre(Pair("v", "2")));
+}
+
+TEST_F(KmsctlTest, GenerateDataKeyPrintsTheKeyAndBlobInBase64) {
+  v1::GenerateDataKeyResponse canned;
+  canned.set_plaintext(std::string(16, '\x42'));
+  canned.set_ciphertext_blob("wrapped");
+  canned.set_key_id(kKeyArn);
+  server_.service().AddResponse("GenerateDataKey", canned);
+
+  Outcome outcome = RunAgainstServer({"generate-data-key", kKeyId, "--key-spec", "AES_128"});
+
+  ASSERT_EQ(outcome.exit_code, 0) << outcome.err;
+  EXPECT_THAT(outcome.out, HasSubstr("key_id:          " + std::string(kKeyArn) + "\n"));
+  EXPECT_THAT(outcome.out,
+              HasSubstr("plaintext:       " + absl::Base64Escape(std::string(16, '\x42'))));
+  EXPECT_THAT(outcome.out, HasSubstr("ciphertext_blob: " + absl::Base64Escape("wrapped")));
+  v1::GenerateDataKeyRequest sent =
+      server_.service().last_request<v1::GenerateDataKeyRequest>("GenerateDataKey");
+  EXPECT_EQ(sent.key_spec(), v1::AES_128);
+  EXPECT_FALSE(sent.has_number_of_bytes());
+}
+
+TEST_F(KmsctlTest, GenerateDataKeyWritesRawFilesAndKeepsTheKeyOffStdout) {
+  v1::GenerateDataKeyResponse canned;
+  canned.set_plaintext(std::string(24, '\x42'));
+  canned.set_ciphertext_blob("wrapped");
+  canned.set_key_id(kKeyArn);
+  server_.service().AddResponse("GenerateDataKey", canned);
+
+  Outcome outcome = RunAgainstServer(
+      {"--json", "generate-data-key", kKeyId, "--number-of-bytes", "24", "--plaintext-output",
+       Path("key"), "--ciphertext-output", Path("key.blob")});
+
+  ASSERT_EQ(outcome.exit_code, 0) << outcome.err;
+  EXPECT_EQ(ReadFile(Path("key")), std::string(24, '\x42'));
+  EXPECT_EQ(FileMode(Path("key")), 0600u);
+  EXPECT_EQ(ReadFile(Path("key.blob")), "wrapped");
+  EXPECT_THAT(outcome.out, HasSubstr("\"key_id\":\"" + std::string(kKeyArn) + "\""));
+  EXPECT_THAT(outcome.out, ::testing::Not(HasSubstr(absl::Base64Escape(std::string(24, '\x42')))));
+  EXPECT_EQ(server_.service()
+                .last_request<v1::GenerateDataKeyRequest>("GenerateDataKey")
+                .number_of_bytes(),
+            24);
+}
+
+TEST_F(KmsctlTest, GenerateRandomPrintsBase64) {
+  v1::GenerateRandomResponse canned;
+  canned.set_plaintext("\x01\x02\x03");
+  server_.service().AddResponse("GenerateRandom", canned);
+
+  Outcome outcome = RunAgainstServer({"generate-random", "3"});
+
+  ASSERT_EQ(outcome.exit_code, 0) << outcome.err;
+  EXPECT_EQ(outcome.out, "AQID\n");
+  EXPECT_EQ(server_.service()
+                .last_request<v1::GenerateRandomRequest>("GenerateRandom")
+                .number_of_bytes(),
+            3);
+}
+
+// ------------------------------------------------------------ envelope files
+
+class KmsctlEnvelopeTest : public KmsctlTest {
+ protected:
+  void SetUp() override {
+    KmsctlTest::SetUp();
+    // The fake hands out one data key and unwraps any blob to it, which is
+    // all a round trip through the envelope format needs.
+    v1::GenerateDataKeyResponse data_key;
+    data_key.set_plaintext(std::string(32, '\x07'));
+    data_key.set_ciphertext_blob("wrapped data key");
+    data_key.set_key_id(kKeyArn);
+    server_.service().AddResponse("GenerateDataKey", data_key);
+    v1::DecryptResponse unwrapped;
+    unwrapped.set_plaintext(std::string(32, '\x07'));
+    unwrapped.set_key_id(kKeyArn);
+    server_.service().AddResponse("Decrypt", unwrapped);
+  }
+};
+
+TEST_F(KmsctlEnvelopeTest, EncryptFileThenDecryptFileGivesTheInputBack) {
+  std::string contents;
+  for (int i = 0; i < 5000; ++i) contents += static_cast<char>(i * 7);
+  WriteFile(Path("in"), contents);
+
+  Outcome encrypted = RunAgainstServer({"encrypt-file", "alias/files", Path("in"), Path("env"),
+                                        "--context", "path=/a=b", "--chunk-size", "1024"});
+  ASSERT_EQ(encrypted.exit_code, 0) << encrypted.err;
+  EXPECT_THAT(encrypted.out, HasSubstr("key_arn:            " + std::string(kKeyArn)));
+
+  Outcome info = RunAgainstServer({"--json", "envelope-info", Path("env")});
+  ASSERT_EQ(info.exit_code, 0) << info.err;
+  EXPECT_EQ(info.out, "{\"key_arn\":\"" + std::string(kKeyArn) +
+                          "\",\"encryption_context\":{\"path\":\"/a=b\"},\"chunk_size\":1024}\n");
+
+  Outcome decrypted = RunAgainstServer({"decrypt-file", Path("env"), Path("out")});
+  ASSERT_EQ(decrypted.exit_code, 0) << decrypted.err;
+  EXPECT_EQ(ReadFile(Path("out")), contents);
+
+  v1::GenerateDataKeyRequest generate =
+      server_.service().last_request<v1::GenerateDataKeyRequest>("GenerateDataKey");
+  EXPECT_EQ(generate.key_id(), "alias/files");
+  EXPECT_THAT(generate.encryption_context(), ElementsAre(Pair("path", "/a=b")));
+  v1::DecryptRequest unwrap = server_.service().last_request<v1::DecryptRequest>("Decrypt");
+  EXPECT_EQ(unwrap.ciphertext_blob(), "wrapped data key");
+  EXPECT_THAT(unwrap.encryption_context(), ElementsAre(Pair("path", "/a=b")));
+}
+
+TEST_F(KmsctlEnvelopeTest, TamperedEnvelopeFileExitsFour) {
+  WriteFile(Path("in"), std::string(3000, 'x'));
+  ASSERT_EQ(RunAgainstServer({"encrypt-file", kKeyId, Path("in"), Path("env")}).exit_code, 0);
+  std::string envelope = ReadFile(Path("env"));
+  envelope.back() ^= 0x01;
+  WriteFile(Path("env"), envelope);
+
+  Outcome outcome = RunAgainstServer({"decrypt-file", Path("env"), Path("out")});
+
+  EXPECT_EQ(outcome.exit_code, 4) << outcome.err;
+  EXPECT_THAT(outcome.err, StartsWith("kmsctl: "));
+  EXPECT_NE(access(Path("out").c_str(), F_OK), 0) << "no partial output";
+}
+
+TEST_F(KmsctlEnvelopeTest, DataKeyRefusedByKmsdExitsOne) {
+  WriteFile(Path("in"), "data");
+  ASSERT_EQ(RunAgainstServer({"encrypt-file", kKeyId, Path("in"), Path("env")}).exit_code, 0);
+  server_.service().SetError("Decrypt", {grpc::StatusCode::FAILED_PRECONDITION,
+                                         "key is disabled", "DisabledException"});
+
+  Outcome outcome = RunAgainstServer({"decrypt-file", Path("env"), Path("out")});
+
+  EXPECT_EQ(outcome.exit_code, 1);
+  EXPECT_EQ(outcome.err, "kmsctl: DisabledException: key is disabled\n");
+}
+
+TEST_F(KmsctlEnvelopeTest, EnvelopeInfoOfAMissingFileExitsFour) {
+  Outcome outcome = RunAgainstServer({"envelope-info", Path("nope")});
+
+  EXPECT_EQ(outcome.exit_code, 4);
+  EXPECT_THAT(outcome.err, StartsWith("kmsctl: "));
+  EXPECT_EQ(server_.service().total_calls(), 0);
+}
+
+}  // namespace
+}  // namespace kms

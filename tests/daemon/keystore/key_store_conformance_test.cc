@@ -1,0 +1,1019 @@
+// The KeyStore conformance suite: the contract of daemon/keystore/key_store.h,
+// run against every implementation. An implementation joins by adding one
+// entry to AllStores() (a name and a function that opens an empty store in
+// a fresh directory); every TEST_P below then runs against it.
+//
+// Behaviour that only one implementation has belongs in that
+// implementation's own test (e.g. sqlite_key_store_test.cc), not here.
+
+#include <stdlib.h>
+
+#include <algorithm>
+#include <climits>
+#include <filesystem>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <ostream>
+#include <set>
+#include <string>
+#include <tuple>
+#include <utility>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/str_cat.h"
+#include "absl/time/time.h"
+#include "daemon/keystore/key_store.h"
+#include "daemon/keystore/sqlite_key_store.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace kms::keystore {
+
+// Readable records in failure messages. Found by argument-dependent lookup, so
+// they live in the records' namespace; sqlite_key_store_test.cc (same test
+// binary) declares and shares them.
+void PrintTo(const KeyRecord& key, std::ostream* os) {
+  *os << "{key_id=" << key.key_id << " description='" << key.description
+      << "' state=" << KeyStateName(key.state) << " origin=" << KeyOriginName(key.origin)
+      << " usage=" << key.key_usage << " spec=" << key.key_spec
+      << " created=" << absl::FormatTime(key.creation_time) << " deletion="
+      << (key.deletion_time ? absl::FormatTime(*key.deletion_time) : std::string("none"))
+      << " current_version=" << key.current_version_id << "}";
+}
+void PrintTo(const KeyVersionRecord& version, std::ostream* os) {
+  *os << "{version_id=" << version.version_id << " key_id=" << version.key_id
+      << " created=" << absl::FormatTime(version.creation_time) << "}";
+}
+void PrintTo(const AliasRecord& alias, std::ostream* os) {
+  *os << "{alias_name=" << alias.alias_name << " key_id=" << alias.key_id
+      << " created=" << absl::FormatTime(alias.creation_time)
+      << " updated=" << absl::FormatTime(alias.last_updated_time) << "}";
+}
+void PrintTo(const TagRecord& tag, std::ostream* os) {
+  *os << "{" << tag.key << "=" << tag.value << "}";
+}
+
+namespace {
+
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+using ::testing::IsEmpty;
+using ::testing::SizeIs;
+using ::testing::UnorderedElementsAre;
+
+// ---- status matchers (Debian's Abseil ships none)
+
+MATCHER(IsOk, "is OK") {
+  *result_listener << arg;
+  return arg.ok();
+}
+
+MATCHER_P(StatusIs, code, absl::StrCat("has code ", absl::StatusCodeToString(code))) {
+  *result_listener << arg;
+  return arg.code() == code;
+}
+
+MATCHER_P2(StatusIs, code, substring,
+           absl::StrCat("has code ", absl::StatusCodeToString(code), " and a message with '",
+                        substring, "'")) {
+  *result_listener << arg;
+  return arg.code() == code && arg.message().find(substring) != absl::string_view::npos;
+}
+
+// ---- the implementations under test
+
+// A directory for one test, removed with everything in it afterwards.
+class TempDir {
+ public:
+  TempDir() {
+    std::string pattern = ::testing::TempDir() + "kms_keystore_XXXXXX";
+    if (mkdtemp(pattern.data()) != nullptr) path_ = pattern;
+  }
+  ~TempDir() {
+    std::error_code ignored;
+    if (!path_.empty()) std::filesystem::remove_all(path_, ignored);
+  }
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
+struct StoreKind {
+  std::string name;
+  // Opens an empty store; `dir` is an empty directory the test owns.
+  std::function<absl::StatusOr<std::unique_ptr<KeyStore>>(const std::string& dir)> open;
+};
+
+std::vector<StoreKind> AllStores() {
+  return {
+      {"SqliteMemory",
+       [](const std::string&) -> absl::StatusOr<std::unique_ptr<KeyStore>> {
+         return SqliteKeyStore::Open(":memory:");
+       }},
+      {"SqliteFile",
+       [](const std::string& dir) -> absl::StatusOr<std::unique_ptr<KeyStore>> {
+         return SqliteKeyStore::Open(dir + "/keystore.db");
+       }},
+  };
+}
+
+// Parameters print as their names (test listings, ctest names).
+void PrintTo(const StoreKind& kind, std::ostream* os) { *os << kind.name; }
+
+const StoreKind& KindOf(const StoreKind& kind) { return kind; }
+template <typename Case>
+const StoreKind& KindOf(const std::tuple<StoreKind, Case>& param) {
+  return std::get<0>(param);
+}
+
+// A fresh store per test, of the kind named by the parameter.
+template <typename Param>
+class StoreTest : public ::testing::TestWithParam<Param> {
+ protected:
+  void SetUp() override {
+    ASSERT_FALSE(dir_.path().empty()) << "mkdtemp failed";
+    absl::StatusOr<std::unique_ptr<KeyStore>> store = KindOf(this->GetParam()).open(dir_.path());
+    ASSERT_THAT(store.status(), IsOk());
+    store_ = *std::move(store);
+  }
+  KeyStore& store() { return *store_; }
+
+ private:
+  TempDir dir_;
+  std::unique_ptr<KeyStore> store_;
+};
+
+std::string KindName(const ::testing::TestParamInfo<StoreKind>& info) { return info.param.name; }
+template <typename Case>
+std::string KindAndCaseName(const ::testing::TestParamInfo<std::tuple<StoreKind, Case>>& info) {
+  return absl::StrCat(std::get<0>(info.param).name, "_", std::get<1>(info.param).name);
+}
+
+// ---- records
+
+// Every time is on a whole microsecond: the contract's resolution.
+const absl::Time kT0 = absl::FromUnixMicros(1'800'000'000'123'456);
+
+std::string KeyId(int n) {
+  return absl::StrCat(absl::Dec(n, absl::kZeroPad8), "-0000-4000-8000-00000000000a");
+}
+std::string VersionId(int n) {
+  return absl::StrCat(absl::Dec(n, absl::kZeroPad8), "-1111-4000-8000-00000000000b");
+}
+
+KeyRecord NewKey(const std::string& key_id) {
+  KeyRecord key;
+  key.key_id = key_id;
+  key.description = absl::StrCat("test key ", key_id);
+  key.creation_time = kT0;
+  return key;
+}
+
+KeyVersionRecord NewVersion(const std::string& version_id, const std::string& key_id) {
+  KeyVersionRecord version;
+  version.version_id = version_id;
+  version.key_id = key_id;
+  version.creation_time = kT0;
+  return version;
+}
+
+AliasRecord NewAlias(const std::string& name, const std::string& key_id) {
+  AliasRecord alias;
+  alias.alias_name = name;
+  alias.key_id = key_id;
+  alias.creation_time = kT0;
+  alias.last_updated_time = kT0;
+  return alias;
+}
+
+// Creates an enabled key whose current version is `version_id`.
+absl::Status CreateKeyWithVersion(KeyStore& store, const std::string& key_id,
+                                  const std::string& version_id,
+                                  const std::vector<TagRecord>& tags = {}) {
+  KeyRecord key = NewKey(key_id);
+  key.current_version_id = version_id;
+  return store.CreateKey(key, NewVersion(version_id, key_id), tags);
+}
+
+std::vector<std::string> KeyIdsOf(const std::vector<KeyRecord>& keys) {
+  std::vector<std::string> ids;
+  for (const KeyRecord& key : keys) ids.push_back(key.key_id);
+  return ids;
+}
+
+std::vector<std::string> AliasNamesOf(const std::vector<AliasRecord>& aliases) {
+  std::vector<std::string> names;
+  for (const AliasRecord& alias : aliases) names.push_back(alias.alias_name);
+  return names;
+}
+
+// ======================================================================
+// Keys and versions
+
+using KeyStoreConformanceTest = StoreTest<StoreKind>;
+
+TEST_P(KeyStoreConformanceTest, CreateKeyStoresKeyVersionAndTags) {
+  KeyRecord key = NewKey(KeyId(1));
+  key.description = "payments CMK";
+  key.key_usage = "ENCRYPT_DECRYPT";
+  key.key_spec = "SYMMETRIC_DEFAULT";
+  key.current_version_id = VersionId(1);
+  const KeyVersionRecord version = NewVersion(VersionId(1), KeyId(1));
+  ASSERT_THAT(store().CreateKey(key, version, {{"team", "payments"}, {"env", "prod"}}), IsOk());
+
+  absl::StatusOr<KeyRecord> got = store().GetKey(KeyId(1));
+  ASSERT_THAT(got.status(), IsOk());
+  EXPECT_EQ(*got, key);
+
+  absl::StatusOr<KeyVersionRecord> got_version = store().GetVersion(VersionId(1));
+  ASSERT_THAT(got_version.status(), IsOk());
+  EXPECT_EQ(*got_version, version);
+
+  absl::StatusOr<std::vector<KeyVersionRecord>> versions = store().ListVersions(KeyId(1));
+  ASSERT_THAT(versions.status(), IsOk());
+  EXPECT_THAT(*versions, ElementsAre(version));
+
+  absl::StatusOr<std::vector<TagRecord>> tags = store().ListTags(KeyId(1));
+  ASSERT_THAT(tags.status(), IsOk());
+  EXPECT_THAT(*tags, ElementsAre(TagRecord{"env", "prod"}, TagRecord{"team", "payments"}));
+}
+
+TEST_P(KeyStoreConformanceTest, KeyWithoutMaterialHasEmptyCurrentVersion) {
+  KeyRecord key = NewKey(KeyId(1));
+  key.state = KeyState::kPendingImport;
+  key.origin = KeyOrigin::kExternal;
+  key.description = "";
+  ASSERT_THAT(store().CreateKey(key, std::nullopt, {}), IsOk());
+
+  absl::StatusOr<KeyRecord> got = store().GetKey(KeyId(1));
+  ASSERT_THAT(got.status(), IsOk());
+  EXPECT_EQ(*got, key);
+  EXPECT_EQ(got->current_version_id, "");
+
+  absl::StatusOr<std::vector<KeyVersionRecord>> versions = store().ListVersions(KeyId(1));
+  ASSERT_THAT(versions.status(), IsOk());
+  EXPECT_THAT(*versions, IsEmpty());
+  absl::StatusOr<std::vector<TagRecord>> tags = store().ListTags(KeyId(1));
+  ASSERT_THAT(tags.status(), IsOk());
+  EXPECT_THAT(*tags, IsEmpty());
+}
+
+TEST_P(KeyStoreConformanceTest, CreateKeyWithTakenKeyIdChangesNothing) {
+  ASSERT_THAT(CreateKeyWithVersion(store(), KeyId(1), VersionId(1), {{"a", "1"}}), IsOk());
+
+  KeyRecord again = NewKey(KeyId(1));
+  again.description = "second";
+  again.current_version_id = VersionId(2);
+  EXPECT_THAT(store().CreateKey(again, NewVersion(VersionId(2), KeyId(1)), {{"b", "2"}}),
+              StatusIs(absl::StatusCode::kAlreadyExists, KeyId(1)));
+
+  absl::StatusOr<KeyRecord> got = store().GetKey(KeyId(1));
+  ASSERT_THAT(got.status(), IsOk());
+  EXPECT_EQ(got->description, NewKey(KeyId(1)).description);
+  EXPECT_EQ(got->current_version_id, VersionId(1));
+  EXPECT_THAT(store().GetVersion(VersionId(2)).status(), StatusIs(absl::StatusCode::kNotFound));
+  absl::StatusOr<std::vector<TagRecord>> tags = store().ListTags(KeyId(1));
+  ASSERT_THAT(tags.status(), IsOk());
+  EXPECT_THAT(*tags, ElementsAre(TagRecord{"a", "1"}));
+}
+
+TEST_P(KeyStoreConformanceTest, CreateKeyWithTakenVersionIdLeavesNothingBehind) {
+  ASSERT_THAT(CreateKeyWithVersion(store(), KeyId(1), VersionId(1)), IsOk());
+
+  // The key row and the tags are written before the version clashes; the
+  // whole call must roll back.
+  EXPECT_THAT(CreateKeyWithVersion(store(), KeyId(2), VersionId(1), {{"team", "x"}}),
+              StatusIs(absl::StatusCode::kAlreadyExists, VersionId(1)));
+
+  EXPECT_THAT(store().GetKey(KeyId(2)).status(), StatusIs(absl::StatusCode::kNotFound));
+  EXPECT_THAT(store().ListTags(KeyId(2)).status(), StatusIs(absl::StatusCode::kNotFound));
+  absl::StatusOr<std::vector<KeyVersionRecord>> versions = store().ListVersions(KeyId(2));
+  ASSERT_THAT(versions.status(), IsOk());
+  EXPECT_THAT(*versions, IsEmpty());
+  absl::StatusOr<KeyVersionRecord> version = store().GetVersion(VersionId(1));
+  ASSERT_THAT(version.status(), IsOk());
+  EXPECT_EQ(version->key_id, KeyId(1));
+  absl::StatusOr<Page<KeyRecord>> page = store().ListKeys(100, "");
+  ASSERT_THAT(page.status(), IsOk());
+  EXPECT_THAT(KeyIdsOf(page->items), ElementsAre(KeyId(1)));
+
+  // The failed call left no trace that would block a correct retry.
+  EXPECT_THAT(CreateKeyWithVersion(store(), KeyId(2), VersionId(2), {{"team", "x"}}), IsOk());
+}
+
+TEST_P(KeyStoreConformanceTest, UpdateKeyReplacesOnlyMutableFields) {
+  ASSERT_THAT(CreateKeyWithVersion(store(), KeyId(1), VersionId(1)), IsOk());
+  const KeyRecord original = NewKey(KeyId(1));
+
+  KeyRecord update = original;
+  update.description = "retired";
+  update.state = KeyState::kPendingDeletion;
+  update.deletion_time = kT0 + absl::Hours(24 * 7);
+  update.current_version_id = VersionId(1);
+  // Immutable fields: must be ignored.
+  update.origin = KeyOrigin::kExternal;
+  update.key_usage = "SIGN_VERIFY";
+  update.key_spec = "ECC_NIST_P256";
+  update.creation_time = kT0 + absl::Hours(1);
+  ASSERT_THAT(store().UpdateKey(update), IsOk());
+
+  KeyRecord want = original;
+  want.description = "retired";
+  want.state = KeyState::kPendingDeletion;
+  want.deletion_time = kT0 + absl::Hours(24 * 7);
+  want.current_version_id = VersionId(1);
+  absl::StatusOr<KeyRecord> got = store().GetKey(KeyId(1));
+  ASSERT_THAT(got.status(), IsOk());
+  EXPECT_EQ(*got, want);
+
+  // Cancelling the deletion clears the deletion time again.
+  want.state = KeyState::kDisabled;
+  want.deletion_time = std::nullopt;
+  ASSERT_THAT(store().UpdateKey(want), IsOk());
+  got = store().GetKey(KeyId(1));
+  ASSERT_THAT(got.status(), IsOk());
+  EXPECT_EQ(*got, want);
+}
+
+TEST_P(KeyStoreConformanceTest, UpdateKeyCanClearCurrentVersion) {
+  ASSERT_THAT(CreateKeyWithVersion(store(), KeyId(1), VersionId(1)), IsOk());
+  KeyRecord key = NewKey(KeyId(1));
+  key.state = KeyState::kPendingImport;
+  key.current_version_id = "";
+  ASSERT_THAT(store().UpdateKey(key), IsOk());
+  absl::StatusOr<KeyRecord> got = store().GetKey(KeyId(1));
+  ASSERT_THAT(got.status(), IsOk());
+  EXPECT_EQ(*got, key);
+}
+
+TEST_P(KeyStoreConformanceTest, DeleteKeyRemovesItsVersionsAliasesAndTags) {
+  ASSERT_THAT(CreateKeyWithVersion(store(), KeyId(1), VersionId(1), {{"a", "1"}}), IsOk());
+  ASSERT_THAT(CreateKeyWithVersion(store(), KeyId(2), VersionId(2), {{"b", "2"}}), IsOk());
+  ASSERT_THAT(store().CreateAlias(NewAlias("alias/one", KeyId(1))), IsOk());
+  ASSERT_THAT(store().CreateAlias(NewAlias("alias/uno", KeyId(1))), IsOk());
+  ASSERT_THAT(store().CreateAlias(NewAlias("alias/two", KeyId(2))), IsOk());
+
+  ASSERT_THAT(store().DeleteKey(KeyId(1)), IsOk());
+
+  EXPECT_THAT(store().GetKey(KeyId(1)).status(), StatusIs(absl::StatusCode::kNotFound));
+  EXPECT_THAT(store().GetVersion(VersionId(1)).status(), StatusIs(absl::StatusCode::kNotFound));
+  absl::StatusOr<std::vector<KeyVersionRecord>> versions = store().ListVersions(KeyId(1));
+  ASSERT_THAT(versions.status(), IsOk());
+  EXPECT_THAT(*versions, IsEmpty());
+  EXPECT_THAT(store().GetAlias("alias/one").status(), StatusIs(absl::StatusCode::kNotFound));
+  EXPECT_THAT(store().GetAlias("alias/uno").status(), StatusIs(absl::StatusCode::kNotFound));
+  EXPECT_THAT(store().ListTags(KeyId(1)).status(), StatusIs(absl::StatusCode::kNotFound));
+  absl::StatusOr<Page<AliasRecord>> aliases = store().ListAliases(std::nullopt, 100, "");
+  ASSERT_THAT(aliases.status(), IsOk());
+  EXPECT_THAT(AliasNamesOf(aliases->items), ElementsAre("alias/two"));
+
+  // The other key is untouched.
+  EXPECT_THAT(store().GetKey(KeyId(2)).status(), IsOk());
+  EXPECT_THAT(store().GetVersion(VersionId(2)).status(), IsOk());
+  absl::StatusOr<std::vector<TagRecord>> tags = store().ListTags(KeyId(2));
+  ASSERT_THAT(tags.status(), IsOk());
+  EXPECT_THAT(*tags, ElementsAre(TagRecord{"b", "2"}));
+
+  // Nothing of the old key comes back with a new key of the same id.
+  ASSERT_THAT(CreateKeyWithVersion(store(), KeyId(1), VersionId(1)), IsOk());
+  tags = store().ListTags(KeyId(1));
+  ASSERT_THAT(tags.status(), IsOk());
+  EXPECT_THAT(*tags, IsEmpty());
+  aliases = store().ListAliases(KeyId(1), 100, "");
+  ASSERT_THAT(aliases.status(), IsOk());
+  EXPECT_THAT(aliases->items, IsEmpty());
+}
+
+TEST_P(KeyStoreConformanceTest, ListVersionsOfUnknownKeyIsEmpty) {
+  absl::StatusOr<std::vector<KeyVersionRecord>> versions = store().ListVersions(KeyId(9));
+  ASSERT_THAT(versions.status(), IsOk());
+  EXPECT_THAT(*versions, IsEmpty());
+}
+
+TEST_P(KeyStoreConformanceTest, StringsAreStoredVerbatim) {
+  // Quotes, SQL fragments, non-ASCII: all data, never syntax.
+  const std::string odd = "it's \"odd\"; DROP TABLE keys; -- \xc3\xa9\xe2\x82\xac";
+  KeyRecord key = NewKey(KeyId(1));
+  key.description = odd;
+  ASSERT_THAT(store().CreateKey(key, std::nullopt, {{odd, odd}, {"", ""}}), IsOk());
+  ASSERT_THAT(store().CreateAlias(NewAlias("alias/" + odd, KeyId(1))), IsOk());
+
+  absl::StatusOr<KeyRecord> got = store().GetKey(KeyId(1));
+  ASSERT_THAT(got.status(), IsOk());
+  EXPECT_EQ(got->description, odd);
+  absl::StatusOr<std::vector<TagRecord>> tags = store().ListTags(KeyId(1));
+  ASSERT_THAT(tags.status(), IsOk());
+  EXPECT_THAT(*tags, ElementsAre(TagRecord{"", ""}, TagRecord{odd, odd}));
+  EXPECT_THAT(store().GetAlias("alias/" + odd).status(), IsOk());
+}
+
+// ---- pagination
+
+TEST_P(KeyStoreConformanceTest, ListKeysWalksEveryPageExactlyOnce) {
+  // Inserted out of order; listed in key_id order.
+  std::vector<std::string> all;
+  for (int i = 0; i < 25; ++i) {
+    const int n = (i * 7) % 25;
+    all.push_back(KeyId(n));
+    ASSERT_THAT(store().CreateKey(NewKey(KeyId(n)), std::nullopt, {}), IsOk());
+  }
+  std::sort(all.begin(), all.end());
+
+  std::vector<std::string> seen;
+  std::vector<size_t> page_sizes;
+  std::string marker;
+  do {
+    ASSERT_LT(page_sizes.size(), 10u) << "pagination does not end";
+    absl::StatusOr<Page<KeyRecord>> page = store().ListKeys(10, marker);
+    ASSERT_THAT(page.status(), IsOk());
+    page_sizes.push_back(page->items.size());
+    for (const KeyRecord& key : page->items) seen.push_back(key.key_id);
+    if (!page->next_marker.empty()) {
+      EXPECT_EQ(page->next_marker, page->items.back().key_id);
+    }
+    marker = page->next_marker;
+  } while (!marker.empty());
+
+  EXPECT_THAT(page_sizes, ElementsAre(10, 10, 5));
+  EXPECT_EQ(seen, all);  // every key, once, in order
+}
+
+TEST_P(KeyStoreConformanceTest, ListKeysFullLastPageHasNoNextMarker) {
+  for (int i = 0; i < 20; ++i) {
+    ASSERT_THAT(store().CreateKey(NewKey(KeyId(i)), std::nullopt, {}), IsOk());
+  }
+  absl::StatusOr<Page<KeyRecord>> first = store().ListKeys(10, "");
+  ASSERT_THAT(first.status(), IsOk());
+  ASSERT_EQ(first->next_marker, KeyId(9));
+  absl::StatusOr<Page<KeyRecord>> second = store().ListKeys(10, first->next_marker);
+  ASSERT_THAT(second.status(), IsOk());
+  EXPECT_THAT(second->items, SizeIs(10));
+  EXPECT_EQ(second->next_marker, "");
+
+  absl::StatusOr<Page<KeyRecord>> all = store().ListKeys(1000, "");
+  ASSERT_THAT(all.status(), IsOk());
+  EXPECT_THAT(all->items, SizeIs(20));
+  EXPECT_EQ(all->next_marker, "");
+
+  absl::StatusOr<Page<KeyRecord>> max = store().ListKeys(INT_MAX, "");
+  ASSERT_THAT(max.status(), IsOk());
+  EXPECT_THAT(max->items, SizeIs(20));
+}
+
+TEST_P(KeyStoreConformanceTest, ListKeysMarkerIsExclusiveAndNeedNotExist) {
+  for (int i = 0; i < 5; ++i) {
+    ASSERT_THAT(store().CreateKey(NewKey(KeyId(i)), std::nullopt, {}), IsOk());
+  }
+  absl::StatusOr<Page<KeyRecord>> page = store().ListKeys(2, "");
+  ASSERT_THAT(page.status(), IsOk());
+  ASSERT_EQ(page->next_marker, KeyId(1));
+  // The marker's key disappears between pages: listing still resumes after it.
+  ASSERT_THAT(store().DeleteKey(KeyId(1)), IsOk());
+  page = store().ListKeys(2, page->next_marker);
+  ASSERT_THAT(page.status(), IsOk());
+  EXPECT_THAT(KeyIdsOf(page->items), ElementsAre(KeyId(2), KeyId(3)));
+}
+
+TEST_P(KeyStoreConformanceTest, ListKeysOfEmptyStoreIsOneEmptyPage) {
+  absl::StatusOr<Page<KeyRecord>> page = store().ListKeys(10, "");
+  ASSERT_THAT(page.status(), IsOk());
+  EXPECT_THAT(page->items, IsEmpty());
+  EXPECT_EQ(page->next_marker, "");
+}
+
+// ---- deletion schedule
+
+TEST_P(KeyStoreConformanceTest, ListKeysDueForDeletionReturnsOnlyDueKeys) {
+  const absl::Time t = kT0 + absl::Hours(24 * 30);
+  auto make = [&](int n, KeyState state, std::optional<absl::Time> deletion_time) {
+    KeyRecord key = NewKey(KeyId(n));
+    key.state = state;
+    key.deletion_time = deletion_time;
+    return store().CreateKey(key, std::nullopt, {});
+  };
+  ASSERT_THAT(make(1, KeyState::kPendingDeletion, t), IsOk());
+  ASSERT_THAT(make(2, KeyState::kPendingDeletion, t - absl::Hours(1)), IsOk());
+  ASSERT_THAT(make(3, KeyState::kPendingDeletion, t + absl::Microseconds(1)), IsOk());
+  ASSERT_THAT(make(4, KeyState::kEnabled, std::nullopt), IsOk());
+  ASSERT_THAT(make(5, KeyState::kDisabled, std::nullopt), IsOk());
+  ASSERT_THAT(make(6, KeyState::kPendingImport, std::nullopt), IsOk());
+  // Scheduled, then cancelled: no longer due.
+  ASSERT_THAT(make(7, KeyState::kPendingDeletion, t - absl::Hours(2)), IsOk());
+  KeyRecord cancelled = NewKey(KeyId(7));
+  cancelled.state = KeyState::kDisabled;
+  ASSERT_THAT(store().UpdateKey(cancelled), IsOk());
+
+  absl::StatusOr<std::vector<KeyRecord>> due = store().ListKeysDueForDeletion(t);
+  ASSERT_THAT(due.status(), IsOk());
+  EXPECT_THAT(KeyIdsOf(*due), UnorderedElementsAre(KeyId(1), KeyId(2)));
+  for (const KeyRecord& key : *due) {
+    EXPECT_EQ(key.state, KeyState::kPendingDeletion);
+    ASSERT_TRUE(key.deletion_time.has_value());
+    EXPECT_LE(*key.deletion_time, t);
+  }
+}
+
+struct DueCase {
+  std::string name;
+  KeyState state;
+  std::optional<absl::Duration> deletion_offset;  // from the query time
+  bool due;
+};
+
+void PrintTo(const DueCase& c, std::ostream* os) { *os << c.name; }
+
+using KeyStoreDueForDeletionTest = StoreTest<std::tuple<StoreKind, DueCase>>;
+
+TEST_P(KeyStoreDueForDeletionTest, IncludesExactlyTheKeysDueAtT) {
+  const DueCase& c = std::get<1>(GetParam());
+  const absl::Time t = kT0 + absl::Hours(24 * 30);
+  KeyRecord key = NewKey(KeyId(1));
+  key.state = c.state;
+  if (c.deletion_offset.has_value()) key.deletion_time = t + *c.deletion_offset;
+  ASSERT_THAT(store().CreateKey(key, std::nullopt, {}), IsOk());
+
+  absl::StatusOr<std::vector<KeyRecord>> due = store().ListKeysDueForDeletion(t);
+  ASSERT_THAT(due.status(), IsOk());
+  if (c.due) {
+    EXPECT_THAT(*due, ElementsAre(key));
+  } else {
+    EXPECT_THAT(*due, IsEmpty());
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Stores, KeyStoreDueForDeletionTest,
+    ::testing::Combine(
+        ::testing::ValuesIn(AllStores()),
+        ::testing::Values(
+            DueCase{"ExactlyAtT", KeyState::kPendingDeletion, absl::ZeroDuration(), true},
+            DueCase{"OneMicrosecondBefore", KeyState::kPendingDeletion,
+                    -absl::Microseconds(1), true},
+            DueCase{"LongBefore", KeyState::kPendingDeletion, -absl::Hours(24 * 365), true},
+            DueCase{"OneMicrosecondAfter", KeyState::kPendingDeletion, absl::Microseconds(1),
+                    false},
+            DueCase{"LongAfter", KeyState::kPendingDeletion, absl::Hours(24 * 7), false},
+            DueCase{"Enabled", KeyState::kEnabled, std::nullopt, false},
+            DueCase{"Disabled", KeyState::kDisabled, std::nullopt, false},
+            DueCase{"PendingImport", KeyState::kPendingImport, std::nullopt, false})),
+    KindAndCaseName<DueCase>);
+
+// ---- times
+
+struct TimeCase {
+  std::string name;
+  absl::Time time;
+};
+
+void PrintTo(const TimeCase& c, std::ostream* os) { *os << c.name; }
+
+using KeyStoreTimeTest = StoreTest<std::tuple<StoreKind, TimeCase>>;
+
+TEST_P(KeyStoreTimeTest, TimesRoundTripExactly) {
+  const absl::Time t = std::get<1>(GetParam()).time;
+
+  KeyRecord key = NewKey(KeyId(1));
+  key.creation_time = t;
+  key.state = KeyState::kPendingDeletion;
+  key.deletion_time = t;
+  key.current_version_id = VersionId(1);
+  KeyVersionRecord version = NewVersion(VersionId(1), KeyId(1));
+  version.creation_time = t;
+  ASSERT_THAT(store().CreateKey(key, version, {}), IsOk());
+  ASSERT_THAT(store().CreateKey(NewKey(KeyId(2)), std::nullopt, {}), IsOk());
+  AliasRecord alias = NewAlias("alias/t", KeyId(1));
+  alias.creation_time = t;
+  alias.last_updated_time = t;
+  ASSERT_THAT(store().CreateAlias(alias), IsOk());
+  Intent intent;
+  intent.kind = "create_version";
+  intent.key_id = KeyId(1);
+  intent.version_id = VersionId(1);
+  intent.creation_time = t;
+  ASSERT_THAT(store().AddIntent(intent).status(), IsOk());
+
+  absl::StatusOr<KeyRecord> got_key = store().GetKey(KeyId(1));
+  ASSERT_THAT(got_key.status(), IsOk());
+  EXPECT_EQ(*got_key, key);
+  absl::StatusOr<KeyVersionRecord> got_version = store().GetVersion(VersionId(1));
+  ASSERT_THAT(got_version.status(), IsOk());
+  EXPECT_EQ(*got_version, version);
+  absl::StatusOr<AliasRecord> got_alias = store().GetAlias("alias/t");
+  ASSERT_THAT(got_alias.status(), IsOk());
+  EXPECT_EQ(*got_alias, alias);
+  absl::StatusOr<std::vector<Intent>> intents = store().ListIntents();
+  ASSERT_THAT(intents.status(), IsOk());
+  ASSERT_THAT(*intents, SizeIs(1));
+  EXPECT_EQ((*intents)[0].creation_time, t);
+
+  // The deletion time compares exactly too.
+  absl::StatusOr<std::vector<KeyRecord>> due = store().ListKeysDueForDeletion(t);
+  ASSERT_THAT(due.status(), IsOk());
+  EXPECT_THAT(KeyIdsOf(*due), ElementsAre(KeyId(1)));
+  due = store().ListKeysDueForDeletion(t - absl::Microseconds(1));
+  ASSERT_THAT(due.status(), IsOk());
+  EXPECT_THAT(*due, IsEmpty());
+
+  ASSERT_THAT(store().UpdateAlias("alias/t", KeyId(2), t + absl::Microseconds(1)), IsOk());
+  got_alias = store().GetAlias("alias/t");
+  ASSERT_THAT(got_alias.status(), IsOk());
+  EXPECT_EQ(got_alias->creation_time, t);
+  EXPECT_EQ(got_alias->last_updated_time, t + absl::Microseconds(1));
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Stores, KeyStoreTimeTest,
+    ::testing::Combine(
+        ::testing::ValuesIn(AllStores()),
+        ::testing::Values(
+            TimeCase{"Epoch", absl::UnixEpoch()},
+            TimeCase{"OneMicrosecondBeforeEpoch", absl::FromUnixMicros(-1)},
+            TimeCase{"Year1969", absl::FromUnixMicros(-14'182'940'000'001)},
+            TimeCase{"Now", kT0},
+            TimeCase{"Year0001", absl::FromUnixMicros(-62'135'596'800'000'000)},
+            TimeCase{"LastMicrosecondOfYear9999",
+                     absl::FromUnixMicros(253'402'300'799'999'999)})),
+    KindAndCaseName<TimeCase>);
+
+// ======================================================================
+// Aliases
+
+TEST_P(KeyStoreConformanceTest, CreateAliasThenGetAlias) {
+  ASSERT_THAT(CreateKeyWithVersion(store(), KeyId(1), VersionId(1)), IsOk());
+  AliasRecord alias = NewAlias("alias/payments", KeyId(1));
+  alias.last_updated_time = kT0 + absl::Seconds(1);
+  ASSERT_THAT(store().CreateAlias(alias), IsOk());
+  absl::StatusOr<AliasRecord> got = store().GetAlias("alias/payments");
+  ASSERT_THAT(got.status(), IsOk());
+  EXPECT_EQ(*got, alias);
+}
+
+TEST_P(KeyStoreConformanceTest, CreateAliasWithTakenNameFailsAndKeepsTheOld) {
+  ASSERT_THAT(CreateKeyWithVersion(store(), KeyId(1), VersionId(1)), IsOk());
+  ASSERT_THAT(CreateKeyWithVersion(store(), KeyId(2), VersionId(2)), IsOk());
+  ASSERT_THAT(store().CreateAlias(NewAlias("alias/x", KeyId(1))), IsOk());
+
+  EXPECT_THAT(store().CreateAlias(NewAlias("alias/x", KeyId(2))),
+              StatusIs(absl::StatusCode::kAlreadyExists, "alias/x"));
+  absl::StatusOr<AliasRecord> got = store().GetAlias("alias/x");
+  ASSERT_THAT(got.status(), IsOk());
+  EXPECT_EQ(got->key_id, KeyId(1));
+}
+
+TEST_P(KeyStoreConformanceTest, CreateAliasForMissingKeyFails) {
+  EXPECT_THAT(store().CreateAlias(NewAlias("alias/x", KeyId(9))),
+              StatusIs(absl::StatusCode::kNotFound, KeyId(9)));
+  EXPECT_THAT(store().GetAlias("alias/x").status(), StatusIs(absl::StatusCode::kNotFound));
+}
+
+TEST_P(KeyStoreConformanceTest, UpdateAliasRepointsItAndKeepsCreationTime) {
+  ASSERT_THAT(CreateKeyWithVersion(store(), KeyId(1), VersionId(1)), IsOk());
+  ASSERT_THAT(CreateKeyWithVersion(store(), KeyId(2), VersionId(2)), IsOk());
+  ASSERT_THAT(store().CreateAlias(NewAlias("alias/x", KeyId(1))), IsOk());
+
+  const absl::Time later = kT0 + absl::Minutes(5);
+  ASSERT_THAT(store().UpdateAlias("alias/x", KeyId(2), later), IsOk());
+  AliasRecord want = NewAlias("alias/x", KeyId(2));
+  want.last_updated_time = later;
+  absl::StatusOr<AliasRecord> got = store().GetAlias("alias/x");
+  ASSERT_THAT(got.status(), IsOk());
+  EXPECT_EQ(*got, want);
+}
+
+TEST_P(KeyStoreConformanceTest, UpdateAliasToMissingKeyChangesNothing) {
+  ASSERT_THAT(CreateKeyWithVersion(store(), KeyId(1), VersionId(1)), IsOk());
+  ASSERT_THAT(store().CreateAlias(NewAlias("alias/x", KeyId(1))), IsOk());
+
+  EXPECT_THAT(store().UpdateAlias("alias/x", KeyId(9), kT0 + absl::Minutes(5)),
+              StatusIs(absl::StatusCode::kNotFound, KeyId(9)));
+  absl::StatusOr<AliasRecord> got = store().GetAlias("alias/x");
+  ASSERT_THAT(got.status(), IsOk());
+  EXPECT_EQ(*got, NewAlias("alias/x", KeyId(1)));
+}
+
+TEST_P(KeyStoreConformanceTest, DeleteAliasRemovesOnlyIt) {
+  ASSERT_THAT(CreateKeyWithVersion(store(), KeyId(1), VersionId(1)), IsOk());
+  ASSERT_THAT(store().CreateAlias(NewAlias("alias/a", KeyId(1))), IsOk());
+  ASSERT_THAT(store().CreateAlias(NewAlias("alias/b", KeyId(1))), IsOk());
+
+  ASSERT_THAT(store().DeleteAlias("alias/a"), IsOk());
+  EXPECT_THAT(store().GetAlias("alias/a").status(), StatusIs(absl::StatusCode::kNotFound));
+  EXPECT_THAT(store().DeleteAlias("alias/a"), StatusIs(absl::StatusCode::kNotFound, "alias/a"));
+  EXPECT_THAT(store().GetAlias("alias/b").status(), IsOk());
+  EXPECT_THAT(store().GetKey(KeyId(1)).status(), IsOk());
+}
+
+TEST_P(KeyStoreConformanceTest, ListAliasesIsOrderedAndFiltersByKey) {
+  ASSERT_THAT(CreateKeyWithVersion(store(), KeyId(1), VersionId(1)), IsOk());
+  ASSERT_THAT(CreateKeyWithVersion(store(), KeyId(2), VersionId(2)), IsOk());
+  ASSERT_THAT(CreateKeyWithVersion(store(), KeyId(3), VersionId(3)), IsOk());
+  const std::vector<std::pair<std::string, std::string>> aliases = {
+      {"alias/d", KeyId(2)}, {"alias/b", KeyId(2)}, {"alias/e", KeyId(1)},
+      {"alias/a", KeyId(1)}, {"alias/c", KeyId(1)}};
+  for (const auto& [name, key_id] : aliases) {
+    ASSERT_THAT(store().CreateAlias(NewAlias(name, key_id)), IsOk());
+  }
+
+  absl::StatusOr<Page<AliasRecord>> all = store().ListAliases(std::nullopt, 100, "");
+  ASSERT_THAT(all.status(), IsOk());
+  EXPECT_THAT(AliasNamesOf(all->items),
+              ElementsAre("alias/a", "alias/b", "alias/c", "alias/d", "alias/e"));
+  EXPECT_EQ(all->next_marker, "");
+
+  absl::StatusOr<Page<AliasRecord>> of_one = store().ListAliases(KeyId(1), 100, "");
+  ASSERT_THAT(of_one.status(), IsOk());
+  EXPECT_THAT(AliasNamesOf(of_one->items), ElementsAre("alias/a", "alias/c", "alias/e"));
+  for (const AliasRecord& alias : of_one->items) EXPECT_EQ(alias.key_id, KeyId(1));
+
+  absl::StatusOr<Page<AliasRecord>> of_none = store().ListAliases(KeyId(3), 100, "");
+  ASSERT_THAT(of_none.status(), IsOk());
+  EXPECT_THAT(of_none->items, IsEmpty());
+  EXPECT_EQ(of_none->next_marker, "");
+
+  absl::StatusOr<Page<AliasRecord>> of_unknown = store().ListAliases(KeyId(9), 100, "");
+  ASSERT_THAT(of_unknown.status(), IsOk());
+  EXPECT_THAT(of_unknown->items, IsEmpty());
+}
+
+TEST_P(KeyStoreConformanceTest, ListAliasesWalksEveryPageExactlyOnce) {
+  ASSERT_THAT(CreateKeyWithVersion(store(), KeyId(1), VersionId(1)), IsOk());
+  ASSERT_THAT(CreateKeyWithVersion(store(), KeyId(2), VersionId(2)), IsOk());
+  std::vector<std::string> all;
+  std::vector<std::string> of_key_1;
+  for (int i = 0; i < 23; ++i) {
+    const std::string name = absl::StrCat("alias/", absl::Dec((i * 5) % 23, absl::kZeroPad3));
+    const std::string key_id = (i % 3 == 0) ? KeyId(2) : KeyId(1);
+    ASSERT_THAT(store().CreateAlias(NewAlias(name, key_id)), IsOk());
+    all.push_back(name);
+    if (key_id == KeyId(1)) of_key_1.push_back(name);
+  }
+  std::sort(all.begin(), all.end());
+  std::sort(of_key_1.begin(), of_key_1.end());
+
+  for (const std::optional<std::string>& filter :
+       {std::optional<std::string>(), std::optional<std::string>(KeyId(1))}) {
+    SCOPED_TRACE(filter.value_or("no filter"));
+    std::vector<std::string> seen;
+    std::string marker;
+    int pages = 0;
+    do {
+      ASSERT_LT(pages++, 20) << "pagination does not end";
+      absl::StatusOr<Page<AliasRecord>> page = store().ListAliases(filter, 5, marker);
+      ASSERT_THAT(page.status(), IsOk());
+      EXPECT_LE(page->items.size(), 5u);
+      for (const AliasRecord& alias : page->items) seen.push_back(alias.alias_name);
+      marker = page->next_marker;
+    } while (!marker.empty());
+    EXPECT_EQ(seen, filter.has_value() ? of_key_1 : all);
+  }
+}
+
+// ======================================================================
+// Tags
+
+TEST_P(KeyStoreConformanceTest, PutTagsAddsAndOverwrites) {
+  ASSERT_THAT(CreateKeyWithVersion(store(), KeyId(1), VersionId(1), {{"team", "a"}}), IsOk());
+  ASSERT_THAT(CreateKeyWithVersion(store(), KeyId(2), VersionId(2), {{"team", "other"}}), IsOk());
+
+  ASSERT_THAT(store().PutTags(KeyId(1), {{"team", "b"}, {"cost-center", "42"}}), IsOk());
+  ASSERT_THAT(store().PutTags(KeyId(1), {}), IsOk());
+
+  absl::StatusOr<std::vector<TagRecord>> tags = store().ListTags(KeyId(1));
+  ASSERT_THAT(tags.status(), IsOk());
+  EXPECT_THAT(*tags, ElementsAre(TagRecord{"cost-center", "42"}, TagRecord{"team", "b"}));
+  tags = store().ListTags(KeyId(2));
+  ASSERT_THAT(tags.status(), IsOk());
+  EXPECT_THAT(*tags, ElementsAre(TagRecord{"team", "other"}));
+}
+
+TEST_P(KeyStoreConformanceTest, RemoveTagsIgnoresNamesThatAreNotSet) {
+  ASSERT_THAT(CreateKeyWithVersion(store(), KeyId(1), VersionId(1),
+                                   {{"a", "1"}, {"b", "2"}, {"c", "3"}}),
+              IsOk());
+  ASSERT_THAT(store().RemoveTags(KeyId(1), {"b", "no-such-tag", "b"}), IsOk());
+  ASSERT_THAT(store().RemoveTags(KeyId(1), {}), IsOk());
+  absl::StatusOr<std::vector<TagRecord>> tags = store().ListTags(KeyId(1));
+  ASSERT_THAT(tags.status(), IsOk());
+  EXPECT_THAT(*tags, ElementsAre(TagRecord{"a", "1"}, TagRecord{"c", "3"}));
+}
+
+TEST_P(KeyStoreConformanceTest, ListTagsIsOrderedByTagKey) {
+  ASSERT_THAT(CreateKeyWithVersion(store(), KeyId(1), VersionId(1)), IsOk());
+  ASSERT_THAT(store().PutTags(KeyId(1), {{"zeta", "1"}, {"Alpha", "2"}, {"alpha", "3"},
+                                         {"mid", "4"}}),
+              IsOk());
+  absl::StatusOr<std::vector<TagRecord>> tags = store().ListTags(KeyId(1));
+  ASSERT_THAT(tags.status(), IsOk());
+  // Byte order: upper case before lower case.
+  EXPECT_THAT(*tags, ElementsAre(TagRecord{"Alpha", "2"}, TagRecord{"alpha", "3"},
+                                 TagRecord{"mid", "4"}, TagRecord{"zeta", "1"}));
+}
+
+// ======================================================================
+// Intents
+
+TEST_P(KeyStoreConformanceTest, IntentsGetIncreasingIdsAndListOldestFirst) {
+  std::vector<int64_t> ids;
+  for (int i = 0; i < 3; ++i) {
+    Intent intent;
+    intent.kind = i == 1 ? "delete_key" : "create_version";
+    intent.key_id = KeyId(i);  // no such key: an intent may precede its key
+    intent.version_id = VersionId(i);
+    intent.creation_time = kT0 + absl::Seconds(i);
+    absl::StatusOr<int64_t> id = store().AddIntent(intent);
+    ASSERT_THAT(id.status(), IsOk());
+    if (!ids.empty()) {
+      EXPECT_GT(*id, ids.back());
+    }
+    ids.push_back(*id);
+  }
+
+  absl::StatusOr<std::vector<Intent>> intents = store().ListIntents();
+  ASSERT_THAT(intents.status(), IsOk());
+  ASSERT_THAT(*intents, SizeIs(3));
+  for (int i = 0; i < 3; ++i) {
+    const Intent& got = (*intents)[i];
+    EXPECT_EQ(got.id, ids[i]);
+    EXPECT_EQ(got.kind, i == 1 ? "delete_key" : "create_version");
+    EXPECT_EQ(got.key_id, KeyId(i));
+    EXPECT_EQ(got.version_id, VersionId(i));
+    EXPECT_EQ(got.creation_time, kT0 + absl::Seconds(i));
+  }
+}
+
+TEST_P(KeyStoreConformanceTest, RemoveIntentRemovesOnlyIt) {
+  Intent intent;
+  intent.kind = "create_version";
+  absl::StatusOr<int64_t> first = store().AddIntent(intent);
+  absl::StatusOr<int64_t> second = store().AddIntent(intent);
+  ASSERT_THAT(first.status(), IsOk());
+  ASSERT_THAT(second.status(), IsOk());
+
+  ASSERT_THAT(store().RemoveIntent(*first), IsOk());
+  EXPECT_THAT(store().RemoveIntent(*first), StatusIs(absl::StatusCode::kNotFound));
+  absl::StatusOr<std::vector<Intent>> intents = store().ListIntents();
+  ASSERT_THAT(intents.status(), IsOk());
+  ASSERT_THAT(*intents, SizeIs(1));
+  EXPECT_EQ((*intents)[0].id, *second);
+}
+
+TEST_P(KeyStoreConformanceTest, IntentIdsAreNeverReused) {
+  Intent intent;
+  intent.kind = "create_version";
+  absl::StatusOr<int64_t> first = store().AddIntent(intent);
+  ASSERT_THAT(first.status(), IsOk());
+  ASSERT_THAT(store().RemoveIntent(*first), IsOk());
+  // Removing the newest intent must not hand its id out again, or "oldest
+  // first" and log lines naming intents would become ambiguous.
+  absl::StatusOr<int64_t> second = store().AddIntent(intent);
+  ASSERT_THAT(second.status(), IsOk());
+  EXPECT_GT(*second, *first);
+}
+
+// ======================================================================
+// Errors, as tables
+
+struct ErrorCase {
+  std::string name;
+  std::function<absl::Status(KeyStore&)> call;
+  absl::StatusCode code;
+  std::string message_has;  // the offending name must appear in the message
+};
+
+void PrintTo(const ErrorCase& c, std::ostream* os) { *os << c.name; }
+
+// Each case runs against a store holding key 1 (current version 1, tag
+// "t"), alias "alias/present" -> key 1, and one intent.
+using KeyStoreErrorTest = StoreTest<std::tuple<StoreKind, ErrorCase>>;
+
+TEST_P(KeyStoreErrorTest, FailsWithDocumentedCode) {
+  ASSERT_THAT(CreateKeyWithVersion(store(), KeyId(1), VersionId(1), {{"t", "v"}}), IsOk());
+  ASSERT_THAT(store().CreateAlias(NewAlias("alias/present", KeyId(1))), IsOk());
+  ASSERT_THAT(store().AddIntent(Intent{}).status(), IsOk());
+
+  const ErrorCase& c = std::get<1>(GetParam());
+  EXPECT_THAT(c.call(store()), StatusIs(c.code, c.message_has));
+
+  // The failed call changed nothing.
+  absl::StatusOr<KeyRecord> key = store().GetKey(KeyId(1));
+  ASSERT_THAT(key.status(), IsOk());
+  KeyRecord want = NewKey(KeyId(1));
+  want.current_version_id = VersionId(1);
+  EXPECT_EQ(*key, want);
+  absl::StatusOr<AliasRecord> alias = store().GetAlias("alias/present");
+  ASSERT_THAT(alias.status(), IsOk());
+  EXPECT_EQ(*alias, NewAlias("alias/present", KeyId(1)));
+  absl::StatusOr<std::vector<TagRecord>> tags = store().ListTags(KeyId(1));
+  ASSERT_THAT(tags.status(), IsOk());
+  EXPECT_THAT(*tags, ElementsAre(TagRecord{"t", "v"}));
+  absl::StatusOr<std::vector<Intent>> intents = store().ListIntents();
+  ASSERT_THAT(intents.status(), IsOk());
+  EXPECT_THAT(*intents, SizeIs(1));
+}
+
+std::vector<ErrorCase> ErrorCases() {
+  using absl::StatusCode;
+  const std::string missing = KeyId(9);
+  return {
+      // kAlreadyExists
+      {"CreateKeyWithTakenKeyId",
+       [](KeyStore& s) { return CreateKeyWithVersion(s, KeyId(1), VersionId(2)); },
+       StatusCode::kAlreadyExists, KeyId(1)},
+      {"CreateKeyWithTakenVersionId",
+       [](KeyStore& s) { return CreateKeyWithVersion(s, KeyId(2), VersionId(1)); },
+       StatusCode::kAlreadyExists, VersionId(1)},
+      {"CreateAliasWithTakenName",
+       [](KeyStore& s) { return s.CreateAlias(NewAlias("alias/present", KeyId(1))); },
+       StatusCode::kAlreadyExists, "alias/present"},
+      // kNotFound
+      {"GetKey", [=](KeyStore& s) { return s.GetKey(missing).status(); }, StatusCode::kNotFound,
+       missing},
+      {"UpdateKey", [=](KeyStore& s) { return s.UpdateKey(NewKey(missing)); },
+       StatusCode::kNotFound, missing},
+      {"DeleteKey", [=](KeyStore& s) { return s.DeleteKey(missing); }, StatusCode::kNotFound,
+       missing},
+      {"GetVersion", [](KeyStore& s) { return s.GetVersion(VersionId(9)).status(); },
+       StatusCode::kNotFound, VersionId(9)},
+      {"CreateAliasForMissingKey",
+       [=](KeyStore& s) { return s.CreateAlias(NewAlias("alias/new", missing)); },
+       StatusCode::kNotFound, missing},
+      {"UpdateMissingAlias",
+       [](KeyStore& s) { return s.UpdateAlias("alias/missing", KeyId(1), kT0); },
+       StatusCode::kNotFound, "alias/missing"},
+      {"UpdateAliasToMissingKey",
+       [=](KeyStore& s) { return s.UpdateAlias("alias/present", missing, kT0); },
+       StatusCode::kNotFound, missing},
+      {"DeleteMissingAlias", [](KeyStore& s) { return s.DeleteAlias("alias/missing"); },
+       StatusCode::kNotFound, "alias/missing"},
+      {"GetMissingAlias", [](KeyStore& s) { return s.GetAlias("alias/missing").status(); },
+       StatusCode::kNotFound, "alias/missing"},
+      {"PutTagsOnMissingKey", [=](KeyStore& s) { return s.PutTags(missing, {{"t", "w"}}); },
+       StatusCode::kNotFound, missing},
+      {"PutNoTagsOnMissingKey", [=](KeyStore& s) { return s.PutTags(missing, {}); },
+       StatusCode::kNotFound, missing},
+      {"RemoveTagsOfMissingKey", [=](KeyStore& s) { return s.RemoveTags(missing, {"t"}); },
+       StatusCode::kNotFound, missing},
+      {"ListTagsOfMissingKey", [=](KeyStore& s) { return s.ListTags(missing).status(); },
+       StatusCode::kNotFound, missing},
+      {"RemoveMissingIntent", [](KeyStore& s) { return s.RemoveIntent(987654321); },
+       StatusCode::kNotFound, "987654321"},
+  };
+}
+
+INSTANTIATE_TEST_SUITE_P(Stores, KeyStoreErrorTest,
+                         ::testing::Combine(::testing::ValuesIn(AllStores()),
+                                            ::testing::ValuesIn(ErrorCases())),
+                         KindAndCaseName<ErrorCase>);
+
+struct ListerCase {
+  std::string name;
+  std::function<absl::Status(KeyStore&, int limit)> list;
+};
+
+void PrintTo(const ListerCase& c, std::ostream* os) { *os << c.name; }
+
+using KeyStoreLimitTest = StoreTest<std::tuple<StoreKind, ListerCase>>;
+
+TEST_P(KeyStoreLimitTest, RejectsLimitBelowOne) {
+  ASSERT_THAT(CreateKeyWithVersion(store(), KeyId(1), VersionId(1)), IsOk());
+  ASSERT_THAT(store().CreateAlias(NewAlias("alias/a", KeyId(1))), IsOk());
+  const ListerCase& c = std::get<1>(GetParam());
+  for (int limit : {0, -1, INT_MIN}) {
+    SCOPED_TRACE(limit);
+    EXPECT_THAT(c.list(store(), limit), StatusIs(absl::StatusCode::kInvalidArgument));
+  }
+  EXPECT_THAT(c.list(store(), 1), IsOk());
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Stores, KeyStoreLimitTest,
+    ::testing::Combine(
+        ::testing::ValuesIn(AllStores()),
+        ::testing::Values(
+            ListerCase{"ListKeys",
+                       [](KeyStore& s, int limit) { return s.ListKeys(limit, "").status(); }},
+            ListerCase{"ListKeysAfterMarker",
+                       [](KeyStore& s, int limit) {
+                         return s.ListKeys(limit, KeyId(0)).status();
+                       }},
+            ListerCase{"ListAliases",
+                       [](KeyStore& s, int limit) {
+                         return s.ListAliases(std::nullopt, limit, "").status();
+                       }},
+            ListerCase{"ListAliasesOfKey",
+                       [](KeyStore& s, int limit) {
+                         return s.ListAliases(KeyId(1), limit, "").status();
+                       }})),
+    KindAndCaseName<ListerCase>);
+
+INSTANTIATE_TEST_SUITE_P(Stores, KeyStoreConformanceTest, ::testing::ValuesIn(AllStores()),
+                         KindName);
+
+}  // namespace
+}  // namespace kms::keystore

@@ -1,0 +1,616 @@
+// SqliteKeyStore beyond the shared contract (which
+// key_store_conformance_test.cc checks): the database file, durability
+// settings, schema versions, concurrency, and the record checks this
+// implementation adds.
+
+#include "daemon/keystore/sqlite_key_store.h"
+
+#include <sqlite3.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+
+#include <cstdint>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <ostream>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/str_cat.h"
+#include "absl/time/time.h"
+#include "daemon/keystore/key_store.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace kms::keystore {
+
+// Defined in key_store_conformance_test.cc, in this same test binary:
+// declared here so both files print records the same way.
+void PrintTo(const KeyRecord& key, std::ostream* os);
+void PrintTo(const KeyVersionRecord& version, std::ostream* os);
+void PrintTo(const AliasRecord& alias, std::ostream* os);
+void PrintTo(const TagRecord& tag, std::ostream* os);
+
+namespace {
+
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+using ::testing::IsEmpty;
+using ::testing::SizeIs;
+
+MATCHER(IsOk, "is OK") {
+  *result_listener << arg;
+  return arg.ok();
+}
+
+MATCHER_P(StatusIs, code, absl::StrCat("has code ", absl::StatusCodeToString(code))) {
+  *result_listener << arg;
+  return arg.code() == code;
+}
+
+MATCHER_P2(StatusIs, code, substring,
+           absl::StrCat("has code ", absl::StatusCodeToString(code), " and a message with '",
+                        substring, "'")) {
+  *result_listener << arg;
+  return arg.code() == code && arg.message().find(substring) != absl::string_view::npos;
+}
+
+class TempDir {
+ public:
+  TempDir() {
+    std::string pattern = ::testing::TempDir() + "kms_sqlite_XXXXXX";
+    if (mkdtemp(pattern.data()) != nullptr) path_ = pattern;
+  }
+  ~TempDir() {
+    std::error_code ignored;
+    if (!path_.empty()) std::filesystem::remove_all(path_, ignored);
+  }
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
+const absl::Time kT0 = absl::FromUnixMicros(1'800'000'000'123'456);
+
+std::string KeyId(int n) {
+  return absl::StrCat(absl::Dec(n, absl::kZeroPad8), "-0000-4000-8000-00000000000a");
+}
+std::string VersionId(int n) {
+  return absl::StrCat(absl::Dec(n, absl::kZeroPad8), "-1111-4000-8000-00000000000b");
+}
+
+KeyRecord NewKey(const std::string& key_id) {
+  KeyRecord key;
+  key.key_id = key_id;
+  key.description = absl::StrCat("test key ", key_id);
+  key.creation_time = kT0;
+  return key;
+}
+
+KeyVersionRecord NewVersion(const std::string& version_id, const std::string& key_id,
+                            absl::Time created = kT0) {
+  KeyVersionRecord version;
+  version.version_id = version_id;
+  version.key_id = key_id;
+  version.creation_time = created;
+  return version;
+}
+
+AliasRecord NewAlias(const std::string& name, const std::string& key_id) {
+  AliasRecord alias;
+  alias.alias_name = name;
+  alias.key_id = key_id;
+  alias.creation_time = kT0;
+  alias.last_updated_time = kT0;
+  return alias;
+}
+
+absl::Status CreateKeyWithVersion(KeyStore& store, const std::string& key_id,
+                                  const std::string& version_id) {
+  KeyRecord key = NewKey(key_id);
+  key.current_version_id = version_id;
+  return store.CreateKey(key, NewVersion(version_id, key_id), {});
+}
+
+// A second, raw connection to the file, for what the store does not expose.
+class RawDatabase {
+ public:
+  explicit RawDatabase(const std::string& path) {
+    if (sqlite3_open_v2(path.c_str(), &db_, SQLITE_OPEN_READWRITE, nullptr) != SQLITE_OK) {
+      sqlite3_close(db_);
+      db_ = nullptr;
+    }
+  }
+  ~RawDatabase() { sqlite3_close(db_); }
+  RawDatabase(const RawDatabase&) = delete;
+  RawDatabase& operator=(const RawDatabase&) = delete;
+
+  bool ok() const { return db_ != nullptr; }
+  bool Exec(const std::string& sql) {
+    return sqlite3_exec(db_, sql.c_str(), nullptr, nullptr, nullptr) == SQLITE_OK;
+  }
+  // The first column of the first row, as text ("" if none).
+  std::string QueryText(const std::string& sql) {
+    sqlite3_stmt* stmt = nullptr;
+    std::string result;
+    if (sqlite3_prepare_v2(db_, sql.c_str(), -1, &stmt, nullptr) == SQLITE_OK &&
+        sqlite3_step(stmt) == SQLITE_ROW) {
+      const unsigned char* text = sqlite3_column_text(stmt, 0);
+      if (text != nullptr) result = reinterpret_cast<const char*>(text);
+    }
+    sqlite3_finalize(stmt);
+    return result;
+  }
+
+ private:
+  sqlite3* db_ = nullptr;
+};
+
+mode_t ModeOf(const std::string& path) {
+  struct stat st;
+  if (stat(path.c_str(), &st) != 0) return 0;
+  return st.st_mode & 07777;
+}
+
+class SqliteKeyStoreTest : public ::testing::Test {
+ protected:
+  void SetUp() override { ASSERT_FALSE(dir_.path().empty()) << "mkdtemp failed"; }
+  std::string DbPath() const { return dir_.path() + "/keystore.db"; }
+  std::unique_ptr<SqliteKeyStore> OpenOrDie(const std::string& path) {
+    absl::StatusOr<std::unique_ptr<SqliteKeyStore>> store = SqliteKeyStore::Open(path);
+    EXPECT_THAT(store.status(), IsOk());
+    return store.ok() ? *std::move(store) : nullptr;
+  }
+
+  TempDir dir_;
+};
+
+// ---- the file
+
+TEST_F(SqliteKeyStoreTest, EveryRecordKindSurvivesCloseAndReopen) {
+  KeyRecord key = NewKey(KeyId(1));
+  key.current_version_id = VersionId(1);
+  const KeyVersionRecord version = NewVersion(VersionId(1), KeyId(1));
+  KeyRecord doomed = NewKey(KeyId(2));
+  doomed.state = KeyState::kPendingDeletion;
+  doomed.deletion_time = kT0 + absl::Hours(24 * 7);
+  KeyRecord importing = NewKey(KeyId(3));
+  importing.state = KeyState::kPendingImport;
+  importing.origin = KeyOrigin::kExternal;
+  const AliasRecord alias = NewAlias("alias/kept", KeyId(1));
+  Intent intent;
+  intent.kind = "create_version";
+  intent.key_id = KeyId(1);
+  intent.version_id = VersionId(7);
+  intent.creation_time = kT0;
+  int64_t intent_id = 0;
+  {
+    std::unique_ptr<SqliteKeyStore> store = OpenOrDie(DbPath());
+    ASSERT_NE(store, nullptr);
+    ASSERT_THAT(store->CreateKey(key, version, {{"team", "payments"}}), IsOk());
+    ASSERT_THAT(store->CreateKey(doomed, std::nullopt, {}), IsOk());
+    ASSERT_THAT(store->CreateKey(importing, std::nullopt, {}), IsOk());
+    ASSERT_THAT(store->CreateAlias(alias), IsOk());
+    absl::StatusOr<int64_t> id = store->AddIntent(intent);
+    ASSERT_THAT(id.status(), IsOk());
+    intent_id = *id;
+  }
+
+  std::unique_ptr<SqliteKeyStore> store = OpenOrDie(DbPath());
+  ASSERT_NE(store, nullptr);
+  absl::StatusOr<Page<KeyRecord>> keys = store->ListKeys(10, "");
+  ASSERT_THAT(keys.status(), IsOk());
+  EXPECT_THAT(keys->items, ElementsAre(key, doomed, importing));
+  absl::StatusOr<KeyVersionRecord> got_version = store->GetVersion(VersionId(1));
+  ASSERT_THAT(got_version.status(), IsOk());
+  EXPECT_EQ(*got_version, version);
+  absl::StatusOr<AliasRecord> got_alias = store->GetAlias("alias/kept");
+  ASSERT_THAT(got_alias.status(), IsOk());
+  EXPECT_EQ(*got_alias, alias);
+  absl::StatusOr<std::vector<TagRecord>> tags = store->ListTags(KeyId(1));
+  ASSERT_THAT(tags.status(), IsOk());
+  EXPECT_THAT(*tags, ElementsAre(TagRecord{"team", "payments"}));
+  absl::StatusOr<std::vector<Intent>> intents = store->ListIntents();
+  ASSERT_THAT(intents.status(), IsOk());
+  ASSERT_THAT(*intents, SizeIs(1));
+  EXPECT_EQ((*intents)[0].id, intent_id);
+  EXPECT_EQ((*intents)[0].kind, intent.kind);
+  EXPECT_EQ((*intents)[0].version_id, intent.version_id);
+  absl::StatusOr<std::vector<KeyRecord>> due =
+      store->ListKeysDueForDeletion(*doomed.deletion_time);
+  ASSERT_THAT(due.status(), IsOk());
+  EXPECT_THAT(*due, ElementsAre(doomed));
+}
+
+TEST_F(SqliteKeyStoreTest, CommittedChangesSurviveProcessDeathWithoutClose) {
+  // The child commits and dies without closing the database (as kill -9
+  // would): the change sits only in the WAL, and reopening must recover it.
+  EXPECT_EXIT(
+      {
+        absl::StatusOr<std::unique_ptr<SqliteKeyStore>> store = SqliteKeyStore::Open(DbPath());
+        const bool ok = store.ok() && CreateKeyWithVersion(**store, KeyId(1), VersionId(1)).ok() &&
+                        (*store)->CreateAlias(NewAlias("alias/a", KeyId(1))).ok();
+        if (store.ok()) (void)store->release();  // never closed
+        std::_Exit(ok ? 0 : 1);
+      },
+      ::testing::ExitedWithCode(0), "");
+
+  std::error_code error;
+  EXPECT_GT(std::filesystem::file_size(DbPath() + "-wal", error), 0u) << error.message();
+  std::unique_ptr<SqliteKeyStore> store = OpenOrDie(DbPath());
+  ASSERT_NE(store, nullptr);
+  EXPECT_THAT(store->GetKey(KeyId(1)).status(), IsOk());
+  EXPECT_THAT(store->GetVersion(VersionId(1)).status(), IsOk());
+  EXPECT_THAT(store->GetAlias("alias/a").status(), IsOk());
+}
+
+TEST_F(SqliteKeyStoreTest, DatabaseFilesAreCreatedMode0600WhateverTheUmask) {
+  // With umask 0 SQLite alone would create 0644 files.
+  const mode_t old_umask = umask(0);
+  std::unique_ptr<SqliteKeyStore> store = OpenOrDie(DbPath());
+  umask(old_umask);
+  ASSERT_NE(store, nullptr);
+  ASSERT_THAT(CreateKeyWithVersion(*store, KeyId(1), VersionId(1)), IsOk());
+
+  EXPECT_EQ(ModeOf(DbPath()), 0600u);
+  // The WAL and shared-memory files hold the same data; SQLite gives them the
+  // database file's mode.
+  EXPECT_EQ(ModeOf(DbPath() + "-wal"), 0600u);
+  EXPECT_EQ(ModeOf(DbPath() + "-shm"), 0600u);
+}
+
+TEST_F(SqliteKeyStoreTest, ExistingFileKeepsItsMode) {
+  { std::ofstream(DbPath()).flush(); }
+  ASSERT_EQ(chmod(DbPath().c_str(), 0640), 0);
+  std::unique_ptr<SqliteKeyStore> store = OpenOrDie(DbPath());
+  ASSERT_NE(store, nullptr);
+  // An empty file is a new database: the schema goes in.
+  ASSERT_THAT(CreateKeyWithVersion(*store, KeyId(1), VersionId(1)), IsOk());
+  EXPECT_EQ(ModeOf(DbPath()), 0640u);
+}
+
+TEST_F(SqliteKeyStoreTest, FileDatabaseUsesWalAndFullSynchronous) {
+  std::unique_ptr<SqliteKeyStore> store = OpenOrDie(DbPath());
+  ASSERT_NE(store, nullptr);
+  absl::StatusOr<SqliteKeyStore::ConnectionSettings> settings = store->Settings();
+  ASSERT_THAT(settings.status(), IsOk());
+  EXPECT_EQ(settings->journal_mode, "wal");
+  EXPECT_EQ(settings->synchronous, 2);  // FULL
+  EXPECT_TRUE(settings->foreign_keys);
+  EXPECT_GE(settings->busy_timeout_ms, 1000);
+  EXPECT_EQ(settings->schema_version, SqliteKeyStore::LatestSchemaVersion());
+
+  // WAL is a property of the file, so another connection sees it too.
+  RawDatabase raw(DbPath());
+  ASSERT_TRUE(raw.ok());
+  EXPECT_EQ(raw.QueryText("PRAGMA journal_mode"), "wal");
+}
+
+TEST_F(SqliteKeyStoreTest, MemoryDatabaseEnforcesForeignKeys) {
+  std::unique_ptr<SqliteKeyStore> store = OpenOrDie(":memory:");
+  ASSERT_NE(store, nullptr);
+  absl::StatusOr<SqliteKeyStore::ConnectionSettings> settings = store->Settings();
+  ASSERT_THAT(settings.status(), IsOk());
+  EXPECT_EQ(settings->journal_mode, "memory");
+  EXPECT_TRUE(settings->foreign_keys);
+  EXPECT_EQ(settings->schema_version, SqliteKeyStore::LatestSchemaVersion());
+}
+
+TEST_F(SqliteKeyStoreTest, RefusesDatabaseFromNewerSchema) {
+  ASSERT_NE(OpenOrDie(DbPath()), nullptr);
+  const int newer = SqliteKeyStore::LatestSchemaVersion() + 1;
+  {
+    RawDatabase raw(DbPath());
+    ASSERT_TRUE(raw.ok());
+    ASSERT_TRUE(raw.Exec(absl::StrCat("PRAGMA user_version = ", newer)));
+  }
+
+  absl::StatusOr<std::unique_ptr<SqliteKeyStore>> store = SqliteKeyStore::Open(DbPath());
+  EXPECT_THAT(store.status(), StatusIs(absl::StatusCode::kFailedPrecondition,
+                                       absl::StrCat("schema version ", newer)));
+  EXPECT_THAT(store.status().message(), HasSubstr("newer"));
+  EXPECT_THAT(store.status().message(), HasSubstr(DbPath()));
+
+  RawDatabase raw(DbPath());
+  ASSERT_TRUE(raw.ok());
+  EXPECT_EQ(raw.QueryText("PRAGMA user_version"), absl::StrCat(newer)) << "file was changed";
+}
+
+TEST_F(SqliteKeyStoreTest, ReopenDoesNotRerunMigrations) {
+  {
+    std::unique_ptr<SqliteKeyStore> store = OpenOrDie(DbPath());
+    ASSERT_NE(store, nullptr);
+    ASSERT_THAT(CreateKeyWithVersion(*store, KeyId(1), VersionId(1)), IsOk());
+  }
+  // Running step 1 again would fail ("table keys already exists").
+  std::unique_ptr<SqliteKeyStore> store = OpenOrDie(DbPath());
+  ASSERT_NE(store, nullptr);
+  EXPECT_THAT(store->GetKey(KeyId(1)).status(), IsOk());
+}
+
+// ---- opening bad paths, as a table
+
+struct BadPathCase {
+  std::string name;
+  // Prepares the directory and returns the path to open.
+  std::function<std::string(const std::string& dir)> make;
+  absl::StatusCode code;
+  std::string message_has;
+};
+
+void PrintTo(const BadPathCase& c, std::ostream* os) { *os << c.name; }
+
+class SqliteKeyStoreBadPathTest : public ::testing::TestWithParam<BadPathCase> {};
+
+TEST_P(SqliteKeyStoreBadPathTest, OpenFailsWithClearError) {
+  TempDir dir;
+  ASSERT_FALSE(dir.path().empty());
+  const BadPathCase& c = GetParam();
+  const std::string path = c.make(dir.path());
+  absl::StatusOr<std::unique_ptr<SqliteKeyStore>> store = SqliteKeyStore::Open(path);
+  EXPECT_THAT(store.status(), StatusIs(c.code, c.message_has));
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Cases, SqliteKeyStoreBadPathTest,
+    ::testing::Values(
+        BadPathCase{"MissingDirectory",
+                    [](const std::string& dir) { return dir + "/no/such/dir/keystore.db"; },
+                    absl::StatusCode::kNotFound, "/no/such/dir' does not exist"},
+        BadPathCase{"PathIsADirectory", [](const std::string& dir) { return dir; },
+                    absl::StatusCode::kFailedPrecondition, "is not a regular file"},
+        BadPathCase{"NotADatabase",
+                    [](const std::string& dir) {
+                      const std::string path = dir + "/notes.txt";
+                      std::ofstream(path) << std::string(4096, 'x');
+                      return path;
+                    },
+                    absl::StatusCode::kInternal, "not a database"},
+        BadPathCase{"EmptyPath", [](const std::string&) { return std::string(); },
+                    absl::StatusCode::kInvalidArgument, "empty"}),
+    [](const ::testing::TestParamInfo<BadPathCase>& info) { return info.param.name; });
+
+// ---- concurrency
+
+TEST_F(SqliteKeyStoreTest, ConcurrentWritersAllLand) {
+  constexpr int kThreads = 8;
+  constexpr int kAliasesPerThread = 50;
+  std::unique_ptr<SqliteKeyStore> store = OpenOrDie(DbPath());
+  ASSERT_NE(store, nullptr);
+  ASSERT_THAT(CreateKeyWithVersion(*store, KeyId(1), VersionId(1)), IsOk());
+
+  std::vector<absl::Status> first_error(kThreads);
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < kAliasesPerThread; ++i) {
+        const std::string name = absl::StrCat("alias/t", t, "-", i);
+        absl::Status status = store->CreateAlias(NewAlias(name, KeyId(1)));
+        // Readers interleave with the writers.
+        if (status.ok()) status = store->GetAlias(name).status();
+        if (status.ok()) status = store->PutTags(KeyId(1), {{absl::StrCat("t", t), name}});
+        if (!status.ok() && first_error[t].ok()) first_error[t] = status;
+      }
+    });
+  }
+  for (std::thread& thread : threads) thread.join();
+  for (const absl::Status& status : first_error) EXPECT_THAT(status, IsOk());
+
+  // Every alias is there once, seen through a fresh connection too.
+  store.reset();
+  store = OpenOrDie(DbPath());
+  ASSERT_NE(store, nullptr);
+  std::set<std::string> names;
+  std::string marker;
+  int listed = 0;
+  do {
+    absl::StatusOr<Page<AliasRecord>> page = store->ListAliases(KeyId(1), 64, marker);
+    ASSERT_THAT(page.status(), IsOk());
+    for (const AliasRecord& alias : page->items) {
+      names.insert(alias.alias_name);
+      ++listed;
+    }
+    marker = page->next_marker;
+  } while (!marker.empty());
+  EXPECT_EQ(listed, kThreads * kAliasesPerThread);
+  EXPECT_EQ(names.size(), static_cast<size_t>(kThreads * kAliasesPerThread));
+  absl::StatusOr<std::vector<TagRecord>> tags = store->ListTags(KeyId(1));
+  ASSERT_THAT(tags.status(), IsOk());
+  EXPECT_THAT(*tags, SizeIs(kThreads));
+}
+
+// ---- what this implementation adds to the contract
+
+TEST_F(SqliteKeyStoreTest, TimesAreFlooredToTheMicrosecond) {
+  std::unique_ptr<SqliteKeyStore> store = OpenOrDie(":memory:");
+  ASSERT_NE(store, nullptr);
+  KeyRecord key = NewKey(KeyId(1));
+  key.creation_time = kT0 + absl::Nanoseconds(999);
+  ASSERT_THAT(store->CreateKey(key, std::nullopt, {}), IsOk());
+  absl::StatusOr<KeyRecord> got = store->GetKey(KeyId(1));
+  ASSERT_THAT(got.status(), IsOk());
+  EXPECT_EQ(got->creation_time, kT0);
+}
+
+TEST_F(SqliteKeyStoreTest, TextMayHoldAnyBytes) {
+  std::unique_ptr<SqliteKeyStore> store = OpenOrDie(":memory:");
+  ASSERT_NE(store, nullptr);
+  const std::string bytes("a\0b\xff\xfe", 5);
+  KeyRecord key = NewKey(KeyId(1));
+  key.description = bytes;
+  ASSERT_THAT(store->CreateKey(key, std::nullopt, {{bytes, bytes}}), IsOk());
+  absl::StatusOr<KeyRecord> got = store->GetKey(KeyId(1));
+  ASSERT_THAT(got.status(), IsOk());
+  EXPECT_EQ(got->description, bytes);
+  absl::StatusOr<std::vector<TagRecord>> tags = store->ListTags(KeyId(1));
+  ASSERT_THAT(tags.status(), IsOk());
+  EXPECT_THAT(*tags, ElementsAre(TagRecord{bytes, bytes}));
+}
+
+struct InconsistentCase {
+  std::string name;
+  std::function<absl::Status(SqliteKeyStore&)> call;
+  absl::StatusCode code;
+  std::string message_has;
+};
+
+void PrintTo(const InconsistentCase& c, std::ostream* os) { *os << c.name; }
+
+// Records that contradict themselves are refused, and nothing changes. The
+// store starts with keys 1 and 2, each with one current version.
+class SqliteKeyStoreInconsistentRecordTest : public ::testing::TestWithParam<InconsistentCase> {};
+
+TEST_P(SqliteKeyStoreInconsistentRecordTest, IsRefused) {
+  absl::StatusOr<std::unique_ptr<SqliteKeyStore>> store = SqliteKeyStore::Open(":memory:");
+  ASSERT_THAT(store.status(), IsOk());
+  ASSERT_THAT(CreateKeyWithVersion(**store, KeyId(1), VersionId(1)), IsOk());
+  ASSERT_THAT(CreateKeyWithVersion(**store, KeyId(2), VersionId(2)), IsOk());
+
+  const InconsistentCase& c = GetParam();
+  EXPECT_THAT(c.call(**store), StatusIs(c.code, c.message_has));
+
+  absl::StatusOr<Page<KeyRecord>> keys = (*store)->ListKeys(10, "");
+  ASSERT_THAT(keys.status(), IsOk());
+  KeyRecord key1 = NewKey(KeyId(1));
+  key1.current_version_id = VersionId(1);
+  KeyRecord key2 = NewKey(KeyId(2));
+  key2.current_version_id = VersionId(2);
+  EXPECT_THAT(keys->items, ElementsAre(key1, key2));
+  absl::StatusOr<std::vector<KeyVersionRecord>> versions = (*store)->ListVersions(KeyId(1));
+  ASSERT_THAT(versions.status(), IsOk());
+  EXPECT_THAT(*versions, SizeIs(1));
+}
+
+KeyRecord WithCurrent(KeyRecord key, const std::string& version_id) {
+  key.current_version_id = version_id;
+  return key;
+}
+KeyRecord WithState(KeyRecord key, KeyState state, std::optional<absl::Time> deletion_time) {
+  key.state = state;
+  key.deletion_time = deletion_time;
+  return key;
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Cases, SqliteKeyStoreInconsistentRecordTest,
+    ::testing::Values(
+        InconsistentCase{"CreateKeyWithVersionOfAnotherKey",
+                         [](SqliteKeyStore& s) {
+                           return s.CreateKey(WithCurrent(NewKey(KeyId(3)), VersionId(3)),
+                                              NewVersion(VersionId(3), KeyId(4)), {});
+                         },
+                         absl::StatusCode::kInvalidArgument, KeyId(4)},
+        InconsistentCase{"CreateKeyWithCurrentVersionNotCreated",
+                         [](SqliteKeyStore& s) {
+                           return s.CreateKey(WithCurrent(NewKey(KeyId(3)), VersionId(3)),
+                                              std::nullopt, {});
+                         },
+                         absl::StatusCode::kInvalidArgument, VersionId(3)},
+        InconsistentCase{"CreateKeyPendingDeletionWithoutDeletionTime",
+                         [](SqliteKeyStore& s) {
+                           return s.CreateKey(
+                               WithState(NewKey(KeyId(3)), KeyState::kPendingDeletion,
+                                         std::nullopt),
+                               std::nullopt, {});
+                         },
+                         absl::StatusCode::kInvalidArgument, "deletion_time"},
+        InconsistentCase{"CreateKeyEnabledWithDeletionTime",
+                         [](SqliteKeyStore& s) {
+                           return s.CreateKey(
+                               WithState(NewKey(KeyId(3)), KeyState::kEnabled, kT0), std::nullopt,
+                               {});
+                         },
+                         absl::StatusCode::kInvalidArgument, "deletion_time"},
+        InconsistentCase{"UpdateKeyDisabledWithDeletionTime",
+                         [](SqliteKeyStore& s) {
+                           return s.UpdateKey(WithState(WithCurrent(NewKey(KeyId(1)), VersionId(1)),
+                                                        KeyState::kDisabled, kT0));
+                         },
+                         absl::StatusCode::kInvalidArgument, "deletion_time"},
+        InconsistentCase{"UpdateKeyToVersionOfAnotherKey",
+                         [](SqliteKeyStore& s) {
+                           return s.UpdateKey(WithCurrent(NewKey(KeyId(1)), VersionId(2)));
+                         },
+                         absl::StatusCode::kNotFound, VersionId(2)},
+        InconsistentCase{"UpdateKeyToMissingVersion",
+                         [](SqliteKeyStore& s) {
+                           return s.UpdateKey(WithCurrent(NewKey(KeyId(1)), VersionId(9)));
+                         },
+                         absl::StatusCode::kNotFound, VersionId(9)},
+        InconsistentCase{"AddVersionForAnotherKey",
+                         [](SqliteKeyStore& s) {
+                           return s.AddVersion(NewVersion(VersionId(3), KeyId(2)),
+                                               WithCurrent(NewKey(KeyId(1)), VersionId(3)));
+                         },
+                         absl::StatusCode::kInvalidArgument, KeyId(2)},
+        InconsistentCase{"AddVersionWithTakenVersionId",
+                         [](SqliteKeyStore& s) {
+                           return s.AddVersion(NewVersion(VersionId(2), KeyId(1)),
+                                               WithCurrent(NewKey(KeyId(1)), VersionId(2)));
+                         },
+                         absl::StatusCode::kAlreadyExists, VersionId(2)},
+        InconsistentCase{"AddVersionToMissingKey",
+                         [](SqliteKeyStore& s) {
+                           return s.AddVersion(NewVersion(VersionId(3), KeyId(9)),
+                                               WithCurrent(NewKey(KeyId(9)), VersionId(3)));
+                         },
+                         absl::StatusCode::kNotFound, KeyId(9)}),
+    [](const ::testing::TestParamInfo<InconsistentCase>& info) { return info.param.name; });
+
+TEST_F(SqliteKeyStoreTest, AddVersionRotatesTheCurrentVersion) {
+  std::unique_ptr<SqliteKeyStore> store = OpenOrDie(":memory:");
+  ASSERT_NE(store, nullptr);
+  ASSERT_THAT(CreateKeyWithVersion(*store, KeyId(1), VersionId(1)), IsOk());
+
+  // Two rotations within one microsecond still list in insertion order.
+  const KeyVersionRecord v2 = NewVersion(VersionId(2), KeyId(1), kT0 + absl::Hours(1));
+  const KeyVersionRecord v3 = NewVersion(VersionId(3), KeyId(1), kT0 + absl::Hours(1));
+  KeyRecord key = NewKey(KeyId(1));
+  key.current_version_id = VersionId(2);
+  ASSERT_THAT(store->AddVersion(v2, key), IsOk());
+  key.current_version_id = VersionId(3);
+  ASSERT_THAT(store->AddVersion(v3, key), IsOk());
+
+  absl::StatusOr<KeyRecord> got = store->GetKey(KeyId(1));
+  ASSERT_THAT(got.status(), IsOk());
+  EXPECT_EQ(*got, key);
+  absl::StatusOr<std::vector<KeyVersionRecord>> versions = store->ListVersions(KeyId(1));
+  ASSERT_THAT(versions.status(), IsOk());
+  EXPECT_THAT(*versions, ElementsAre(NewVersion(VersionId(1), KeyId(1)), v2, v3));
+
+  // All versions go with the key.
+  ASSERT_THAT(store->DeleteKey(KeyId(1)), IsOk());
+  for (int v = 1; v <= 3; ++v) {
+    EXPECT_THAT(store->GetVersion(VersionId(v)).status(), StatusIs(absl::StatusCode::kNotFound));
+  }
+}
+
+TEST_F(SqliteKeyStoreTest, AddVersionCompletesAnImport) {
+  std::unique_ptr<SqliteKeyStore> store = OpenOrDie(":memory:");
+  ASSERT_NE(store, nullptr);
+  KeyRecord key = NewKey(KeyId(1));
+  key.state = KeyState::kPendingImport;
+  key.origin = KeyOrigin::kExternal;
+  ASSERT_THAT(store->CreateKey(key, std::nullopt, {}), IsOk());
+
+  key.state = KeyState::kEnabled;
+  key.current_version_id = VersionId(1);
+  ASSERT_THAT(store->AddVersion(NewVersion(VersionId(1), KeyId(1)), key), IsOk());
+  absl::StatusOr<KeyRecord> got = store->GetKey(KeyId(1));
+  ASSERT_THAT(got.status(), IsOk());
+  EXPECT_EQ(*got, key);
+}
+
+}  // namespace
+}  // namespace kms::keystore

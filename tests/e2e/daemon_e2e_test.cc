@@ -1,0 +1,375 @@
+// End-to-end: the real kmsd binary on a free loopback port, a fresh data
+// directory (SoftHSM token + SQLite) per test, driven through the C++ client.
+#include <signal.h>
+#include <sys/stat.h>
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <fstream>
+#include <thread>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "client/kms_client.h"
+#include "daemon/common/errors.h"
+#include "tests/testing/status_matchers.h"
+#include "tests/testing/daemon_process.h"
+
+namespace kms {
+namespace {
+
+using client::KmsClient;
+using testing::DaemonProcess;
+using testing::TempDir;
+
+class DaemonE2eTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto dir = TempDir::Create("kmsd-e2e");
+    ASSERT_TRUE(dir.ok());
+    dir_ = *std::move(dir);
+    data_dir_ = dir_->path() + "/data";
+    StartDaemon();
+  }
+
+  void StartDaemon(std::vector<std::string> extra_env = {},
+                   std::vector<std::string> extra_args = {}) {
+    DaemonProcess::Options options;
+    options.data_dir = data_dir_;
+    options.extra_env = std::move(extra_env);
+    options.extra_args = std::move(extra_args);
+    auto daemon = DaemonProcess::Start(std::move(options));
+    ASSERT_TRUE(daemon.ok()) << daemon.status();
+    daemon_ = *std::move(daemon);
+    auto kms = KmsClient::Connect(daemon_->endpoint());
+    ASSERT_TRUE(kms.ok());
+    client_ = *std::move(kms);
+  }
+
+  void Restart(std::vector<std::string> extra_env = {}) {
+    auto code = daemon_->Stop(SIGTERM);
+    ASSERT_TRUE(code.ok()) << code.status();
+    EXPECT_EQ(*code, 0) << daemon_->ReadLog();
+    StartDaemon(std::move(extra_env));
+  }
+
+  std::string NewKey(const std::string& description = "e2e") {
+    v1::CreateKeyRequest r;
+    r.set_description(description);
+    auto created = client_->CreateKey(r);
+    EXPECT_TRUE(created.ok()) << created.status();
+    return created.ok() ? created->key_metadata().key_id() : "";
+  }
+
+  absl::StatusOr<v1::KeyMetadata> Describe(const std::string& key_id) {
+    v1::DescribeKeyRequest r;
+    r.set_key_id(key_id);
+    auto d = client_->DescribeKey(r);
+    if (!d.ok()) return d.status();
+    return d->key_metadata();
+  }
+
+  absl::StatusOr<std::string> Decrypt(const std::string& blob,
+                                      const std::map<std::string, std::string>& context = {}) {
+    v1::DecryptRequest r;
+    r.set_ciphertext_blob(blob);
+    for (const auto& [k, v] : context) (*r.mutable_encryption_context())[k] = v;
+    auto d = client_->Decrypt(r);
+    if (!d.ok()) return d.status();
+    return d->plaintext();
+  }
+
+  std::unique_ptr<TempDir> dir_;
+  std::string data_dir_;
+  std::unique_ptr<DaemonProcess> daemon_;
+  std::unique_ptr<KmsClient> client_;
+};
+
+TEST_F(DaemonE2eTest, FirstStartCreatesTheDataDirectory) {
+  struct stat st {};
+  ASSERT_EQ(::stat((data_dir_ + "/user.pin").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+  ASSERT_EQ(::stat((data_dir_ + "/so.pin").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+  EXPECT_EQ(::stat((data_dir_ + "/softhsm2.conf").c_str(), &st), 0);
+  EXPECT_EQ(::stat((data_dir_ + "/tokens").c_str(), &st), 0);
+  EXPECT_EQ(::stat((data_dir_ + "/kmsd.db").c_str(), &st), 0);
+  ASSERT_EQ(::stat(data_dir_.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0700u);
+  // The PIN never reaches the log.
+  std::ifstream pin_file(data_dir_ + "/user.pin");
+  std::string pin;
+  std::getline(pin_file, pin);
+  ASSERT_FALSE(pin.empty());
+  EXPECT_FALSE(absl::StrContains(daemon_->ReadLog(), pin));
+}
+
+TEST_F(DaemonE2eTest, EnvelopeRoundTripWithContextOverTheWire) {
+  const std::string key_id = NewKey();
+  v1::GenerateDataKeyRequest r;
+  r.set_key_id(key_id);
+  r.set_key_spec(v1::AES_256);
+  (*r.mutable_encryption_context())["service"] = "billing";
+  (*r.mutable_encryption_context())["file"] = "2026-11.csv";
+  auto dk = client_->GenerateDataKey(r);
+  ASSERT_TRUE(dk.ok()) << dk.status();
+  EXPECT_EQ(dk->plaintext().size(), 32u);
+  auto plaintext = Decrypt(dk->ciphertext_blob(), {{"file", "2026-11.csv"}, {"service", "billing"}});
+  ASSERT_TRUE(plaintext.ok()) << plaintext.status();
+  EXPECT_EQ(*plaintext, dk->plaintext());
+  EXPECT_ERROR(Decrypt(dk->ciphertext_blob(), {{"service", "billing"}}), kInvalidArgument,
+               "InvalidCiphertextException");
+}
+
+TEST_F(DaemonE2eTest, ErrorsCarryTheirCodeAndExceptionNameOverTheWire) {
+  const std::string key_id = NewKey();
+  EXPECT_ERROR(Describe("alias/nope"), kNotFound, "NotFoundException");
+  EXPECT_ERROR(Describe("bogus"), kInvalidArgument, "ValidationException");
+  EXPECT_ERROR(Decrypt(""), kInvalidArgument, "ValidationException");
+  EXPECT_ERROR(Decrypt("garbage"), kInvalidArgument, "InvalidCiphertextException");
+  v1::CreateAliasRequest alias;
+  alias.set_alias_name("alias/aws/x");
+  alias.set_target_key_id(key_id);
+  EXPECT_ERROR(client_->CreateAlias(alias), kInvalidArgument, "InvalidAliasNameException");
+  alias.set_alias_name("alias/x");
+  ASSERT_TRUE(client_->CreateAlias(alias).ok());
+  EXPECT_ERROR(client_->CreateAlias(alias), kAlreadyExists, "AlreadyExistsException");
+  v1::DisableKeyRequest disable;
+  disable.set_key_id("alias/x");
+  ASSERT_TRUE(client_->DisableKey(disable).ok());
+  v1::EncryptRequest encrypt;
+  encrypt.set_key_id("alias/x");
+  encrypt.set_plaintext("p");
+  EXPECT_ERROR(client_->Encrypt(encrypt), kFailedPrecondition, "DisabledException");
+  v1::ScheduleKeyDeletionRequest schedule;
+  schedule.set_key_id(key_id);
+  schedule.set_pending_window_in_days(3);
+  auto refused = client_->ScheduleKeyDeletion(schedule);
+  EXPECT_ERROR(refused, kInvalidArgument, "ValidationException");
+  EXPECT_EQ(refused.status().message(), "pending_window_in_days must be 7..30, got 3");
+  v1::GenerateRandomRequest random;
+  random.set_number_of_bytes(2000);
+  EXPECT_ERROR(client_->GenerateRandom(random), kInvalidArgument, "ValidationException");
+}
+
+TEST_F(DaemonE2eTest, RestartKeepsKeysAliasesTagsAndStates) {
+  const std::string enabled = NewKey("stays enabled");
+  const std::string disabled = NewKey("gets disabled");
+  const std::string doomed = NewKey("pending deletion");
+  v1::CreateAliasRequest alias;
+  alias.set_alias_name("alias/kept");
+  alias.set_target_key_id(enabled);
+  ASSERT_TRUE(client_->CreateAlias(alias).ok());
+  v1::TagResourceRequest tag;
+  tag.set_key_id(enabled);
+  auto* t = tag.add_tags();
+  t->set_tag_key("owner");
+  t->set_tag_value("ops");
+  ASSERT_TRUE(client_->TagResource(tag).ok());
+  v1::DisableKeyRequest disable;
+  disable.set_key_id(disabled);
+  ASSERT_TRUE(client_->DisableKey(disable).ok());
+  v1::ScheduleKeyDeletionRequest schedule;
+  schedule.set_key_id(doomed);
+  auto scheduled = client_->ScheduleKeyDeletion(schedule);
+  ASSERT_TRUE(scheduled.ok());
+  v1::EncryptRequest encrypt;
+  encrypt.set_key_id("alias/kept");
+  encrypt.set_plaintext("survives restarts");
+  auto blob = client_->Encrypt(encrypt);
+  ASSERT_TRUE(blob.ok());
+
+  Restart();
+
+  EXPECT_EQ(Describe("alias/kept")->key_id(), enabled);
+  EXPECT_EQ(Describe(enabled)->key_state(), v1::ENABLED);
+  EXPECT_EQ(Describe(disabled)->key_state(), v1::DISABLED);
+  EXPECT_EQ(Describe(doomed)->key_state(), v1::PENDING_DELETION);
+  EXPECT_EQ(Describe(doomed)->deletion_date().seconds(), scheduled->deletion_date().seconds());
+  EXPECT_EQ(Describe(enabled)->description(), "stays enabled");
+  v1::ListResourceTagsRequest tags;
+  tags.set_key_id(enabled);
+  auto listed = client_->ListResourceTags(tags);
+  ASSERT_TRUE(listed.ok());
+  ASSERT_EQ(listed->tags_size(), 1);
+  EXPECT_EQ(listed->tags(0).tag_value(), "ops");
+  EXPECT_EQ(*Decrypt(blob->ciphertext_blob()), "survives restarts");
+}
+
+TEST_F(DaemonE2eTest, AnsweredDataKeyDecryptsAfterKill9) {
+  const std::string key_id = NewKey();
+  v1::GenerateDataKeyRequest r;
+  r.set_key_id(key_id);
+  r.set_number_of_bytes(64);
+  (*r.mutable_encryption_context())["k"] = "v";
+  auto dk = client_->GenerateDataKey(r);
+  ASSERT_TRUE(dk.ok());
+  auto killed = daemon_->Stop(SIGKILL);
+  ASSERT_TRUE(killed.ok());
+  EXPECT_EQ(*killed, 128 + SIGKILL);
+  StartDaemon();
+  auto plaintext = Decrypt(dk->ciphertext_blob(), {{"k", "v"}});
+  ASSERT_TRUE(plaintext.ok()) << plaintext.status() << daemon_->ReadLog();
+  EXPECT_EQ(*plaintext, dk->plaintext());
+}
+
+TEST_F(DaemonE2eTest, KeyCreatedJustBeforeKill9IsUsableAfterRestart) {
+  std::vector<std::string> keys;
+  for (int i = 0; i < 5; ++i) keys.push_back(NewKey());
+  ASSERT_TRUE(daemon_->Stop(SIGKILL).ok());
+  StartDaemon();
+  for (const auto& key : keys) {
+    v1::EncryptRequest e;
+    e.set_key_id(key);
+    e.set_plaintext("p");
+    EXPECT_TRUE(client_->Encrypt(e).ok()) << key;
+  }
+}
+
+// libfaketime moves the daemon's clock; the data directory, token and database
+// are real.
+std::vector<std::string> FakeTimeEnv(const std::string& offset) {
+  return {"LD_PRELOAD=/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1",
+          "FAKETIME=" + offset, "FAKETIME_DONT_FAKE_MONOTONIC=1",
+          "FAKETIME_DONT_RESET=1"};
+}
+
+bool HaveFaketime() {
+  struct stat st {};
+  return ::stat("/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1", &st) == 0;
+}
+
+TEST_F(DaemonE2eTest, KeyPastItsDeletionDateIsErasedAtStartUp) {
+  if (!HaveFaketime()) GTEST_SKIP() << "libfaketime not installed";
+  const std::string doomed = NewKey("doomed");
+  const std::string kept = NewKey("kept");
+  v1::EncryptRequest e;
+  e.set_key_id(doomed);
+  e.set_plaintext("gone for good");
+  auto blob = client_->Encrypt(e);
+  ASSERT_TRUE(blob.ok());
+  v1::ScheduleKeyDeletionRequest schedule;
+  schedule.set_key_id(doomed);
+  schedule.set_pending_window_in_days(7);
+  ASSERT_TRUE(client_->ScheduleKeyDeletion(schedule).ok());
+
+  // Six days later the key is still there, pending deletion.
+  Restart(FakeTimeEnv("+6d"));
+  EXPECT_EQ(Describe(doomed)->key_state(), v1::PENDING_DELETION);
+
+  // Eight days later the daemon erases it while starting.
+  Restart(FakeTimeEnv("+8d"));
+  EXPECT_ERROR(Describe(doomed), kNotFound, "NotFoundException");
+  EXPECT_ERROR(Decrypt(blob->ciphertext_blob()), kInvalidArgument, "InvalidCiphertextException");
+  EXPECT_EQ(Describe(kept)->key_state(), v1::ENABLED);
+  EXPECT_TRUE(absl::StrContains(daemon_->ReadLog(), "key " + doomed + " deleted"));
+
+  // And it stays gone at the real time.
+  Restart();
+  EXPECT_ERROR(Describe(doomed), kNotFound, "NotFoundException");
+}
+
+TEST_F(DaemonE2eTest, ManyConcurrentClientsAllSucceed) {
+  const std::string key_id = NewKey();
+  std::atomic<int> failures{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 8; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < 25; ++i) {
+        v1::GenerateDataKeyRequest r;
+        r.set_key_id(key_id);
+        r.set_key_spec(v1::AES_256);
+        (*r.mutable_encryption_context())["thread"] = std::to_string(t);
+        auto dk = client_->GenerateDataKey(r);
+        if (!dk.ok()) {
+          ++failures;
+          continue;
+        }
+        auto plaintext = Decrypt(dk->ciphertext_blob(), {{"thread", std::to_string(t)}});
+        if (!plaintext.ok() || *plaintext != dk->plaintext()) ++failures;
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(failures.load(), 0);
+}
+
+// Inspects the token the way an operator would (README: "Inspecting the
+// token"). Every CMK object must be sensitive, never extractable and private:
+// private objects are invisible without logging in.
+TEST_F(DaemonE2eTest, TokenObjectsAreSensitiveNeverExtractableAndPrivate) {
+  const std::string pkcs11_tool = "/usr/bin/pkcs11-tool";
+  struct stat st {};
+  if (::stat(pkcs11_tool.c_str(), &st) != 0) GTEST_SKIP() << "pkcs11-tool not installed";
+  std::vector<std::string> versions;
+  for (int i = 0; i < 3; ++i) versions.push_back(Describe(NewKey())->current_key_version_id());
+  v1::CreateKeyRequest external;
+  external.set_origin(v1::EXTERNAL);
+  ASSERT_TRUE(client_->CreateKey(external).ok());
+  // One process owns a SoftHSM token at a time: stop kmsd before looking.
+  ASSERT_EQ(*daemon_->Stop(SIGTERM), 0);
+
+  std::ifstream pin_file(data_dir_ + "/user.pin");
+  std::string pin;
+  std::getline(pin_file, pin);
+  const std::vector<std::string> env = {"SOFTHSM2_CONF=" + data_dir_ + "/softhsm2.conf"};
+  const std::vector<std::string> base = {pkcs11_tool, "--module", KMS_SOFTHSM_MODULE,
+                                         "--token-label", "kmsd", "--list-objects"};
+  auto anonymous = testing::RunCommand(base, env);
+  ASSERT_EQ(anonymous.exit_code, 0) << anonymous.err;
+  EXPECT_FALSE(absl::StrContains(anonymous.out, "Secret Key Object")) << anonymous.out;
+
+  std::vector<std::string> login = base;
+  login.insert(login.end(), {"--login", "--pin", pin});
+  auto listed = testing::RunCommand(login, env);
+  ASSERT_EQ(listed.exit_code, 0) << listed.err;
+  std::vector<std::string> blocks = absl::StrSplit(listed.out, "Secret Key Object");
+  blocks.erase(blocks.begin());  // text before the first object
+  ASSERT_EQ(blocks.size(), versions.size()) << listed.out;
+  for (const std::string& block : blocks) {
+    EXPECT_TRUE(absl::StrContains(block, "AES length 32")) << block;
+    EXPECT_TRUE(absl::StrContains(block, "Access:     sensitive, always sensitive, never extractable"))
+        << block;
+    EXPECT_TRUE(absl::StrContains(block, "Usage:      encrypt, decrypt\n")) << block;
+  }
+  for (const std::string& version : versions) {
+    EXPECT_TRUE(absl::StrContains(listed.out, "label:      kmsd:" + version)) << version;
+  }
+}
+
+TEST_F(DaemonE2eTest, SigtermShutsDownCleanly) {
+  auto code = daemon_->Stop(SIGTERM);
+  ASSERT_TRUE(code.ok());
+  EXPECT_EQ(*code, 0);
+  EXPECT_TRUE(absl::StrContains(daemon_->ReadLog(), "kmsd stopped"));
+}
+
+TEST(DaemonConfigE2eTest, BadConfigIsOneClearLineAndExitCodeTwo) {
+  auto dir = TempDir::Create("kmsd-cfg");
+  ASSERT_TRUE(dir.ok());
+  struct Case {
+    std::string yaml;
+    std::string expected;
+  };
+  for (const Case& c : {Case{"hsm:\n  sessions: lots\n", "hsm.sessions: must be an integer 1..64"},
+                        Case{"hsm:\n  sesions: 4\n", "hsm.sesions: unknown key"},
+                        Case{"log_level: loud\n", "log_level: must be debug, info, warning or error"},
+                        Case{"hsm:\n  module: /x.so\n", "hsm.pin_file: set exactly one of"},
+                        Case{"listen: [1, 2\n", "line"}}) {
+    const std::string path = (*dir)->path() + "/kmsd.yaml";
+    std::ofstream(path) << c.yaml;
+    auto result = testing::RunCommand(
+        {KMS_KMSD_BINARY, "--config", path, "--data-dir", (*dir)->path() + "/d"});
+    EXPECT_EQ(result.exit_code, 2) << c.yaml << result.err;
+    EXPECT_TRUE(absl::StrContains(result.err, c.expected)) << result.err;
+    EXPECT_EQ(std::count(result.err.begin(), result.err.end(), '\n'), 1) << result.err;
+  }
+  auto no_dir = testing::RunCommand({KMS_KMSD_BINARY});
+  EXPECT_EQ(no_dir.exit_code, 2);
+  EXPECT_TRUE(absl::StrContains(no_dir.err, "data_dir")) << no_dir.err;
+}
+
+}  // namespace
+}  // namespace kms

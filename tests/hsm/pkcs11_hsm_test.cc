@@ -1,0 +1,435 @@
+// Pkcs11Hsm, token provisioning and the SoftHsmToken fixture on a real
+// SoftHSM token: what the conformance suite cannot show through the Hsm
+// interface alone (persistence, PINs, module loading, session recovery).
+#include "hsm/pkcs11_hsm.h"
+
+#include <stdio.h>
+#include <sys/wait.h>
+
+#include <memory>
+#include <string>
+#include <thread>
+#include <tuple>
+#include <utility>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/ascii.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "hsm/token_setup.h"
+#include "tests/testing/softhsm_token.h"
+
+namespace kms::hsm {
+namespace {
+
+using ::kms::testing::SoftHsmToken;
+using ::testing::AllOf;
+using ::testing::Contains;
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+using ::testing::IsEmpty;
+using ::testing::Not;
+
+constexpr absl::string_view kIv = "0123456789ab";
+constexpr absl::string_view kAad = "aad";
+
+class Pkcs11HsmTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto token = SoftHsmToken::Create();
+    ASSERT_TRUE(token.ok()) << token.status();
+    token_ = std::move(*token);
+  }
+
+  std::unique_ptr<Pkcs11Hsm> Open(int session_count = 4) {
+    auto hsm = token_->OpenHsm(session_count);
+    EXPECT_TRUE(hsm.ok()) << hsm.status();
+    return hsm.ok() ? std::move(*hsm) : nullptr;
+  }
+
+  std::unique_ptr<SoftHsmToken> token_;
+};
+
+TEST_F(Pkcs11HsmTest, KeysPersistAcrossCloseAndReopen) {
+  std::string ciphertext;
+  {
+    std::unique_ptr<Pkcs11Hsm> hsm = Open();
+    ASSERT_NE(hsm, nullptr);
+    for (const char* id : {"v2", "v1", "v3"}) ASSERT_TRUE(hsm->GenerateAesKey(id).ok());
+    ASSERT_TRUE(hsm->DestroyKey("v3").ok());
+    auto encrypted = hsm->EncryptGcm("v1", kIv, "data key", kAad);
+    ASSERT_TRUE(encrypted.ok()) << encrypted.status();
+    ciphertext = *encrypted;
+  }  // the module is finalised here: nothing else holds it
+  std::unique_ptr<Pkcs11Hsm> hsm = Open();
+  ASSERT_NE(hsm, nullptr);
+  // The handle cache is rebuilt from the token.
+  EXPECT_THAT(hsm->ListKeyIds(), ElementsAre("v1", "v2"));
+  auto decrypted = hsm->DecryptGcm("v1", kIv, ciphertext, kAad);
+  ASSERT_TRUE(decrypted.ok()) << decrypted.status();
+  EXPECT_EQ(decrypted->secret(), "data key");
+  auto attributes = hsm->GetKeyAttributes("v2");
+  ASSERT_TRUE(attributes.ok()) << attributes.status();
+  EXPECT_TRUE(attributes->never_extractable);
+}
+
+TEST_F(Pkcs11HsmTest, WrongPinIsPermissionDeniedWithoutThePin) {
+  const std::string wrong_pin = "wrong-pin-4711";
+  Pkcs11Config config = token_->Config();
+  config.user_pin = SecretBytes::CopyFrom(wrong_pin);
+  auto hsm = Pkcs11Hsm::Open(std::move(config));
+  ASSERT_FALSE(hsm.ok());
+  EXPECT_EQ(hsm.status().code(), absl::StatusCode::kPermissionDenied) << hsm.status();
+  const std::string message(hsm.status().message());
+  EXPECT_THAT(message, HasSubstr("CKR_PIN_INCORRECT"));
+  EXPECT_THAT(message, HasSubstr(token_->label()));
+  EXPECT_THAT(message, Not(HasSubstr(wrong_pin)));
+  EXPECT_THAT(message, Not(HasSubstr(std::string(token_->user_pin().secret()))));
+  // The right PIN still works afterwards.
+  EXPECT_NE(Open(), nullptr);
+}
+
+TEST_F(Pkcs11HsmTest, WrongPinIsDeniedEvenWhileTheTokenIsLoggedIn) {
+  // PKCS#11 login state is per process: with `open` logged in, C_Login says
+  // CKR_USER_ALREADY_LOGGED_IN to any PIN. The wrong one must still fail.
+  std::unique_ptr<Pkcs11Hsm> open = Open();
+  ASSERT_NE(open, nullptr);
+  Pkcs11Config config = token_->Config();
+  config.user_pin = SecretBytes::CopyFrom("wrong-pin-4711");
+  auto hsm = Pkcs11Hsm::Open(std::move(config));
+  EXPECT_EQ(hsm.status().code(), absl::StatusCode::kPermissionDenied) << hsm.status();
+  EXPECT_THAT(hsm.status().message(), Not(HasSubstr("wrong-pin-4711")));
+  // The right PIN is accepted alongside.
+  EXPECT_NE(Open(), nullptr);
+}
+
+TEST_F(Pkcs11HsmTest, UnknownTokenLabelIsNotFound) {
+  Pkcs11Config config = token_->Config();
+  config.token_label = "no-such-token";
+  auto hsm = Pkcs11Hsm::Open(std::move(config));
+  ASSERT_FALSE(hsm.ok());
+  EXPECT_EQ(hsm.status().code(), absl::StatusCode::kNotFound) << hsm.status();
+  EXPECT_THAT(hsm.status().message(), HasSubstr("no-such-token"));
+  EXPECT_THAT(hsm.status().message(), HasSubstr(token_->module_path()));
+}
+
+TEST_F(Pkcs11HsmTest, MissingModuleFailsClearly) {
+  Pkcs11Config config = token_->Config();
+  config.module_path = "/nonexistent/libpkcs11-module.so";
+  auto hsm = Pkcs11Hsm::Open(std::move(config));
+  ASSERT_FALSE(hsm.ok());
+  EXPECT_EQ(hsm.status().code(), absl::StatusCode::kFailedPrecondition) << hsm.status();
+  EXPECT_THAT(hsm.status().message(), HasSubstr("/nonexistent/libpkcs11-module.so"));
+}
+
+TEST_F(Pkcs11HsmTest, LibraryThatIsNotAPkcs11ModuleFailsClearly) {
+  Pkcs11Config config = token_->Config();
+  config.module_path = "libm.so.6";
+  auto hsm = Pkcs11Hsm::Open(std::move(config));
+  ASSERT_FALSE(hsm.ok());
+  EXPECT_EQ(hsm.status().code(), absl::StatusCode::kFailedPrecondition) << hsm.status();
+  EXPECT_THAT(hsm.status().message(), HasSubstr("not a PKCS#11 module"));
+}
+
+TEST_F(Pkcs11HsmTest, InvalidConfigIsInvalidArgument) {
+  struct Case {
+    const char* name;
+    void (*change)(Pkcs11Config&);
+  };
+  const Case cases[] = {
+      {"no module", [](Pkcs11Config& c) { c.module_path.clear(); }},
+      {"no label", [](Pkcs11Config& c) { c.token_label.clear(); }},
+      {"33-byte label", [](Pkcs11Config& c) { c.token_label = std::string(33, 'l'); }},
+      {"no PIN", [](Pkcs11Config& c) { c.user_pin = SecretBytes(); }},
+      {"no sessions", [](Pkcs11Config& c) { c.session_count = 0; }},
+      {"257 sessions", [](Pkcs11Config& c) { c.session_count = 257; }},
+  };
+  for (const Case& test_case : cases) {
+    SCOPED_TRACE(test_case.name);
+    Pkcs11Config config = token_->Config();
+    test_case.change(config);
+    auto hsm = Pkcs11Hsm::Open(std::move(config));
+    EXPECT_EQ(hsm.status().code(), absl::StatusCode::kInvalidArgument) << hsm.status();
+  }
+}
+
+TEST_F(Pkcs11HsmTest, InitializingAnExistingLabelIsAlreadyExists) {
+  absl::Status status = InitializeToken(token_->module_path(), token_->label(),
+                                        token_->so_pin(), token_->user_pin());
+  EXPECT_EQ(status.code(), absl::StatusCode::kAlreadyExists) << status;
+  EXPECT_THAT(status.message(), HasSubstr(token_->label()));
+}
+
+TEST_F(Pkcs11HsmTest, TokenExistsFindsTokensByLabel) {
+  auto exists = TokenExists(token_->module_path(), token_->label());
+  ASSERT_TRUE(exists.ok()) << exists.status();
+  EXPECT_TRUE(*exists);
+  auto missing = TokenExists(token_->module_path(), "other");
+  ASSERT_TRUE(missing.ok()) << missing.status();
+  EXPECT_FALSE(*missing);
+}
+
+TEST_F(Pkcs11HsmTest, SecondTokenIsFoundByLabelAndKeptApart) {
+  // Initialising a token re-numbers SoftHSM's slots; both must still be found.
+  ASSERT_TRUE(
+      InitializeToken(token_->module_path(), "second", token_->so_pin(), token_->user_pin())
+          .ok());
+  std::unique_ptr<Pkcs11Hsm> first = Open();
+  Pkcs11Config config = token_->Config();
+  config.token_label = "second";
+  auto second = Pkcs11Hsm::Open(std::move(config));
+  ASSERT_NE(first, nullptr);
+  ASSERT_TRUE(second.ok()) << second.status();
+  ASSERT_TRUE(first->GenerateAesKey("only-in-first").ok());
+  EXPECT_THAT((*second)->ListKeyIds(), IsEmpty());
+  EXPECT_FALSE((*second)->HasKey("only-in-first"));
+}
+
+TEST_F(Pkcs11HsmTest, ModuleStaysInitialisedWhileAnyHsmIsOpen) {
+  std::unique_ptr<Pkcs11Hsm> a = Open();
+  std::unique_ptr<Pkcs11Hsm> b = Open();
+  ASSERT_NE(a, nullptr);
+  ASSERT_NE(b, nullptr);
+  ASSERT_TRUE(a->GenerateAesKey("k1").ok());
+  a.reset();  // must neither finalise the module nor log b out
+  ASSERT_TRUE(b->GenerateAesKey("k2").ok());
+  auto ciphertext = b->EncryptGcm("k2", kIv, "data key", kAad);
+  ASSERT_TRUE(ciphertext.ok()) << ciphertext.status();
+  EXPECT_TRUE(b->DecryptGcm("k2", kIv, *ciphertext, kAad).ok());
+  b.reset();
+  std::unique_ptr<Pkcs11Hsm> c = Open();
+  ASSERT_NE(c, nullptr);
+  EXPECT_THAT(c->ListKeyIds(), ElementsAre("k1", "k2"));
+}
+
+TEST_F(Pkcs11HsmTest, KeyDestroyedBehindTheCacheIsUnavailableNotNotFound) {
+  std::unique_ptr<Pkcs11Hsm> kmsd = Open();
+  std::unique_ptr<Pkcs11Hsm> other_client = Open();
+  ASSERT_NE(kmsd, nullptr);
+  ASSERT_NE(other_client, nullptr);
+  ASSERT_TRUE(kmsd->GenerateAesKey("k1").ok());
+  // other_client's cache was filled before k1 existed; it cannot touch it.
+  EXPECT_FALSE(other_client->HasKey("k1"));
+  // A third party deletes the object under kmsd's cache.
+  other_client.reset();
+  {
+    std::unique_ptr<Pkcs11Hsm> deleter = Open();
+    ASSERT_NE(deleter, nullptr);
+    ASSERT_TRUE(deleter->DestroyKey("k1").ok());
+  }
+  // kmsd must not report the key as gone (a caller could act on that), only
+  // that the token is out of step with its cache.
+  auto encrypted = kmsd->EncryptGcm("k1", kIv, "data key", kAad);
+  EXPECT_EQ(encrypted.status().code(), absl::StatusCode::kUnavailable) << encrypted.status();
+  EXPECT_THAT(encrypted.status().message(), HasSubstr("HANDLE_INVALID"));
+  EXPECT_EQ(kmsd->DestroyKey("k1").code(), absl::StatusCode::kUnavailable);
+  EXPECT_TRUE(kmsd->HasKey("k1"));
+  // Reopening resynchronises.
+  kmsd.reset();
+  kmsd = Open();
+  ASSERT_NE(kmsd, nullptr);
+  EXPECT_FALSE(kmsd->HasKey("k1"));
+}
+
+TEST_F(Pkcs11HsmTest, TagFailureLeavesEverySessionUsable) {
+  constexpr int kSessions = 4;
+  std::unique_ptr<Pkcs11Hsm> hsm = Open(kSessions);
+  ASSERT_NE(hsm, nullptr);
+  ASSERT_TRUE(hsm->GenerateAesKey("k1").ok());
+  auto ciphertext = hsm->EncryptGcm("k1", kIv, "data key", kAad);
+  ASSERT_TRUE(ciphertext.ok()) << ciphertext.status();
+  std::string tampered = *ciphertext;
+  tampered.back() ^= 0x01;
+
+  auto expect_good_decrypt = [&] {
+    auto decrypted = hsm->DecryptGcm("k1", kIv, *ciphertext, kAad);
+    ASSERT_TRUE(decrypted.ok()) << decrypted.status();
+    EXPECT_EQ(decrypted->secret(), "data key");
+  };
+  auto expect_tag_failure = [&] {
+    auto decrypted = hsm->DecryptGcm("k1", kIv, tampered, kAad);
+    EXPECT_EQ(decrypted.status().code(), absl::StatusCode::kInvalidArgument)
+        << decrypted.status();
+  };
+  // Sessions are lent round-robin, so runs of 2 * kSessions calls hit every
+  // session at least twice, whatever the order.
+  for (int i = 0; i < 2 * kSessions; ++i) {
+    expect_tag_failure();
+    expect_good_decrypt();
+  }
+  for (int i = 0; i < 2 * kSessions; ++i) expect_tag_failure();
+  for (int i = 0; i < 2 * kSessions; ++i) expect_good_decrypt();
+  // Replacement sessions are still logged in: private objects stay usable.
+  EXPECT_TRUE(hsm->GetKeyAttributes("k1").ok());
+  EXPECT_TRUE(hsm->GenerateAesKey("k2").ok());
+
+  // The same from several threads at once.
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 2 * kSessions; ++t) {
+    threads.emplace_back([&] {
+      for (int i = 0; i < 20; ++i) {
+        expect_tag_failure();
+        expect_good_decrypt();
+      }
+    });
+  }
+  for (std::thread& thread : threads) thread.join();
+}
+
+// Runs `command` through the shell; returns its exit status and output.
+std::pair<int, std::string> RunCommand(const std::string& command) {
+  std::string output;
+  FILE* pipe = popen(command.c_str(), "r");
+  if (pipe == nullptr) return {-1, ""};
+  char buffer[4096];
+  size_t size;
+  while ((size = fread(buffer, 1, sizeof(buffer), pipe)) > 0) output.append(buffer, size);
+  const int status = pclose(pipe);
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, output};
+}
+
+// The comma-separated items after `field` ("Usage:", "Access:") in
+// pkcs11-tool's listing.
+std::vector<std::string> ListedValue(const std::string& listing, absl::string_view field) {
+  for (absl::string_view line : absl::StrSplit(listing, '\n')) {
+    line = absl::StripAsciiWhitespace(line);
+    if (absl::ConsumePrefix(&line, field)) {
+      return absl::StrSplit(absl::StripAsciiWhitespace(line), ", ");
+    }
+  }
+  return {};
+}
+
+// pkcs11-tool (OpenSC) as a second, independent PKCS#11 client: it reads the
+// token through SOFTHSM2_CONF, which the fixture set for this process and so
+// for its children. Tests that need it skip when it is not installed.
+class Pkcs11ToolTest : public Pkcs11HsmTest {
+ protected:
+  void SetUp() override {
+    if (RunCommand("command -v pkcs11-tool").first != 0) {
+      GTEST_SKIP() << "pkcs11-tool (OpenSC) is not installed";
+    }
+    Pkcs11HsmTest::SetUp();
+  }
+
+  // Runs pkcs11-tool on the token with `arguments`, logged in as the user
+  // unless `login` is false. The PIN is a random test PIN.
+  std::pair<int, std::string> Pkcs11Tool(const std::string& arguments, bool login = true) {
+    std::string command = absl::StrCat("pkcs11-tool --module '", token_->module_path(),
+                                       "' --token-label '", token_->label(), "' ", arguments);
+    if (login) absl::StrAppend(&command, " --login --pin '", token_->user_pin().secret(), "'");
+    return RunCommand(absl::StrCat(command, " 2>&1"));
+  }
+};
+
+TEST_F(Pkcs11ToolTest, SeesAPrivateSensitiveNeverExtractableKey) {
+  {
+    std::unique_ptr<Pkcs11Hsm> hsm = Open();
+    ASSERT_NE(hsm, nullptr);
+    ASSERT_TRUE(hsm->GenerateAesKey("v-1234").ok());
+  }
+  const auto [exit_code, listed] = Pkcs11Tool("--list-objects --type secrkey");
+  ASSERT_EQ(exit_code, 0) << listed;
+  EXPECT_THAT(listed, HasSubstr("AES length 32"));
+  EXPECT_THAT(listed, HasSubstr("label:      kmsd:v-1234"));
+  EXPECT_THAT(listed, HasSubstr("ID:         762d31323334"));  // hex of "v-1234"
+  EXPECT_THAT(ListedValue(listed, "Usage:"), ElementsAre("encrypt", "decrypt"));
+  EXPECT_THAT(ListedValue(listed, "Access:"),
+              AllOf(Contains("sensitive"), Contains("always sensitive"),
+                    Contains("never extractable"), Not(Contains("extractable"))));
+  // pkcs11-tool tries to read the value and the token refuses.
+  EXPECT_THAT(listed, HasSubstr("CKR_ATTRIBUTE_SENSITIVE"));
+  // Private: without logging in the key is invisible.
+  const auto [public_exit_code, public_listing] =
+      Pkcs11Tool("--list-objects --type secrkey", /*login=*/false);
+  EXPECT_EQ(public_exit_code, 0) << public_listing;
+  EXPECT_THAT(public_listing, Not(HasSubstr("kmsd:v-1234")));
+}
+
+TEST_F(Pkcs11ToolTest, KeysMadeElsewhereAreListedByIdAndKeysWithoutIdIgnored) {
+  auto [exit_code, output] =
+      Pkcs11Tool("--keygen --key-type AES:32 --id 666f726569676e --label foreign");
+  ASSERT_EQ(exit_code, 0) << output;
+  std::tie(exit_code, output) = Pkcs11Tool("--keygen --key-type AES:32 --label no-id");
+  ASSERT_EQ(exit_code, 0) << output;
+  std::unique_ptr<Pkcs11Hsm> hsm = Open();
+  ASSERT_NE(hsm, nullptr);
+  EXPECT_THAT(hsm->ListKeyIds(), ElementsAre("foreign"));
+}
+
+TEST_F(Pkcs11ToolTest, TwoKeysWithOneIdStopOpen) {
+  {
+    std::unique_ptr<Pkcs11Hsm> hsm = Open();
+    ASSERT_NE(hsm, nullptr);
+    ASSERT_TRUE(hsm->GenerateAesKey("k1").ok());
+  }
+  const auto [exit_code, output] =
+      Pkcs11Tool("--keygen --key-type AES:32 --id 6b31 --label impostor");  // id "k1"
+  ASSERT_EQ(exit_code, 0) << output;
+  auto hsm = token_->OpenHsm();
+  ASSERT_FALSE(hsm.ok());
+  EXPECT_EQ(hsm.status().code(), absl::StatusCode::kFailedPrecondition) << hsm.status();
+  EXPECT_THAT(hsm.status().message(), HasSubstr("'k1'"));
+}
+
+// The fixture itself: SoftHSM's one-configuration-per-initialisation rule.
+TEST(SoftHsmTokenTest, TokensCanBeCreatedOneAfterAnother) {
+  for (int i = 0; i < 3; ++i) {
+    SCOPED_TRACE(i);
+    auto token = SoftHsmToken::Create();
+    ASSERT_TRUE(token.ok()) << token.status();
+    auto hsm = (*token)->OpenHsm();
+    ASSERT_TRUE(hsm.ok()) << hsm.status();
+    // A fresh directory each time, so the previous token's key is not here.
+    EXPECT_THAT((*hsm)->ListKeyIds(), IsEmpty());
+    ASSERT_TRUE((*hsm)->GenerateAesKey(absl::StrCat("key-", i)).ok());
+  }
+}
+
+TEST(SoftHsmTokenTest, OnlyOneTokenAtATime) {
+  auto first = SoftHsmToken::Create();
+  ASSERT_TRUE(first.ok()) << first.status();
+  auto second = SoftHsmToken::Create("other");
+  EXPECT_EQ(second.status().code(), absl::StatusCode::kFailedPrecondition) << second.status();
+  first->reset();
+  auto third = SoftHsmToken::Create("other");
+  EXPECT_TRUE(third.ok()) << third.status();
+}
+
+TEST(SoftHsmTokenTest, CreateFailsWhileAnHsmOfAnEarlierTokenIsOpen) {
+  auto first = SoftHsmToken::Create();
+  ASSERT_TRUE(first.ok()) << first.status();
+  auto hsm = (*first)->OpenHsm();
+  ASSERT_TRUE(hsm.ok()) << hsm.status();
+  first->reset();  // wrong order: the Hsm still holds SoftHSM initialised
+
+  auto second = SoftHsmToken::Create();
+  EXPECT_EQ(second.status().code(), absl::StatusCode::kFailedPrecondition) << second.status();
+  EXPECT_THAT(second.status().message(), HasSubstr("still open"));
+
+  hsm->reset();  // the module is finalised now
+  auto third = SoftHsmToken::Create();
+  ASSERT_TRUE(third.ok()) << third.status();
+  auto reopened = (*third)->OpenHsm();
+  ASSERT_TRUE(reopened.ok()) << reopened.status();
+  EXPECT_THAT((*reopened)->ListKeyIds(), IsEmpty());
+}
+
+TEST(SoftHsmTokenTest, DestructorRemovesTheDirectory) {
+  std::string dir;
+  {
+    auto token = SoftHsmToken::Create();
+    ASSERT_TRUE(token.ok()) << token.status();
+    dir = (*token)->dir();
+    EXPECT_EQ(access((*token)->conf_path().c_str(), R_OK), 0);
+  }
+  EXPECT_NE(access(dir.c_str(), F_OK), 0);
+}
+
+}  // namespace
+}  // namespace kms::hsm

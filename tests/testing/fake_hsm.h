@@ -1,0 +1,55 @@
+// FakeHsm: an in-memory Hsm for service unit tests.
+//
+// AES-256-GCM in OpenSSL (EVP), keys from RAND_bytes held in SecretBytes.
+// Reports the attributes Pkcs11Hsm's template produces (token, private,
+// sensitive, never extractable, encrypt/decrypt only, 32 bytes) and the same
+// error codes for the same inputs as the interface comments in hsm/hsm.h
+// promise; tests/hsm/hsm_conformance_test.cc runs one suite against both so
+// they cannot drift apart. It never returns kUnavailable or kInternal; wrap it
+// in FaultInjectingHsm for those.
+//
+// Owns its keys; they vanish with it. Thread-safe.
+#ifndef KMS_TESTS_TESTING_FAKE_HSM_H_
+#define KMS_TESTS_TESTING_FAKE_HSM_H_
+
+#include <map>
+#include <string>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/synchronization/mutex.h"
+#include "daemon/common/secret_bytes.h"
+#include "hsm/hsm.h"
+
+namespace kms::testing {
+
+class FakeHsm final : public hsm::Hsm {
+ public:
+  FakeHsm() = default;
+  FakeHsm(const FakeHsm&) = delete;
+  FakeHsm& operator=(const FakeHsm&) = delete;
+
+  absl::Status GenerateAesKey(absl::string_view object_id) override;
+  absl::Status DestroyKey(absl::string_view object_id) override;
+  bool HasKey(absl::string_view object_id) override;
+  std::vector<std::string> ListKeyIds() override;
+  absl::StatusOr<hsm::KeyAttributes> GetKeyAttributes(absl::string_view object_id) override;
+  absl::StatusOr<std::string> EncryptGcm(absl::string_view object_id, absl::string_view iv,
+                                         absl::string_view plaintext,
+                                         absl::string_view aad) override;
+  absl::StatusOr<SecretBytes> DecryptGcm(absl::string_view object_id, absl::string_view iv,
+                                         absl::string_view ciphertext,
+                                         absl::string_view aad) override;
+  absl::StatusOr<SecretBytes> GenerateRandom(size_t length) override;
+
+ private:
+  absl::Mutex mu_;
+  std::map<std::string, SecretBytes> keys_ ABSL_GUARDED_BY(mu_);  // by object id
+};
+
+}  // namespace kms::testing
+
+#endif  // KMS_TESTS_TESTING_FAKE_HSM_H_
