@@ -9,7 +9,6 @@
 #include <cerrno>
 #include <cstring>
 #include <limits>
-#include <memory>
 #include <system_error>
 #include <utility>
 
@@ -514,9 +513,7 @@ absl::StatusOr<EnvelopeHeader> ParseEnvelopeHeader(absl::string_view bytes) {
     }
     if (previous_key != nullptr && !(*previous_key < key)) {
       return FormatError(
-          absl::StrCat("encryption context keys are not strictly ascending at "
-                       "pair ",
-                       i));
+          absl::StrCat("encryption context keys are not strictly ascending at pair ", i));
     }
     previous_key =
         &header.context.emplace_hint(header.context.end(), std::move(key), std::move(value))->first;

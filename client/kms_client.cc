@@ -1,9 +1,9 @@
 #include "client/kms_client.h"
 
+#include <grpcpp/grpcpp.h>
+
 #include <chrono>
 #include <utility>
-
-#include <grpcpp/grpcpp.h>
 
 #include "daemon/common/errors.h"
 #include "daemon/common/secret_bytes.h"
@@ -15,15 +15,12 @@ constexpr char kErrorTypeTrailer[] = "kms-error-type";
 
 // The client side's one translation of grpc::Status. gRPC and Abseil share
 // the canonical code numbering, so the code carries over as is.
-absl::Status FromGrpcStatus(const grpc::Status& status,
-                            const grpc::ClientContext& context) {
-  absl::Status result(static_cast<absl::StatusCode>(status.error_code()),
-                      status.error_message());
+absl::Status FromGrpcStatus(const grpc::Status& status, const grpc::ClientContext& context) {
+  absl::Status result(static_cast<absl::StatusCode>(status.error_code()), status.error_message());
   const auto& trailers = context.GetServerTrailingMetadata();
   auto it = trailers.find(kErrorTypeTrailer);
   if (it == trailers.end() || it->second.empty()) return result;
-  return WithErrorType(std::move(result),
-                       absl::string_view(it->second.data(), it->second.size()));
+  return WithErrorType(std::move(result), absl::string_view(it->second.data(), it->second.size()));
 }
 
 void CopyContext(const EncryptionContext& from,
@@ -39,8 +36,8 @@ bool IsTransportError(const absl::Status& status) {
          !status.GetPayload(kErrorTypePayloadUrl).has_value();
 }
 
-absl::StatusOr<std::unique_ptr<KmsClient>> KmsClient::Connect(
-    const std::string& endpoint, const ClientOptions& options) {
+absl::StatusOr<std::unique_ptr<KmsClient>> KmsClient::Connect(const std::string& endpoint,
+                                                              const ClientOptions& options) {
   if (endpoint.empty()) return absl::InvalidArgumentError("kmsd endpoint is empty");
   if (options.timeout <= absl::ZeroDuration()) {
     return absl::InvalidArgumentError("call timeout must be positive, got " +
@@ -75,8 +72,7 @@ absl::StatusOr<v1::DescribeKeyResponse> KmsClient::DescribeKey(
     const v1::DescribeKeyRequest& request) const {
   return Call(&Stub::DescribeKey, request);
 }
-absl::StatusOr<v1::ListKeysResponse> KmsClient::ListKeys(
-    const v1::ListKeysRequest& request) const {
+absl::StatusOr<v1::ListKeysResponse> KmsClient::ListKeys(const v1::ListKeysRequest& request) const {
   return Call(&Stub::ListKeys, request);
 }
 absl::StatusOr<v1::EnableKeyResponse> KmsClient::EnableKey(
@@ -127,12 +123,10 @@ absl::StatusOr<v1::ListResourceTagsResponse> KmsClient::ListResourceTags(
     const v1::ListResourceTagsRequest& request) const {
   return Call(&Stub::ListResourceTags, request);
 }
-absl::StatusOr<v1::EncryptResponse> KmsClient::Encrypt(
-    const v1::EncryptRequest& request) const {
+absl::StatusOr<v1::EncryptResponse> KmsClient::Encrypt(const v1::EncryptRequest& request) const {
   return Call(&Stub::Encrypt, request);
 }
-absl::StatusOr<v1::DecryptResponse> KmsClient::Decrypt(
-    const v1::DecryptRequest& request) const {
+absl::StatusOr<v1::DecryptResponse> KmsClient::Decrypt(const v1::DecryptRequest& request) const {
   return Call(&Stub::Decrypt, request);
 }
 absl::StatusOr<v1::ReEncryptResponse> KmsClient::ReEncrypt(

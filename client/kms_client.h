@@ -59,12 +59,10 @@ class KmsClient final : public DataKeySource {
 
   // Control plane: keys.
   absl::StatusOr<v1::CreateKeyResponse> CreateKey(const v1::CreateKeyRequest& request) const;
-  absl::StatusOr<v1::DescribeKeyResponse> DescribeKey(
-      const v1::DescribeKeyRequest& request) const;
+  absl::StatusOr<v1::DescribeKeyResponse> DescribeKey(const v1::DescribeKeyRequest& request) const;
   absl::StatusOr<v1::ListKeysResponse> ListKeys(const v1::ListKeysRequest& request) const;
   absl::StatusOr<v1::EnableKeyResponse> EnableKey(const v1::EnableKeyRequest& request) const;
-  absl::StatusOr<v1::DisableKeyResponse> DisableKey(
-      const v1::DisableKeyRequest& request) const;
+  absl::StatusOr<v1::DisableKeyResponse> DisableKey(const v1::DisableKeyRequest& request) const;
   absl::StatusOr<v1::UpdateKeyDescriptionResponse> UpdateKeyDescription(
       const v1::UpdateKeyDescriptionRequest& request) const;
   absl::StatusOr<v1::ScheduleKeyDeletionResponse> ScheduleKeyDeletion(
@@ -73,18 +71,13 @@ class KmsClient final : public DataKeySource {
       const v1::CancelKeyDeletionRequest& request) const;
 
   // Control plane: aliases.
-  absl::StatusOr<v1::CreateAliasResponse> CreateAlias(
-      const v1::CreateAliasRequest& request) const;
-  absl::StatusOr<v1::UpdateAliasResponse> UpdateAlias(
-      const v1::UpdateAliasRequest& request) const;
-  absl::StatusOr<v1::DeleteAliasResponse> DeleteAlias(
-      const v1::DeleteAliasRequest& request) const;
-  absl::StatusOr<v1::ListAliasesResponse> ListAliases(
-      const v1::ListAliasesRequest& request) const;
+  absl::StatusOr<v1::CreateAliasResponse> CreateAlias(const v1::CreateAliasRequest& request) const;
+  absl::StatusOr<v1::UpdateAliasResponse> UpdateAlias(const v1::UpdateAliasRequest& request) const;
+  absl::StatusOr<v1::DeleteAliasResponse> DeleteAlias(const v1::DeleteAliasRequest& request) const;
+  absl::StatusOr<v1::ListAliasesResponse> ListAliases(const v1::ListAliasesRequest& request) const;
 
   // Control plane: tags.
-  absl::StatusOr<v1::TagResourceResponse> TagResource(
-      const v1::TagResourceRequest& request) const;
+  absl::StatusOr<v1::TagResourceResponse> TagResource(const v1::TagResourceRequest& request) const;
   absl::StatusOr<v1::UntagResourceResponse> UntagResource(
       const v1::UntagResourceRequest& request) const;
   absl::StatusOr<v1::ListResourceTagsResponse> ListResourceTags(
@@ -96,8 +89,7 @@ class KmsClient final : public DataKeySource {
   absl::StatusOr<v1::ReEncryptResponse> ReEncrypt(const v1::ReEncryptRequest& request) const;
   absl::StatusOr<v1::GenerateDataKeyResponse> GenerateDataKey(
       const v1::GenerateDataKeyRequest& request) const;
-  absl::StatusOr<v1::GenerateDataKeyWithoutPlaintextResponse>
-  GenerateDataKeyWithoutPlaintext(
+  absl::StatusOr<v1::GenerateDataKeyWithoutPlaintextResponse> GenerateDataKeyWithoutPlaintext(
       const v1::GenerateDataKeyWithoutPlaintextRequest& request) const;
   absl::StatusOr<v1::GenerateRandomResponse> GenerateRandom(
       const v1::GenerateRandomRequest& request) const;
@@ -118,8 +110,7 @@ class KmsClient final : public DataKeySource {
 
   // Makes one call with the configured deadline and converts its status.
   template <typename Request, typename Response>
-  absl::StatusOr<Response> Call(Method<Request, Response> method,
-                                const Request& request) const;
+  absl::StatusOr<Response> Call(Method<Request, Response> method, const Request& request) const;
 
   const std::unique_ptr<Stub> stub_;  // thread-safe
   const ClientOptions options_;

@@ -127,8 +127,7 @@ void AddContextFlag(CLI::App* command, std::vector<std::string>* pairs,
 
 absl::Status RequireExactlyOne(const CLI::Option* a, const CLI::Option* b) {
   if ((a->count() > 0) == (b->count() > 0)) {
-    return UsageError(
-        absl::StrCat("give exactly one of ", a->get_name(), " and ", b->get_name()));
+    return UsageError(absl::StrCat("give exactly one of ", a->get_name(), " and ", b->get_name()));
   }
   return absl::OkStatus();
 }
@@ -147,8 +146,8 @@ struct CiphertextInput {
   void AddFlags(CLI::App* command) {
     file_flag = command->add_option("--ciphertext-file", file,
                                     "File holding the binary ciphertext blob ('-': stdin)");
-    base64_flag = command->add_option("--ciphertext-base64", base64,
-                                      "The ciphertext blob in base64");
+    base64_flag =
+        command->add_option("--ciphertext-base64", base64, "The ciphertext blob in base64");
   }
 
   // Usage errors first (which flag, base64), then reading the file.
@@ -169,8 +168,8 @@ struct DataKeyShape {
   void AddFlags(CLI::App* command) {
     key_spec_flag = command->add_option("--key-spec", key_spec, "Data key length by name")
                         ->check(CLI::IsMember({"AES_256", "AES_128"}));
-    number_of_bytes_flag = command->add_option("--number-of-bytes", number_of_bytes,
-                                               "Data key length in bytes");
+    number_of_bytes_flag =
+        command->add_option("--number-of-bytes", number_of_bytes, "Data key length in bytes");
   }
 
   template <typename Request>
@@ -210,8 +209,7 @@ struct PageFlags {
 // One page, or with --all every following page merged into one response.
 template <typename Request, typename Response>
 absl::StatusOr<Response> FetchPages(
-    Request request, bool all,
-    absl::FunctionRef<absl::StatusOr<Response>(const Request&)> list) {
+    Request request, bool all, absl::FunctionRef<absl::StatusOr<Response>(const Request&)> list) {
   KMS_ASSIGN_OR_RETURN(Response merged, list(request));
   while (all && merged.truncated()) {
     if (merged.next_marker().empty() || merged.next_marker() == request.marker()) {
@@ -229,8 +227,8 @@ absl::StatusOr<Response> FetchPages(
 
 // A table, then where to continue if kmsd has more.
 std::string TableWithMarker(const std::vector<std::string>& header,
-                            const std::vector<std::vector<std::string>>& rows,
-                            bool truncated, const std::string& next_marker) {
+                            const std::vector<std::vector<std::string>>& rows, bool truncated,
+                            const std::string& next_marker) {
   std::string out = FormatTable(header, rows);
   if (truncated) absl::StrAppend(&out, "next_marker: ", next_marker, "\n");
   return out;
@@ -258,11 +256,9 @@ void AddCreateKey(CommandTable& commands) {
           tag->set_tag_key(key);
           tag->set_tag_value(value);
         }
-        KMS_ASSIGN_OR_RETURN(v1::CreateKeyResponse response,
-                             session.client.CreateKey(request));
-        return Emit(session, response, [&] {
-          return FormatFields(KeyMetadataFields(response.key_metadata()));
-        });
+        KMS_ASSIGN_OR_RETURN(v1::CreateKeyResponse response, session.client.CreateKey(request));
+        return Emit(session, response,
+                    [&] { return FormatFields(KeyMetadataFields(response.key_metadata())); });
       });
   command->add_option("--description", args->description, "What the key is for");
   command->add_option("--origin", args->origin, "Where the key material comes from")
@@ -279,26 +275,24 @@ void AddDescribeKey(CommandTable& commands) {
       "describe-key", "Show a key's metadata", [key_id](Session& session) -> absl::Status {
         v1::DescribeKeyRequest request;
         request.set_key_id(*key_id);
-        KMS_ASSIGN_OR_RETURN(v1::DescribeKeyResponse response,
-                             session.client.DescribeKey(request));
-        return Emit(session, response, [&] {
-          return FormatFields(KeyMetadataFields(response.key_metadata()));
-        });
+        KMS_ASSIGN_OR_RETURN(v1::DescribeKeyResponse response, session.client.DescribeKey(request));
+        return Emit(session, response,
+                    [&] { return FormatFields(KeyMetadataFields(response.key_metadata())); });
       });
   AddKeyArgument(command, key_id.get());
 }
 
 void AddListKeys(CommandTable& commands) {
   auto pages = std::make_shared<PageFlags>();
-  CLI::App* command = commands.Add(
-      "list-keys", "List keys", [pages](Session& session) -> absl::Status {
+  CLI::App* command =
+      commands.Add("list-keys", "List keys", [pages](Session& session) -> absl::Status {
         v1::ListKeysRequest request;
         pages->Apply(&request);
-        KMS_ASSIGN_OR_RETURN(
-            v1::ListKeysResponse response,
-            (FetchPages<v1::ListKeysRequest, v1::ListKeysResponse>(
-                request, pages->all,
-                [&](const v1::ListKeysRequest& r) { return session.client.ListKeys(r); })));
+        KMS_ASSIGN_OR_RETURN(v1::ListKeysResponse response,
+                             (FetchPages<v1::ListKeysRequest, v1::ListKeysResponse>(
+                                 request, pages->all, [&](const v1::ListKeysRequest& r) {
+                                   return session.client.ListKeys(r);
+                                 })));
         return Emit(session, response, [&] {
           std::vector<std::vector<std::string>> rows;
           for (const v1::KeyListEntry& key : response.keys()) {
@@ -313,9 +307,9 @@ void AddListKeys(CommandTable& commands) {
 
 // The commands that take only a key and answer with an empty message.
 template <typename Request, typename Response>
-void AddKeyOnlyCommand(
-    CommandTable& commands, const std::string& name, const std::string& description,
-    absl::StatusOr<Response> (KmsClient::*rpc)(const Request&) const) {
+void AddKeyOnlyCommand(CommandTable& commands, const std::string& name,
+                       const std::string& description,
+                       absl::StatusOr<Response> (KmsClient::*rpc)(const Request&) const) {
   auto key_id = std::make_shared<std::string>();
   CLI::App* command =
       commands.Add(name, description, [key_id, rpc](Session& session) -> absl::Status {
@@ -333,16 +327,16 @@ void AddUpdateKeyDescription(CommandTable& commands) {
     std::string description;
   };
   auto args = std::make_shared<Args>();
-  CLI::App* command = commands.Add(
-      "update-key-description", "Replace a key's description",
-      [args](Session& session) -> absl::Status {
-        v1::UpdateKeyDescriptionRequest request;
-        request.set_key_id(args->key_id);
-        request.set_description(args->description);
-        KMS_ASSIGN_OR_RETURN(v1::UpdateKeyDescriptionResponse response,
-                             session.client.UpdateKeyDescription(request));
-        return EmitJsonOnly(session, response);
-      });
+  CLI::App* command =
+      commands.Add("update-key-description", "Replace a key's description",
+                   [args](Session& session) -> absl::Status {
+                     v1::UpdateKeyDescriptionRequest request;
+                     request.set_key_id(args->key_id);
+                     request.set_description(args->description);
+                     KMS_ASSIGN_OR_RETURN(v1::UpdateKeyDescriptionResponse response,
+                                          session.client.UpdateKeyDescription(request));
+                     return EmitJsonOnly(session, response);
+                   });
   AddKeyArgument(command, &args->key_id);
   command->add_option("DESCRIPTION", args->description, "The new description")->required();
 }
@@ -375,23 +369,23 @@ void AddScheduleKeyDeletion(CommandTable& commands) {
         });
       });
   AddKeyArgument(command, &args->key_id);
-  args->window_flag = command->add_option("--pending-window-in-days",
-                                          args->pending_window_in_days,
+  args->window_flag = command->add_option("--pending-window-in-days", args->pending_window_in_days,
                                           "Days until deletion, 7..30 (kmsd's default: 30)");
 }
 
 void AddCancelKeyDeletion(CommandTable& commands) {
   auto key_id = std::make_shared<std::string>();
-  CLI::App* command = commands.Add(
-      "cancel-key-deletion", "Cancel a scheduled deletion; the key stays disabled",
-      [key_id](Session& session) -> absl::Status {
-        v1::CancelKeyDeletionRequest request;
-        request.set_key_id(*key_id);
-        KMS_ASSIGN_OR_RETURN(v1::CancelKeyDeletionResponse response,
-                             session.client.CancelKeyDeletion(request));
-        return Emit(session, response,
-                    [&] { return FormatFields({{"key_id", response.key_id()}}); });
-      });
+  CLI::App* command =
+      commands.Add("cancel-key-deletion", "Cancel a scheduled deletion; the key stays disabled",
+                   [key_id](Session& session) -> absl::Status {
+                     v1::CancelKeyDeletionRequest request;
+                     request.set_key_id(*key_id);
+                     KMS_ASSIGN_OR_RETURN(v1::CancelKeyDeletionResponse response,
+                                          session.client.CancelKeyDeletion(request));
+                     return Emit(session, response, [&] {
+                       return FormatFields({{"key_id", response.key_id()}});
+                     });
+                   });
   AddKeyArgument(command, key_id.get());
 }
 
@@ -399,9 +393,9 @@ void AddCancelKeyDeletion(CommandTable& commands) {
 
 // create-alias and update-alias: ALIAS KEY, empty answer.
 template <typename Request, typename Response>
-void AddAliasTargetCommand(
-    CommandTable& commands, const std::string& name, const std::string& description,
-    absl::StatusOr<Response> (KmsClient::*rpc)(const Request&) const) {
+void AddAliasTargetCommand(CommandTable& commands, const std::string& name,
+                           const std::string& description,
+                           absl::StatusOr<Response> (KmsClient::*rpc)(const Request&) const) {
   struct Args {
     std::string alias_name;
     std::string target_key_id;
@@ -421,15 +415,14 @@ void AddAliasTargetCommand(
 
 void AddDeleteAlias(CommandTable& commands) {
   auto alias_name = std::make_shared<std::string>();
-  CLI::App* command = commands.Add(
-      "delete-alias", "Delete an alias (not its key)",
-      [alias_name](Session& session) -> absl::Status {
-        v1::DeleteAliasRequest request;
-        request.set_alias_name(*alias_name);
-        KMS_ASSIGN_OR_RETURN(v1::DeleteAliasResponse response,
-                             session.client.DeleteAlias(request));
-        return EmitJsonOnly(session, response);
-      });
+  CLI::App* command = commands.Add("delete-alias", "Delete an alias (not its key)",
+                                   [alias_name](Session& session) -> absl::Status {
+                                     v1::DeleteAliasRequest request;
+                                     request.set_alias_name(*alias_name);
+                                     KMS_ASSIGN_OR_RETURN(v1::DeleteAliasResponse response,
+                                                          session.client.DeleteAlias(request));
+                                     return EmitJsonOnly(session, response);
+                                   });
   command->add_option("ALIAS", *alias_name, "Alias name, alias/...")->required();
 }
 
@@ -439,16 +432,16 @@ void AddListAliases(CommandTable& commands) {
     PageFlags pages;
   };
   auto args = std::make_shared<Args>();
-  CLI::App* command = commands.Add(
-      "list-aliases", "List aliases", [args](Session& session) -> absl::Status {
+  CLI::App* command =
+      commands.Add("list-aliases", "List aliases", [args](Session& session) -> absl::Status {
         v1::ListAliasesRequest request;
         request.set_key_id(args->key_id);
         args->pages.Apply(&request);
-        KMS_ASSIGN_OR_RETURN(
-            v1::ListAliasesResponse response,
-            (FetchPages<v1::ListAliasesRequest, v1::ListAliasesResponse>(
-                request, args->pages.all,
-                [&](const v1::ListAliasesRequest& r) { return session.client.ListAliases(r); })));
+        KMS_ASSIGN_OR_RETURN(v1::ListAliasesResponse response,
+                             (FetchPages<v1::ListAliasesRequest, v1::ListAliasesResponse>(
+                                 request, args->pages.all, [&](const v1::ListAliasesRequest& r) {
+                                   return session.client.ListAliases(r);
+                                 })));
         return Emit(session, response, [&] {
           std::vector<std::vector<std::string>> rows;
           for (const v1::AliasListEntry& alias : response.aliases()) {
@@ -484,8 +477,7 @@ void AddTagResource(CommandTable& commands) {
           tag->set_tag_key(key);
           tag->set_tag_value(value);
         }
-        KMS_ASSIGN_OR_RETURN(v1::TagResourceResponse response,
-                             session.client.TagResource(request));
+        KMS_ASSIGN_OR_RETURN(v1::TagResourceResponse response, session.client.TagResource(request));
         return EmitJsonOnly(session, response);
       });
   AddKeyArgument(command, &args->key_id);
@@ -498,15 +490,16 @@ void AddUntagResource(CommandTable& commands) {
     std::vector<std::string> tag_keys;
   };
   auto args = std::make_shared<Args>();
-  CLI::App* command = commands.Add(
-      "untag-resource", "Remove tags from a key", [args](Session& session) -> absl::Status {
-        v1::UntagResourceRequest request;
-        request.set_key_id(args->key_id);
-        for (const std::string& key : args->tag_keys) request.add_tag_keys(key);
-        KMS_ASSIGN_OR_RETURN(v1::UntagResourceResponse response,
-                             session.client.UntagResource(request));
-        return EmitJsonOnly(session, response);
-      });
+  CLI::App* command = commands.Add("untag-resource", "Remove tags from a key",
+                                   [args](Session& session) -> absl::Status {
+                                     v1::UntagResourceRequest request;
+                                     request.set_key_id(args->key_id);
+                                     for (const std::string& key : args->tag_keys)
+                                       request.add_tag_keys(key);
+                                     KMS_ASSIGN_OR_RETURN(v1::UntagResourceResponse response,
+                                                          session.client.UntagResource(request));
+                                     return EmitJsonOnly(session, response);
+                                   });
   AddKeyArgument(command, &args->key_id);
   command->add_option("TAGKEY", args->tag_keys, "Tag keys; one or more")->required();
 }
@@ -546,11 +539,9 @@ void AddListResourceTags(CommandTable& commands) {
 // A ciphertext blob to --output (raw) or stdout (base64); bytes that went to
 // a file are left out of the JSON.
 template <typename Response>
-absl::Status EmitCiphertext(const Session& session, Response& response,
-                            const std::string& output) {
+absl::Status EmitCiphertext(const Session& session, Response& response, const std::string& output) {
   if (!output.empty()) {
-    KMS_RETURN_IF_ERROR(
-        WriteOutputFile(output, response.ciphertext_blob(), FileMode::kPublic));
+    KMS_RETURN_IF_ERROR(WriteOutputFile(output, response.ciphertext_blob(), FileMode::kPublic));
     response.clear_ciphertext_blob();
     return EmitJsonOnly(session, response);
   }
@@ -569,8 +560,7 @@ void AddEncrypt(CommandTable& commands) {
   };
   auto args = std::make_shared<Args>();
   CLI::App* command = commands.Add(
-      "encrypt", "Encrypt up to 4096 bytes under a key",
-      [args](Session& session) -> absl::Status {
+      "encrypt", "Encrypt up to 4096 bytes under a key", [args](Session& session) -> absl::Status {
         KMS_RETURN_IF_ERROR(RequireExactlyOne(args->plaintext_flag, args->plaintext_file_flag));
         KMS_ASSIGN_OR_RETURN(StringMap context, ParseKeyValuePairs(args->context, "--context"));
         v1::EncryptRequest request;
@@ -579,8 +569,7 @@ void AddEncrypt(CommandTable& commands) {
         if (args->plaintext_flag->count() > 0) {
           request.set_plaintext(args->plaintext);
         } else {
-          KMS_ASSIGN_OR_RETURN(*request.mutable_plaintext(),
-                               ReadInputFile(args->plaintext_file));
+          KMS_ASSIGN_OR_RETURN(*request.mutable_plaintext(), ReadInputFile(args->plaintext_file));
         }
         absl::StatusOr<v1::EncryptResponse> response = session.client.Encrypt(request);
         WipeString(request.mutable_plaintext());
@@ -590,8 +579,8 @@ void AddEncrypt(CommandTable& commands) {
   AddKeyArgument(command, &args->key_id);
   args->plaintext_flag =
       command->add_option("--plaintext", args->plaintext, "The plaintext, as given");
-  args->plaintext_file_flag = command->add_option(
-      "--plaintext-file", args->plaintext_file, "File holding the plaintext ('-': stdin)");
+  args->plaintext_file_flag = command->add_option("--plaintext-file", args->plaintext_file,
+                                                  "File holding the plaintext ('-': stdin)");
   AddContextFlag(command, &args->context);
   command->add_option("--output", args->output,
                       "Write the binary blob to this file (default: base64 to stdout)");
@@ -621,8 +610,7 @@ void AddDecrypt(CommandTable& commands) {
           WipeString(response.mutable_plaintext());
           return EmitJsonOnly(session, response);
         }
-        return session.json ? EmitJsonOnly(session, response)
-                            : WriteStdout(response.plaintext());
+        return session.json ? EmitJsonOnly(session, response) : WriteStdout(response.plaintext());
       });
   args->ciphertext.AddFlags(command);
   AddContextFlag(command, &args->context);
@@ -656,8 +644,7 @@ void AddReEncrypt(CommandTable& commands) {
         request.set_source_key_id(args->source_key_id);
         request.set_destination_key_id(args->destination_key_id);
         CopyPairs(destination_context, request.mutable_destination_encryption_context());
-        KMS_ASSIGN_OR_RETURN(v1::ReEncryptResponse response,
-                             session.client.ReEncrypt(request));
+        KMS_ASSIGN_OR_RETURN(v1::ReEncryptResponse response, session.client.ReEncrypt(request));
         return EmitCiphertext(session, response, args->output);
       });
   args->ciphertext.AddFlags(command);
@@ -665,8 +652,7 @@ void AddReEncrypt(CommandTable& commands) {
                  "Encryption context pair of the blob,");
   command->add_option("--source-key-id", args->source_key_id,
                       "Fail unless the blob belongs to this key");
-  command->add_option("--destination-key-id", args->destination_key_id,
-                      "Key to encrypt under")
+  command->add_option("--destination-key-id", args->destination_key_id, "Key to encrypt under")
       ->required();
   AddContextFlag(command, &args->destination_context, "--destination-context",
                  "Encryption context pair of the new blob,");
@@ -697,13 +683,13 @@ void AddGenerateDataKey(CommandTable& commands) {
         // The wrapped key first: a plaintext key saved without its blob
         // could encrypt data that nobody can decrypt later.
         if (!args->ciphertext_output.empty()) {
-          KMS_RETURN_IF_ERROR(WriteOutputFile(args->ciphertext_output,
-                                              response.ciphertext_blob(), FileMode::kPublic));
+          KMS_RETURN_IF_ERROR(WriteOutputFile(args->ciphertext_output, response.ciphertext_blob(),
+                                              FileMode::kPublic));
           response.clear_ciphertext_blob();
         }
         if (!args->plaintext_output.empty()) {
-          KMS_RETURN_IF_ERROR(WriteOutputFile(args->plaintext_output, response.plaintext(),
-                                              FileMode::kSecret));
+          KMS_RETURN_IF_ERROR(
+              WriteOutputFile(args->plaintext_output, response.plaintext(), FileMode::kSecret));
           WipeString(response.mutable_plaintext());
         }
         return Emit(session, response, [&] {
@@ -747,8 +733,8 @@ void AddGenerateDataKeyWithoutPlaintext(CommandTable& commands) {
         KMS_ASSIGN_OR_RETURN(v1::GenerateDataKeyWithoutPlaintextResponse response,
                              session.client.GenerateDataKeyWithoutPlaintext(request));
         if (!args->ciphertext_output.empty()) {
-          KMS_RETURN_IF_ERROR(WriteOutputFile(args->ciphertext_output,
-                                              response.ciphertext_blob(), FileMode::kPublic));
+          KMS_RETURN_IF_ERROR(WriteOutputFile(args->ciphertext_output, response.ciphertext_blob(),
+                                              FileMode::kPublic));
           response.clear_ciphertext_blob();
         }
         return Emit(session, response, [&] {
@@ -807,8 +793,8 @@ class RecordingDataKeySource final : public client::DataKeySource {
       const std::string& key_id, const client::EncryptionContext& context) override {
     return Record(source_.GenerateDataKey(key_id, context));
   }
-  absl::StatusOr<SecretBytes> DecryptDataKey(
-      const std::string& ciphertext_blob, const client::EncryptionContext& context) override {
+  absl::StatusOr<SecretBytes> DecryptDataKey(const std::string& ciphertext_blob,
+                                             const client::EncryptionContext& context) override {
     return Record(source_.DecryptDataKey(ciphertext_blob, context));
   }
 
@@ -829,14 +815,13 @@ class RecordingDataKeySource final : public client::DataKeySource {
 };
 
 absl::Status EmitEnvelopeHeader(const Session& session, const client::EnvelopeHeader& header) {
-  std::string text =
-      session.json
-          ? absl::StrCat("{\"key_arn\":", JsonQuote(header.key_arn),
-                         ",\"encryption_context\":", JsonObject(header.context),
-                         ",\"chunk_size\":", header.chunk_size, "}\n")
-          : FormatFields({{"key_arn", header.key_arn},
-                          {"encryption_context", FormatPairs(header.context)},
-                          {"chunk_size", absl::StrCat(header.chunk_size)}});
+  std::string text = session.json
+                         ? absl::StrCat("{\"key_arn\":", JsonQuote(header.key_arn),
+                                        ",\"encryption_context\":", JsonObject(header.context),
+                                        ",\"chunk_size\":", header.chunk_size, "}\n")
+                         : FormatFields({{"key_arn", header.key_arn},
+                                         {"encryption_context", FormatPairs(header.context)},
+                                         {"chunk_size", absl::StrCat(header.chunk_size)}});
   return WriteStdout(text);
 }
 
@@ -856,8 +841,8 @@ void AddEncryptFile(CommandTable& commands) {
         client::EnvelopeOptions options;
         options.chunk_size = args->chunk_size;
         RecordingDataKeySource source(session.client);
-        absl::StatusOr<client::EnvelopeHeader> header = client::EncryptFile(
-            source, args->key_id, context, args->input, args->output, options);
+        absl::StatusOr<client::EnvelopeHeader> header =
+            client::EncryptFile(source, args->key_id, context, args->input, args->output, options);
         if (!header.ok()) return source.Blame(header.status());
         return EmitEnvelopeHeader(session, *header);
       });
@@ -876,18 +861,17 @@ void AddDecryptFile(CommandTable& commands) {
     std::string output;
   };
   auto args = std::make_shared<Args>();
-  CLI::App* command = commands.Add(
-      "decrypt-file", "Decrypt and verify an envelope file made by encrypt-file",
-      [args](Session& session) -> absl::Status {
-        RecordingDataKeySource source(session.client);
-        absl::StatusOr<client::EnvelopeHeader> header =
-            client::DecryptFile(source, args->input, args->output);
-        if (!header.ok()) return source.Blame(header.status());
-        return EmitEnvelopeHeader(session, *header);
-      });
+  CLI::App* command =
+      commands.Add("decrypt-file", "Decrypt and verify an envelope file made by encrypt-file",
+                   [args](Session& session) -> absl::Status {
+                     RecordingDataKeySource source(session.client);
+                     absl::StatusOr<client::EnvelopeHeader> header =
+                         client::DecryptFile(source, args->input, args->output);
+                     if (!header.ok()) return source.Blame(header.status());
+                     return EmitEnvelopeHeader(session, *header);
+                   });
   command->add_option("INPUT", args->input, "Envelope file")->required();
-  command->add_option("OUTPUT", args->output, "Plaintext file to write (mode 0600)")
-      ->required();
+  command->add_option("OUTPUT", args->output, "Plaintext file to write (mode 0600)")->required();
 }
 
 void AddEnvelopeInfo(CommandTable& commands) {
@@ -954,8 +938,8 @@ void AddGlobalFlags(CLI::App& app, GlobalFlags& flags) {
 // Prints a usage error with a pointer to the right help, and gives exit 2.
 int UsageFailure(const CLI::App& app, const std::string& message) {
   std::vector<CLI::App*> selected = app.get_subcommands();
-  std::string help = selected.empty() ? "kmsctl --help"
-                                      : "kmsctl " + selected.front()->get_name() + " --help";
+  std::string help =
+      selected.empty() ? "kmsctl --help" : "kmsctl " + selected.front()->get_name() + " --help";
   fprintf(stderr, "kmsctl: %s (see %s)\n", message.c_str(), help.c_str());
   return kExitUsage;
 }
@@ -980,8 +964,7 @@ int Run(const GlobalFlags& flags, const CLI::App& app, const Runner& run) {
 }
 
 int Main(int argc, char** argv) {
-  CLI::App app("kmsctl: command-line client of kmsd, the on-prem key management daemon",
-               "kmsctl");
+  CLI::App app("kmsctl: command-line client of kmsd, the on-prem key management daemon", "kmsctl");
   app.require_subcommand(0, 1);  // none is reported below, more clearly than CLI11 does
   app.fallthrough();             // global flags may follow the command
   app.footer(kExitCodeHelp);
@@ -996,8 +979,8 @@ int Main(int argc, char** argv) {
     if (e.get_exit_code() == static_cast<int>(CLI::ExitCodes::Success)) {
       return app.exit(e);  // --help
     }
-    if (dynamic_cast<const CLI::ExtrasError*>(&e) != nullptr &&
-        app.get_subcommands().empty() && !app.remaining().empty()) {
+    if (dynamic_cast<const CLI::ExtrasError*>(&e) != nullptr && app.get_subcommands().empty() &&
+        !app.remaining().empty()) {
       return UsageFailure(app, "unknown command '" + app.remaining().front() + "'");
     }
     return UsageFailure(app, e.what());

@@ -128,14 +128,13 @@ std::string JsonQuote(absl::string_view text) {
 }
 
 std::string JsonObject(const std::map<std::string, std::string>& pairs) {
-  return absl::StrCat(
-      "{",
-      absl::StrJoin(pairs, ",",
-                    [](std::string* out, const auto& pair) {
-                      absl::StrAppend(out, JsonQuote(pair.first), ":",
-                                      JsonQuote(pair.second));
-                    }),
-      "}");
+  return absl::StrCat("{",
+                      absl::StrJoin(pairs, ",",
+                                    [](std::string* out, const auto& pair) {
+                                      absl::StrAppend(out, JsonQuote(pair.first), ":",
+                                                      JsonQuote(pair.second));
+                                    }),
+                      "}");
 }
 
 std::string FormatPairs(const std::map<std::string, std::string>& pairs) {
@@ -143,9 +142,7 @@ std::string FormatPairs(const std::map<std::string, std::string>& pairs) {
   return absl::StrJoin(pairs, "\n", absl::PairFormatter("="));
 }
 
-std::string KeyStateName(v1::KeyState state) {
-  return EnumName(v1::KeyState_descriptor(), state);
-}
+std::string KeyStateName(v1::KeyState state) { return EnumName(v1::KeyState_descriptor(), state); }
 
 std::vector<Field> KeyMetadataFields(const v1::KeyMetadata& m) {
   std::vector<std::string> algorithms;

@@ -105,8 +105,7 @@ std::string ErrorLine(const absl::Status& status, absl::string_view endpoint) {
     // ErrorTypeOf would name a KMS exception (KeyUnavailableException) that
     // kmsd never raised; say what happened instead.
     return status.code() == absl::StatusCode::kDeadlineExceeded
-               ? absl::StrCat("kmsctl: kmsd at ", endpoint,
-                              " did not answer in time: ", message)
+               ? absl::StrCat("kmsctl: kmsd at ", endpoint, " did not answer in time: ", message)
                : absl::StrCat("kmsctl: kmsd unreachable at ", endpoint, ": ", message);
   }
   return absl::StrCat("kmsctl: ", ErrorTypeOf(status), ": ", message);
@@ -129,8 +128,7 @@ absl::StatusOr<std::map<std::string, std::string>> ParseKeyValuePairs(
   return result;
 }
 
-absl::StatusOr<std::string> DecodeBase64Argument(absl::string_view text,
-                                                 absl::string_view flag) {
+absl::StatusOr<std::string> DecodeBase64Argument(absl::string_view text, absl::string_view flag) {
   std::string decoded;
   if (!absl::Base64Unescape(absl::StripAsciiWhitespace(text), &decoded)) {
     return UsageError(absl::StrCat(flag, " is not valid base64"));
@@ -147,8 +145,7 @@ absl::StatusOr<std::string> ReadInputFile(const std::string& path) {
   return contents;
 }
 
-absl::Status WriteOutputFile(const std::string& path, absl::string_view bytes,
-                             FileMode mode) {
+absl::Status WriteOutputFile(const std::string& path, absl::string_view bytes, FileMode mode) {
   if (path == "-") return WriteStdout(bytes);
   struct stat st;
   if (lstat(path.c_str(), &st) == 0 && !S_ISREG(st.st_mode)) {

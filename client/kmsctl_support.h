@@ -55,8 +55,7 @@ absl::StatusOr<std::map<std::string, std::string>> ParseKeyValuePairs(
 
 // Decodes standard base64 given on the command line.
 // Errors: kInvalidArgument (usage) if `text` is not base64.
-absl::StatusOr<std::string> DecodeBase64Argument(absl::string_view text,
-                                                 absl::string_view flag);
+absl::StatusOr<std::string> DecodeBase64Argument(absl::string_view text, absl::string_view flag);
 
 // The whole contents of `path`, or of stdin if `path` is "-".
 // Errors: the errno's code, tagged local, if the file cannot be read.
@@ -76,8 +75,7 @@ enum class FileMode {
 // through instead; a secret written through a link to a regular file makes
 // that file 0600 first.
 // Errors: the errno's code, tagged local, if any step fails.
-absl::Status WriteOutputFile(const std::string& path, absl::string_view bytes,
-                             FileMode mode);
+absl::Status WriteOutputFile(const std::string& path, absl::string_view bytes, FileMode mode);
 
 // Writes `bytes` to stdout as they are and flushes.
 // Errors: the errno's code, tagged local, if stdout is closed or full.

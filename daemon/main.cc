@@ -153,6 +153,11 @@ absl::Status Serve(const server::Config& config, const std::string& port_file,
   DeletionSweeper sweeper(key_service, config.deletion_check_interval);
   if (!port_file.empty()) KMS_RETURN_IF_ERROR(WritePortFile(port_file, port));
   KMS_LOG(INFO) << "kmsd serving on port " << port << " (listen " << config.listen << ")";
+  if (!server::IsLoopbackListen(config.listen)) {
+    KMS_LOG(WARNING) << "SERVING PLAINTEXT gRPC ON A NON-LOOPBACK ADDRESS (" << config.listen
+                     << "): anyone who can reach it can use every key. Listen on 127.0.0.1 "
+                        "until TLS with client certificates is configured.";
+  }
 
   // ---- wait for SIGTERM/SIGINT, then drain
   int signal_number = 0;
@@ -163,6 +168,7 @@ absl::Status Serve(const server::Config& config, const std::string& port_file,
   server->Shutdown(std::chrono::system_clock::now() +
                    std::chrono::microseconds(absl::ToInt64Microseconds(config.shutdown_grace)));
   server->Wait();
+  KMS_LOG(INFO) << "gRPC server drained";
   // Destruction order (reverse of construction) closes the sweeper, the
   // service, the database and finally the HSM session pool and module.
   KMS_LOG(INFO) << "kmsd stopped";

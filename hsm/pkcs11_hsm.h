@@ -79,9 +79,12 @@ class Pkcs11Hsm final : public Hsm {
   Pkcs11Hsm& operator=(const Pkcs11Hsm&) = delete;
   ~Pkcs11Hsm() override;
 
-  // Hsm. Error codes as documented in hsm/hsm.h; kUnavailable also when the
-  // token lost the session or login, kResourceExhausted when the module is
-  // out of memory.
+  // Hsm. Error codes as documented in hsm/hsm.h, plus: kUnavailable when the
+  // token lost the session or login, or when a cached handle is no longer
+  // valid (the token was reset or another client deleted the object; reopen
+  // to resynchronise; never reported as kNotFound); kResourceExhausted when
+  // the module is out of memory. A GCM tag mismatch is kInvalidArgument
+  // whatever the module's code for it (SoftHSM: CKR_GENERAL_ERROR).
   absl::Status GenerateAesKey(absl::string_view object_id) override;
   absl::Status DestroyKey(absl::string_view object_id) override;
   bool HasKey(absl::string_view object_id) override;

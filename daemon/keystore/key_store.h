@@ -11,6 +11,18 @@
 //
 // Errors common to every method: kUnavailable (database busy or gone; retry),
 // kInternal (anything else the database reported).
+//
+// Rules every implementation enforces (kInvalidArgument unless noted):
+//  - times are kept to the microsecond; callers pass microsecond-aligned times
+//    if they need to compare what they wrote with what they read;
+//  - deletion_time is set exactly when state is kPendingDeletion;
+//  - CreateKey's version belongs to the key and is its current_version_id;
+//  - UpdateKey's current_version_id names a version of the same key (else
+//    kNotFound);
+//  - list markers need not exist (listing resumes after where they would
+//    sort); ListAliases with an unknown key filter gives an empty page;
+//  - duplicate tag keys in one PutTags: the last wins; intent ids are never
+//    reused.
 #ifndef KMS_DAEMON_KEYSTORE_KEY_STORE_H_
 #define KMS_DAEMON_KEYSTORE_KEY_STORE_H_
 

@@ -144,11 +144,11 @@ absl::Status CheckLimit(int limit) {
 
 absl::Status CheckNotNewer(int version) {
   if (version <= kLatestSchemaVersion) return absl::OkStatus();
-  return absl::FailedPreconditionError(absl::StrCat(
-      "the database has schema version ", version,
-      ", newer than the latest this kmsd knows (", kLatestSchemaVersion,
-      "); it was written by a newer kmsd: run that version, or restore a backup taken "
-      "before the upgrade"));
+  return absl::FailedPreconditionError(
+      absl::StrCat("the database has schema version ", version,
+                   ", newer than the latest this kmsd knows (", kLatestSchemaVersion,
+                   "); it was written by a newer kmsd: run that version, or restore a backup taken "
+                   "before the upgrade"));
 }
 
 // The invariant every stored key keeps (the schema checks it too).
@@ -196,8 +196,7 @@ absl::Status CreateDatabaseFile(const std::string& path) {
       return absl::NotFoundError(absl::StrCat("cannot create keystore database '", path,
                                               "': directory '", dir, "' does not exist"));
     }
-    return absl::ErrnoToStatus(err,
-                               absl::StrCat("cannot create keystore database '", path, "'"));
+    return absl::ErrnoToStatus(err, absl::StrCat("cannot create keystore database '", path, "'"));
   }
   // A umask may only remove bits, but an odd one could remove the owner's;
   // make the mode exact.
@@ -205,8 +204,7 @@ absl::Status CreateDatabaseFile(const std::string& path) {
   const int chmod_err = errno;
   close(fd);
   if (chmod_rc != 0) {
-    return absl::ErrnoToStatus(chmod_err,
-                               absl::StrCat("cannot set mode 0600 on '", path, "'"));
+    return absl::ErrnoToStatus(chmod_err, absl::StrCat("cannot set mode 0600 on '", path, "'"));
   }
   // Make the new directory entry durable, as SQLite does for its own files.
   const int dir_fd = open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -341,16 +339,15 @@ absl::StatusOr<std::unique_ptr<SqliteKeyStore>> SqliteKeyStore::Open(const std::
   sqlite3* db = nullptr;
   const int rc = sqlite3_open_v2(path.c_str(), &db, flags, nullptr);
   if (rc != SQLITE_OK) {
-    absl::Status status =
-        StatusFromSqlite(db, rc, absl::StrCat("opening database '", path, "'"));
+    absl::Status status = StatusFromSqlite(db, rc, absl::StrCat("opening database '", path, "'"));
     sqlite3_close(db);  // sqlite3_open_v2 allocates a handle even when it fails
     return status;
   }
   // From here the store owns `db` and closes it if anything below fails.
   auto store = absl::WrapUnique(new SqliteKeyStore(db));
   if (absl::Status status = store->Initialize(in_memory, path); !status.ok()) {
-    return absl::Status(status.code(), absl::StrCat("opening keystore database '", path,
-                                                    "': ", status.message()));
+    return absl::Status(status.code(),
+                        absl::StrCat("opening keystore database '", path, "': ", status.message()));
   }
   return store;
 }
@@ -380,9 +377,9 @@ absl::Status SqliteKeyStore::Initialize(bool in_memory, const std::string& path)
     // SQLite answers with the mode it ended up in, which is not WAL when the
     // file system cannot provide it.
     if (!row || wal.Text(0) != "wal") {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "cannot use WAL journal mode (got '",
-          row ? wal.Text(0) : std::string(), "'); is it on a network file system?"));
+      return absl::FailedPreconditionError(absl::StrCat("cannot use WAL journal mode (got '",
+                                                        row ? wal.Text(0) : std::string(),
+                                                        "'); is it on a network file system?"));
     }
   }
   // FULL: every commit fsyncs the WAL, so an acknowledged change survives a
@@ -403,23 +400,23 @@ absl::Status SqliteKeyStore::Migrate(const std::string& path) {
     int from = 0;
     // Re-read the version inside each write transaction, so a second process
     // migrating at the same time cannot make a step run twice.
-    KMS_RETURN_IF_ERROR(InTransaction(TransactionMode::kWrite, [&]() -> absl::Status {
-      KMS_ASSIGN_OR_RETURN(from, SchemaVersion());
-      KMS_RETURN_IF_ERROR(CheckNotNewer(from));
-      if (from == kLatestSchemaVersion) return absl::OkStatus();
-      const std::string context = absl::StrCat("migrating to schema version ", from + 1);
-      int rc = sqlite3_exec(db_, kMigrations[from], nullptr, nullptr, nullptr);
-      if (rc != SQLITE_OK) return StatusFromSqlite(db_, rc, context);
-      // PRAGMA takes no bound parameters; the number comes from this code.
-      const std::string bump = absl::StrCat("PRAGMA user_version = ", from + 1);
-      rc = sqlite3_exec(db_, bump.c_str(), nullptr, nullptr, nullptr);
-      if (rc != SQLITE_OK) return StatusFromSqlite(db_, rc, context);
-      return absl::OkStatus();
-    }));
+    KMS_RETURN_IF_ERROR(InTransaction(
+        TransactionMode::kWrite, [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) -> absl::Status {
+          KMS_ASSIGN_OR_RETURN(from, SchemaVersion());
+          KMS_RETURN_IF_ERROR(CheckNotNewer(from));
+          if (from == kLatestSchemaVersion) return absl::OkStatus();
+          const std::string context = absl::StrCat("migrating to schema version ", from + 1);
+          int rc = sqlite3_exec(db_, kMigrations[from], nullptr, nullptr, nullptr);
+          if (rc != SQLITE_OK) return StatusFromSqlite(db_, rc, context);
+          // PRAGMA takes no bound parameters; the number comes from this code.
+          const std::string bump = absl::StrCat("PRAGMA user_version = ", from + 1);
+          rc = sqlite3_exec(db_, bump.c_str(), nullptr, nullptr, nullptr);
+          if (rc != SQLITE_OK) return StatusFromSqlite(db_, rc, context);
+          return absl::OkStatus();
+        }));
     if (from == kLatestSchemaVersion) return absl::OkStatus();
     if (path != ":memory:") {
-      KMS_LOG(INFO) << "keystore " << path << ": schema version " << from << " -> "
-                    << from + 1;
+      KMS_LOG(INFO) << "keystore " << path << ": schema version " << from << " -> " << from + 1;
     }
   }
 }
@@ -461,8 +458,7 @@ absl::StatusOr<SqliteKeyStore::Statement> SqliteKeyStore::Prepare(const char* sq
     if (rc != SQLITE_OK) return StatusFromSqlite(db_, rc, absl::StrCat("preparing: ", sql));
     if (stmt == nullptr || (tail != nullptr && *tail != '\0')) {
       sqlite3_finalize(stmt);
-      return absl::InternalError(
-          absl::StrCat("keystore: not exactly one SQL statement: ", sql));
+      return absl::InternalError(absl::StrCat("keystore: not exactly one SQL statement: ", sql));
     }
     it = statements_.emplace(sql, stmt).first;
   }
@@ -508,10 +504,9 @@ absl::Status SqliteKeyStore::UpdateKeyLocked(const KeyRecord& key) {
       .BindTextOrNull(key.current_version_id)
       .BindText(key.key_id);
   KMS_RETURN_IF_ERROR(stmt.Run(
-      "updating key",
-      Subject{/*already_exists=*/"",
-              /*not_found=*/absl::StrCat("key '", key.key_id, "' has no version '",
-                                        key.current_version_id, "'")}));
+      "updating key", Subject{/*already_exists=*/"",
+                              /*not_found=*/absl::StrCat("key '", key.key_id, "' has no version '",
+                                                         key.current_version_id, "'")}));
   if (stmt.Changes() == 0) {
     return absl::NotFoundError(absl::StrCat("key '", key.key_id, "' not found"));
   }
@@ -523,11 +518,10 @@ absl::Status SqliteKeyStore::InsertVersion(const KeyVersionRecord& version) {
       Statement stmt,
       Prepare("INSERT INTO key_versions (version_id, key_id, creation_time_us) VALUES (?, ?, ?)"));
   stmt.BindText(version.version_id).BindText(version.key_id).BindTime(version.creation_time);
-  return stmt.Run(
-      "inserting key version",
-      Subject{/*already_exists=*/
-                  absl::StrCat("key version '", version.version_id, "' already exists"),
-              /*not_found=*/absl::StrCat("key '", version.key_id, "' not found")});
+  return stmt.Run("inserting key version",
+                  Subject{/*already_exists=*/
+                          absl::StrCat("key version '", version.version_id, "' already exists"),
+                          /*not_found=*/absl::StrCat("key '", version.key_id, "' not found")});
 }
 
 absl::Status SqliteKeyStore::UpsertTags(absl::string_view key_id,
@@ -598,37 +592,38 @@ absl::Status SqliteKeyStore::CreateKey(const KeyRecord& key,
   }
   if (!key.current_version_id.empty() &&
       (!version.has_value() || version->version_id != key.current_version_id)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("key '", key.key_id, "': current_version_id '", key.current_version_id,
-                     "' is not the version created with it"));
+    return absl::InvalidArgumentError(absl::StrCat("key '", key.key_id, "': current_version_id '",
+                                                   key.current_version_id,
+                                                   "' is not the version created with it"));
   }
   absl::MutexLock lock(&mu_);
-  return InTransaction(TransactionMode::kWrite, [&]() -> absl::Status {
-    {
-      // The current version is set after the version row exists: the foreign
-      // key from keys to key_versions is checked per statement.
-      KMS_ASSIGN_OR_RETURN(
-          Statement stmt,
-          Prepare("INSERT INTO keys (key_id, description, state, origin, key_usage, key_spec, "
-                  "creation_time_us, deletion_time_us, current_version_id) "
-                  "VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL)"));
-      stmt.BindText(key.key_id)
-          .BindText(key.description)
-          .BindText(KeyStateName(key.state))
-          .BindText(KeyOriginName(key.origin))
-          .BindText(key.key_usage)
-          .BindText(key.key_spec)
-          .BindTime(key.creation_time)
-          .BindTime(key.deletion_time);
-      KMS_RETURN_IF_ERROR(stmt.Run(
-          "inserting key",
-          Subject{/*already_exists=*/absl::StrCat("key '", key.key_id, "' already exists"),
-                  /*not_found=*/""}));
-    }
-    if (version.has_value()) KMS_RETURN_IF_ERROR(InsertVersion(*version));
-    if (!key.current_version_id.empty()) KMS_RETURN_IF_ERROR(UpdateKeyLocked(key));
-    return UpsertTags(key.key_id, tags);
-  });
+  return InTransaction(
+      TransactionMode::kWrite, [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) -> absl::Status {
+        {
+          // The current version is set after the version row exists: the foreign
+          // key from keys to key_versions is checked per statement.
+          KMS_ASSIGN_OR_RETURN(
+              Statement stmt,
+              Prepare("INSERT INTO keys (key_id, description, state, origin, key_usage, key_spec, "
+                      "creation_time_us, deletion_time_us, current_version_id) "
+                      "VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL)"));
+          stmt.BindText(key.key_id)
+              .BindText(key.description)
+              .BindText(KeyStateName(key.state))
+              .BindText(KeyOriginName(key.origin))
+              .BindText(key.key_usage)
+              .BindText(key.key_spec)
+              .BindTime(key.creation_time)
+              .BindTime(key.deletion_time);
+          KMS_RETURN_IF_ERROR(stmt.Run(
+              "inserting key",
+              Subject{/*already_exists=*/absl::StrCat("key '", key.key_id, "' already exists"),
+                      /*not_found=*/""}));
+        }
+        if (version.has_value()) KMS_RETURN_IF_ERROR(InsertVersion(*version));
+        if (!key.current_version_id.empty()) KMS_RETURN_IF_ERROR(UpdateKeyLocked(key));
+        return UpsertTags(key.key_id, tags);
+      });
 }
 
 absl::StatusOr<KeyRecord> SqliteKeyStore::GetKey(absl::string_view key_id) {
@@ -646,7 +641,8 @@ absl::StatusOr<KeyRecord> SqliteKeyStore::GetKey(absl::string_view key_id) {
 absl::Status SqliteKeyStore::UpdateKey(const KeyRecord& key) {
   KMS_RETURN_IF_ERROR(ValidateKey(key));
   absl::MutexLock lock(&mu_);
-  return InTransaction(TransactionMode::kWrite, [&] { return UpdateKeyLocked(key); });
+  return InTransaction(TransactionMode::kWrite,
+                       [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return UpdateKeyLocked(key); });
 }
 
 absl::StatusOr<Page<KeyRecord>> SqliteKeyStore::ListKeys(int limit, absl::string_view marker) {
@@ -656,13 +652,12 @@ absl::StatusOr<Page<KeyRecord>> SqliteKeyStore::ListKeys(int limit, absl::string
   // no key id, however odd, is skipped.
   KMS_ASSIGN_OR_RETURN(
       Statement stmt,
-      Prepare(marker.empty()
-                  ? "SELECT key_id, description, state, origin, key_usage, key_spec, "
-                    "creation_time_us, deletion_time_us, current_version_id "
-                    "FROM keys ORDER BY key_id LIMIT ?"
-                  : "SELECT key_id, description, state, origin, key_usage, key_spec, "
-                    "creation_time_us, deletion_time_us, current_version_id "
-                    "FROM keys WHERE key_id > ? ORDER BY key_id LIMIT ?"));
+      Prepare(marker.empty() ? "SELECT key_id, description, state, origin, key_usage, key_spec, "
+                               "creation_time_us, deletion_time_us, current_version_id "
+                               "FROM keys ORDER BY key_id LIMIT ?"
+                             : "SELECT key_id, description, state, origin, key_usage, key_spec, "
+                               "creation_time_us, deletion_time_us, current_version_id "
+                               "FROM keys WHERE key_id > ? ORDER BY key_id LIMIT ?"));
   if (!marker.empty()) stmt.BindText(marker);
   // One row more than asked for tells whether another page follows.
   stmt.BindInt(int64_t{limit} + 1);
@@ -702,40 +697,40 @@ absl::StatusOr<std::vector<KeyRecord>> SqliteKeyStore::ListKeysDueForDeletion(ab
 
 absl::Status SqliteKeyStore::DeleteKey(absl::string_view key_id) {
   absl::MutexLock lock(&mu_);
-  return InTransaction(TransactionMode::kWrite, [&]() -> absl::Status {
-    // Versions, aliases and tags go by ON DELETE CASCADE.
-    KMS_ASSIGN_OR_RETURN(Statement stmt, Prepare("DELETE FROM keys WHERE key_id = ?"));
-    stmt.BindText(key_id);
-    KMS_RETURN_IF_ERROR(stmt.Run("deleting key"));
-    if (stmt.Changes() == 0) {
-      return absl::NotFoundError(absl::StrCat("key '", key_id, "' not found"));
-    }
-    return absl::OkStatus();
-  });
+  return InTransaction(
+      TransactionMode::kWrite, [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) -> absl::Status {
+        // Versions, aliases and tags go by ON DELETE CASCADE.
+        KMS_ASSIGN_OR_RETURN(Statement stmt, Prepare("DELETE FROM keys WHERE key_id = ?"));
+        stmt.BindText(key_id);
+        KMS_RETURN_IF_ERROR(stmt.Run("deleting key"));
+        if (stmt.Changes() == 0) {
+          return absl::NotFoundError(absl::StrCat("key '", key_id, "' not found"));
+        }
+        return absl::OkStatus();
+      });
 }
 
 absl::Status SqliteKeyStore::AddVersion(const KeyVersionRecord& version,
                                         const KeyRecord& updated_key) {
   KMS_RETURN_IF_ERROR(ValidateKey(updated_key));
   if (version.key_id != updated_key.key_id) {
-    return absl::InvalidArgumentError(absl::StrCat("version '", version.version_id,
-                                                   "' names key '", version.key_id,
-                                                   "', not the key updated, '",
+    return absl::InvalidArgumentError(absl::StrCat("version '", version.version_id, "' names key '",
+                                                   version.key_id, "', not the key updated, '",
                                                    updated_key.key_id, "'"));
   }
   absl::MutexLock lock(&mu_);
-  return InTransaction(TransactionMode::kWrite, [&]() -> absl::Status {
-    KMS_RETURN_IF_ERROR(InsertVersion(version));
-    return UpdateKeyLocked(updated_key);
-  });
+  return InTransaction(TransactionMode::kWrite,
+                       [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) -> absl::Status {
+                         KMS_RETURN_IF_ERROR(InsertVersion(version));
+                         return UpdateKeyLocked(updated_key);
+                       });
 }
 
 absl::StatusOr<KeyVersionRecord> SqliteKeyStore::GetVersion(absl::string_view version_id) {
   absl::MutexLock lock(&mu_);
-  KMS_ASSIGN_OR_RETURN(
-      Statement stmt,
-      Prepare("SELECT version_id, key_id, creation_time_us FROM key_versions "
-              "WHERE version_id = ?"));
+  KMS_ASSIGN_OR_RETURN(Statement stmt,
+                       Prepare("SELECT version_id, key_id, creation_time_us FROM key_versions "
+                               "WHERE version_id = ?"));
   stmt.BindText(version_id);
   KMS_ASSIGN_OR_RETURN(const bool row, stmt.Step("reading key version"));
   if (!row) {
@@ -748,10 +743,9 @@ absl::StatusOr<std::vector<KeyVersionRecord>> SqliteKeyStore::ListVersions(
     absl::string_view key_id) {
   absl::MutexLock lock(&mu_);
   // rowid breaks ties between versions created in the same microsecond.
-  KMS_ASSIGN_OR_RETURN(
-      Statement stmt,
-      Prepare("SELECT version_id, key_id, creation_time_us FROM key_versions "
-              "WHERE key_id = ? ORDER BY creation_time_us, rowid"));
+  KMS_ASSIGN_OR_RETURN(Statement stmt,
+                       Prepare("SELECT version_id, key_id, creation_time_us FROM key_versions "
+                               "WHERE key_id = ? ORDER BY creation_time_us, rowid"));
   stmt.BindText(key_id);
   std::vector<KeyVersionRecord> versions;
   for (;;) {
@@ -766,51 +760,54 @@ absl::StatusOr<std::vector<KeyVersionRecord>> SqliteKeyStore::ListVersions(
 
 absl::Status SqliteKeyStore::CreateAlias(const AliasRecord& alias) {
   absl::MutexLock lock(&mu_);
-  return InTransaction(TransactionMode::kWrite, [&]() -> absl::Status {
-    KMS_ASSIGN_OR_RETURN(
-        Statement stmt,
-        Prepare("INSERT INTO aliases (alias_name, key_id, creation_time_us, "
-                "last_updated_time_us) VALUES (?, ?, ?, ?)"));
-    stmt.BindText(alias.alias_name)
-        .BindText(alias.key_id)
-        .BindTime(alias.creation_time)
-        .BindTime(alias.last_updated_time);
-    return stmt.Run(
-        "inserting alias",
-        Subject{/*already_exists=*/absl::StrCat("alias '", alias.alias_name, "' already exists"),
-                /*not_found=*/absl::StrCat("key '", alias.key_id, "' not found")});
-  });
+  return InTransaction(
+      TransactionMode::kWrite, [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) -> absl::Status {
+        KMS_ASSIGN_OR_RETURN(Statement stmt,
+                             Prepare("INSERT INTO aliases (alias_name, key_id, creation_time_us, "
+                                     "last_updated_time_us) VALUES (?, ?, ?, ?)"));
+        stmt.BindText(alias.alias_name)
+            .BindText(alias.key_id)
+            .BindTime(alias.creation_time)
+            .BindTime(alias.last_updated_time);
+        return stmt.Run("inserting alias",
+                        Subject{/*already_exists=*/absl::StrCat("alias '", alias.alias_name,
+                                                                "' already exists"),
+                                /*not_found=*/absl::StrCat("key '", alias.key_id, "' not found")});
+      });
 }
 
 absl::Status SqliteKeyStore::UpdateAlias(absl::string_view alias_name, absl::string_view key_id,
                                          absl::Time now) {
   absl::MutexLock lock(&mu_);
-  return InTransaction(TransactionMode::kWrite, [&]() -> absl::Status {
-    KMS_ASSIGN_OR_RETURN(
-        Statement stmt,
-        Prepare("UPDATE aliases SET key_id = ?, last_updated_time_us = ? WHERE alias_name = ?"));
-    stmt.BindText(key_id).BindTime(now).BindText(alias_name);
-    KMS_RETURN_IF_ERROR(stmt.Run(
-        "updating alias",
-        Subject{/*already_exists=*/"", /*not_found=*/absl::StrCat("key '", key_id, "' not found")}));
-    if (stmt.Changes() == 0) {
-      return absl::NotFoundError(absl::StrCat("alias '", alias_name, "' not found"));
-    }
-    return absl::OkStatus();
-  });
+  return InTransaction(
+      TransactionMode::kWrite, [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) -> absl::Status {
+        KMS_ASSIGN_OR_RETURN(
+            Statement stmt,
+            Prepare(
+                "UPDATE aliases SET key_id = ?, last_updated_time_us = ? WHERE alias_name = ?"));
+        stmt.BindText(key_id).BindTime(now).BindText(alias_name);
+        KMS_RETURN_IF_ERROR(stmt.Run(
+            "updating alias", Subject{/*already_exists=*/"",
+                                      /*not_found=*/absl::StrCat("key '", key_id, "' not found")}));
+        if (stmt.Changes() == 0) {
+          return absl::NotFoundError(absl::StrCat("alias '", alias_name, "' not found"));
+        }
+        return absl::OkStatus();
+      });
 }
 
 absl::Status SqliteKeyStore::DeleteAlias(absl::string_view alias_name) {
   absl::MutexLock lock(&mu_);
-  return InTransaction(TransactionMode::kWrite, [&]() -> absl::Status {
-    KMS_ASSIGN_OR_RETURN(Statement stmt, Prepare("DELETE FROM aliases WHERE alias_name = ?"));
-    stmt.BindText(alias_name);
-    KMS_RETURN_IF_ERROR(stmt.Run("deleting alias"));
-    if (stmt.Changes() == 0) {
-      return absl::NotFoundError(absl::StrCat("alias '", alias_name, "' not found"));
-    }
-    return absl::OkStatus();
-  });
+  return InTransaction(
+      TransactionMode::kWrite, [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) -> absl::Status {
+        KMS_ASSIGN_OR_RETURN(Statement stmt, Prepare("DELETE FROM aliases WHERE alias_name = ?"));
+        stmt.BindText(alias_name);
+        KMS_RETURN_IF_ERROR(stmt.Run("deleting alias"));
+        if (stmt.Changes() == 0) {
+          return absl::NotFoundError(absl::StrCat("alias '", alias_name, "' not found"));
+        }
+        return absl::OkStatus();
+      });
 }
 
 absl::StatusOr<AliasRecord> SqliteKeyStore::GetAlias(absl::string_view alias_name) {
@@ -857,48 +854,50 @@ absl::StatusOr<Page<AliasRecord>> SqliteKeyStore::ListAliases(
 
 // ---- tags
 
-absl::Status SqliteKeyStore::PutTags(absl::string_view key_id,
-                                     const std::vector<TagRecord>& tags) {
+absl::Status SqliteKeyStore::PutTags(absl::string_view key_id, const std::vector<TagRecord>& tags) {
   absl::MutexLock lock(&mu_);
-  return InTransaction(TransactionMode::kWrite, [&]() -> absl::Status {
-    // Explicit, because an empty list would never trip the foreign key.
-    KMS_RETURN_IF_ERROR(CheckKeyExists(key_id));
-    return UpsertTags(key_id, tags);
-  });
+  return InTransaction(TransactionMode::kWrite,
+                       [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) -> absl::Status {
+                         // Explicit, because an empty list would never trip the foreign key.
+                         KMS_RETURN_IF_ERROR(CheckKeyExists(key_id));
+                         return UpsertTags(key_id, tags);
+                       });
 }
 
 absl::Status SqliteKeyStore::RemoveTags(absl::string_view key_id,
                                         const std::vector<std::string>& tag_keys) {
   absl::MutexLock lock(&mu_);
-  return InTransaction(TransactionMode::kWrite, [&]() -> absl::Status {
-    KMS_RETURN_IF_ERROR(CheckKeyExists(key_id));
-    for (const std::string& tag_key : tag_keys) {
-      KMS_ASSIGN_OR_RETURN(Statement stmt,
-                           Prepare("DELETE FROM tags WHERE key_id = ? AND tag_key = ?"));
-      stmt.BindText(key_id).BindText(tag_key);
-      KMS_RETURN_IF_ERROR(stmt.Run("removing tag"));
-    }
-    return absl::OkStatus();
-  });
+  return InTransaction(
+      TransactionMode::kWrite, [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) -> absl::Status {
+        KMS_RETURN_IF_ERROR(CheckKeyExists(key_id));
+        for (const std::string& tag_key : tag_keys) {
+          KMS_ASSIGN_OR_RETURN(Statement stmt,
+                               Prepare("DELETE FROM tags WHERE key_id = ? AND tag_key = ?"));
+          stmt.BindText(key_id).BindText(tag_key);
+          KMS_RETURN_IF_ERROR(stmt.Run("removing tag"));
+        }
+        return absl::OkStatus();
+      });
 }
 
 absl::StatusOr<std::vector<TagRecord>> SqliteKeyStore::ListTags(absl::string_view key_id) {
   absl::MutexLock lock(&mu_);
   std::vector<TagRecord> tags;
   // A read transaction, so "key exists" and its tags come from one snapshot.
-  KMS_RETURN_IF_ERROR(InTransaction(TransactionMode::kRead, [&]() -> absl::Status {
-    KMS_RETURN_IF_ERROR(CheckKeyExists(key_id));
-    KMS_ASSIGN_OR_RETURN(
-        Statement stmt,
-        Prepare("SELECT tag_key, tag_value FROM tags WHERE key_id = ? ORDER BY tag_key"));
-    stmt.BindText(key_id);
-    for (;;) {
-      KMS_ASSIGN_OR_RETURN(const bool row, stmt.Step("listing tags"));
-      if (!row) break;
-      tags.push_back(TagRecord{stmt.Text(0), stmt.Text(1)});
-    }
-    return absl::OkStatus();
-  }));
+  KMS_RETURN_IF_ERROR(InTransaction(
+      TransactionMode::kRead, [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) -> absl::Status {
+        KMS_RETURN_IF_ERROR(CheckKeyExists(key_id));
+        KMS_ASSIGN_OR_RETURN(
+            Statement stmt,
+            Prepare("SELECT tag_key, tag_value FROM tags WHERE key_id = ? ORDER BY tag_key"));
+        stmt.BindText(key_id);
+        for (;;) {
+          KMS_ASSIGN_OR_RETURN(const bool row, stmt.Step("listing tags"));
+          if (!row) break;
+          tags.push_back(TagRecord{stmt.Text(0), stmt.Text(1)});
+        }
+        return absl::OkStatus();
+      }));
   return tags;
 }
 
@@ -907,32 +906,35 @@ absl::StatusOr<std::vector<TagRecord>> SqliteKeyStore::ListTags(absl::string_vie
 absl::StatusOr<int64_t> SqliteKeyStore::AddIntent(const Intent& intent) {
   absl::MutexLock lock(&mu_);
   int64_t id = 0;
-  KMS_RETURN_IF_ERROR(InTransaction(TransactionMode::kWrite, [&]() -> absl::Status {
-    KMS_ASSIGN_OR_RETURN(
-        Statement stmt,
-        Prepare("INSERT INTO intents (kind, key_id, version_id, creation_time_us) "
-                "VALUES (?, ?, ?, ?)"));
-    stmt.BindText(intent.kind)
-        .BindText(intent.key_id)
-        .BindText(intent.version_id)
-        .BindTime(intent.creation_time);
-    KMS_RETURN_IF_ERROR(stmt.Run("inserting intent"));
-    // Safe: this connection is used only under mu_, so no other insert ran.
-    id = sqlite3_last_insert_rowid(db_);
-    return absl::OkStatus();
-  }));
+  KMS_RETURN_IF_ERROR(InTransaction(
+      TransactionMode::kWrite, [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) -> absl::Status {
+        KMS_ASSIGN_OR_RETURN(
+            Statement stmt,
+            Prepare("INSERT INTO intents (kind, key_id, version_id, creation_time_us) "
+                    "VALUES (?, ?, ?, ?)"));
+        stmt.BindText(intent.kind)
+            .BindText(intent.key_id)
+            .BindText(intent.version_id)
+            .BindTime(intent.creation_time);
+        KMS_RETURN_IF_ERROR(stmt.Run("inserting intent"));
+        // Safe: this connection is used only under mu_, so no other insert ran.
+        id = sqlite3_last_insert_rowid(db_);
+        return absl::OkStatus();
+      }));
   return id;
 }
 
 absl::Status SqliteKeyStore::RemoveIntent(int64_t id) {
   absl::MutexLock lock(&mu_);
-  return InTransaction(TransactionMode::kWrite, [&]() -> absl::Status {
-    KMS_ASSIGN_OR_RETURN(Statement stmt, Prepare("DELETE FROM intents WHERE id = ?"));
-    stmt.BindInt(id);
-    KMS_RETURN_IF_ERROR(stmt.Run("removing intent"));
-    if (stmt.Changes() == 0) return absl::NotFoundError(absl::StrCat("intent ", id, " not found"));
-    return absl::OkStatus();
-  });
+  return InTransaction(
+      TransactionMode::kWrite, [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) -> absl::Status {
+        KMS_ASSIGN_OR_RETURN(Statement stmt, Prepare("DELETE FROM intents WHERE id = ?"));
+        stmt.BindInt(id);
+        KMS_RETURN_IF_ERROR(stmt.Run("removing intent"));
+        if (stmt.Changes() == 0)
+          return absl::NotFoundError(absl::StrCat("intent ", id, " not found"));
+        return absl::OkStatus();
+      });
 }
 
 absl::StatusOr<std::vector<Intent>> SqliteKeyStore::ListIntents() {

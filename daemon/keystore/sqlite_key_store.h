@@ -101,14 +101,14 @@ class SqliteKeyStore final : public KeyStore {
     int synchronous = 0;       // 2 is FULL
     bool foreign_keys = false;
     int busy_timeout_ms = 0;
-    int schema_version = 0;    // PRAGMA user_version
+    int schema_version = 0;  // PRAGMA user_version
   };
   absl::StatusOr<ConnectionSettings> Settings();
 
   // Inserts `version` and applies `updated_key` (as UpdateKey) in one
   // transaction: rotation makes the new version current, an import also moves
-  // the key out of PENDING_IMPORT. Not yet part of KeyStore (which has no way
-  // to add a version after CreateKey); see the report that came with it.
+  // the key out of PENDING_IMPORT. A candidate for KeyStore, which has no way
+  // yet to add a version after CreateKey.
   // Errors: kNotFound (no such key), kAlreadyExists (version id taken),
   // kInvalidArgument (version.key_id differs from updated_key.key_id, or
   // deletion_time as in UpdateKey).
@@ -138,8 +138,8 @@ class SqliteKeyStore final : public KeyStore {
                            absl::Time now) override;
   absl::Status DeleteAlias(absl::string_view alias_name) override;
   absl::StatusOr<AliasRecord> GetAlias(absl::string_view alias_name) override;
-  absl::StatusOr<Page<AliasRecord>> ListAliases(const std::optional<std::string>& key_id,
-                                                int limit, absl::string_view marker) override;
+  absl::StatusOr<Page<AliasRecord>> ListAliases(const std::optional<std::string>& key_id, int limit,
+                                                absl::string_view marker) override;
 
   absl::Status PutTags(absl::string_view key_id, const std::vector<TagRecord>& tags) override;
   absl::Status RemoveTags(absl::string_view key_id,

@@ -166,4 +166,9 @@ absl::Status ValidateConfig(const Config& config) {
   return absl::OkStatus();
 }
 
+bool IsLoopbackListen(const std::string& listen) {
+  const std::string host = listen.substr(0, listen.rfind(':'));
+  return host == "localhost" || host == "[::1]" || host.rfind("127.", 0) == 0;
+}
+
 }  // namespace kms::server

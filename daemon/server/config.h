@@ -56,6 +56,10 @@ absl::StatusOr<Config> LoadConfigFile(const std::string& path);
 // key and the problem (e.g. "data_dir: required unless hsm.module is set").
 absl::Status ValidateConfig(const Config& config);
 
+// True if `listen` (HOST:PORT) names a loopback host: localhost, 127.0.0.0/8
+// or [::1].
+bool IsLoopbackListen(const std::string& listen);
+
 }  // namespace kms::server
 
 #endif  // KMS_DAEMON_SERVER_CONFIG_H_

@@ -42,6 +42,12 @@ v1::KeyState ToProtoState(KeyState state) {
   return v1::KEY_STATE_UNSPECIFIED;
 }
 
+// The store keeps microseconds; so do responses, so what CreateKey returns
+// equals what DescribeKey later reads.
+absl::Time NowMicros(const Clock& clock) {
+  return absl::FromUnixMicros(absl::ToUnixMicros(clock.Now()));
+}
+
 std::string StateText(KeyState state) { return std::string(keystore::KeyStateName(state)); }
 
 // NotFound from the store for a key named in a request becomes the caller's
@@ -283,7 +289,7 @@ absl::StatusOr<v1::CreateKeyResponse> KeyService::CreateKey(const v1::CreateKeyR
   for (const auto& tag : request.tags()) tags.push_back({tag.tag_key(), tag.tag_value()});
   KMS_RETURN_IF_ERROR(ValidateTags(tags));
 
-  const absl::Time now = clock_.Now();
+  const absl::Time now = NowMicros(clock_);
   KeyRecord key;
   key.key_id = NewUuid();
   key.description = request.description();
@@ -418,7 +424,7 @@ absl::StatusOr<v1::ScheduleKeyDeletionResponse> KeyService::ScheduleKeyDeletion(
                                           "' is already pending deletion"));
   }
   key.state = KeyState::kPendingDeletion;
-  key.deletion_time = clock_.Now() + absl::Hours(24) * days;
+  key.deletion_time = NowMicros(clock_) + absl::Hours(24) * days;
   KMS_RETURN_IF_ERROR(store_.UpdateKey(key));
   KMS_LOG(INFO) << "key " << key.key_id << " scheduled for deletion at "
                 << absl::FormatTime(*key.deletion_time, absl::UTCTimeZone());
@@ -461,7 +467,7 @@ absl::StatusOr<v1::CreateAliasResponse> KeyService::CreateAlias(
     return InvalidStateError(absl::StrCat("key '", request.target_key_id(),
                                           "' is pending deletion"));
   }
-  const absl::Time now = clock_.Now();
+  const absl::Time now = NowMicros(clock_);
   absl::Status s = store_.CreateAlias({request.alias_name(), key.key_id, now, now});
   if (absl::IsAlreadyExists(s)) {
     return AlreadyExistsError(absl::StrCat("alias '", request.alias_name(), "' already exists"));
@@ -480,7 +486,7 @@ absl::StatusOr<v1::UpdateAliasResponse> KeyService::UpdateAlias(
     return InvalidStateError(absl::StrCat("key '", request.target_key_id(),
                                           "' is pending deletion"));
   }
-  absl::Status s = store_.UpdateAlias(request.alias_name(), key.key_id, clock_.Now());
+  absl::Status s = store_.UpdateAlias(request.alias_name(), key.key_id, NowMicros(clock_));
   if (absl::IsNotFound(s)) {
     return NotFoundError(absl::StrCat("alias '", request.alias_name(), "' does not exist"));
   }

@@ -477,6 +477,24 @@ TEST_F(EnvelopeTest, EncryptReplacesAnExistingOutput) {
   EXPECT_EQ(ReadBytes(Path("out")), "new plaintext");
 }
 
+TEST_F(EnvelopeTest, EncryptReadsFromAPipe) {
+  // Input need not be a regular file (kmsctl may read stdin). The data fits
+  // the pipe's buffer, so no writer thread is needed.
+  const std::string plaintext = RandomBytes(3 * kKiB + 5, 9);
+  int fds[2];
+  ASSERT_EQ(pipe(fds), 0);
+  ASSERT_EQ(write(fds[1], plaintext.data(), plaintext.size()),
+            static_cast<ssize_t>(plaintext.size()));
+  close(fds[1]);
+  auto written = EncryptFile(source_, "key-1", context_, absl::StrCat("/proc/self/fd/", fds[0]),
+                             Path("sealed"), ChunkSize(kKiB));
+  close(fds[0]);
+  ASSERT_TRUE(written.ok()) << written.status();
+  EXPECT_EQ(ReadBytes(Path("sealed")).size(), ExpectedFileSize(*written, plaintext.size()));
+  ASSERT_TRUE(DecryptFile(source_, Path("sealed"), Path("out")).ok());
+  EXPECT_EQ(ReadBytes(Path("out")), plaintext);
+}
+
 TEST_F(EnvelopeTest, EmptyContextAndContextAtTheSizeLimitRoundTrip) {
   // 4 + 4 length bytes + key + value = exactly the limit.
   const EncryptionContext at_limit = {{"k", std::string(kMaxEncodedContextSize - 9, 'v')}};

@@ -14,6 +14,7 @@
 #define KMS_TESTS_CLIENT_FAKE_KMS_SERVER_H_
 
 #include <arpa/inet.h>
+#include <grpcpp/grpcpp.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -23,8 +24,6 @@
 #include <memory>
 #include <string>
 #include <vector>
-
-#include <grpcpp/grpcpp.h>
 
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
@@ -104,10 +103,10 @@ class FakeKmsService final : public v1::KeyManagementService::Service {
     return all.back();
   }
 
-#define KMS_FAKE_RPC(Name)                                                        \
+#define KMS_FAKE_RPC(Name)                                                          \
   grpc::Status Name(grpc::ServerContext* context, const v1::Name##Request* request, \
-                    v1::Name##Response* response) override {                      \
-    return Handle(#Name, *context, *request, *response);                          \
+                    v1::Name##Response* response) override {                        \
+    return Handle(#Name, *context, *request, *response);                            \
   }
   KMS_FAKE_RPC(CreateKey)
   KMS_FAKE_RPC(DescribeKey)
@@ -138,8 +137,7 @@ class FakeKmsService final : public v1::KeyManagementService::Service {
                       google::protobuf::Message& response) {
     absl::MutexLock lock(&mu_);
     requests_[method].push_back(request.SerializeAsString());
-    mu_.AwaitWithTimeout(absl::Condition(this, &FakeKmsService::NotHolding),
-                         absl::Minutes(1));
+    mu_.AwaitWithTimeout(absl::Condition(this, &FakeKmsService::NotHolding), absl::Minutes(1));
     if (auto it = errors_.find(method); it != errors_.end()) {
       if (!it->second.error_type.empty()) {
         context.AddTrailingMetadata("kms-error-type", it->second.error_type);

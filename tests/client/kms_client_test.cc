@@ -81,8 +81,10 @@ struct ErrorCase {
   std::string error_type;
 };
 
-class KmsClientErrorTest : public KmsClientTest,
-                           public ::testing::WithParamInterface<ErrorCase> {};
+// Names the case in test listings (ctest shows the parameter).
+void PrintTo(const ErrorCase& c, std::ostream* os) { *os << c.name; }
+
+class KmsClientErrorTest : public KmsClientTest, public ::testing::WithParamInterface<ErrorCase> {};
 
 TEST_P(KmsClientErrorTest, CodeMessageAndErrorTypeSurviveTheTrip) {
   const ErrorCase& c = GetParam();
@@ -100,21 +102,20 @@ TEST_P(KmsClientErrorTest, CodeMessageAndErrorTypeSurviveTheTrip) {
 
 INSTANTIATE_TEST_SUITE_P(
     AwsExceptions, KmsClientErrorTest,
-    ::testing::Values(
-        ErrorCase{"NotFound", grpc::StatusCode::NOT_FOUND, absl::StatusCode::kNotFound,
-                  "NotFoundException"},
-        ErrorCase{"InvalidCiphertext", grpc::StatusCode::INVALID_ARGUMENT,
-                  absl::StatusCode::kInvalidArgument, "InvalidCiphertextException"},
-        ErrorCase{"IncorrectKey", grpc::StatusCode::INVALID_ARGUMENT,
-                  absl::StatusCode::kInvalidArgument, "IncorrectKeyException"},
-        ErrorCase{"Disabled", grpc::StatusCode::FAILED_PRECONDITION,
-                  absl::StatusCode::kFailedPrecondition, "DisabledException"},
-        ErrorCase{"AccessDenied", grpc::StatusCode::PERMISSION_DENIED,
-                  absl::StatusCode::kPermissionDenied, "AccessDeniedException"},
-        ErrorCase{"KeyUnavailable", grpc::StatusCode::UNAVAILABLE,
-                  absl::StatusCode::kUnavailable, "KeyUnavailableException"},
-        ErrorCase{"DependencyTimeout", grpc::StatusCode::DEADLINE_EXCEEDED,
-                  absl::StatusCode::kDeadlineExceeded, "DependencyTimeoutException"}),
+    ::testing::Values(ErrorCase{"NotFound", grpc::StatusCode::NOT_FOUND,
+                                absl::StatusCode::kNotFound, "NotFoundException"},
+                      ErrorCase{"InvalidCiphertext", grpc::StatusCode::INVALID_ARGUMENT,
+                                absl::StatusCode::kInvalidArgument, "InvalidCiphertextException"},
+                      ErrorCase{"IncorrectKey", grpc::StatusCode::INVALID_ARGUMENT,
+                                absl::StatusCode::kInvalidArgument, "IncorrectKeyException"},
+                      ErrorCase{"Disabled", grpc::StatusCode::FAILED_PRECONDITION,
+                                absl::StatusCode::kFailedPrecondition, "DisabledException"},
+                      ErrorCase{"AccessDenied", grpc::StatusCode::PERMISSION_DENIED,
+                                absl::StatusCode::kPermissionDenied, "AccessDeniedException"},
+                      ErrorCase{"KeyUnavailable", grpc::StatusCode::UNAVAILABLE,
+                                absl::StatusCode::kUnavailable, "KeyUnavailableException"},
+                      ErrorCase{"DependencyTimeout", grpc::StatusCode::DEADLINE_EXCEEDED,
+                                absl::StatusCode::kDeadlineExceeded, "DependencyTimeoutException"}),
     [](const ::testing::TestParamInfo<ErrorCase>& info) { return info.param.name; });
 
 TEST_F(KmsClientTest, ErrorWithoutTrailerGetsTheDefaultTypeForItsCode) {
@@ -169,8 +170,8 @@ TEST_F(KmsClientTest, DataKeySourceDecryptDataKeyReturnsThePlaintextAsSecretByte
 }
 
 TEST_F(KmsClientTest, DataKeySourceErrorsKeepTheirType) {
-  server_.service().SetError("Decrypt", {grpc::StatusCode::INVALID_ARGUMENT, "bad blob",
-                                         "InvalidCiphertextException"});
+  server_.service().SetError(
+      "Decrypt", {grpc::StatusCode::INVALID_ARGUMENT, "bad blob", "InvalidCiphertextException"});
   DataKeySource& source = *client_;
 
   absl::StatusOr<SecretBytes> key = source.DecryptDataKey("wrapped-key", {});

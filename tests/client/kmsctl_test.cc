@@ -1,34 +1,32 @@
 // kmsctl, run as a subprocess (the built binary, KMS_KMSCTL_BINARY) against
 // an in-process fake kmsd: exit codes, the stderr line, human and --json
 // output, argument parsing, and that usage errors never reach kmsd.
-#include <fcntl.h>
-#include <spawn.h>
-#include <stdlib.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <fstream>
-#include <map>
+#include <memory>
 #include <sstream>
 #include <string>
 #include <vector>
 
 #include "absl/strings/escaping.h"
-#include "absl/strings/match.h"
-#include "absl/strings/str_split.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "kms/v1/kms.pb.h"
 #include "tests/client/fake_kms_server.h"
-
-extern char** environ;
+#include "tests/testing/daemon_process.h"
 
 namespace kms {
 namespace {
 
 using ::kms::testing::ClosedPort;
+using ::kms::testing::CommandResult;
 using ::kms::testing::FakeKmsServer;
+using ::kms::testing::RunCommand;
+using ::kms::testing::RunKmsctl;
+using ::kms::testing::TempDir;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::testing::Pair;
@@ -37,12 +35,6 @@ using ::testing::StartsWith;
 constexpr char kKeyId[] = "1234abcd-12ab-34cd-56ef-1234567890ab";
 constexpr char kKeyArn[] =
     "arn:kmsd:kms:local:000000000000:key/1234abcd-12ab-34cd-56ef-1234567890ab";
-
-struct Outcome {
-  int exit_code = -1;
-  std::string out;
-  std::string err;
-};
 
 std::string ReadFile(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
@@ -64,63 +56,24 @@ mode_t FileMode(const std::string& path) {
 class KmsctlTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    std::string dir_template = ::testing::TempDir() + "/kmsctl_test.XXXXXX";
-    ASSERT_NE(mkdtemp(dir_template.data()), nullptr);
-    dir_ = dir_template;
-  }
-  void TearDown() override { std::system(("rm -rf '" + dir_ + "'").c_str()); }
-
-  std::string Path(const std::string& name) const { return dir_ + "/" + name; }
-
-  // Runs kmsctl with `args`, stdin from /dev/null, KMSD_ENDPOINT removed from
-  // the environment and `env` added.
-  Outcome Run(const std::vector<std::string>& args,
-              const std::map<std::string, std::string>& env = {}) {
-    std::vector<std::string> argv_strings = {KMS_KMSCTL_BINARY};
-    argv_strings.insert(argv_strings.end(), args.begin(), args.end());
-    std::vector<char*> argv;
-    for (std::string& arg : argv_strings) argv.push_back(arg.data());
-    argv.push_back(nullptr);
-
-    std::vector<std::string> env_strings;
-    for (char** e = environ; *e != nullptr; ++e) {
-      if (!absl::StartsWith(*e, "KMSD_ENDPOINT=")) env_strings.push_back(*e);
-    }
-    for (const auto& [name, value] : env) env_strings.push_back(name + "=" + value);
-    std::vector<char*> envp;
-    for (std::string& e : env_strings) envp.push_back(e.data());
-    envp.push_back(nullptr);
-
-    const std::string out_path = Path("stdout"), err_path = Path("stderr");
-    posix_spawn_file_actions_t actions;
-    posix_spawn_file_actions_init(&actions);
-    posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
-    posix_spawn_file_actions_addopen(&actions, 1, out_path.c_str(),
-                                     O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    posix_spawn_file_actions_addopen(&actions, 2, err_path.c_str(),
-                                     O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    pid_t pid = 0;
-    int spawn_error =
-        posix_spawn(&pid, argv[0], &actions, nullptr, argv.data(), envp.data());
-    posix_spawn_file_actions_destroy(&actions);
-    Outcome outcome;
-    if (spawn_error != 0) {
-      ADD_FAILURE() << "cannot run " << argv[0] << ": " << strerror(spawn_error);
-      return outcome;
-    }
-    int wait_status = 0;
-    EXPECT_EQ(waitpid(pid, &wait_status, 0), pid);
-    EXPECT_TRUE(WIFEXITED(wait_status)) << "kmsctl died, status " << wait_status;
-    outcome.exit_code = WIFEXITED(wait_status) ? WEXITSTATUS(wait_status) : -1;
-    outcome.out = ReadFile(out_path);
-    outcome.err = ReadFile(err_path);
-    return outcome;
+    absl::StatusOr<std::unique_ptr<TempDir>> dir = TempDir::Create("kmsctl-test");
+    ASSERT_TRUE(dir.ok()) << dir.status();
+    dir_ = std::move(*dir);
   }
 
-  // Run() with --endpoint pointing at the fake kmsd.
-  Outcome RunAgainstServer(std::vector<std::string> args) {
-    args.insert(args.begin(), {"--endpoint", server_.endpoint()});
-    return Run(args);
+  std::string Path(const std::string& name) const { return dir_->path() + "/" + name; }
+
+  // kmsctl with `args`, and `env` ("K=V") added to the environment.
+  static CommandResult Run(const std::vector<std::string>& args,
+                           const std::vector<std::string>& env = {}) {
+    std::vector<std::string> argv = {KMS_KMSCTL_BINARY};
+    argv.insert(argv.end(), args.begin(), args.end());
+    return RunCommand(argv, env);
+  }
+
+  // kmsctl --endpoint <the fake kmsd> `args`.
+  CommandResult RunAgainstServer(const std::vector<std::string>& args) {
+    return RunKmsctl(server_.endpoint(), args);
   }
 
   static v1::KeyMetadata Metadata() {
@@ -140,7 +93,7 @@ class KmsctlTest : public ::testing::Test {
   }
 
   FakeKmsServer server_;
-  std::string dir_;
+  std::unique_ptr<TempDir> dir_;
 };
 
 // ------------------------------------------------------------ usage errors
@@ -151,11 +104,14 @@ struct UsageCase {
   std::string message;  // a part of the stderr line
 };
 
+// Names the case in test listings (ctest shows the parameter).
+void PrintTo(const UsageCase& c, std::ostream* os) { *os << c.name; }
+
 class KmsctlUsageTest : public KmsctlTest, public ::testing::WithParamInterface<UsageCase> {};
 
 TEST_P(KmsctlUsageTest, ExitsTwoWithOneHelpfulLineAndMakesNoCall) {
   const UsageCase& c = GetParam();
-  Outcome outcome = RunAgainstServer(c.args);
+  CommandResult outcome = RunAgainstServer(c.args);
 
   EXPECT_EQ(outcome.exit_code, 2) << outcome.err;
   EXPECT_THAT(outcome.err, StartsWith("kmsctl: "));
@@ -193,28 +149,30 @@ INSTANTIATE_TEST_SUITE_P(
         UsageCase{"ContextKeyTwice",
                   {"encrypt", "k", "--plaintext", "x", "--context", "a=1", "--context", "a=2"},
                   "more than once"},
-        UsageCase{"CiphertextNotBase64", {"decrypt", "--ciphertext-base64", "%%%"},
-                  "not valid base64"},
+        UsageCase{
+            "CiphertextNotBase64", {"decrypt", "--ciphertext-base64", "%%%"}, "not valid base64"},
         UsageCase{"NoCiphertext", {"decrypt"}, "exactly one of --ciphertext-file"},
         UsageCase{"BadSourceContext",
                   {"re-encrypt", "--ciphertext-base64", "AAAA", "--destination-key-id", "k",
                    "--source-context", "x"},
                   "--source-context"},
-        UsageCase{"NoDestinationKey", {"re-encrypt", "--ciphertext-base64", "AAAA"},
+        UsageCase{"NoDestinationKey",
+                  {"re-encrypt", "--ciphertext-base64", "AAAA"},
                   "--destination-key-id"},
         UsageCase{"BothKeySpecAndNumberOfBytes",
                   {"generate-data-key", "k", "--key-spec", "AES_256", "--number-of-bytes", "32"},
                   "exactly one of --key-spec and --number-of-bytes"},
-        UsageCase{"UnknownKeySpec", {"generate-data-key", "k", "--key-spec", "AES_512"},
-                  "--key-spec"},
+        UsageCase{
+            "UnknownKeySpec", {"generate-data-key", "k", "--key-spec", "AES_512"}, "--key-spec"},
         UsageCase{"RandomCountNotANumber", {"generate-random", "lots"}, "N"},
         UsageCase{"ChunkSizeTooSmall",
-                  {"encrypt-file", "k", "in", "out", "--chunk-size", "10"}, "--chunk-size"}),
+                  {"encrypt-file", "k", "in", "out", "--chunk-size", "10"},
+                  "--chunk-size"}),
     [](const ::testing::TestParamInfo<UsageCase>& info) { return info.param.name; });
 
 TEST_F(KmsctlTest, MissingPlaintextFileExitsFourWithoutCallingKmsd) {
-  Outcome outcome = RunAgainstServer(
-      {"encrypt", "k", "--plaintext-file", Path("does-not-exist")});
+  CommandResult outcome =
+      RunAgainstServer({"encrypt", "k", "--plaintext-file", Path("does-not-exist")});
 
   EXPECT_EQ(outcome.exit_code, 4) << outcome.err;
   EXPECT_THAT(outcome.err, StartsWith("kmsctl: cannot open '"));
@@ -222,7 +180,7 @@ TEST_F(KmsctlTest, MissingPlaintextFileExitsFourWithoutCallingKmsd) {
 }
 
 TEST_F(KmsctlTest, HelpListsTheExitCodesAndExitsZero) {
-  Outcome outcome = Run({"--help"});
+  CommandResult outcome = Run({"--help"});
 
   EXPECT_EQ(outcome.exit_code, 0);
   EXPECT_THAT(outcome.out, HasSubstr("Exit codes:"));
@@ -233,10 +191,10 @@ TEST_F(KmsctlTest, HelpListsTheExitCodesAndExitsZero) {
 // ------------------------------------------------------------ errors
 
 TEST_F(KmsctlTest, ServiceErrorExitsOneWithTheExceptionNameOnStderr) {
-  server_.service().SetError("DescribeKey", {grpc::StatusCode::NOT_FOUND,
-                                             "key 'alias/x' not found", "NotFoundException"});
+  server_.service().SetError(
+      "DescribeKey", {grpc::StatusCode::NOT_FOUND, "key 'alias/x' not found", "NotFoundException"});
 
-  Outcome outcome = RunAgainstServer({"describe-key", "alias/x"});
+  CommandResult outcome = RunAgainstServer({"describe-key", "alias/x"});
 
   EXPECT_EQ(outcome.exit_code, 1);
   EXPECT_EQ(outcome.err, "kmsctl: NotFoundException: key 'alias/x' not found\n");
@@ -248,17 +206,17 @@ TEST_F(KmsctlTest, ServiceErrorWithoutTrailerUsesTheDefaultNameForTheCode) {
   server_.service().SetError(
       "EnableKey", {grpc::StatusCode::FAILED_PRECONDITION, "key is pending deletion", ""});
 
-  Outcome outcome = RunAgainstServer({"enable-key", kKeyId});
+  CommandResult outcome = RunAgainstServer({"enable-key", kKeyId});
 
   EXPECT_EQ(outcome.exit_code, 1);
   EXPECT_EQ(outcome.err, "kmsctl: KMSInvalidStateException: key is pending deletion\n");
 }
 
 TEST_F(KmsctlTest, UnavailableSentByKmsdIsAServiceError) {
-  server_.service().SetError("Encrypt", {grpc::StatusCode::UNAVAILABLE, "HSM session lost",
-                                         "KeyUnavailableException"});
+  server_.service().SetError(
+      "Encrypt", {grpc::StatusCode::UNAVAILABLE, "HSM session lost", "KeyUnavailableException"});
 
-  Outcome outcome = RunAgainstServer({"encrypt", kKeyId, "--plaintext", "x"});
+  CommandResult outcome = RunAgainstServer({"encrypt", kKeyId, "--plaintext", "x"});
 
   EXPECT_EQ(outcome.exit_code, 1);
   EXPECT_EQ(outcome.err, "kmsctl: KeyUnavailableException: HSM session lost\n");
@@ -266,7 +224,7 @@ TEST_F(KmsctlTest, UnavailableSentByKmsdIsAServiceError) {
 
 TEST_F(KmsctlTest, UnreachableEndpointExitsThree) {
   ClosedPort port;
-  Outcome outcome = Run({"--endpoint", port.endpoint(), "list-keys"});
+  CommandResult outcome = Run({"--endpoint", port.endpoint(), "list-keys"});
 
   EXPECT_EQ(outcome.exit_code, 3) << outcome.err;
   EXPECT_THAT(outcome.err, StartsWith("kmsctl: kmsd unreachable at " + port.endpoint()));
@@ -276,7 +234,7 @@ TEST_F(KmsctlTest, UnreachableEndpointExitsThree) {
 TEST_F(KmsctlTest, NoAnswerBeforeTheTimeoutExitsThree) {
   server_.service().Hold();
 
-  Outcome outcome = RunAgainstServer({"--timeout", "0.2", "list-keys"});
+  CommandResult outcome = RunAgainstServer({"--timeout", "0.2", "list-keys"});
 
   server_.service().Release();
   EXPECT_EQ(outcome.exit_code, 3) << outcome.err;
@@ -290,7 +248,7 @@ TEST_F(KmsctlTest, DescribeKeyShowsEveryMetadataField) {
   *canned.mutable_key_metadata() = Metadata();
   server_.service().AddResponse("DescribeKey", canned);
 
-  Outcome outcome = RunAgainstServer({"describe-key", "alias/payments"});
+  CommandResult outcome = RunAgainstServer({"describe-key", "alias/payments"});
 
   ASSERT_EQ(outcome.exit_code, 0) << outcome.err;
   const std::string& out = outcome.out;
@@ -318,7 +276,7 @@ TEST_F(KmsctlTest, JsonOutputIsOneObjectWithProtoFieldNames) {
   server_.service().AddResponse("DescribeKey", canned);
 
   // Global flags may also follow the command.
-  Outcome outcome = RunAgainstServer({"describe-key", kKeyId, "--json"});
+  CommandResult outcome = RunAgainstServer({"describe-key", kKeyId, "--json"});
 
   ASSERT_EQ(outcome.exit_code, 0) << outcome.err;
   EXPECT_THAT(outcome.out, StartsWith("{\"key_metadata\":{"));
@@ -330,14 +288,14 @@ TEST_F(KmsctlTest, JsonOutputIsOneObjectWithProtoFieldNames) {
 }
 
 TEST_F(KmsctlTest, JsonOutputOfAnEmptyResponseIsAnEmptyObject) {
-  Outcome outcome = RunAgainstServer({"--json", "disable-key", kKeyId});
+  CommandResult outcome = RunAgainstServer({"--json", "disable-key", kKeyId});
 
   ASSERT_EQ(outcome.exit_code, 0) << outcome.err;
   EXPECT_EQ(outcome.out, "{}\n");
 }
 
 TEST_F(KmsctlTest, EndpointDefaultsToTheKmsdEndpointVariable) {
-  Outcome outcome = Run({"enable-key", kKeyId}, {{"KMSD_ENDPOINT", server_.endpoint()}});
+  CommandResult outcome = Run({"enable-key", kKeyId}, {"KMSD_ENDPOINT=" + server_.endpoint()});
 
   EXPECT_EQ(outcome.exit_code, 0) << outcome.err;
   EXPECT_EQ(server_.service().calls("EnableKey"), 1);
@@ -355,7 +313,7 @@ TEST_F(KmsctlTest, ListKeysAllFollowsTheMarkersIntoOneTable) {
   server_.service().AddResponse("ListKeys", first);
   server_.service().AddResponse("ListKeys", second);
 
-  Outcome outcome = RunAgainstServer({"list-keys", "--all", "--limit", "1"});
+  CommandResult outcome = RunAgainstServer({"list-keys", "--all", "--limit", "1"});
 
   ASSERT_EQ(outcome.exit_code, 0) << outcome.err;
   EXPECT_EQ(outcome.out,
@@ -377,7 +335,7 @@ TEST_F(KmsctlTest, ListKeysWithoutAllShowsWhereToContinue) {
   page.set_next_marker("after-1");
   server_.service().AddResponse("ListKeys", page);
 
-  Outcome outcome = RunAgainstServer({"list-keys"});
+  CommandResult outcome = RunAgainstServer({"list-keys"});
 
   ASSERT_EQ(outcome.exit_code, 0) << outcome.err;
   EXPECT_THAT(outcome.out, HasSubstr("next_marker: after-1\n"));
@@ -389,8 +347,9 @@ TEST_F(KmsctlTest, CreateKeySendsDescriptionOriginAndTags) {
   *canned.mutable_key_metadata() = Metadata();
   server_.service().AddResponse("CreateKey", canned);
 
-  Outcome outcome = RunAgainstServer({"create-key", "--description", "payments", "--origin",
-                                      "EXTERNAL", "--tag", "team=pay=ments", "--tag", "env="});
+  CommandResult outcome =
+      RunAgainstServer({"create-key", "--description", "payments", "--origin", "EXTERNAL", "--tag",
+                        "team=pay=ments", "--tag", "env="});
 
   ASSERT_EQ(outcome.exit_code, 0) << outcome.err;
   EXPECT_THAT(outcome.out, HasSubstr("key_state:              ENABLED\n"));
@@ -411,8 +370,8 @@ TEST_F(KmsctlTest, ContextPairsSplitAtTheFirstEquals) {
   canned.set_ciphertext_blob("blob\x01\x02");
   server_.service().AddResponse("Encrypt", canned);
 
-  Outcome outcome = RunAgainstServer({"encrypt", "alias/x", "--plaintext", "hello", "--context",
-                                      "query=a=b&c=d", "--context", "empty="});
+  CommandResult outcome = RunAgainstServer({"encrypt", "alias/x", "--plaintext", "hello",
+                                            "--context", "query=a=b&c=d", "--context", "empty="});
 
   ASSERT_EQ(outcome.exit_code, 0) << outcome.err;
   EXPECT_EQ(outcome.out, absl::Base64Escape("blob\x01\x02") + "\n");
@@ -430,7 +389,7 @@ TEST_F(KmsctlTest, EncryptReadsAPlaintextFileAndWritesTheRawBlob) {
   server_.service().AddResponse("Encrypt", canned);
   WriteFile(Path("plain"), std::string("bin\0ary", 7));
 
-  Outcome outcome = RunAgainstServer(
+  CommandResult outcome = RunAgainstServer(
       {"encrypt", kKeyId, "--plaintext-file", Path("plain"), "--output", Path("blob")});
 
   ASSERT_EQ(outcome.exit_code, 0) << outcome.err;
@@ -446,9 +405,9 @@ TEST_F(KmsctlTest, DecryptPrintsTheRawPlaintext) {
   canned.set_key_id(kKeyArn);
   server_.service().AddResponse("Decrypt", canned);
 
-  Outcome outcome = RunAgainstServer({"decrypt", "--ciphertext-base64",
-                                      absl::Base64Escape("the blob"), "--context", "a=b",
-                                      "--key-id", "alias/x"});
+  CommandResult outcome =
+      RunAgainstServer({"decrypt", "--ciphertext-base64", absl::Base64Escape("the blob"),
+                        "--context", "a=b", "--key-id", "alias/x"});
 
   ASSERT_EQ(outcome.exit_code, 0) << outcome.err;
   EXPECT_EQ(outcome.out, std::string("top\0secret", 10));
@@ -466,8 +425,8 @@ TEST_F(KmsctlTest, DecryptToAFileMakesItPrivateAndPrintsNothing) {
   WriteFile(Path("plain"), "old contents, world-readable");
   chmod(Path("plain").c_str(), 0644);
 
-  Outcome outcome = RunAgainstServer(
-      {"decrypt", "--ciphertext-file", Path("blob"), "--output", Path("plain")});
+  CommandResult outcome =
+      RunAgainstServer({"decrypt", "--ciphertext-file", Path("blob"), "--output", Path("plain")});
 
   ASSERT_EQ(outcome.exit_code, 0) << outcome.err;
   EXPECT_EQ(outcome.out, "");
@@ -484,8 +443,8 @@ TEST_F(KmsctlTest, DecryptToASymlinkWritesThroughItAndKeepsTheLink) {
   WriteFile(Path("target"), "old");
   ASSERT_EQ(symlink(Path("target").c_str(), Path("link").c_str()), 0);
 
-  Outcome outcome = RunAgainstServer(
-      {"decrypt", "--ciphertext-base64", "AAAA", "--output", Path("link")});
+  CommandResult outcome =
+      RunAgainstServer({"decrypt", "--ciphertext-base64", "AAAA", "--output", Path("link")});
 
   ASSERT_EQ(outcome.exit_code, 0) << outcome.err;
   struct stat st {};
@@ -500,7 +459,7 @@ TEST_F(KmsctlTest, ReEncryptSendsBothContextsAndPrintsTheNewBlob) {
   canned.set_ciphertext_blob("new blob");
   server_.service().AddResponse("ReEncrypt", canned);
 
-  Outcome outcome = RunAgainstServer(
+  CommandResult outcome = RunAgainstServer(
       {"re-encrypt", "--ciphertext-base64", absl::Base64Escape("old blob"), "--source-context",
        "v=1", "--destination-key-id", "alias/new", "--destination-context", "v=2"});
 
@@ -520,7 +479,7 @@ TEST_F(KmsctlTest, GenerateDataKeyPrintsTheKeyAndBlobInBase64) {
   canned.set_key_id(kKeyArn);
   server_.service().AddResponse("GenerateDataKey", canned);
 
-  Outcome outcome = RunAgainstServer({"generate-data-key", kKeyId, "--key-spec", "AES_128"});
+  CommandResult outcome = RunAgainstServer({"generate-data-key", kKeyId, "--key-spec", "AES_128"});
 
   ASSERT_EQ(outcome.exit_code, 0) << outcome.err;
   EXPECT_THAT(outcome.out, HasSubstr("key_id:          " + std::string(kKeyArn) + "\n"));
@@ -540,9 +499,9 @@ TEST_F(KmsctlTest, GenerateDataKeyWritesRawFilesAndKeepsTheKeyOffStdout) {
   canned.set_key_id(kKeyArn);
   server_.service().AddResponse("GenerateDataKey", canned);
 
-  Outcome outcome = RunAgainstServer(
-      {"--json", "generate-data-key", kKeyId, "--number-of-bytes", "24", "--plaintext-output",
-       Path("key"), "--ciphertext-output", Path("key.blob")});
+  CommandResult outcome = RunAgainstServer({"--json", "generate-data-key", kKeyId,
+                                            "--number-of-bytes", "24", "--plaintext-output",
+                                            Path("key"), "--ciphertext-output", Path("key.blob")});
 
   ASSERT_EQ(outcome.exit_code, 0) << outcome.err;
   EXPECT_EQ(ReadFile(Path("key")), std::string(24, '\x42'));
@@ -561,14 +520,13 @@ TEST_F(KmsctlTest, GenerateRandomPrintsBase64) {
   canned.set_plaintext("\x01\x02\x03");
   server_.service().AddResponse("GenerateRandom", canned);
 
-  Outcome outcome = RunAgainstServer({"generate-random", "3"});
+  CommandResult outcome = RunAgainstServer({"generate-random", "3"});
 
   ASSERT_EQ(outcome.exit_code, 0) << outcome.err;
   EXPECT_EQ(outcome.out, "AQID\n");
-  EXPECT_EQ(server_.service()
-                .last_request<v1::GenerateRandomRequest>("GenerateRandom")
-                .number_of_bytes(),
-            3);
+  EXPECT_EQ(
+      server_.service().last_request<v1::GenerateRandomRequest>("GenerateRandom").number_of_bytes(),
+      3);
 }
 
 // ------------------------------------------------------------ envelope files
@@ -596,17 +554,18 @@ TEST_F(KmsctlEnvelopeTest, EncryptFileThenDecryptFileGivesTheInputBack) {
   for (int i = 0; i < 5000; ++i) contents += static_cast<char>(i * 7);
   WriteFile(Path("in"), contents);
 
-  Outcome encrypted = RunAgainstServer({"encrypt-file", "alias/files", Path("in"), Path("env"),
-                                        "--context", "path=/a=b", "--chunk-size", "1024"});
+  CommandResult encrypted =
+      RunAgainstServer({"encrypt-file", "alias/files", Path("in"), Path("env"), "--context",
+                        "path=/a=b", "--chunk-size", "1024"});
   ASSERT_EQ(encrypted.exit_code, 0) << encrypted.err;
   EXPECT_THAT(encrypted.out, HasSubstr("key_arn:            " + std::string(kKeyArn)));
 
-  Outcome info = RunAgainstServer({"--json", "envelope-info", Path("env")});
+  CommandResult info = RunAgainstServer({"--json", "envelope-info", Path("env")});
   ASSERT_EQ(info.exit_code, 0) << info.err;
   EXPECT_EQ(info.out, "{\"key_arn\":\"" + std::string(kKeyArn) +
                           "\",\"encryption_context\":{\"path\":\"/a=b\"},\"chunk_size\":1024}\n");
 
-  Outcome decrypted = RunAgainstServer({"decrypt-file", Path("env"), Path("out")});
+  CommandResult decrypted = RunAgainstServer({"decrypt-file", Path("env"), Path("out")});
   ASSERT_EQ(decrypted.exit_code, 0) << decrypted.err;
   EXPECT_EQ(ReadFile(Path("out")), contents);
 
@@ -626,7 +585,7 @@ TEST_F(KmsctlEnvelopeTest, TamperedEnvelopeFileExitsFour) {
   envelope.back() ^= 0x01;
   WriteFile(Path("env"), envelope);
 
-  Outcome outcome = RunAgainstServer({"decrypt-file", Path("env"), Path("out")});
+  CommandResult outcome = RunAgainstServer({"decrypt-file", Path("env"), Path("out")});
 
   EXPECT_EQ(outcome.exit_code, 4) << outcome.err;
   EXPECT_THAT(outcome.err, StartsWith("kmsctl: "));
@@ -636,17 +595,17 @@ TEST_F(KmsctlEnvelopeTest, TamperedEnvelopeFileExitsFour) {
 TEST_F(KmsctlEnvelopeTest, DataKeyRefusedByKmsdExitsOne) {
   WriteFile(Path("in"), "data");
   ASSERT_EQ(RunAgainstServer({"encrypt-file", kKeyId, Path("in"), Path("env")}).exit_code, 0);
-  server_.service().SetError("Decrypt", {grpc::StatusCode::FAILED_PRECONDITION,
-                                         "key is disabled", "DisabledException"});
+  server_.service().SetError(
+      "Decrypt", {grpc::StatusCode::FAILED_PRECONDITION, "key is disabled", "DisabledException"});
 
-  Outcome outcome = RunAgainstServer({"decrypt-file", Path("env"), Path("out")});
+  CommandResult outcome = RunAgainstServer({"decrypt-file", Path("env"), Path("out")});
 
   EXPECT_EQ(outcome.exit_code, 1);
   EXPECT_EQ(outcome.err, "kmsctl: DisabledException: key is disabled\n");
 }
 
 TEST_F(KmsctlEnvelopeTest, EnvelopeInfoOfAMissingFileExitsFour) {
-  Outcome outcome = RunAgainstServer({"envelope-info", Path("nope")});
+  CommandResult outcome = RunAgainstServer({"envelope-info", Path("nope")});
 
   EXPECT_EQ(outcome.exit_code, 4);
   EXPECT_THAT(outcome.err, StartsWith("kmsctl: "));

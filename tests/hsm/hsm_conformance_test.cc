@@ -142,7 +142,9 @@ TEST_P(HsmConformanceTest, RoundTripReturnsThePlaintext) {
       auto ciphertext = hsm().EncryptGcm("k1", kIv, plaintext, aad);
       ASSERT_TRUE(ciphertext.ok()) << ciphertext.status();
       EXPECT_EQ(ciphertext->size(), size + kGcmTagSize);
-      if (size > 0) {
+      // Short ciphertexts can equal their plaintext by chance (1 in 256 for
+      // one byte); 16 bytes cannot, in practice.
+      if (size >= 16) {
         EXPECT_NE(ciphertext->substr(0, size), plaintext);
       }
       auto decrypted = hsm().DecryptGcm("k1", kIv, *ciphertext, aad);

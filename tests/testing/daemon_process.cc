@@ -30,9 +30,18 @@ std::vector<char*> CStrings(std::vector<std::string>& strings) {
   return out;
 }
 
+// This process's environment with `extra` ("K=V") set on top: an entry in
+// `extra` replaces an inherited one of the same name (getenv would otherwise
+// see whichever comes first).
 std::vector<std::string> Environment(const std::vector<std::string>& extra) {
+  auto name_of = [](const std::string& entry) { return entry.substr(0, entry.find('=')); };
   std::vector<std::string> env;
-  for (char** e = environ; *e != nullptr; ++e) env.emplace_back(*e);
+  for (char** e = environ; *e != nullptr; ++e) {
+    const std::string entry(*e);
+    bool replaced = false;
+    for (const auto& x : extra) replaced = replaced || name_of(x) == name_of(entry);
+    if (!replaced) env.push_back(entry);
+  }
   env.insert(env.end(), extra.begin(), extra.end());
   return env;
 }

@@ -553,8 +553,8 @@ INSTANTIATE_TEST_SUITE_P(
         ::testing::ValuesIn(AllStores()),
         ::testing::Values(
             DueCase{"ExactlyAtT", KeyState::kPendingDeletion, absl::ZeroDuration(), true},
-            DueCase{"OneMicrosecondBefore", KeyState::kPendingDeletion,
-                    -absl::Microseconds(1), true},
+            DueCase{"OneMicrosecondBefore", KeyState::kPendingDeletion, -absl::Microseconds(1),
+                    true},
             DueCase{"LongBefore", KeyState::kPendingDeletion, -absl::Hours(24 * 365), true},
             DueCase{"OneMicrosecondAfter", KeyState::kPendingDeletion, absl::Microseconds(1),
                     false},
@@ -634,11 +634,9 @@ INSTANTIATE_TEST_SUITE_P(
         ::testing::Values(
             TimeCase{"Epoch", absl::UnixEpoch()},
             TimeCase{"OneMicrosecondBeforeEpoch", absl::FromUnixMicros(-1)},
-            TimeCase{"Year1969", absl::FromUnixMicros(-14'182'940'000'001)},
-            TimeCase{"Now", kT0},
+            TimeCase{"Year1969", absl::FromUnixMicros(-14'182'940'000'001)}, TimeCase{"Now", kT0},
             TimeCase{"Year0001", absl::FromUnixMicros(-62'135'596'800'000'000)},
-            TimeCase{"LastMicrosecondOfYear9999",
-                     absl::FromUnixMicros(253'402'300'799'999'999)})),
+            TimeCase{"LastMicrosecondOfYear9999", absl::FromUnixMicros(253'402'300'799'999'999)})),
     KindAndCaseName<TimeCase>);
 
 // ======================================================================
@@ -713,9 +711,11 @@ TEST_P(KeyStoreConformanceTest, ListAliasesIsOrderedAndFiltersByKey) {
   ASSERT_THAT(CreateKeyWithVersion(store(), KeyId(1), VersionId(1)), IsOk());
   ASSERT_THAT(CreateKeyWithVersion(store(), KeyId(2), VersionId(2)), IsOk());
   ASSERT_THAT(CreateKeyWithVersion(store(), KeyId(3), VersionId(3)), IsOk());
-  const std::vector<std::pair<std::string, std::string>> aliases = {
-      {"alias/d", KeyId(2)}, {"alias/b", KeyId(2)}, {"alias/e", KeyId(1)},
-      {"alias/a", KeyId(1)}, {"alias/c", KeyId(1)}};
+  const std::vector<std::pair<std::string, std::string>> aliases = {{"alias/d", KeyId(2)},
+                                                                    {"alias/b", KeyId(2)},
+                                                                    {"alias/e", KeyId(1)},
+                                                                    {"alias/a", KeyId(1)},
+                                                                    {"alias/c", KeyId(1)}};
   for (const auto& [name, key_id] : aliases) {
     ASSERT_THAT(store().CreateAlias(NewAlias(name, key_id)), IsOk());
   }
@@ -793,9 +793,9 @@ TEST_P(KeyStoreConformanceTest, PutTagsAddsAndOverwrites) {
 }
 
 TEST_P(KeyStoreConformanceTest, RemoveTagsIgnoresNamesThatAreNotSet) {
-  ASSERT_THAT(CreateKeyWithVersion(store(), KeyId(1), VersionId(1),
-                                   {{"a", "1"}, {"b", "2"}, {"c", "3"}}),
-              IsOk());
+  ASSERT_THAT(
+      CreateKeyWithVersion(store(), KeyId(1), VersionId(1), {{"a", "1"}, {"b", "2"}, {"c", "3"}}),
+      IsOk());
   ASSERT_THAT(store().RemoveTags(KeyId(1), {"b", "no-such-tag", "b"}), IsOk());
   ASSERT_THAT(store().RemoveTags(KeyId(1), {}), IsOk());
   absl::StatusOr<std::vector<TagRecord>> tags = store().ListTags(KeyId(1));
@@ -805,9 +805,9 @@ TEST_P(KeyStoreConformanceTest, RemoveTagsIgnoresNamesThatAreNotSet) {
 
 TEST_P(KeyStoreConformanceTest, ListTagsIsOrderedByTagKey) {
   ASSERT_THAT(CreateKeyWithVersion(store(), KeyId(1), VersionId(1)), IsOk());
-  ASSERT_THAT(store().PutTags(KeyId(1), {{"zeta", "1"}, {"Alpha", "2"}, {"alpha", "3"},
-                                         {"mid", "4"}}),
-              IsOk());
+  ASSERT_THAT(
+      store().PutTags(KeyId(1), {{"zeta", "1"}, {"Alpha", "2"}, {"alpha", "3"}, {"mid", "4"}}),
+      IsOk());
   absl::StatusOr<std::vector<TagRecord>> tags = store().ListTags(KeyId(1));
   ASSERT_THAT(tags.status(), IsOk());
   // Byte order: upper case before lower case.
@@ -953,7 +953,10 @@ std::vector<ErrorCase> ErrorCases() {
        StatusCode::kNotFound, "alias/missing"},
       {"GetMissingAlias", [](KeyStore& s) { return s.GetAlias("alias/missing").status(); },
        StatusCode::kNotFound, "alias/missing"},
-      {"PutTagsOnMissingKey", [=](KeyStore& s) { return s.PutTags(missing, {{"t", "w"}}); },
+      {"PutTagsOnMissingKey",
+       [=](KeyStore& s) {
+         return s.PutTags(missing, {{"t", "w"}});
+       },
        StatusCode::kNotFound, missing},
       {"PutNoTagsOnMissingKey", [=](KeyStore& s) { return s.PutTags(missing, {}); },
        StatusCode::kNotFound, missing},
@@ -999,17 +1002,13 @@ INSTANTIATE_TEST_SUITE_P(
             ListerCase{"ListKeys",
                        [](KeyStore& s, int limit) { return s.ListKeys(limit, "").status(); }},
             ListerCase{"ListKeysAfterMarker",
-                       [](KeyStore& s, int limit) {
-                         return s.ListKeys(limit, KeyId(0)).status();
-                       }},
+                       [](KeyStore& s, int limit) { return s.ListKeys(limit, KeyId(0)).status(); }},
             ListerCase{"ListAliases",
-                       [](KeyStore& s, int limit) {
-                         return s.ListAliases(std::nullopt, limit, "").status();
-                       }},
+                       [](KeyStore& s,
+                          int limit) { return s.ListAliases(std::nullopt, limit, "").status(); }},
             ListerCase{"ListAliasesOfKey",
-                       [](KeyStore& s, int limit) {
-                         return s.ListAliases(KeyId(1), limit, "").status();
-                       }})),
+                       [](KeyStore& s,
+                          int limit) { return s.ListAliases(KeyId(1), limit, "").status(); }})),
     KindAndCaseName<ListerCase>);
 
 INSTANTIATE_TEST_SUITE_P(Stores, KeyStoreConformanceTest, ::testing::ValuesIn(AllStores()),

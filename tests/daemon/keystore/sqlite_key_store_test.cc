@@ -227,8 +227,7 @@ TEST_F(SqliteKeyStoreTest, EveryRecordKindSurvivesCloseAndReopen) {
   EXPECT_EQ((*intents)[0].id, intent_id);
   EXPECT_EQ((*intents)[0].kind, intent.kind);
   EXPECT_EQ((*intents)[0].version_id, intent.version_id);
-  absl::StatusOr<std::vector<KeyRecord>> due =
-      store->ListKeysDueForDeletion(*doomed.deletion_time);
+  absl::StatusOr<std::vector<KeyRecord>> due = store->ListKeysDueForDeletion(*doomed.deletion_time);
   ASSERT_THAT(due.status(), IsOk());
   EXPECT_THAT(*due, ElementsAre(doomed));
 }
@@ -364,21 +363,22 @@ TEST_P(SqliteKeyStoreBadPathTest, OpenFailsWithClearError) {
 
 INSTANTIATE_TEST_SUITE_P(
     Cases, SqliteKeyStoreBadPathTest,
-    ::testing::Values(
-        BadPathCase{"MissingDirectory",
-                    [](const std::string& dir) { return dir + "/no/such/dir/keystore.db"; },
-                    absl::StatusCode::kNotFound, "/no/such/dir' does not exist"},
-        BadPathCase{"PathIsADirectory", [](const std::string& dir) { return dir; },
-                    absl::StatusCode::kFailedPrecondition, "is not a regular file"},
-        BadPathCase{"NotADatabase",
-                    [](const std::string& dir) {
-                      const std::string path = dir + "/notes.txt";
-                      std::ofstream(path) << std::string(4096, 'x');
-                      return path;
-                    },
-                    absl::StatusCode::kInternal, "not a database"},
-        BadPathCase{"EmptyPath", [](const std::string&) { return std::string(); },
-                    absl::StatusCode::kInvalidArgument, "empty"}),
+    ::testing::Values(BadPathCase{"MissingDirectory",
+                                  [](const std::string& dir) {
+                                    return dir + "/no/such/dir/keystore.db";
+                                  },
+                                  absl::StatusCode::kNotFound, "/no/such/dir' does not exist"},
+                      BadPathCase{"PathIsADirectory", [](const std::string& dir) { return dir; },
+                                  absl::StatusCode::kFailedPrecondition, "is not a regular file"},
+                      BadPathCase{"NotADatabase",
+                                  [](const std::string& dir) {
+                                    const std::string path = dir + "/notes.txt";
+                                    std::ofstream(path) << std::string(4096, 'x');
+                                    return path;
+                                  },
+                                  absl::StatusCode::kInternal, "not a database"},
+                      BadPathCase{"EmptyPath", [](const std::string&) { return std::string(); },
+                                  absl::StatusCode::kInvalidArgument, "empty"}),
     [](const ::testing::TestParamInfo<BadPathCase>& info) { return info.param.name; });
 
 // ---- concurrency
@@ -519,17 +519,15 @@ INSTANTIATE_TEST_SUITE_P(
                          absl::StatusCode::kInvalidArgument, VersionId(3)},
         InconsistentCase{"CreateKeyPendingDeletionWithoutDeletionTime",
                          [](SqliteKeyStore& s) {
-                           return s.CreateKey(
-                               WithState(NewKey(KeyId(3)), KeyState::kPendingDeletion,
-                                         std::nullopt),
-                               std::nullopt, {});
+                           return s.CreateKey(WithState(NewKey(KeyId(3)),
+                                                        KeyState::kPendingDeletion, std::nullopt),
+                                              std::nullopt, {});
                          },
                          absl::StatusCode::kInvalidArgument, "deletion_time"},
         InconsistentCase{"CreateKeyEnabledWithDeletionTime",
                          [](SqliteKeyStore& s) {
-                           return s.CreateKey(
-                               WithState(NewKey(KeyId(3)), KeyState::kEnabled, kT0), std::nullopt,
-                               {});
+                           return s.CreateKey(WithState(NewKey(KeyId(3)), KeyState::kEnabled, kT0),
+                                              std::nullopt, {});
                          },
                          absl::StatusCode::kInvalidArgument, "deletion_time"},
         InconsistentCase{"UpdateKeyDisabledWithDeletionTime",

@@ -48,7 +48,9 @@ class TagsTest : public ::testing::TestWithParam<TagCase> {};
 TEST_P(TagsTest, AppliesTheRules) {
   absl::Status s = ValidateTags(GetParam().tags);
   EXPECT_EQ(s.ok(), GetParam().valid) << s;
-  if (!s.ok()) EXPECT_EQ(ErrorTypeOf(s), "TagException");
+  if (!s.ok()) {
+    EXPECT_EQ(ErrorTypeOf(s), "TagException");
+  }
 }
 
 std::vector<keystore::TagRecord> ManyTags(int n) {
@@ -117,7 +119,7 @@ TEST_F(ResourceNamesTest, ParsesEveryKindOfIdentifier) {
 }
 
 TEST_F(ResourceNamesTest, RefusesMalformedIdentifiersByName) {
-  for (const std::string bad :
+  for (const std::string& bad :
        {std::string(""), std::string("not-a-key"), std::string("1234ABCD-12AB-44CD-86EF-1234567890AB"),
         "arn:kmsd:kms:other:000000000000:key/" + id_, std::string("arn:kmsd:kms:dc1:000000000000:key/zz"),
         std::string("arn:kmsd:kms:dc1:000000000000:grant/x")}) {

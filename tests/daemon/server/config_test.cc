@@ -1,0 +1,155 @@
+#include "daemon/server/config.h"
+
+#include <gtest/gtest.h>
+
+#include <fstream>
+
+#include "absl/strings/match.h"
+#include "tests/testing/daemon_process.h"
+
+namespace kms::server {
+namespace {
+
+TEST(ConfigTest, ShippedExamplesLoadAndValidate) {
+  for (const char* name : {"kmsd.example.yaml", "kmsd.production.yaml"}) {
+    auto config = LoadConfigFile(std::string(KMS_SOURCE_DIR) + "/config/" + name);
+    ASSERT_TRUE(config.ok()) << name << ": " << config.status();
+    if (std::string(name) == "kmsd.production.yaml") {
+      EXPECT_TRUE(ValidateConfig(*config).ok()) << ValidateConfig(*config);
+      EXPECT_EQ(config->hsm.sessions, 8);
+      EXPECT_EQ(config->hsm.pin_file, "/etc/kmsd/hsm.pin");
+    } else {
+      EXPECT_EQ(config->data_dir, "/var/lib/kmsd");
+      EXPECT_EQ(config->deletion_check_interval, absl::Seconds(60));
+    }
+  }
+}
+
+class ConfigFileTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto dir = testing::TempDir::Create("kmsd-config");
+    ASSERT_TRUE(dir.ok());
+    dir_ = *std::move(dir);
+  }
+  absl::StatusOr<Config> Load(const std::string& yaml) {
+    const std::string path = dir_->path() + "/kmsd.yaml";
+    std::ofstream(path) << yaml;
+    return LoadConfigFile(path);
+  }
+  std::unique_ptr<testing::TempDir> dir_;
+};
+
+TEST_F(ConfigFileTest, ReadsNestedKeys) {
+  auto config = Load("listen: 0.0.0.0:9000\nhsm:\n  sessions: 12\n  token_label: t1\n"
+                     "deletion:\n  check_interval_seconds: 5\n");
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_EQ(config->listen, "0.0.0.0:9000");
+  EXPECT_EQ(config->hsm.sessions, 12);
+  EXPECT_EQ(config->hsm.token_label, "t1");
+  EXPECT_EQ(config->deletion_check_interval, absl::Seconds(5));
+}
+
+TEST_F(ConfigFileTest, EmptyFileGivesDefaults) {
+  auto config = Load("");
+  ASSERT_TRUE(config.ok());
+  EXPECT_EQ(config->listen, "127.0.0.1:7700");
+  EXPECT_EQ(config->hsm.sessions, 4);
+}
+
+struct BadCase {
+  std::string name;
+  std::string yaml;
+  std::string message;
+  friend void PrintTo(const BadCase& c, std::ostream* os) { *os << c.name; }
+};
+
+class BadConfigTest : public ConfigFileTest, public ::testing::WithParamInterface<BadCase> {};
+
+TEST_P(BadConfigTest, NamesTheKeyAndTheProblem) {
+  auto config = Load(GetParam().yaml);
+  ASSERT_FALSE(config.ok());
+  EXPECT_EQ(config.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_TRUE(absl::StrContains(config.status().message(), GetParam().message))
+      << config.status();
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Cases, BadConfigTest,
+    ::testing::Values(
+        BadCase{"UnknownKey", "lisen: x:1\n", "lisen: unknown key"},
+        BadCase{"UnknownNestedKey", "hsm:\n  pin: 1234\n", "hsm.pin: unknown key"},
+        BadCase{"NotAnInteger", "hsm:\n  sessions: many\n", "hsm.sessions: must be an integer 1..64, got 'many'"},
+        BadCase{"OutOfRange", "hsm:\n  sessions: 0\n", "hsm.sessions: must be 1..64, got 0"},
+        BadCase{"IntervalOutOfRange", "deletion:\n  check_interval_seconds: 0\n",
+                "deletion.check_interval_seconds: must be 1..86400, got 0"},
+        BadCase{"StringWanted", "listen: [a, b]\n", "listen: must be a string"},
+        BadCase{"NotAMap", "- a\n- b\n", "must be a map"},
+        BadCase{"Unparseable", "listen: [\n", "line"}),
+    [](const auto& info) { return info.param.name; });
+
+struct ValidateCase {
+  std::string name;
+  Config config;
+  std::string message;  // empty: valid
+  friend void PrintTo(const ValidateCase& c, std::ostream* os) { *os << c.name; }
+};
+
+Config With(std::function<void(Config&)> edit) {
+  Config c;
+  c.data_dir = "/var/lib/kmsd";
+  edit(c);
+  return c;
+}
+
+class ValidateConfigTest : public ::testing::TestWithParam<ValidateCase> {};
+
+TEST_P(ValidateConfigTest, AppliesTheRules) {
+  absl::Status s = ValidateConfig(GetParam().config);
+  if (GetParam().message.empty()) {
+    EXPECT_TRUE(s.ok()) << s;
+  } else {
+    EXPECT_TRUE(absl::StrContains(s.message(), GetParam().message)) << s;
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Cases, ValidateConfigTest,
+    ::testing::Values(
+        ValidateCase{"EmbeddedDefault", With([](Config&) {}), ""},
+        ValidateCase{"NoDataDir", With([](Config& c) { c.data_dir.clear(); }), "data_dir: required"},
+        ValidateCase{"NoPort", With([](Config& c) { c.listen = "localhost"; }), "listen: must be HOST:PORT"},
+        ValidateCase{"PinFileInEmbeddedMode", With([](Config& c) { c.hsm.pin_file = "/p"; }),
+                     "hsm.pin_file: only used with hsm.module"},
+        ValidateCase{"ExternalNeedsAPin", With([](Config& c) { c.hsm.module = "/m.so"; }),
+                     "hsm.pin_file: set exactly one"},
+        ValidateCase{"ExternalWithBothPins", With([](Config& c) {
+                       c.hsm.module = "/m.so";
+                       c.hsm.pin_file = "/p";
+                       c.hsm.pin_env = "PIN";
+                     }),
+                     "hsm.pin_file: set exactly one"},
+        ValidateCase{"ExternalWithPinEnv", With([](Config& c) {
+                       c.hsm.module = "/m.so";
+                       c.hsm.pin_env = "PIN";
+                     }),
+                     ""},
+        ValidateCase{"LongLabel", With([](Config& c) { c.hsm.token_label = std::string(33, 'l'); }),
+                     "hsm.token_label: must be 1..32"},
+        ValidateCase{"BadLogLevel", With([](Config& c) { c.log_level = "chatty"; }), "log_level"},
+        ValidateCase{"BadPrefix", With([](Config& c) { c.resource_name_prefix = "kms:"; }),
+                     "resource_name_prefix"}),
+    [](const auto& info) { return info.param.name; });
+
+TEST(IsLoopbackListenTest, RecognisesLoopbackHosts) {
+  EXPECT_TRUE(IsLoopbackListen("127.0.0.1:7700"));
+  EXPECT_TRUE(IsLoopbackListen("127.1.2.3:1"));
+  EXPECT_TRUE(IsLoopbackListen("localhost:7700"));
+  EXPECT_TRUE(IsLoopbackListen("[::1]:7700"));
+  EXPECT_FALSE(IsLoopbackListen("0.0.0.0:7700"));
+  EXPECT_FALSE(IsLoopbackListen("10.0.0.5:7700"));
+  EXPECT_FALSE(IsLoopbackListen("[::]:7700"));
+}
+
+}  // namespace
+}  // namespace kms::server
