@@ -7,6 +7,7 @@
 
 #include <atomic>
 #include <fstream>
+#include <functional>
 #include <thread>
 
 #include "absl/strings/match.h"
@@ -152,6 +153,92 @@ TEST_F(DaemonE2eTest, ErrorsCarryTheirCodeAndExceptionNameOverTheWire) {
   v1::GenerateRandomRequest random;
   random.set_number_of_bytes(2000);
   EXPECT_ERROR(client_->GenerateRandom(random), kInvalidArgument, "ValidationException");
+}
+
+TEST_F(DaemonE2eTest, AliasesMoveAndGoAndKeysPage) {
+  const std::string a = NewKey();
+  const std::string b = NewKey();
+  v1::CreateAliasRequest create;
+  create.set_alias_name("alias/moving");
+  create.set_target_key_id(a);
+  ASSERT_TRUE(client_->CreateAlias(create).ok());
+  v1::UpdateAliasRequest update;
+  update.set_alias_name("alias/moving");
+  update.set_target_key_id(b);
+  ASSERT_TRUE(client_->UpdateAlias(update).ok());
+  EXPECT_EQ(Describe("alias/moving")->key_id(), b);
+  v1::DeleteAliasRequest del;
+  del.set_alias_name("alias/moving");
+  ASSERT_TRUE(client_->DeleteAlias(del).ok());
+  EXPECT_ERROR(Describe("alias/moving"), kNotFound, "NotFoundException");
+  EXPECT_EQ(Describe(b)->key_state(), v1::ENABLED);  // the key outlives its alias
+
+  v1::ListKeysRequest list;
+  list.set_limit(1);
+  auto first = client_->ListKeys(list);
+  ASSERT_TRUE(first.ok());
+  ASSERT_EQ(first->keys_size(), 1);
+  EXPECT_TRUE(first->truncated());
+  list.set_marker(first->next_marker());
+  auto second = client_->ListKeys(list);
+  ASSERT_TRUE(second.ok());
+  ASSERT_EQ(second->keys_size(), 1);
+  EXPECT_FALSE(second->truncated());
+  EXPECT_NE(first->keys(0).key_id(), second->keys(0).key_id());
+}
+
+TEST_F(DaemonE2eTest, DataKeyWithoutPlaintextDecryptsLater) {
+  const std::string key_id = NewKey();
+  v1::GenerateDataKeyWithoutPlaintextRequest r;
+  r.set_key_id(key_id);
+  r.set_key_spec(v1::AES_128);
+  (*r.mutable_encryption_context())["stage"] = "later";
+  auto dk = client_->GenerateDataKeyWithoutPlaintext(r);
+  ASSERT_TRUE(dk.ok()) << dk.status();
+  auto plaintext = Decrypt(dk->ciphertext_blob(), {{"stage", "later"}});
+  ASSERT_TRUE(plaintext.ok()) << plaintext.status();
+  EXPECT_EQ(plaintext->size(), 16u);
+}
+
+// Bad input over the wire: each gets its code and exception name, and none
+// changes anything (the key list and the key's state are as before).
+TEST_F(DaemonE2eTest, BadInputIsRefusedOverTheWireAndChangesNothing) {
+  const std::string key_id = NewKey("untouched");
+  struct Case {
+    std::string name;
+    std::function<absl::Status()> call;
+    absl::StatusCode code;
+    std::string type;
+  };
+  auto& c = *client_;
+  std::vector<Case> cases = {
+      {"CreateKeyLongDescription", [&] { v1::CreateKeyRequest r; r.set_description(std::string(9000, 'd')); return c.CreateKey(r).status(); }, absl::StatusCode::kInvalidArgument, "ValidationException"},
+      {"CreateKeyBadTag", [&] { v1::CreateKeyRequest r; r.add_tags()->set_tag_key(""); return c.CreateKey(r).status(); }, absl::StatusCode::kInvalidArgument, "TagException"},
+      {"ListKeysLimitZero", [&] { v1::ListKeysRequest r; r.set_limit(0); return c.ListKeys(r).status(); }, absl::StatusCode::kInvalidArgument, "ValidationException"},
+      {"ListKeysLimitTooBig", [&] { v1::ListKeysRequest r; r.set_limit(1001); return c.ListKeys(r).status(); }, absl::StatusCode::kInvalidArgument, "ValidationException"},
+      {"DescribeMissingKeyId", [&] { return c.DescribeKey(v1::DescribeKeyRequest()).status(); }, absl::StatusCode::kInvalidArgument, "ValidationException"},
+      {"ScheduleWindowTooLong", [&] { v1::ScheduleKeyDeletionRequest r; r.set_key_id(key_id); r.set_pending_window_in_days(31); return c.ScheduleKeyDeletion(r).status(); }, absl::StatusCode::kInvalidArgument, "ValidationException"},
+      {"CancelWhenNotPending", [&] { v1::CancelKeyDeletionRequest r; r.set_key_id(key_id); return c.CancelKeyDeletion(r).status(); }, absl::StatusCode::kFailedPrecondition, "KMSInvalidStateException"},
+      {"AliasWithoutPrefix", [&] { v1::CreateAliasRequest r; r.set_alias_name("x"); r.set_target_key_id(key_id); return c.CreateAlias(r).status(); }, absl::StatusCode::kInvalidArgument, "InvalidAliasNameException"},
+      {"UpdateMissingAlias", [&] { v1::UpdateAliasRequest r; r.set_alias_name("alias/none"); r.set_target_key_id(key_id); return c.UpdateAlias(r).status(); }, absl::StatusCode::kNotFound, "NotFoundException"},
+      {"DeleteMissingAlias", [&] { v1::DeleteAliasRequest r; r.set_alias_name("alias/none"); return c.DeleteAlias(r).status(); }, absl::StatusCode::kNotFound, "NotFoundException"},
+      {"UntagNothing", [&] { v1::UntagResourceRequest r; r.set_key_id(key_id); return c.UntagResource(r).status(); }, absl::StatusCode::kInvalidArgument, "ValidationException"},
+      {"EncryptEmpty", [&] { v1::EncryptRequest r; r.set_key_id(key_id); return c.Encrypt(r).status(); }, absl::StatusCode::kInvalidArgument, "ValidationException"},
+      {"EncryptTooBig", [&] { v1::EncryptRequest r; r.set_key_id(key_id); r.set_plaintext(std::string(4097, 'p')); return c.Encrypt(r).status(); }, absl::StatusCode::kInvalidArgument, "ValidationException"},
+      {"DataKeyBothSizes", [&] { v1::GenerateDataKeyRequest r; r.set_key_id(key_id); r.set_key_spec(v1::AES_256); r.set_number_of_bytes(8); return c.GenerateDataKey(r).status(); }, absl::StatusCode::kInvalidArgument, "ValidationException"},
+      {"DataKeyNoSize", [&] { v1::GenerateDataKeyWithoutPlaintextRequest r; r.set_key_id(key_id); return c.GenerateDataKeyWithoutPlaintext(r).status(); }, absl::StatusCode::kInvalidArgument, "ValidationException"},
+      {"ReEncryptNoDestination", [&] { v1::ReEncryptRequest r; r.set_ciphertext_blob("x"); return c.ReEncrypt(r).status(); }, absl::StatusCode::kInvalidArgument, "ValidationException"},
+      {"RandomZero", [&] { v1::GenerateRandomRequest r; return c.GenerateRandom(r).status(); }, absl::StatusCode::kInvalidArgument, "ValidationException"},
+      {"UnknownKey", [&] { v1::EnableKeyRequest r; r.set_key_id("00000000-0000-4000-8000-000000000000"); return c.EnableKey(r).status(); }, absl::StatusCode::kNotFound, "NotFoundException"},
+  };
+  for (const Case& test : cases) {
+    EXPECT_TRUE(testing::HasError(test.call(), test.code, test.type)) << test.name;
+  }
+  auto listed = client_->ListKeys(v1::ListKeysRequest());
+  ASSERT_TRUE(listed.ok());
+  EXPECT_EQ(listed->keys_size(), 1);
+  EXPECT_EQ(Describe(key_id)->key_state(), v1::ENABLED);
+  EXPECT_EQ(Describe(key_id)->description(), "untouched");
 }
 
 TEST_F(DaemonE2eTest, RestartKeepsKeysAliasesTagsAndStates) {
