@@ -426,6 +426,30 @@ absl::StatusOr<KeyAttributes> Pkcs11Hsm::GetKeyAttributes(absl::string_view obje
   return result;
 }
 
+namespace {
+
+// CKM_AES_GCM with a 12-byte IV, a 128-bit tag and `aad`. The mechanism
+// points into this object's params, so it is neither copied nor moved.
+struct GcmMechanism {
+  GcmMechanism(absl::string_view iv, absl::string_view aad) {
+    std::memset(&params, 0, sizeof(params));
+    params.pIv = InputBytes(iv);
+    params.ulIvLen = kGcmIvSize;
+    params.ulIvBits = kGcmIvSize * 8;  // SoftHSM needs the bit length too
+    params.pAAD = InputBytes(aad);
+    params.ulAADLen = aad.size();
+    params.ulTagBits = kGcmTagSize * 8;
+    mechanism = {CKM_AES_GCM, &params, sizeof(params)};
+  }
+  GcmMechanism(const GcmMechanism&) = delete;
+  GcmMechanism& operator=(const GcmMechanism&) = delete;
+
+  CK_GCM_PARAMS params;
+  CK_MECHANISM mechanism;
+};
+
+}  // namespace
+
 absl::StatusOr<std::string> Pkcs11Hsm::EncryptGcm(absl::string_view object_id,
                                                   absl::string_view iv,
                                                   absl::string_view plaintext,
@@ -435,20 +459,12 @@ absl::StatusOr<std::string> Pkcs11Hsm::EncryptGcm(absl::string_view object_id,
   auto it = handles_.find(std::string(object_id));
   if (it == handles_.end()) return NoSuchKey(object_id);
 
-  CK_GCM_PARAMS params;
-  std::memset(&params, 0, sizeof(params));
-  params.pIv = InputBytes(iv);
-  params.ulIvLen = kGcmIvSize;
-  params.ulIvBits = kGcmIvSize * 8;  // SoftHSM needs the bit length too
-  params.pAAD = InputBytes(aad);
-  params.ulAADLen = aad.size();
-  params.ulTagBits = kGcmTagSize * 8;
-  CK_MECHANISM mechanism = {CKM_AES_GCM, &params, sizeof(params)};
+  GcmMechanism gcm(iv, aad);
 
   SessionPool::Lease lease(sessions_.get());
   CK_FUNCTION_LIST* fn = lease.fn();
   KMS_RETURN_IF_ERROR(
-      lease.Check(fn->C_EncryptInit(lease.session(), &mechanism, it->second), "C_EncryptInit"));
+      lease.Check(fn->C_EncryptInit(lease.session(), &gcm.mechanism, it->second), "C_EncryptInit"));
   // GCM output is exactly plaintext || tag.
   std::string ciphertext(plaintext.size() + kGcmTagSize, '\0');
   CK_ULONG size = ciphertext.size();
@@ -489,20 +505,12 @@ absl::StatusOr<SecretBytes> Pkcs11Hsm::DecryptGcm(absl::string_view object_id,
   auto it = handles_.find(std::string(object_id));
   if (it == handles_.end()) return NoSuchKey(object_id);
 
-  CK_GCM_PARAMS params;
-  std::memset(&params, 0, sizeof(params));
-  params.pIv = InputBytes(iv);
-  params.ulIvLen = kGcmIvSize;
-  params.ulIvBits = kGcmIvSize * 8;
-  params.pAAD = InputBytes(aad);
-  params.ulAADLen = aad.size();
-  params.ulTagBits = kGcmTagSize * 8;
-  CK_MECHANISM mechanism = {CKM_AES_GCM, &params, sizeof(params)};
+  GcmMechanism gcm(iv, aad);
 
   SessionPool::Lease lease(sessions_.get());
   CK_FUNCTION_LIST* fn = lease.fn();
   KMS_RETURN_IF_ERROR(
-      lease.Check(fn->C_DecryptInit(lease.session(), &mechanism, it->second), "C_DecryptInit"));
+      lease.Check(fn->C_DecryptInit(lease.session(), &gcm.mechanism, it->second), "C_DecryptInit"));
   // The plaintext goes straight into SecretBytes, so no other buffer ever
   // holds it. SoftHSM insists on room for the whole ciphertext, tag included.
   SecretBytes plaintext(ciphertext.size());

@@ -68,6 +68,13 @@ absl::Status FromHsm(const absl::Status& status, absl::string_view operation) {
   return InternalError("internal HSM error");
 }
 
+// Control-plane changes a key pending deletion refuses (AWS KMS does the
+// same): its metadata is frozen until the deletion is cancelled.
+absl::Status RefuseIfPendingDeletion(const KeyRecord& key, absl::string_view name) {
+  if (key.state != KeyState::kPendingDeletion) return absl::OkStatus();
+  return InvalidStateError(absl::StrCat("key '", name, "' is pending deletion"));
+}
+
 }  // namespace
 
 absl::Status CheckUsableForCrypto(const KeyRecord& key, absl::string_view name) {
@@ -369,32 +376,30 @@ absl::StatusOr<v1::ListKeysResponse> KeyService::ListKeys(const v1::ListKeysRequ
   return response;
 }
 
-absl::StatusOr<v1::EnableKeyResponse> KeyService::EnableKey(const v1::EnableKeyRequest& request) {
+absl::Status KeyService::SetEnabled(absl::string_view key_id, bool enabled) {
+  const KeyState from = enabled ? KeyState::kDisabled : KeyState::kEnabled;
+  const KeyState to = enabled ? KeyState::kEnabled : KeyState::kDisabled;
   absl::MutexLock lock(&control_mu_);
-  KMS_ASSIGN_OR_RETURN(KeyRecord key, ResolveKey("key_id", request.key_id()));
-  if (key.state == KeyState::kEnabled) return v1::EnableKeyResponse();
-  if (key.state != KeyState::kDisabled) {
-    return InvalidStateError(absl::StrCat("key '", request.key_id(), "' is ",
-                                          StateText(key.state), " and cannot be enabled"));
+  KMS_ASSIGN_OR_RETURN(KeyRecord key, ResolveKey("key_id", key_id));
+  if (key.state == to) return absl::OkStatus();  // idempotent, as in AWS KMS
+  if (key.state != from) {
+    return InvalidStateError(absl::StrCat("key '", key_id, "' is ", StateText(key.state),
+                                          " and cannot be ", enabled ? "enabled" : "disabled"));
   }
-  key.state = KeyState::kEnabled;
+  key.state = to;
   KMS_RETURN_IF_ERROR(store_.UpdateKey(key));
-  KMS_LOG(INFO) << "enabled key " << key.key_id;
+  KMS_LOG(INFO) << (enabled ? "enabled" : "disabled") << " key " << key.key_id;
+  return absl::OkStatus();
+}
+
+absl::StatusOr<v1::EnableKeyResponse> KeyService::EnableKey(const v1::EnableKeyRequest& request) {
+  KMS_RETURN_IF_ERROR(SetEnabled(request.key_id(), true));
   return v1::EnableKeyResponse();
 }
 
 absl::StatusOr<v1::DisableKeyResponse> KeyService::DisableKey(
     const v1::DisableKeyRequest& request) {
-  absl::MutexLock lock(&control_mu_);
-  KMS_ASSIGN_OR_RETURN(KeyRecord key, ResolveKey("key_id", request.key_id()));
-  if (key.state == KeyState::kDisabled) return v1::DisableKeyResponse();
-  if (key.state != KeyState::kEnabled) {
-    return InvalidStateError(absl::StrCat("key '", request.key_id(), "' is ",
-                                          StateText(key.state), " and cannot be disabled"));
-  }
-  key.state = KeyState::kDisabled;
-  KMS_RETURN_IF_ERROR(store_.UpdateKey(key));
-  KMS_LOG(INFO) << "disabled key " << key.key_id;
+  KMS_RETURN_IF_ERROR(SetEnabled(request.key_id(), false));
   return v1::DisableKeyResponse();
 }
 
@@ -403,9 +408,7 @@ absl::StatusOr<v1::UpdateKeyDescriptionResponse> KeyService::UpdateKeyDescriptio
   KMS_RETURN_IF_ERROR(ValidateDescription(request.description()));
   absl::MutexLock lock(&control_mu_);
   KMS_ASSIGN_OR_RETURN(KeyRecord key, ResolveKey("key_id", request.key_id()));
-  if (key.state == KeyState::kPendingDeletion) {
-    return InvalidStateError(absl::StrCat("key '", request.key_id(), "' is pending deletion"));
-  }
+  KMS_RETURN_IF_ERROR(RefuseIfPendingDeletion(key, request.key_id()));
   key.description = request.description();
   KMS_RETURN_IF_ERROR(store_.UpdateKey(key));
   return v1::UpdateKeyDescriptionResponse();
@@ -463,10 +466,7 @@ absl::StatusOr<v1::CreateAliasResponse> KeyService::CreateAlias(
   absl::MutexLock lock(&control_mu_);
   KMS_ASSIGN_OR_RETURN(KeyRecord key,
                        ResolveKeyNotAlias("target_key_id", request.target_key_id()));
-  if (key.state == KeyState::kPendingDeletion) {
-    return InvalidStateError(absl::StrCat("key '", request.target_key_id(),
-                                          "' is pending deletion"));
-  }
+  KMS_RETURN_IF_ERROR(RefuseIfPendingDeletion(key, request.target_key_id()));
   const absl::Time now = NowMicros(clock_);
   absl::Status s = store_.CreateAlias({request.alias_name(), key.key_id, now, now});
   if (absl::IsAlreadyExists(s)) {
@@ -482,10 +482,7 @@ absl::StatusOr<v1::UpdateAliasResponse> KeyService::UpdateAlias(
   absl::MutexLock lock(&control_mu_);
   KMS_ASSIGN_OR_RETURN(KeyRecord key,
                        ResolveKeyNotAlias("target_key_id", request.target_key_id()));
-  if (key.state == KeyState::kPendingDeletion) {
-    return InvalidStateError(absl::StrCat("key '", request.target_key_id(),
-                                          "' is pending deletion"));
-  }
+  KMS_RETURN_IF_ERROR(RefuseIfPendingDeletion(key, request.target_key_id()));
   absl::Status s = store_.UpdateAlias(request.alias_name(), key.key_id, NowMicros(clock_));
   if (absl::IsNotFound(s)) {
     return NotFoundError(absl::StrCat("alias '", request.alias_name(), "' does not exist"));
@@ -543,9 +540,7 @@ absl::StatusOr<v1::TagResourceResponse> KeyService::TagResource(
   KMS_RETURN_IF_ERROR(ValidateTags(tags));
   absl::MutexLock lock(&control_mu_);
   KMS_ASSIGN_OR_RETURN(KeyRecord key, ResolveKey("key_id", request.key_id()));
-  if (key.state == KeyState::kPendingDeletion) {
-    return InvalidStateError(absl::StrCat("key '", request.key_id(), "' is pending deletion"));
-  }
+  KMS_RETURN_IF_ERROR(RefuseIfPendingDeletion(key, request.key_id()));
   KMS_ASSIGN_OR_RETURN(std::vector<keystore::TagRecord> existing, store_.ListTags(key.key_id));
   size_t added = 0;
   for (const auto& tag : tags) {
@@ -568,9 +563,7 @@ absl::StatusOr<v1::UntagResourceResponse> KeyService::UntagResource(
   KMS_RETURN_IF_ERROR(ValidateTagKeys(keys));
   absl::MutexLock lock(&control_mu_);
   KMS_ASSIGN_OR_RETURN(KeyRecord key, ResolveKey("key_id", request.key_id()));
-  if (key.state == KeyState::kPendingDeletion) {
-    return InvalidStateError(absl::StrCat("key '", request.key_id(), "' is pending deletion"));
-  }
+  KMS_RETURN_IF_ERROR(RefuseIfPendingDeletion(key, request.key_id()));
   KMS_RETURN_IF_ERROR(store_.RemoveTags(key.key_id, keys));
   return v1::UntagResourceResponse();
 }

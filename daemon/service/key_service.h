@@ -147,6 +147,9 @@ class KeyService {
       const std::optional<int>& number_of_bytes, v1::DataKeySpec key_spec,
       keystore::KeyRecord* key_out);
 
+  // EnableKey and DisableKey: ENABLED <-> DISABLED, a no-op when already there.
+  absl::Status SetEnabled(absl::string_view key_id, bool enabled);
+
   // Removes one key's HSM objects and rows. Requires control_mu_.
   absl::Status EraseKey(const keystore::KeyRecord& key);
 
