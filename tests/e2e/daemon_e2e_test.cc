@@ -50,6 +50,8 @@ class DaemonE2eTest : public ::testing::Test {
   }
 
   void Restart(std::vector<std::string> extra_env = {}) {
+    // Close our connection first: kmsd's drain waits on idle clients too.
+    client_.reset();
     auto code = daemon_->Stop(SIGTERM);
     ASSERT_TRUE(code.ok()) << code.status();
     EXPECT_EQ(*code, 0) << daemon_->ReadLog();
