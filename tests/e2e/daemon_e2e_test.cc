@@ -11,11 +11,13 @@
 #include <thread>
 
 #include "absl/strings/match.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "client/kms_client.h"
 #include "daemon/common/errors.h"
 #include "tests/testing/status_matchers.h"
+#include "tests/e2e/e2e_fixture.h"
 #include "tests/testing/daemon_process.h"
 
 namespace kms {
@@ -25,70 +27,9 @@ using client::KmsClient;
 using testing::DaemonProcess;
 using testing::TempDir;
 
-class DaemonE2eTest : public ::testing::Test {
- protected:
-  void SetUp() override {
-    auto dir = TempDir::Create("kmsd-e2e");
-    ASSERT_TRUE(dir.ok());
-    dir_ = *std::move(dir);
-    data_dir_ = dir_->path() + "/data";
-    StartDaemon();
-  }
-
-  void StartDaemon(std::vector<std::string> extra_env = {},
-                   std::vector<std::string> extra_args = {}) {
-    DaemonProcess::Options options;
-    options.data_dir = data_dir_;
-    options.extra_env = std::move(extra_env);
-    options.extra_args = std::move(extra_args);
-    auto daemon = DaemonProcess::Start(std::move(options));
-    ASSERT_TRUE(daemon.ok()) << daemon.status();
-    daemon_ = *std::move(daemon);
-    auto kms = KmsClient::Connect(daemon_->endpoint());
-    ASSERT_TRUE(kms.ok());
-    client_ = *std::move(kms);
-  }
-
-  void Restart(std::vector<std::string> extra_env = {}) {
-    // Close our connection first: kmsd's drain waits on idle clients too.
-    client_.reset();
-    auto code = daemon_->Stop(SIGTERM);
-    ASSERT_TRUE(code.ok()) << code.status();
-    EXPECT_EQ(*code, 0) << daemon_->ReadLog();
-    StartDaemon(std::move(extra_env));
-  }
-
-  std::string NewKey(const std::string& description = "e2e") {
-    v1::CreateKeyRequest r;
-    r.set_description(description);
-    auto created = client_->CreateKey(r);
-    EXPECT_TRUE(created.ok()) << created.status();
-    return created.ok() ? created->key_metadata().key_id() : "";
-  }
-
-  absl::StatusOr<v1::KeyMetadata> Describe(const std::string& key_id) {
-    v1::DescribeKeyRequest r;
-    r.set_key_id(key_id);
-    auto d = client_->DescribeKey(r);
-    if (!d.ok()) return d.status();
-    return d->key_metadata();
-  }
-
-  absl::StatusOr<std::string> Decrypt(const std::string& blob,
-                                      const std::map<std::string, std::string>& context = {}) {
-    v1::DecryptRequest r;
-    r.set_ciphertext_blob(blob);
-    for (const auto& [k, v] : context) (*r.mutable_encryption_context())[k] = v;
-    auto d = client_->Decrypt(r);
-    if (!d.ok()) return d.status();
-    return d->plaintext();
-  }
-
-  std::unique_ptr<TempDir> dir_;
-  std::string data_dir_;
-  std::unique_ptr<DaemonProcess> daemon_;
-  std::unique_ptr<KmsClient> client_;
-};
+using DaemonE2eTest = testing::KmsdE2eTest;
+using testing::FakeTimeEnv;
+using testing::HaveFaketime;
 
 TEST_F(DaemonE2eTest, FirstStartCreatesTheDataDirectory) {
   struct stat st {};
@@ -317,21 +258,6 @@ TEST_F(DaemonE2eTest, KeyCreatedJustBeforeKill9IsUsableAfterRestart) {
   }
 }
 
-// libfaketime moves the daemon's clock; the data directory, token and database
-// are real.
-std::vector<std::string> FakeTimeEnv(const std::string& offset) {
-  return {"LD_PRELOAD=/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1",
-          "FAKETIME=" + offset, "FAKETIME_DONT_FAKE_MONOTONIC=1",
-          "FAKETIME_DONT_RESET=1",
-          // A sanitizer build of kmsd otherwise refuses a preloaded library.
-          "ASAN_OPTIONS=detect_leaks=0:abort_on_error=1:verify_asan_link_order=0"};
-}
-
-bool HaveFaketime() {
-  struct stat st {};
-  return ::stat("/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1", &st) == 0;
-}
-
 TEST_F(DaemonE2eTest, KeyPastItsDeletionDateIsErasedAtStartUp) {
   if (!HaveFaketime()) GTEST_SKIP() << "libfaketime not installed";
   const std::string doomed = NewKey("doomed");
@@ -427,6 +353,60 @@ TEST_F(DaemonE2eTest, TokenObjectsAreSensitiveNeverExtractableAndPrivate) {
   }
   for (const std::string& version : versions) {
     EXPECT_TRUE(absl::StrContains(listed.out, "label:      kmsd:" + version)) << version;
+  }
+}
+
+// SIGTERM under load: calls already answered are durable, calls refused are
+// refused cleanly, and nothing in between. A refused call is UNAVAILABLE
+// (the listener is gone) or CANCELLED (it reached the server after shutdown
+// began, and gRPC refused it before any handler ran).
+TEST_F(DaemonE2eTest, SigtermUnderLoadLosesNoAnsweredDataKey) {
+  const std::string key_id = NewKey();
+  struct Answer {
+    std::string blob;
+    std::string plaintext;
+  };
+  absl::Mutex mu;
+  std::vector<Answer> answered;
+  std::atomic<int> refused{0}, other{0}, started{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 6; ++t) {
+    threads.emplace_back([&] {
+      for (int i = 0; i < 400; ++i) {
+        v1::GenerateDataKeyRequest r;
+        r.set_key_id(key_id);
+        r.set_key_spec(v1::AES_256);
+        ++started;
+        auto dk = client_->GenerateDataKey(r);
+        if (dk.ok()) {
+          absl::MutexLock lock(&mu);
+          answered.push_back({dk->ciphertext_blob(), dk->plaintext()});
+        } else if (absl::IsUnavailable(dk.status()) || absl::IsCancelled(dk.status())) {
+          ++refused;
+        } else {
+          ++other;
+          ADD_FAILURE() << dk.status();
+        }
+      }
+    });
+  }
+  // Signal once the load is well under way; the polling has no clock to
+  // inject (the daemon is another process).
+  while (started.load() < 200) std::this_thread::yield();
+  ASSERT_EQ(::kill(daemon_->pid(), SIGTERM), 0);
+  for (auto& t : threads) t.join();
+  auto code = daemon_->Stop(SIGTERM);
+  ASSERT_TRUE(code.ok());
+  EXPECT_EQ(*code, 0) << daemon_->ReadLog();
+  EXPECT_EQ(other.load(), 0);
+  EXPECT_GT(refused.load(), 0) << "the signal came after all the work";
+  ASSERT_FALSE(answered.empty());
+
+  StartDaemon();
+  for (const Answer& a : answered) {
+    auto plaintext = Decrypt(a.blob);
+    ASSERT_TRUE(plaintext.ok()) << plaintext.status();
+    EXPECT_EQ(*plaintext, a.plaintext);
   }
 }
 
