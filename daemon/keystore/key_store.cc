@@ -37,4 +37,22 @@ absl::StatusOr<KeyOrigin> ParseKeyOrigin(absl::string_view name) {
   return absl::InternalError(absl::StrCat("unknown key origin in store: ", name));
 }
 
+absl::string_view VersionOriginName(VersionOrigin origin) {
+  switch (origin) {
+    case VersionOrigin::kCreated: return "CREATED";
+    case VersionOrigin::kAutomatic: return "AUTOMATIC";
+    case VersionOrigin::kOnDemand: return "ON_DEMAND";
+    case VersionOrigin::kUsageLimit: return "USAGE_LIMIT";
+  }
+  return "UNKNOWN";
+}
+
+absl::StatusOr<VersionOrigin> ParseVersionOrigin(absl::string_view name) {
+  for (VersionOrigin o : {VersionOrigin::kCreated, VersionOrigin::kAutomatic,
+                          VersionOrigin::kOnDemand, VersionOrigin::kUsageLimit}) {
+    if (VersionOriginName(o) == name) return o;
+  }
+  return absl::InternalError(absl::StrCat("unknown version origin in store: ", name));
+}
+
 }  // namespace kms::keystore

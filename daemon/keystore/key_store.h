@@ -16,6 +16,8 @@
 //  - times are kept to the microsecond; callers pass microsecond-aligned times
 //    if they need to compare what they wrote with what they read;
 //  - deletion_time is set exactly when state is kPendingDeletion;
+//  - next_rotation_time is set exactly when rotation_enabled; the rotation
+//    period is 0..36500 days;
 //  - CreateKey's version belongs to the key and is its current_version_id;
 //  - UpdateKey's current_version_id names a version of the same key (else
 //    kNotFound);
@@ -40,12 +42,17 @@ namespace kms::keystore {
 
 enum class KeyState { kEnabled, kDisabled, kPendingDeletion, kPendingImport };
 enum class KeyOrigin { kKms, kExternal };
+// How a key version came to be: with its key, or by which kind of rotation.
+enum class VersionOrigin { kCreated, kAutomatic, kOnDemand, kUsageLimit };
 
 // Stable names used in storage ("ENABLED", "AWS_KMS", ...).
 absl::string_view KeyStateName(KeyState state);
 absl::StatusOr<KeyState> ParseKeyState(absl::string_view name);
 absl::string_view KeyOriginName(KeyOrigin origin);
 absl::StatusOr<KeyOrigin> ParseKeyOrigin(absl::string_view name);
+// "CREATED", "AUTOMATIC", "ON_DEMAND", "USAGE_LIMIT".
+absl::string_view VersionOriginName(VersionOrigin origin);
+absl::StatusOr<VersionOrigin> ParseVersionOrigin(absl::string_view name);
 
 struct KeyRecord {
   std::string key_id;  // a UUID, lower-case, canonical form
@@ -59,12 +66,21 @@ struct KeyRecord {
   std::optional<absl::Time> deletion_time;
   // The version new encryptions use; empty while the key has no material.
   std::string current_version_id;
+  // Scheduled rotation. rotation_period_days is kept while rotation is
+  // disabled (0: never set); next_rotation_time is set exactly when
+  // rotation_enabled is true.
+  bool rotation_enabled = false;
+  int rotation_period_days = 0;
+  std::optional<absl::Time> next_rotation_time;
 
   bool operator==(const KeyRecord& o) const {
     return key_id == o.key_id && description == o.description && state == o.state &&
            origin == o.origin && key_usage == o.key_usage && key_spec == o.key_spec &&
            creation_time == o.creation_time && deletion_time == o.deletion_time &&
-           current_version_id == o.current_version_id;
+           current_version_id == o.current_version_id &&
+           rotation_enabled == o.rotation_enabled &&
+           rotation_period_days == o.rotation_period_days &&
+           next_rotation_time == o.next_rotation_time;
   }
 };
 
@@ -73,10 +89,15 @@ struct KeyVersionRecord {
   std::string version_id;  // a UUID
   std::string key_id;
   absl::Time creation_time = absl::UnixEpoch();
+  VersionOrigin origin = VersionOrigin::kCreated;
+  // Encryptions reserved under this version: never fewer than were made,
+  // because the service persists a reservation before using it.
+  int64_t encryptions_reserved = 0;
 
   bool operator==(const KeyVersionRecord& o) const {
     return version_id == o.version_id && key_id == o.key_id &&
-           creation_time == o.creation_time;
+           creation_time == o.creation_time && origin == o.origin &&
+           encryptions_reserved == o.encryptions_reserved;
   }
 };
 
@@ -133,8 +154,26 @@ class KeyStore {
   virtual absl::StatusOr<KeyRecord> GetKey(absl::string_view key_id) = 0;
 
   // Replaces the mutable fields of the key named by key.key_id: description,
-  // state, deletion_time, current_version_id. Errors: kNotFound.
+  // state, deletion_time, current_version_id and the rotation fields.
+  // Errors: kNotFound.
   virtual absl::Status UpdateKey(const KeyRecord& key) = 0;
+
+  // Adds `version` to its key and replaces the key's mutable fields with
+  // `key`'s (typically making the new version current), in one transaction.
+  // Errors: kNotFound (no such key, or key.current_version_id names neither
+  // this version nor another of the key's), kAlreadyExists (version id
+  // taken), kInvalidArgument (version.key_id != key.key_id, or a negative
+  // encryptions_reserved).
+  virtual absl::Status AddVersion(const KeyVersionRecord& version, const KeyRecord& key) = 0;
+
+  // Keys in kEnabled with rotation enabled and next_rotation_time at or
+  // before `t`, earliest due first (ties by key_id).
+  virtual absl::StatusOr<std::vector<KeyRecord>> ListKeysDueForRotation(absl::Time t) = 0;
+
+  // Raises the version's encryptions_reserved to `reserved`; a value at or
+  // below the stored one changes nothing (it never decreases).
+  // Errors: kNotFound, kInvalidArgument (negative `reserved`).
+  virtual absl::Status ReserveEncryptions(absl::string_view version_id, int64_t reserved) = 0;
 
   // Keys ordered by key_id, at most `limit` (>= 1), starting after `marker`
   // (empty: from the start). Errors: kInvalidArgument (limit < 1).

@@ -85,6 +85,28 @@ CREATE TABLE intents (
   creation_time_us INTEGER NOT NULL
 ) STRICT;
 )sql",
+    // 2: key rotation. ALTER TABLE cannot add a table-level CHECK, but SQLite
+    // lets a column's CHECK name other columns, so the rotation invariant
+    // rides on next_rotation_time_us. SQLite (3.37 and later) tests added
+    // CHECKs against the existing rows, which the defaults satisfy.
+    R"sql(
+ALTER TABLE keys ADD COLUMN rotation_enabled INTEGER NOT NULL DEFAULT 0
+  CHECK (rotation_enabled IN (0, 1));
+-- Kept while rotation is disabled (0: never set).
+ALTER TABLE keys ADD COLUMN rotation_period_days INTEGER NOT NULL DEFAULT 0
+  CHECK (rotation_period_days BETWEEN 0 AND 36500);
+ALTER TABLE keys ADD COLUMN next_rotation_time_us INTEGER
+  CHECK ((next_rotation_time_us IS NOT NULL) = (rotation_enabled = 1));
+
+-- Serves ListKeysDueForRotation, order included (no sort step).
+CREATE INDEX keys_due_for_rotation ON keys (next_rotation_time_us, key_id)
+  WHERE state = 'ENABLED' AND rotation_enabled = 1;
+
+ALTER TABLE key_versions ADD COLUMN origin TEXT NOT NULL DEFAULT 'CREATED'
+  CHECK (origin IN ('CREATED', 'AUTOMATIC', 'ON_DEMAND', 'USAGE_LIMIT'));
+ALTER TABLE key_versions ADD COLUMN encryptions_reserved INTEGER NOT NULL DEFAULT 0
+  CHECK (encryptions_reserved >= 0);
+)sql",
 };
 constexpr int kLatestSchemaVersion = static_cast<int>(std::size(kMigrations));
 
@@ -151,7 +173,10 @@ absl::Status CheckNotNewer(int version) {
                    "before the upgrade"));
 }
 
-// The invariant every stored key keeps (the schema checks it too).
+constexpr int kMaxRotationPeriodDays = 36500;
+
+// The invariants every stored key keeps. The schema checks them too; checking
+// here first gives kInvalidArgument with a message instead of kInternal.
 absl::Status ValidateKey(const KeyRecord& key) {
   const bool pending_deletion = key.state == KeyState::kPendingDeletion;
   if (pending_deletion != key.deletion_time.has_value()) {
@@ -160,7 +185,32 @@ absl::Status ValidateKey(const KeyRecord& key) {
         "PENDING_DELETION, got state ", KeyStateName(key.state),
         key.deletion_time.has_value() ? " with a deletion_time" : " without a deletion_time"));
   }
+  if (key.rotation_enabled != key.next_rotation_time.has_value()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "key '", key.key_id, "': next_rotation_time must be set exactly when rotation is ",
+        "enabled, got rotation ", key.rotation_enabled ? "enabled" : "disabled",
+        key.next_rotation_time.has_value() ? " with a next_rotation_time"
+                                           : " without a next_rotation_time"));
+  }
+  if (key.rotation_period_days < 0 || key.rotation_period_days > kMaxRotationPeriodDays) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("key '", key.key_id, "': rotation period must be 0..", kMaxRotationPeriodDays,
+                     " days, got ", key.rotation_period_days));
+  }
   return absl::OkStatus();
+}
+
+absl::Status CheckEncryptionsReserved(absl::string_view version_id, int64_t reserved) {
+  if (reserved < 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "key version '", version_id, "': encryptions_reserved must be >= 0, got ", reserved));
+  }
+  return absl::OkStatus();
+}
+
+// A version as CreateKey and AddVersion store it.
+absl::Status ValidateVersion(const KeyVersionRecord& version) {
+  return CheckEncryptionsReserved(version.version_id, version.encryptions_reserved);
 }
 
 std::string DirectoryOf(const std::string& path) {
@@ -497,11 +547,16 @@ absl::Status SqliteKeyStore::CheckKeyExists(absl::string_view key_id) {
 absl::Status SqliteKeyStore::UpdateKeyLocked(const KeyRecord& key) {
   KMS_ASSIGN_OR_RETURN(Statement stmt,
                        Prepare("UPDATE keys SET description = ?, state = ?, deletion_time_us = ?, "
-                               "current_version_id = ? WHERE key_id = ?"));
+                               "current_version_id = ?, rotation_enabled = ?, "
+                               "rotation_period_days = ?, next_rotation_time_us = ? "
+                               "WHERE key_id = ?"));
   stmt.BindText(key.description)
       .BindText(KeyStateName(key.state))
       .BindTime(key.deletion_time)
       .BindTextOrNull(key.current_version_id)
+      .BindInt(key.rotation_enabled ? 1 : 0)
+      .BindInt(key.rotation_period_days)
+      .BindTime(key.next_rotation_time)
       .BindText(key.key_id);
   KMS_RETURN_IF_ERROR(stmt.Run(
       "updating key", Subject{/*already_exists=*/"",
@@ -514,10 +569,14 @@ absl::Status SqliteKeyStore::UpdateKeyLocked(const KeyRecord& key) {
 }
 
 absl::Status SqliteKeyStore::InsertVersion(const KeyVersionRecord& version) {
-  KMS_ASSIGN_OR_RETURN(
-      Statement stmt,
-      Prepare("INSERT INTO key_versions (version_id, key_id, creation_time_us) VALUES (?, ?, ?)"));
-  stmt.BindText(version.version_id).BindText(version.key_id).BindTime(version.creation_time);
+  KMS_ASSIGN_OR_RETURN(Statement stmt,
+                       Prepare("INSERT INTO key_versions (version_id, key_id, creation_time_us, "
+                               "origin, encryptions_reserved) VALUES (?, ?, ?, ?, ?)"));
+  stmt.BindText(version.version_id)
+      .BindText(version.key_id)
+      .BindTime(version.creation_time)
+      .BindText(VersionOriginName(version.origin))
+      .BindInt(version.encryptions_reserved);
   return stmt.Run("inserting key version",
                   Subject{/*already_exists=*/
                           absl::StrCat("key version '", version.version_id, "' already exists"),
@@ -541,9 +600,12 @@ absl::Status SqliteKeyStore::UpsertTags(absl::string_view key_id,
 
 namespace {
 
-// Every key SELECT lists the columns key_id, description, state, origin,
-// key_usage, key_spec, creation_time_us, deletion_time_us, current_version_id
-// in this order.
+// Every key SELECT lists these columns, in this order, for ReadKey. A macro so
+// that the SQL stays one string literal (Prepare caches by its text).
+#define KMS_KEY_COLUMNS                                                            \
+  "key_id, description, state, origin, key_usage, key_spec, creation_time_us, "    \
+  "deletion_time_us, current_version_id, rotation_enabled, rotation_period_days, " \
+  "next_rotation_time_us"
 absl::StatusOr<KeyRecord> ReadKey(const SqliteKeyStore::Statement& row) {
   KeyRecord key;
   key.key_id = row.Text(0);
@@ -555,15 +617,22 @@ absl::StatusOr<KeyRecord> ReadKey(const SqliteKeyStore::Statement& row) {
   key.creation_time = row.Time(6);
   key.deletion_time = row.OptionalTime(7);
   key.current_version_id = row.Text(8);  // NULL reads as ""
+  key.rotation_enabled = row.Int(9) != 0;
+  // The schema keeps it in 0..36500.
+  key.rotation_period_days = static_cast<int>(row.Int(10));
+  key.next_rotation_time = row.OptionalTime(11);
   return key;
 }
 
-// Columns: version_id, key_id, creation_time_us.
-KeyVersionRecord ReadVersion(const SqliteKeyStore::Statement& row) {
+// The same for key versions and ReadVersion.
+#define KMS_VERSION_COLUMNS "version_id, key_id, creation_time_us, origin, encryptions_reserved"
+absl::StatusOr<KeyVersionRecord> ReadVersion(const SqliteKeyStore::Statement& row) {
   KeyVersionRecord version;
   version.version_id = row.Text(0);
   version.key_id = row.Text(1);
   version.creation_time = row.Time(2);
+  KMS_ASSIGN_OR_RETURN(version.origin, ParseVersionOrigin(row.Text(3)));
+  version.encryptions_reserved = row.Int(4);
   return version;
 }
 
@@ -585,6 +654,7 @@ absl::Status SqliteKeyStore::CreateKey(const KeyRecord& key,
                                        const std::optional<KeyVersionRecord>& version,
                                        const std::vector<TagRecord>& tags) {
   KMS_RETURN_IF_ERROR(ValidateKey(key));
+  if (version.has_value()) KMS_RETURN_IF_ERROR(ValidateVersion(*version));
   if (version.has_value() && version->key_id != key.key_id) {
     return absl::InvalidArgumentError(absl::StrCat("version '", version->version_id,
                                                    "' names key '", version->key_id,
@@ -602,11 +672,9 @@ absl::Status SqliteKeyStore::CreateKey(const KeyRecord& key,
         {
           // The current version is set after the version row exists: the foreign
           // key from keys to key_versions is checked per statement.
-          KMS_ASSIGN_OR_RETURN(
-              Statement stmt,
-              Prepare("INSERT INTO keys (key_id, description, state, origin, key_usage, key_spec, "
-                      "creation_time_us, deletion_time_us, current_version_id) "
-                      "VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL)"));
+          KMS_ASSIGN_OR_RETURN(Statement stmt,
+                               Prepare("INSERT INTO keys (" KMS_KEY_COLUMNS ") "
+                                       "VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL, ?, ?, ?)"));
           stmt.BindText(key.key_id)
               .BindText(key.description)
               .BindText(KeyStateName(key.state))
@@ -614,7 +682,10 @@ absl::Status SqliteKeyStore::CreateKey(const KeyRecord& key,
               .BindText(key.key_usage)
               .BindText(key.key_spec)
               .BindTime(key.creation_time)
-              .BindTime(key.deletion_time);
+              .BindTime(key.deletion_time)
+              .BindInt(key.rotation_enabled ? 1 : 0)
+              .BindInt(key.rotation_period_days)
+              .BindTime(key.next_rotation_time);
           KMS_RETURN_IF_ERROR(stmt.Run(
               "inserting key",
               Subject{/*already_exists=*/absl::StrCat("key '", key.key_id, "' already exists"),
@@ -629,9 +700,7 @@ absl::Status SqliteKeyStore::CreateKey(const KeyRecord& key,
 absl::StatusOr<KeyRecord> SqliteKeyStore::GetKey(absl::string_view key_id) {
   absl::MutexLock lock(&mu_);
   KMS_ASSIGN_OR_RETURN(Statement stmt,
-                       Prepare("SELECT key_id, description, state, origin, key_usage, key_spec, "
-                               "creation_time_us, deletion_time_us, current_version_id "
-                               "FROM keys WHERE key_id = ?"));
+                       Prepare("SELECT " KMS_KEY_COLUMNS " FROM keys WHERE key_id = ?"));
   stmt.BindText(key_id);
   KMS_ASSIGN_OR_RETURN(const bool row, stmt.Step("reading key"));
   if (!row) return absl::NotFoundError(absl::StrCat("key '", key_id, "' not found"));
@@ -652,12 +721,9 @@ absl::StatusOr<Page<KeyRecord>> SqliteKeyStore::ListKeys(int limit, absl::string
   // no key id, however odd, is skipped.
   KMS_ASSIGN_OR_RETURN(
       Statement stmt,
-      Prepare(marker.empty() ? "SELECT key_id, description, state, origin, key_usage, key_spec, "
-                               "creation_time_us, deletion_time_us, current_version_id "
-                               "FROM keys ORDER BY key_id LIMIT ?"
-                             : "SELECT key_id, description, state, origin, key_usage, key_spec, "
-                               "creation_time_us, deletion_time_us, current_version_id "
-                               "FROM keys WHERE key_id > ? ORDER BY key_id LIMIT ?"));
+      Prepare(marker.empty() ? "SELECT " KMS_KEY_COLUMNS " FROM keys ORDER BY key_id LIMIT ?"
+                             : "SELECT " KMS_KEY_COLUMNS
+                               " FROM keys WHERE key_id > ? ORDER BY key_id LIMIT ?"));
   if (!marker.empty()) stmt.BindText(marker);
   // One row more than asked for tells whether another page follows.
   stmt.BindInt(int64_t{limit} + 1);
@@ -679,11 +745,10 @@ absl::StatusOr<std::vector<KeyRecord>> SqliteKeyStore::ListKeysDueForDeletion(ab
   absl::MutexLock lock(&mu_);
   // The state is a literal so that the partial index keys_pending_deletion
   // applies.
-  KMS_ASSIGN_OR_RETURN(Statement stmt,
-                       Prepare("SELECT key_id, description, state, origin, key_usage, key_spec, "
-                               "creation_time_us, deletion_time_us, current_version_id "
-                               "FROM keys WHERE state = 'PENDING_DELETION' "
-                               "AND deletion_time_us <= ? ORDER BY deletion_time_us, key_id"));
+  KMS_ASSIGN_OR_RETURN(
+      Statement stmt,
+      Prepare("SELECT " KMS_KEY_COLUMNS " FROM keys WHERE state = 'PENDING_DELETION' "
+              "AND deletion_time_us <= ? ORDER BY deletion_time_us, key_id"));
   stmt.BindTime(t);
   std::vector<KeyRecord> keys;
   for (;;) {
@@ -713,12 +778,15 @@ absl::Status SqliteKeyStore::DeleteKey(absl::string_view key_id) {
 absl::Status SqliteKeyStore::AddVersion(const KeyVersionRecord& version,
                                         const KeyRecord& updated_key) {
   KMS_RETURN_IF_ERROR(ValidateKey(updated_key));
+  KMS_RETURN_IF_ERROR(ValidateVersion(version));
   if (version.key_id != updated_key.key_id) {
     return absl::InvalidArgumentError(absl::StrCat("version '", version.version_id, "' names key '",
                                                    version.key_id, "', not the key updated, '",
                                                    updated_key.key_id, "'"));
   }
   absl::MutexLock lock(&mu_);
+  // The version goes in first: the key's new current_version_id must name an
+  // existing row. A failed key update rolls the insert back.
   return InTransaction(TransactionMode::kWrite,
                        [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) -> absl::Status {
                          KMS_RETURN_IF_ERROR(InsertVersion(version));
@@ -726,11 +794,50 @@ absl::Status SqliteKeyStore::AddVersion(const KeyVersionRecord& version,
                        });
 }
 
+absl::StatusOr<std::vector<KeyRecord>> SqliteKeyStore::ListKeysDueForRotation(absl::Time t) {
+  absl::MutexLock lock(&mu_);
+  // The WHERE repeats the partial index's terms literally (SQLite only uses a
+  // partial index when the query implies its condition), and the index's
+  // column order gives the ORDER BY without a sort.
+  KMS_ASSIGN_OR_RETURN(Statement stmt,
+                       Prepare("SELECT " KMS_KEY_COLUMNS " FROM keys WHERE state = 'ENABLED' "
+                               "AND rotation_enabled = 1 AND next_rotation_time_us <= ? "
+                               "ORDER BY next_rotation_time_us, key_id"));
+  stmt.BindTime(t);
+  std::vector<KeyRecord> keys;
+  for (;;) {
+    KMS_ASSIGN_OR_RETURN(const bool row, stmt.Step("listing keys due for rotation"));
+    if (!row) break;
+    KMS_ASSIGN_OR_RETURN(KeyRecord key, ReadKey(stmt));
+    keys.push_back(std::move(key));
+  }
+  return keys;
+}
+
+absl::Status SqliteKeyStore::ReserveEncryptions(absl::string_view version_id, int64_t reserved) {
+  KMS_RETURN_IF_ERROR(CheckEncryptionsReserved(version_id, reserved));
+  absl::MutexLock lock(&mu_);
+  return InTransaction(
+      TransactionMode::kWrite, [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) -> absl::Status {
+        // MAX in the statement, not a read then a write: the count can only
+        // grow, even if a caller's reservations arrive out of order.
+        KMS_ASSIGN_OR_RETURN(Statement stmt,
+                             Prepare("UPDATE key_versions SET encryptions_reserved = "
+                                     "MAX(encryptions_reserved, ?) WHERE version_id = ?"));
+        stmt.BindInt(reserved).BindText(version_id);
+        KMS_RETURN_IF_ERROR(stmt.Run("reserving encryptions"));
+        // Counts the matched row even when MAX kept the old value.
+        if (stmt.Changes() == 0) {
+          return absl::NotFoundError(absl::StrCat("key version '", version_id, "' not found"));
+        }
+        return absl::OkStatus();
+      });
+}
+
 absl::StatusOr<KeyVersionRecord> SqliteKeyStore::GetVersion(absl::string_view version_id) {
   absl::MutexLock lock(&mu_);
-  KMS_ASSIGN_OR_RETURN(Statement stmt,
-                       Prepare("SELECT version_id, key_id, creation_time_us FROM key_versions "
-                               "WHERE version_id = ?"));
+  KMS_ASSIGN_OR_RETURN(Statement stmt, Prepare("SELECT " KMS_VERSION_COLUMNS " FROM key_versions "
+                                               "WHERE version_id = ?"));
   stmt.BindText(version_id);
   KMS_ASSIGN_OR_RETURN(const bool row, stmt.Step("reading key version"));
   if (!row) {
@@ -744,14 +851,15 @@ absl::StatusOr<std::vector<KeyVersionRecord>> SqliteKeyStore::ListVersions(
   absl::MutexLock lock(&mu_);
   // rowid breaks ties between versions created in the same microsecond.
   KMS_ASSIGN_OR_RETURN(Statement stmt,
-                       Prepare("SELECT version_id, key_id, creation_time_us FROM key_versions "
+                       Prepare("SELECT " KMS_VERSION_COLUMNS " FROM key_versions "
                                "WHERE key_id = ? ORDER BY creation_time_us, rowid"));
   stmt.BindText(key_id);
   std::vector<KeyVersionRecord> versions;
   for (;;) {
     KMS_ASSIGN_OR_RETURN(const bool row, stmt.Step("listing key versions"));
     if (!row) break;
-    versions.push_back(ReadVersion(stmt));
+    KMS_ASSIGN_OR_RETURN(KeyVersionRecord version, ReadVersion(stmt));
+    versions.push_back(std::move(version));
   }
   return versions;
 }
@@ -956,5 +1064,8 @@ absl::StatusOr<std::vector<Intent>> SqliteKeyStore::ListIntents() {
   }
   return intents;
 }
+
+#undef KMS_VERSION_COLUMNS
+#undef KMS_KEY_COLUMNS
 
 }  // namespace kms::keystore

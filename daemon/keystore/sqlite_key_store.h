@@ -10,7 +10,11 @@
 //
 // Schema: migrations are numbered in sqlite_key_store.cc and tracked with
 // PRAGMA user_version. Open applies the missing ones, each in its own
-// transaction, and refuses a database written by a newer kmsd.
+// transaction, and refuses a database written by a newer kmsd. Version 1 is
+// the initial schema; version 2 adds key rotation (the keys' rotation columns,
+// the versions' origin and encryptions_reserved, with defaults that an
+// upgraded version-1 database gets: rotation disabled, period 0, origin
+// CREATED, nothing reserved).
 //
 // Times are stored as INTEGER microseconds since the Unix epoch: a time with a
 // finer part (absl::Now() has one) reads back floored to the microsecond.
@@ -31,19 +35,33 @@
 //   kNotFound       the named key, version, alias or intent does not exist
 //                   (including a foreign key naming a missing key).
 //   kInvalidArgument  limit < 1 (ListKeys, ListAliases); a record that
-//                   contradicts itself (CreateKey, UpdateKey, AddVersion: see
-//                   ValidateKey in the .cc).
+//                   contradicts itself or is out of range (CreateKey,
+//                   UpdateKey, AddVersion: see ValidateKey in the .cc); a
+//                   negative reservation. The schema's CHECKs say the same, so
+//                   no other writer can store such a row either.
 //   kInternal       anything else SQLite reported, with its message (for the
 //                   server log; the server strips internal text from replies).
 // Per method, beyond kUnavailable / kInternal:
 //   CreateKey       kAlreadyExists (key id or version id taken),
 //                   kInvalidArgument (version of another key, current_version_id
-//                   not the given version, deletion_time set outside
-//                   PENDING_DELETION or missing in it).
+//                   not the given version, or a key record error: deletion_time
+//                   set outside PENDING_DELETION or missing in it,
+//                   next_rotation_time set without rotation_enabled or missing
+//                   with it, rotation_period_days outside 0..36500; or the
+//                   version's encryptions_reserved < 0).
 //   GetKey          kNotFound.
 //   UpdateKey       kNotFound (no such key, or current_version_id is not a
-//                   version of this key), kInvalidArgument (deletion_time as
-//                   in CreateKey).
+//                   version of this key), kInvalidArgument (a key record error,
+//                   as in CreateKey).
+//   AddVersion      kNotFound (no such key, or current_version_id is neither
+//                   the new version nor another of this key), kAlreadyExists
+//                   (version id taken, by any key), kInvalidArgument
+//                   (version.key_id differs from the key's, a key record error
+//                   as in CreateKey, encryptions_reserved < 0).
+//   ListKeysDueForRotation  only the common errors.
+//   ReserveEncryptions  kNotFound (no such version), kInvalidArgument
+//                   (reserved < 0; the contract would let it be a no-op, but a
+//                   negative count can only be a caller's bug).
 //   ListKeys        kInvalidArgument (limit < 1).
 //   DeleteKey       kNotFound. Versions, aliases and tags go with the key.
 //   GetVersion      kNotFound.
@@ -105,15 +123,6 @@ class SqliteKeyStore final : public KeyStore {
   };
   absl::StatusOr<ConnectionSettings> Settings();
 
-  // Inserts `version` and applies `updated_key` (as UpdateKey) in one
-  // transaction: rotation makes the new version current, an import also moves
-  // the key out of PENDING_IMPORT. A candidate for KeyStore, which has no way
-  // yet to add a version after CreateKey.
-  // Errors: kNotFound (no such key), kAlreadyExists (version id taken),
-  // kInvalidArgument (version.key_id differs from updated_key.key_id, or
-  // deletion_time as in UpdateKey).
-  absl::Status AddVersion(const KeyVersionRecord& version, const KeyRecord& updated_key);
-
   // Implementation detail of the .cc (a cached statement in use); public only
   // so that helpers there can name it.
   class Statement;
@@ -127,6 +136,17 @@ class SqliteKeyStore final : public KeyStore {
                          const std::vector<TagRecord>& tags) override;
   absl::StatusOr<KeyRecord> GetKey(absl::string_view key_id) override;
   absl::Status UpdateKey(const KeyRecord& key) override;
+  // Inserts `version` and applies `updated_key` (as UpdateKey, rotation fields
+  // included) in one transaction: rotation makes the new version current and
+  // moves next_rotation_time on; an import also moves the key out of
+  // PENDING_IMPORT.
+  absl::Status AddVersion(const KeyVersionRecord& version, const KeyRecord& updated_key) override;
+  // Served by the partial index keys_due_for_rotation; ties in
+  // next_rotation_time are ordered by key_id.
+  absl::StatusOr<std::vector<KeyRecord>> ListKeysDueForRotation(absl::Time t) override;
+  // One UPDATE ... MAX(...): reservations arriving out of order never lower
+  // the count.
+  absl::Status ReserveEncryptions(absl::string_view version_id, int64_t reserved) override;
   absl::StatusOr<Page<KeyRecord>> ListKeys(int limit, absl::string_view marker) override;
   absl::StatusOr<std::vector<KeyRecord>> ListKeysDueForDeletion(absl::Time t) override;
   absl::Status DeleteKey(absl::string_view key_id) override;

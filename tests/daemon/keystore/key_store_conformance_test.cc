@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <climits>
+#include <cstdint>
 #include <filesystem>
 #include <functional>
 #include <memory>
@@ -41,11 +42,17 @@ void PrintTo(const KeyRecord& key, std::ostream* os) {
       << " usage=" << key.key_usage << " spec=" << key.key_spec
       << " created=" << absl::FormatTime(key.creation_time) << " deletion="
       << (key.deletion_time ? absl::FormatTime(*key.deletion_time) : std::string("none"))
-      << " current_version=" << key.current_version_id << "}";
+      << " current_version=" << key.current_version_id
+      << " rotation=" << (key.rotation_enabled ? "on" : "off")
+      << " period_days=" << key.rotation_period_days << " next_rotation="
+      << (key.next_rotation_time ? absl::FormatTime(*key.next_rotation_time) : std::string("none"))
+      << "}";
 }
 void PrintTo(const KeyVersionRecord& version, std::ostream* os) {
   *os << "{version_id=" << version.version_id << " key_id=" << version.key_id
-      << " created=" << absl::FormatTime(version.creation_time) << "}";
+      << " created=" << absl::FormatTime(version.creation_time)
+      << " origin=" << VersionOriginName(version.origin)
+      << " reserved=" << version.encryptions_reserved << "}";
 }
 void PrintTo(const AliasRecord& alias, std::ostream* os) {
   *os << "{alias_name=" << alias.alias_name << " key_id=" << alias.key_id
@@ -106,17 +113,20 @@ class TempDir {
 
 struct StoreKind {
   std::string name;
-  // Opens an empty store; `dir` is an empty directory the test owns.
+  // Whether a store opened again on the same directory has what the last one
+  // committed (tests of durability skip the others).
+  bool persistent;
+  // Opens the store kept in `dir`, a directory the test owns (empty at first).
   std::function<absl::StatusOr<std::unique_ptr<KeyStore>>(const std::string& dir)> open;
 };
 
 std::vector<StoreKind> AllStores() {
   return {
-      {"SqliteMemory",
+      {"SqliteMemory", /*persistent=*/false,
        [](const std::string&) -> absl::StatusOr<std::unique_ptr<KeyStore>> {
          return SqliteKeyStore::Open(":memory:");
        }},
-      {"SqliteFile",
+      {"SqliteFile", /*persistent=*/true,
        [](const std::string& dir) -> absl::StatusOr<std::unique_ptr<KeyStore>> {
          return SqliteKeyStore::Open(dir + "/keystore.db");
        }},
@@ -143,6 +153,15 @@ class StoreTest : public ::testing::TestWithParam<Param> {
     store_ = *std::move(store);
   }
   KeyStore& store() { return *store_; }
+  bool persistent() const { return KindOf(this->GetParam()).persistent; }
+
+  // Closes the store and opens it again on the same directory.
+  void Reopen() {
+    store_.reset();
+    absl::StatusOr<std::unique_ptr<KeyStore>> store = KindOf(this->GetParam()).open(dir_.path());
+    ASSERT_THAT(store.status(), IsOk());
+    store_ = *std::move(store);
+  }
 
  private:
   TempDir dir_;
@@ -199,6 +218,29 @@ absl::Status CreateKeyWithVersion(KeyStore& store, const std::string& key_id,
   KeyRecord key = NewKey(key_id);
   key.current_version_id = version_id;
   return store.CreateKey(key, NewVersion(version_id, key_id), tags);
+}
+
+KeyRecord WithCurrent(KeyRecord key, const std::string& version_id) {
+  key.current_version_id = version_id;
+  return key;
+}
+
+// `key` with rotation on: every `period_days`, next at `next`.
+KeyRecord WithRotation(KeyRecord key, int period_days, absl::Time next) {
+  key.rotation_enabled = true;
+  key.rotation_period_days = period_days;
+  key.next_rotation_time = next;
+  return key;
+}
+
+KeyVersionRecord NewVersion(const std::string& version_id, const std::string& key_id,
+                            VersionOrigin origin, absl::Time created,
+                            int64_t encryptions_reserved = 0) {
+  KeyVersionRecord version = NewVersion(version_id, key_id);
+  version.origin = origin;
+  version.creation_time = created;
+  version.encryptions_reserved = encryptions_reserved;
+  return version;
 }
 
 std::vector<std::string> KeyIdsOf(const std::vector<KeyRecord>& keys) {
@@ -586,7 +628,8 @@ TEST_P(KeyStoreTimeTest, TimesRoundTripExactly) {
   KeyVersionRecord version = NewVersion(VersionId(1), KeyId(1));
   version.creation_time = t;
   ASSERT_THAT(store().CreateKey(key, version, {}), IsOk());
-  ASSERT_THAT(store().CreateKey(NewKey(KeyId(2)), std::nullopt, {}), IsOk());
+  const KeyRecord rotating = WithRotation(NewKey(KeyId(2)), 365, t);
+  ASSERT_THAT(store().CreateKey(rotating, std::nullopt, {}), IsOk());
   AliasRecord alias = NewAlias("alias/t", KeyId(1));
   alias.creation_time = t;
   alias.last_updated_time = t;
@@ -620,6 +663,17 @@ TEST_P(KeyStoreTimeTest, TimesRoundTripExactly) {
   ASSERT_THAT(due.status(), IsOk());
   EXPECT_THAT(*due, IsEmpty());
 
+  // So does the next rotation time.
+  got_key = store().GetKey(KeyId(2));
+  ASSERT_THAT(got_key.status(), IsOk());
+  EXPECT_EQ(*got_key, rotating);
+  due = store().ListKeysDueForRotation(t);
+  ASSERT_THAT(due.status(), IsOk());
+  EXPECT_THAT(KeyIdsOf(*due), ElementsAre(KeyId(2)));
+  due = store().ListKeysDueForRotation(t - absl::Microseconds(1));
+  ASSERT_THAT(due.status(), IsOk());
+  EXPECT_THAT(*due, IsEmpty());
+
   ASSERT_THAT(store().UpdateAlias("alias/t", KeyId(2), t + absl::Microseconds(1)), IsOk());
   got_alias = store().GetAlias("alias/t");
   ASSERT_THAT(got_alias.status(), IsOk());
@@ -638,6 +692,567 @@ INSTANTIATE_TEST_SUITE_P(
             TimeCase{"Year0001", absl::FromUnixMicros(-62'135'596'800'000'000)},
             TimeCase{"LastMicrosecondOfYear9999", absl::FromUnixMicros(253'402'300'799'999'999)})),
     KindAndCaseName<TimeCase>);
+
+// ======================================================================
+// Versions and rotation
+
+TEST_P(KeyStoreConformanceTest, CreateKeyStoresRotationSettings) {
+  const KeyRecord rotating =
+      WithRotation(WithCurrent(NewKey(KeyId(1)), VersionId(1)), 365, kT0 + absl::Hours(24 * 365));
+  // A period kept from an earlier schedule, with rotation off.
+  KeyRecord paused = NewKey(KeyId(2));
+  paused.rotation_period_days = 90;
+  ASSERT_THAT(store().CreateKey(rotating, NewVersion(VersionId(1), KeyId(1)), {}), IsOk());
+  ASSERT_THAT(store().CreateKey(paused, std::nullopt, {}), IsOk());
+
+  absl::StatusOr<KeyRecord> got = store().GetKey(KeyId(1));
+  ASSERT_THAT(got.status(), IsOk());
+  EXPECT_EQ(*got, rotating);
+  got = store().GetKey(KeyId(2));
+  ASSERT_THAT(got.status(), IsOk());
+  EXPECT_EQ(*got, paused);
+  absl::StatusOr<Page<KeyRecord>> page = store().ListKeys(10, "");
+  ASSERT_THAT(page.status(), IsOk());
+  EXPECT_THAT(page->items, ElementsAre(rotating, paused));
+}
+
+TEST_P(KeyStoreConformanceTest, UpdateKeyRoundTripsRotationSettings) {
+  ASSERT_THAT(CreateKeyWithVersion(store(), KeyId(1), VersionId(1)), IsOk());
+  struct Step {
+    std::string name;
+    bool enabled;
+    int period_days;
+    std::optional<absl::Time> next;
+  };
+  const std::vector<Step> steps = {
+      {"enable", true, 365, kT0 + absl::Hours(24 * 365)},
+      {"shorten the period", true, 90, kT0 + absl::Hours(24 * 90)},
+      {"disable, keeping the period", false, 90, std::nullopt},
+      {"enable again", true, 2560, kT0 + absl::Hours(24 * 2560)},
+      {"disable and forget the period", false, 0, std::nullopt},
+  };
+  KeyRecord want = WithCurrent(NewKey(KeyId(1)), VersionId(1));
+  for (const Step& step : steps) {
+    SCOPED_TRACE(step.name);
+    want.rotation_enabled = step.enabled;
+    want.rotation_period_days = step.period_days;
+    want.next_rotation_time = step.next;
+    ASSERT_THAT(store().UpdateKey(want), IsOk());
+    absl::StatusOr<KeyRecord> got = store().GetKey(KeyId(1));
+    ASSERT_THAT(got.status(), IsOk());
+    EXPECT_EQ(*got, want);
+    absl::StatusOr<Page<KeyRecord>> page = store().ListKeys(10, "");
+    ASSERT_THAT(page.status(), IsOk());
+    EXPECT_THAT(page->items, ElementsAre(want));
+  }
+}
+
+TEST_P(KeyStoreConformanceTest, AddVersionMakesItCurrentAndMovesTheSchedule) {
+  const absl::Duration period = absl::Hours(24 * 30);
+  KeyRecord key = WithRotation(WithCurrent(NewKey(KeyId(1)), VersionId(1)), 30, kT0 + period);
+  const KeyVersionRecord v1 = NewVersion(VersionId(1), KeyId(1));
+  ASSERT_THAT(store().CreateKey(key, v1, {}), IsOk());
+
+  // Scheduled rotation: the new version is current, the next one a period on.
+  const KeyVersionRecord v2 =
+      NewVersion(VersionId(2), KeyId(1), VersionOrigin::kAutomatic, kT0 + period);
+  key.current_version_id = VersionId(2);
+  key.next_rotation_time = kT0 + 2 * period;
+  ASSERT_THAT(store().AddVersion(v2, key), IsOk());
+
+  absl::StatusOr<KeyRecord> got = store().GetKey(KeyId(1));
+  ASSERT_THAT(got.status(), IsOk());
+  EXPECT_EQ(*got, key);
+  absl::StatusOr<KeyVersionRecord> got_version = store().GetVersion(VersionId(2));
+  ASSERT_THAT(got_version.status(), IsOk());
+  EXPECT_EQ(*got_version, v2);
+  absl::StatusOr<std::vector<KeyRecord>> due = store().ListKeysDueForRotation(kT0 + period);
+  ASSERT_THAT(due.status(), IsOk());
+  EXPECT_THAT(*due, IsEmpty());
+  due = store().ListKeysDueForRotation(kT0 + 2 * period);
+  ASSERT_THAT(due.status(), IsOk());
+  EXPECT_THAT(*due, ElementsAre(key));
+
+  // A usage-limit rotation that also turns the schedule off, keeping the
+  // period.
+  const KeyVersionRecord v3 =
+      NewVersion(VersionId(3), KeyId(1), VersionOrigin::kUsageLimit, kT0 + period + absl::Hours(1));
+  key.current_version_id = VersionId(3);
+  key.rotation_enabled = false;
+  key.next_rotation_time = std::nullopt;
+  ASSERT_THAT(store().AddVersion(v3, key), IsOk());
+  got = store().GetKey(KeyId(1));
+  ASSERT_THAT(got.status(), IsOk());
+  EXPECT_EQ(*got, key);
+  EXPECT_EQ(got->rotation_period_days, 30);
+
+  absl::StatusOr<std::vector<KeyVersionRecord>> versions = store().ListVersions(KeyId(1));
+  ASSERT_THAT(versions.status(), IsOk());
+  EXPECT_THAT(*versions, ElementsAre(v1, v2, v3));
+}
+
+TEST_P(KeyStoreConformanceTest, AddVersionsInOneMicrosecondListInInsertionOrder) {
+  ASSERT_THAT(CreateKeyWithVersion(store(), KeyId(1), VersionId(1)), IsOk());
+  const KeyVersionRecord v2 =
+      NewVersion(VersionId(2), KeyId(1), VersionOrigin::kOnDemand, kT0 + absl::Hours(1));
+  const KeyVersionRecord v3 =
+      NewVersion(VersionId(3), KeyId(1), VersionOrigin::kOnDemand, kT0 + absl::Hours(1));
+  KeyRecord key = WithCurrent(NewKey(KeyId(1)), VersionId(2));
+  ASSERT_THAT(store().AddVersion(v2, key), IsOk());
+  key.current_version_id = VersionId(3);
+  ASSERT_THAT(store().AddVersion(v3, key), IsOk());
+
+  absl::StatusOr<KeyRecord> got = store().GetKey(KeyId(1));
+  ASSERT_THAT(got.status(), IsOk());
+  EXPECT_EQ(*got, key);
+  absl::StatusOr<std::vector<KeyVersionRecord>> versions = store().ListVersions(KeyId(1));
+  ASSERT_THAT(versions.status(), IsOk());
+  EXPECT_THAT(*versions, ElementsAre(NewVersion(VersionId(1), KeyId(1)), v2, v3));
+
+  // Every version goes with the key.
+  ASSERT_THAT(store().DeleteKey(KeyId(1)), IsOk());
+  for (int v = 1; v <= 3; ++v) {
+    EXPECT_THAT(store().GetVersion(VersionId(v)).status(), StatusIs(absl::StatusCode::kNotFound));
+  }
+}
+
+TEST_P(KeyStoreConformanceTest, AddVersionCompletesAnImport) {
+  KeyRecord key = NewKey(KeyId(1));
+  key.state = KeyState::kPendingImport;
+  key.origin = KeyOrigin::kExternal;
+  ASSERT_THAT(store().CreateKey(key, std::nullopt, {}), IsOk());
+
+  key.state = KeyState::kEnabled;
+  key.current_version_id = VersionId(1);
+  ASSERT_THAT(store().AddVersion(NewVersion(VersionId(1), KeyId(1)), key), IsOk());
+  absl::StatusOr<KeyRecord> got = store().GetKey(KeyId(1));
+  ASSERT_THAT(got.status(), IsOk());
+  EXPECT_EQ(*got, key);
+}
+
+TEST_P(KeyStoreConformanceTest, ListVersionsIsOldestFirstWithOriginsAndReservations) {
+  ASSERT_THAT(CreateKeyWithVersion(store(), KeyId(1), VersionId(1)), IsOk());
+  ASSERT_THAT(CreateKeyWithVersion(store(), KeyId(2), VersionId(9)), IsOk());
+  const absl::Duration day = absl::Hours(24);
+  // Added in this order; v4 is older than v3 (a clock stepped back), so
+  // "oldest first" is not "first added first".
+  std::vector<KeyVersionRecord> added = {
+      NewVersion(VersionId(2), KeyId(1), VersionOrigin::kAutomatic, kT0 + 1 * day),
+      NewVersion(VersionId(3), KeyId(1), VersionOrigin::kOnDemand, kT0 + 3 * day),
+      NewVersion(VersionId(4), KeyId(1), VersionOrigin::kUsageLimit, kT0 + 2 * day, 7),
+  };
+  for (const KeyVersionRecord& version : added) {
+    ASSERT_THAT(store().AddVersion(version, WithCurrent(NewKey(KeyId(1)), version.version_id)),
+                IsOk());
+  }
+  ASSERT_THAT(store().ReserveEncryptions(VersionId(1), 1000), IsOk());
+  ASSERT_THAT(store().ReserveEncryptions(VersionId(2), int64_t{1} << 32), IsOk());
+
+  KeyVersionRecord v1 = NewVersion(VersionId(1), KeyId(1));
+  v1.encryptions_reserved = 1000;
+  KeyVersionRecord v2 = added[0];
+  v2.encryptions_reserved = int64_t{1} << 32;
+  const std::vector<KeyVersionRecord> want = {v1, v2, added[2], added[1]};
+  absl::StatusOr<std::vector<KeyVersionRecord>> versions = store().ListVersions(KeyId(1));
+  ASSERT_THAT(versions.status(), IsOk());
+  EXPECT_EQ(*versions, want);
+  for (const KeyVersionRecord& version : want) {
+    absl::StatusOr<KeyVersionRecord> got = store().GetVersion(version.version_id);
+    ASSERT_THAT(got.status(), IsOk());
+    EXPECT_EQ(*got, version);
+  }
+  versions = store().ListVersions(KeyId(2));
+  ASSERT_THAT(versions.status(), IsOk());
+  EXPECT_THAT(*versions, ElementsAre(NewVersion(VersionId(9), KeyId(2))));
+}
+
+TEST_P(KeyStoreConformanceTest, ReserveEncryptionsRaisesAndNeverLowers) {
+  ASSERT_THAT(CreateKeyWithVersion(store(), KeyId(1), VersionId(1)), IsOk());
+  ASSERT_THAT(store().AddVersion(NewVersion(VersionId(2), KeyId(1)),
+                                 WithCurrent(NewKey(KeyId(1)), VersionId(2))),
+              IsOk());
+  ASSERT_THAT(CreateKeyWithVersion(store(), KeyId(2), VersionId(3)), IsOk());
+  struct Step {
+    int64_t reserve;
+    int64_t want;
+  };
+  const std::vector<Step> steps = {
+      {10, 10},
+      {5, 10},
+      {10, 10},
+      {0, 10},
+      {11, 11},
+      {int64_t{1} << 32, int64_t{1} << 32},
+      {12, int64_t{1} << 32},
+      {INT64_MAX, INT64_MAX},
+      {1, INT64_MAX},
+  };
+  for (const Step& step : steps) {
+    SCOPED_TRACE(absl::StrCat("reserve ", step.reserve));
+    ASSERT_THAT(store().ReserveEncryptions(VersionId(1), step.reserve), IsOk());
+    absl::StatusOr<KeyVersionRecord> got = store().GetVersion(VersionId(1));
+    ASSERT_THAT(got.status(), IsOk());
+    EXPECT_EQ(got->encryptions_reserved, step.want);
+  }
+  // Other versions, of the same key or another, are untouched.
+  for (int v : {2, 3}) {
+    absl::StatusOr<KeyVersionRecord> got = store().GetVersion(VersionId(v));
+    ASSERT_THAT(got.status(), IsOk());
+    EXPECT_EQ(got->encryptions_reserved, 0) << VersionId(v);
+  }
+  EXPECT_THAT(store().ReserveEncryptions(VersionId(9), 1),
+              StatusIs(absl::StatusCode::kNotFound, VersionId(9)));
+}
+
+TEST_P(KeyStoreConformanceTest, RotationStateSurvivesReopen) {
+  if (!persistent()) GTEST_SKIP() << "the store does not outlive its connection";
+  KeyRecord key =
+      WithRotation(WithCurrent(NewKey(KeyId(1)), VersionId(1)), 7, kT0 + absl::Hours(24 * 7));
+  ASSERT_THAT(store().CreateKey(key, NewVersion(VersionId(1), KeyId(1)), {}), IsOk());
+  KeyVersionRecord v2 =
+      NewVersion(VersionId(2), KeyId(1), VersionOrigin::kAutomatic, kT0 + absl::Hours(24 * 7));
+  key.current_version_id = VersionId(2);
+  key.next_rotation_time = kT0 + absl::Hours(24 * 14);
+  ASSERT_THAT(store().AddVersion(v2, key), IsOk());
+  ASSERT_THAT(store().ReserveEncryptions(VersionId(2), 4096), IsOk());
+  v2.encryptions_reserved = 4096;
+
+  Reopen();
+  absl::StatusOr<KeyRecord> got = store().GetKey(KeyId(1));
+  ASSERT_THAT(got.status(), IsOk());
+  EXPECT_EQ(*got, key);
+  absl::StatusOr<std::vector<KeyVersionRecord>> versions = store().ListVersions(KeyId(1));
+  ASSERT_THAT(versions.status(), IsOk());
+  EXPECT_THAT(*versions, ElementsAre(NewVersion(VersionId(1), KeyId(1)), v2));
+  absl::StatusOr<std::vector<KeyRecord>> due =
+      store().ListKeysDueForRotation(kT0 + absl::Hours(24 * 14));
+  ASSERT_THAT(due.status(), IsOk());
+  EXPECT_THAT(*due, ElementsAre(key));
+
+  // A reservation after the reopen still never lowers the count.
+  ASSERT_THAT(store().ReserveEncryptions(VersionId(2), 100), IsOk());
+  absl::StatusOr<KeyVersionRecord> got_version = store().GetVersion(VersionId(2));
+  ASSERT_THAT(got_version.status(), IsOk());
+  EXPECT_EQ(got_version->encryptions_reserved, 4096);
+}
+
+// ---- rotation schedule
+
+TEST_P(KeyStoreConformanceTest, ListKeysDueForRotationIsEarliestFirst) {
+  const absl::Time t = kT0 + absl::Hours(24 * 365);
+  // Due times out of key-id order.
+  const std::vector<KeyRecord> keys = {
+      WithRotation(NewKey(KeyId(1)), 30, t - absl::Hours(1)),
+      WithRotation(NewKey(KeyId(2)), 30, t - absl::Hours(3)),
+      WithRotation(NewKey(KeyId(3)), 30, t - absl::Hours(2)),
+      WithRotation(NewKey(KeyId(4)), 30, t),
+      WithRotation(NewKey(KeyId(5)), 30, t + absl::Microseconds(1)),
+      NewKey(KeyId(6)),
+  };
+  for (const KeyRecord& key : keys) {
+    ASSERT_THAT(store().CreateKey(key, std::nullopt, {}), IsOk());
+  }
+  absl::StatusOr<std::vector<KeyRecord>> due = store().ListKeysDueForRotation(t);
+  ASSERT_THAT(due.status(), IsOk());
+  EXPECT_THAT(*due, ElementsAre(keys[1], keys[2], keys[0], keys[3]));
+
+  // Rotated (schedule moved on) or rotation turned off: no longer due.
+  KeyRecord rotated = keys[1];
+  rotated.next_rotation_time = t + absl::Hours(24 * 30);
+  ASSERT_THAT(store().UpdateKey(rotated), IsOk());
+  KeyRecord stopped = keys[2];
+  stopped.rotation_enabled = false;
+  stopped.next_rotation_time = std::nullopt;
+  ASSERT_THAT(store().UpdateKey(stopped), IsOk());
+  due = store().ListKeysDueForRotation(t);
+  ASSERT_THAT(due.status(), IsOk());
+  EXPECT_THAT(*due, ElementsAre(keys[0], keys[3]));
+}
+
+struct RotationDueCase {
+  std::string name;
+  KeyState state;
+  bool rotation_enabled;
+  absl::Duration next_rotation_offset;  // from the query time, if enabled
+  bool due;
+};
+
+void PrintTo(const RotationDueCase& c, std::ostream* os) { *os << c.name; }
+
+using KeyStoreDueForRotationTest = StoreTest<std::tuple<StoreKind, RotationDueCase>>;
+
+TEST_P(KeyStoreDueForRotationTest, IncludesExactlyTheKeysDueAtT) {
+  const RotationDueCase& c = std::get<1>(GetParam());
+  const absl::Time t = kT0 + absl::Hours(24 * 365);
+  KeyRecord key = NewKey(KeyId(1));
+  key.state = c.state;
+  if (c.state == KeyState::kPendingDeletion) key.deletion_time = t + absl::Hours(24 * 7);
+  key.rotation_period_days = 365;
+  if (c.rotation_enabled) {
+    key.rotation_enabled = true;
+    key.next_rotation_time = t + c.next_rotation_offset;
+  }
+  ASSERT_THAT(store().CreateKey(key, std::nullopt, {}), IsOk());
+
+  absl::StatusOr<std::vector<KeyRecord>> due = store().ListKeysDueForRotation(t);
+  ASSERT_THAT(due.status(), IsOk());
+  if (c.due) {
+    EXPECT_THAT(*due, ElementsAre(key));
+  } else {
+    EXPECT_THAT(*due, IsEmpty());
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Stores, KeyStoreDueForRotationTest,
+    ::testing::Combine(
+        ::testing::ValuesIn(AllStores()),
+        ::testing::Values(
+            RotationDueCase{"ExactlyAtT", KeyState::kEnabled, true, absl::ZeroDuration(), true},
+            RotationDueCase{"OneMicrosecondBefore", KeyState::kEnabled, true,
+                            -absl::Microseconds(1), true},
+            RotationDueCase{"LongBefore", KeyState::kEnabled, true, -absl::Hours(24 * 365), true},
+            RotationDueCase{"OneMicrosecondAfter", KeyState::kEnabled, true, absl::Microseconds(1),
+                            false},
+            RotationDueCase{"LongAfter", KeyState::kEnabled, true, absl::Hours(24 * 30), false},
+            RotationDueCase{"RotationDisabled", KeyState::kEnabled, false, absl::ZeroDuration(),
+                            false},
+            RotationDueCase{"KeyDisabled", KeyState::kDisabled, true, -absl::Hours(1), false},
+            RotationDueCase{"KeyPendingDeletion", KeyState::kPendingDeletion, true, -absl::Hours(1),
+                            false},
+            RotationDueCase{"KeyPendingImport", KeyState::kPendingImport, true, -absl::Hours(1),
+                            false})),
+    KindAndCaseName<RotationDueCase>);
+
+// ---- AddVersion that fails changes nothing
+
+struct AddVersionFailureCase {
+  std::string name;
+  KeyVersionRecord version;
+  KeyRecord key;
+  absl::StatusCode code;
+  std::string message_has;
+};
+
+void PrintTo(const AddVersionFailureCase& c, std::ostream* os) { *os << c.name; }
+
+// Key 1: current version 1, rotating every 30 days. Key 2: current version 2.
+KeyRecord RotatingKey1() {
+  return WithRotation(WithCurrent(NewKey(KeyId(1)), VersionId(1)), 30, kT0 + absl::Hours(24 * 30));
+}
+KeyRecord Key2() { return WithCurrent(NewKey(KeyId(2)), VersionId(2)); }
+
+// What a rotation of `key_id` to `current` would write: every mutable field
+// differs from key 1's, so a partial write would show.
+KeyRecord RotatedKey(const std::string& key_id, const std::string& current) {
+  KeyRecord key =
+      WithRotation(WithCurrent(NewKey(key_id), current), 60, kT0 + absl::Hours(24 * 60));
+  key.description = "rotated";
+  key.state = KeyState::kDisabled;
+  return key;
+}
+
+using KeyStoreAddVersionFailureTest = StoreTest<std::tuple<StoreKind, AddVersionFailureCase>>;
+
+TEST_P(KeyStoreAddVersionFailureTest, ChangesNothing) {
+  ASSERT_THAT(store().CreateKey(RotatingKey1(), NewVersion(VersionId(1), KeyId(1)), {}), IsOk());
+  ASSERT_THAT(store().CreateKey(Key2(), NewVersion(VersionId(2), KeyId(2)), {}), IsOk());
+
+  const AddVersionFailureCase& c = std::get<1>(GetParam());
+  EXPECT_THAT(store().AddVersion(c.version, c.key), StatusIs(c.code, c.message_has));
+
+  absl::StatusOr<KeyRecord> key = store().GetKey(KeyId(1));
+  ASSERT_THAT(key.status(), IsOk());
+  EXPECT_EQ(*key, RotatingKey1());
+  key = store().GetKey(KeyId(2));
+  ASSERT_THAT(key.status(), IsOk());
+  EXPECT_EQ(*key, Key2());
+  EXPECT_THAT(store().GetKey(KeyId(9)).status(), StatusIs(absl::StatusCode::kNotFound));
+  absl::StatusOr<std::vector<KeyVersionRecord>> versions = store().ListVersions(KeyId(1));
+  ASSERT_THAT(versions.status(), IsOk());
+  EXPECT_THAT(*versions, ElementsAre(NewVersion(VersionId(1), KeyId(1))));
+  versions = store().ListVersions(KeyId(2));
+  ASSERT_THAT(versions.status(), IsOk());
+  EXPECT_THAT(*versions, ElementsAre(NewVersion(VersionId(2), KeyId(2))));
+  versions = store().ListVersions(KeyId(9));
+  ASSERT_THAT(versions.status(), IsOk());
+  EXPECT_THAT(*versions, IsEmpty());
+  EXPECT_THAT(store().GetVersion(VersionId(3)).status(), StatusIs(absl::StatusCode::kNotFound));
+  absl::StatusOr<std::vector<KeyRecord>> due =
+      store().ListKeysDueForRotation(kT0 + absl::Hours(24 * 30));
+  ASSERT_THAT(due.status(), IsOk());
+  EXPECT_THAT(*due, ElementsAre(RotatingKey1()));
+
+  // Nothing left behind blocks a correct retry.
+  ASSERT_THAT(
+      store().AddVersion(NewVersion(VersionId(3), KeyId(1)), RotatedKey(KeyId(1), VersionId(3))),
+      IsOk());
+}
+
+std::vector<AddVersionFailureCase> AddVersionFailureCases() {
+  using absl::StatusCode;
+  const KeyVersionRecord v3 = NewVersion(VersionId(3), KeyId(1), VersionOrigin::kAutomatic, kT0);
+  return {
+      {"VersionIdTakenBySameKey", NewVersion(VersionId(1), KeyId(1)),
+       RotatedKey(KeyId(1), VersionId(1)), StatusCode::kAlreadyExists, VersionId(1)},
+      {"VersionIdTakenByAnotherKey", NewVersion(VersionId(2), KeyId(1)),
+       RotatedKey(KeyId(1), VersionId(2)), StatusCode::kAlreadyExists, VersionId(2)},
+      {"VersionOfAnotherKey", NewVersion(VersionId(3), KeyId(2)),
+       RotatedKey(KeyId(1), VersionId(3)), StatusCode::kInvalidArgument, KeyId(2)},
+      {"UnknownKey", NewVersion(VersionId(3), KeyId(9)), RotatedKey(KeyId(9), VersionId(3)),
+       StatusCode::kNotFound, KeyId(9)},
+      // These fail after the version is in: the insert must roll back.
+      {"CurrentVersionOfAnotherKey", v3, RotatedKey(KeyId(1), VersionId(2)), StatusCode::kNotFound,
+       VersionId(2)},
+      {"CurrentVersionMissing", v3, RotatedKey(KeyId(1), VersionId(8)), StatusCode::kNotFound,
+       VersionId(8)},
+  };
+}
+
+INSTANTIATE_TEST_SUITE_P(Stores, KeyStoreAddVersionFailureTest,
+                         ::testing::Combine(::testing::ValuesIn(AllStores()),
+                                            ::testing::ValuesIn(AddVersionFailureCases())),
+                         KindAndCaseName<AddVersionFailureCase>);
+
+// ---- key records that contradict themselves
+
+// A method that writes a key record: CreateKey (key 3 with version 3),
+// UpdateKey (key 1) or AddVersion (version 3 to key 1).
+enum class KeyWriter { kCreateKey, kUpdateKey, kAddVersion };
+
+absl::Status WriteKey(KeyStore& store, KeyWriter writer, const KeyRecord& key) {
+  switch (writer) {
+    case KeyWriter::kCreateKey:
+      return store.CreateKey(key, NewVersion(key.current_version_id, key.key_id), {});
+    case KeyWriter::kUpdateKey:
+      return store.UpdateKey(key);
+    case KeyWriter::kAddVersion:
+      return store.AddVersion(NewVersion(key.current_version_id, key.key_id), key);
+  }
+  return absl::InternalError("unknown writer");
+}
+
+KeyRecord KeyFor(KeyWriter writer) {
+  switch (writer) {
+    case KeyWriter::kCreateKey:
+      return WithCurrent(NewKey(KeyId(3)), VersionId(3));
+    case KeyWriter::kUpdateKey:
+      return WithCurrent(NewKey(KeyId(1)), VersionId(1));
+    case KeyWriter::kAddVersion:
+      return WithCurrent(NewKey(KeyId(1)), VersionId(3));
+  }
+  return KeyRecord();
+}
+
+struct InvalidKeyCase {
+  std::string name;
+  KeyWriter writer;
+  std::function<void(KeyRecord&)> spoil;
+  std::string message_has;  // the rule's field or the offending value
+};
+
+void PrintTo(const InvalidKeyCase& c, std::ostream* os) { *os << c.name; }
+
+using KeyStoreInvalidKeyTest = StoreTest<std::tuple<StoreKind, InvalidKeyCase>>;
+
+TEST_P(KeyStoreInvalidKeyTest, IsRefusedAndChangesNothing) {
+  const KeyRecord key1 = WithCurrent(NewKey(KeyId(1)), VersionId(1));
+  ASSERT_THAT(store().CreateKey(key1, NewVersion(VersionId(1), KeyId(1)), {}), IsOk());
+
+  const InvalidKeyCase& c = std::get<1>(GetParam());
+  KeyRecord key = KeyFor(c.writer);
+  c.spoil(key);
+  EXPECT_THAT(WriteKey(store(), c.writer, key),
+              StatusIs(absl::StatusCode::kInvalidArgument, c.message_has));
+
+  absl::StatusOr<KeyRecord> got = store().GetKey(KeyId(1));
+  ASSERT_THAT(got.status(), IsOk());
+  EXPECT_EQ(*got, key1);
+  absl::StatusOr<std::vector<KeyVersionRecord>> versions = store().ListVersions(KeyId(1));
+  ASSERT_THAT(versions.status(), IsOk());
+  EXPECT_THAT(*versions, ElementsAre(NewVersion(VersionId(1), KeyId(1))));
+  EXPECT_THAT(store().GetKey(KeyId(3)).status(), StatusIs(absl::StatusCode::kNotFound));
+  EXPECT_THAT(store().GetVersion(VersionId(3)).status(), StatusIs(absl::StatusCode::kNotFound));
+}
+
+// Every rule, through every method that writes a key record.
+std::vector<InvalidKeyCase> InvalidKeyCases() {
+  struct Spoiler {
+    std::string name;
+    std::function<void(KeyRecord&)> spoil;
+    std::string message_has;
+  };
+  const std::vector<Spoiler> spoilers = {
+      {"RotationEnabledWithoutNextTime",
+       [](KeyRecord& k) {
+         k.rotation_enabled = true;
+         k.rotation_period_days = 365;
+       },
+       "next_rotation_time"},
+      {"NextTimeWithRotationDisabled",
+       [](KeyRecord& k) {
+         k.rotation_period_days = 365;
+         k.next_rotation_time = kT0;
+       },
+       "next_rotation_time"},
+      {"PeriodNegative", [](KeyRecord& k) { k.rotation_period_days = -1; }, "-1"},
+      {"PeriodAboveMaximum", [](KeyRecord& k) { k = WithRotation(k, 36501, kT0 + absl::Hours(1)); },
+       "36501"},
+      {"PeriodIntMin", [](KeyRecord& k) { k.rotation_period_days = INT_MIN; },
+       absl::StrCat(INT_MIN)},
+      {"DeletionTimeOutsidePendingDeletion", [](KeyRecord& k) { k.deletion_time = kT0; },
+       "deletion_time"},
+      {"PendingDeletionWithoutDeletionTime",
+       [](KeyRecord& k) { k.state = KeyState::kPendingDeletion; }, "deletion_time"},
+  };
+  const std::vector<std::pair<std::string, KeyWriter>> writers = {
+      {"CreateKey", KeyWriter::kCreateKey},
+      {"UpdateKey", KeyWriter::kUpdateKey},
+      {"AddVersion", KeyWriter::kAddVersion}};
+  std::vector<InvalidKeyCase> cases;
+  for (const auto& [writer_name, writer] : writers) {
+    for (const Spoiler& spoiler : spoilers) {
+      cases.push_back(
+          {absl::StrCat(writer_name, spoiler.name), writer, spoiler.spoil, spoiler.message_has});
+    }
+  }
+  return cases;
+}
+
+INSTANTIATE_TEST_SUITE_P(Stores, KeyStoreInvalidKeyTest,
+                         ::testing::Combine(::testing::ValuesIn(AllStores()),
+                                            ::testing::ValuesIn(InvalidKeyCases())),
+                         KindAndCaseName<InvalidKeyCase>);
+
+TEST_P(KeyStoreConformanceTest, RotationPeriodBoundsAreAccepted) {
+  ASSERT_THAT(CreateKeyWithVersion(store(), KeyId(1), VersionId(1)), IsOk());
+  int next_version = 2;
+  for (const int period : {0, 1, 36500}) {
+    for (const bool enabled : {false, true}) {
+      SCOPED_TRACE(absl::StrCat("period ", period, enabled ? ", enabled" : ", disabled"));
+      KeyRecord key = WithCurrent(NewKey(KeyId(1)), VersionId(1));
+      key.rotation_period_days = period;
+      if (enabled) key = WithRotation(key, period, kT0 + absl::Hours(24) * period);
+      ASSERT_THAT(store().UpdateKey(key), IsOk());
+
+      key.current_version_id = VersionId(next_version++);
+      ASSERT_THAT(store().AddVersion(NewVersion(key.current_version_id, KeyId(1)), key), IsOk());
+      absl::StatusOr<KeyRecord> got = store().GetKey(KeyId(1));
+      ASSERT_THAT(got.status(), IsOk());
+      EXPECT_EQ(*got, key);
+
+      KeyRecord created = key;
+      created.key_id = KeyId(100 + next_version);
+      created.current_version_id = VersionId(100 + next_version);
+      ASSERT_THAT(
+          store().CreateKey(created, NewVersion(created.current_version_id, created.key_id), {}),
+          IsOk());
+      got = store().GetKey(created.key_id);
+      ASSERT_THAT(got.status(), IsOk());
+      EXPECT_EQ(*got, created);
+    }
+  }
+}
 
 // ======================================================================
 // Aliases
@@ -906,6 +1521,9 @@ TEST_P(KeyStoreErrorTest, FailsWithDocumentedCode) {
   KeyRecord want = NewKey(KeyId(1));
   want.current_version_id = VersionId(1);
   EXPECT_EQ(*key, want);
+  absl::StatusOr<std::vector<KeyVersionRecord>> versions = store().ListVersions(KeyId(1));
+  ASSERT_THAT(versions.status(), IsOk());
+  EXPECT_THAT(*versions, ElementsAre(NewVersion(VersionId(1), KeyId(1))));
   absl::StatusOr<AliasRecord> alias = store().GetAlias("alias/present");
   ASSERT_THAT(alias.status(), IsOk());
   EXPECT_EQ(*alias, NewAlias("alias/present", KeyId(1)));
@@ -940,6 +1558,9 @@ std::vector<ErrorCase> ErrorCases() {
        missing},
       {"GetVersion", [](KeyStore& s) { return s.GetVersion(VersionId(9)).status(); },
        StatusCode::kNotFound, VersionId(9)},
+      {"ReserveEncryptionsOfMissingVersion",
+       [](KeyStore& s) { return s.ReserveEncryptions(VersionId(9), 1); }, StatusCode::kNotFound,
+       VersionId(9)},
       {"CreateAliasForMissingKey",
        [=](KeyStore& s) { return s.CreateAlias(NewAlias("alias/new", missing)); },
        StatusCode::kNotFound, missing},

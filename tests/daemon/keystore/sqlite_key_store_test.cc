@@ -126,20 +126,27 @@ absl::Status CreateKeyWithVersion(KeyStore& store, const std::string& key_id,
 // A second, raw connection to the file, for what the store does not expose.
 class RawDatabase {
  public:
-  explicit RawDatabase(const std::string& path) {
-    if (sqlite3_open_v2(path.c_str(), &db_, SQLITE_OPEN_READWRITE, nullptr) != SQLITE_OK) {
+  // `create`: make the file if it is missing (to write an old schema).
+  explicit RawDatabase(const std::string& path, bool create = false) {
+    const int flags = SQLITE_OPEN_READWRITE | (create ? SQLITE_OPEN_CREATE : 0);
+    if (sqlite3_open_v2(path.c_str(), &db_, flags, nullptr) != SQLITE_OK) {
       sqlite3_close(db_);
       db_ = nullptr;
+      return;
     }
+    sqlite3_extended_result_codes(db_, 1);
   }
   ~RawDatabase() { sqlite3_close(db_); }
   RawDatabase(const RawDatabase&) = delete;
   RawDatabase& operator=(const RawDatabase&) = delete;
 
   bool ok() const { return db_ != nullptr; }
-  bool Exec(const std::string& sql) {
-    return sqlite3_exec(db_, sql.c_str(), nullptr, nullptr, nullptr) == SQLITE_OK;
+  bool Exec(const std::string& sql) { return ExecCode(sql) == SQLITE_OK; }
+  // The extended result code of running `sql` (any number of statements).
+  int ExecCode(const std::string& sql) {
+    return sqlite3_exec(db_, sql.c_str(), nullptr, nullptr, nullptr);
   }
+  std::string LastError() const { return sqlite3_errmsg(db_); }
   // The first column of the first row, as text ("" if none).
   std::string QueryText(const std::string& sql) {
     sqlite3_stmt* stmt = nullptr;
@@ -181,10 +188,16 @@ class SqliteKeyStoreTest : public ::testing::Test {
 TEST_F(SqliteKeyStoreTest, EveryRecordKindSurvivesCloseAndReopen) {
   KeyRecord key = NewKey(KeyId(1));
   key.current_version_id = VersionId(1);
-  const KeyVersionRecord version = NewVersion(VersionId(1), KeyId(1));
+  key.rotation_enabled = true;
+  key.rotation_period_days = 365;
+  key.next_rotation_time = kT0 + absl::Hours(24 * 365);
+  KeyVersionRecord version = NewVersion(VersionId(1), KeyId(1));
+  version.origin = VersionOrigin::kOnDemand;
+  version.encryptions_reserved = 1 << 20;
   KeyRecord doomed = NewKey(KeyId(2));
   doomed.state = KeyState::kPendingDeletion;
   doomed.deletion_time = kT0 + absl::Hours(24 * 7);
+  doomed.rotation_period_days = 90;  // kept while rotation is off
   KeyRecord importing = NewKey(KeyId(3));
   importing.state = KeyState::kPendingImport;
   importing.origin = KeyOrigin::kExternal;
@@ -230,6 +243,9 @@ TEST_F(SqliteKeyStoreTest, EveryRecordKindSurvivesCloseAndReopen) {
   absl::StatusOr<std::vector<KeyRecord>> due = store->ListKeysDueForDeletion(*doomed.deletion_time);
   ASSERT_THAT(due.status(), IsOk());
   EXPECT_THAT(*due, ElementsAre(doomed));
+  due = store->ListKeysDueForRotation(*key.next_rotation_time);
+  ASSERT_THAT(due.status(), IsOk());
+  EXPECT_THAT(*due, ElementsAre(key));
 }
 
 TEST_F(SqliteKeyStoreTest, CommittedChangesSurviveProcessDeathWithoutClose) {
@@ -337,6 +353,259 @@ TEST_F(SqliteKeyStoreTest, ReopenDoesNotRerunMigrations) {
   ASSERT_NE(store, nullptr);
   EXPECT_THAT(store->GetKey(KeyId(1)).status(), IsOk());
 }
+
+// ---- upgrading older databases
+
+// The schema exactly as migration 1 wrote it. Databases in the field look like
+// this whatever the code's migrations become, so it is copied, not shared.
+constexpr char kSchemaVersion1[] = R"sql(
+CREATE TABLE keys (
+  key_id TEXT NOT NULL PRIMARY KEY,
+  description TEXT NOT NULL,
+  state TEXT NOT NULL
+    CHECK (state IN ('ENABLED', 'DISABLED', 'PENDING_DELETION', 'PENDING_IMPORT')),
+  origin TEXT NOT NULL CHECK (origin IN ('AWS_KMS', 'EXTERNAL')),
+  key_usage TEXT NOT NULL,
+  key_spec TEXT NOT NULL,
+  creation_time_us INTEGER NOT NULL,
+  deletion_time_us INTEGER,
+  -- NULL while the key has no material.
+  current_version_id TEXT,
+  CHECK ((state = 'PENDING_DELETION') = (deletion_time_us IS NOT NULL)),
+  -- The current version must be a version of this very key.
+  FOREIGN KEY (key_id, current_version_id) REFERENCES key_versions (key_id, version_id)
+) STRICT;
+
+CREATE INDEX keys_pending_deletion ON keys (deletion_time_us)
+  WHERE state = 'PENDING_DELETION';
+
+CREATE TABLE key_versions (
+  -- Globally unique: it is also the HSM object's CKA_ID.
+  version_id TEXT NOT NULL PRIMARY KEY,
+  key_id TEXT NOT NULL REFERENCES keys (key_id) ON DELETE CASCADE,
+  creation_time_us INTEGER NOT NULL,
+  -- Target of keys' current-version foreign key; also serves ListVersions.
+  UNIQUE (key_id, version_id)
+) STRICT;
+
+CREATE TABLE aliases (
+  alias_name TEXT NOT NULL PRIMARY KEY,
+  key_id TEXT NOT NULL REFERENCES keys (key_id) ON DELETE CASCADE,
+  creation_time_us INTEGER NOT NULL,
+  last_updated_time_us INTEGER NOT NULL
+) STRICT;
+
+CREATE INDEX aliases_by_key ON aliases (key_id, alias_name);
+
+CREATE TABLE tags (
+  key_id TEXT NOT NULL REFERENCES keys (key_id) ON DELETE CASCADE,
+  tag_key TEXT NOT NULL,
+  tag_value TEXT NOT NULL,
+  PRIMARY KEY (key_id, tag_key)
+) STRICT, WITHOUT ROWID;
+
+-- No foreign key: an intent is written before the key exists (create) and
+-- outlives it (delete). AUTOINCREMENT: ids never repeat, even after the
+-- newest intent is removed, so "oldest first" is "lowest id first".
+CREATE TABLE intents (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  kind TEXT NOT NULL,
+  key_id TEXT NOT NULL,
+  version_id TEXT NOT NULL,
+  creation_time_us INTEGER NOT NULL
+) STRICT;
+)sql";
+
+// Writes a version-1 database at `path` as kmsd 1 left it (WAL mode), with
+// `extra_sql` run before user_version is set. Holds key 1 (enabled, current
+// version 1, alias "alias/legacy", tag team=payments), key 2 (pending
+// deletion, no material) and one intent.
+::testing::AssertionResult WriteVersion1Database(const std::string& path,
+                                                 const std::string& extra_sql = "") {
+  RawDatabase raw(path, /*create=*/true);
+  if (!raw.ok()) return ::testing::AssertionFailure() << "cannot create " << path;
+  const int64_t t0 = absl::ToUnixMicros(kT0);
+  const std::string sql = absl::StrCat(
+      "PRAGMA journal_mode = WAL;", kSchemaVersion1, "INSERT INTO keys VALUES ('", KeyId(1),
+      "', 'legacy key', 'ENABLED', 'AWS_KMS', ", "'ENCRYPT_DECRYPT', 'SYMMETRIC_DEFAULT', ", t0,
+      ", NULL, NULL);", "INSERT INTO key_versions VALUES ('", VersionId(1), "', '", KeyId(1), "', ",
+      t0, ");", "UPDATE keys SET current_version_id = '", VersionId(1), "' WHERE key_id = '",
+      KeyId(1), "';", "INSERT INTO keys VALUES ('", KeyId(2),
+      "', 'doomed', 'PENDING_DELETION', 'AWS_KMS', ", "'ENCRYPT_DECRYPT', 'SYMMETRIC_DEFAULT', ",
+      t0, ", ", t0 + 7, ", NULL);", "INSERT INTO aliases VALUES ('alias/legacy', '", KeyId(1),
+      "', ", t0, ", ", t0, ");", "INSERT INTO tags VALUES ('", KeyId(1), "', 'team', 'payments');",
+      "INSERT INTO intents (kind, key_id, version_id, creation_time_us) VALUES ",
+      "('create_version', '", KeyId(1), "', '", VersionId(7), "', ", t0, ");", extra_sql,
+      "PRAGMA user_version = 1;");
+  if (!raw.Exec(sql)) return ::testing::AssertionFailure() << raw.LastError();
+  // As kmsd would have created it; a wider mode only earns a warning.
+  if (chmod(path.c_str(), 0600) != 0) return ::testing::AssertionFailure() << "chmod failed";
+  return ::testing::AssertionSuccess();
+}
+
+TEST_F(SqliteKeyStoreTest, Version1DatabaseUpgradesInPlace) {
+  ASSERT_TRUE(WriteVersion1Database(DbPath()));
+  std::unique_ptr<SqliteKeyStore> store = OpenOrDie(DbPath());
+  ASSERT_NE(store, nullptr);
+  absl::StatusOr<SqliteKeyStore::ConnectionSettings> settings = store->Settings();
+  ASSERT_THAT(settings.status(), IsOk());
+  EXPECT_EQ(settings->schema_version, 2);
+  EXPECT_EQ(settings->schema_version, SqliteKeyStore::LatestSchemaVersion());
+
+  // Every record is intact, and the new fields read as their defaults.
+  KeyRecord key1 = NewKey(KeyId(1));
+  key1.description = "legacy key";
+  key1.current_version_id = VersionId(1);
+  KeyRecord key2 = NewKey(KeyId(2));
+  key2.description = "doomed";
+  key2.state = KeyState::kPendingDeletion;
+  key2.deletion_time = kT0 + absl::Microseconds(7);
+  absl::StatusOr<Page<KeyRecord>> keys = store->ListKeys(10, "");
+  ASSERT_THAT(keys.status(), IsOk());
+  EXPECT_THAT(keys->items, ElementsAre(key1, key2));
+  for (const KeyRecord& key : keys->items) {
+    EXPECT_FALSE(key.rotation_enabled);
+    EXPECT_EQ(key.rotation_period_days, 0);
+    EXPECT_EQ(key.next_rotation_time, std::nullopt);
+  }
+  absl::StatusOr<std::vector<KeyVersionRecord>> versions = store->ListVersions(KeyId(1));
+  ASSERT_THAT(versions.status(), IsOk());
+  EXPECT_THAT(*versions, ElementsAre(NewVersion(VersionId(1), KeyId(1))));
+  EXPECT_EQ((*versions)[0].origin, VersionOrigin::kCreated);
+  EXPECT_EQ((*versions)[0].encryptions_reserved, 0);
+  absl::StatusOr<AliasRecord> alias = store->GetAlias("alias/legacy");
+  ASSERT_THAT(alias.status(), IsOk());
+  EXPECT_EQ(*alias, NewAlias("alias/legacy", KeyId(1)));
+  absl::StatusOr<std::vector<TagRecord>> tags = store->ListTags(KeyId(1));
+  ASSERT_THAT(tags.status(), IsOk());
+  EXPECT_THAT(*tags, ElementsAre(TagRecord{"team", "payments"}));
+  absl::StatusOr<std::vector<Intent>> intents = store->ListIntents();
+  ASSERT_THAT(intents.status(), IsOk());
+  ASSERT_THAT(*intents, SizeIs(1));
+  EXPECT_EQ((*intents)[0].version_id, VersionId(7));
+  absl::StatusOr<std::vector<KeyRecord>> due = store->ListKeysDueForDeletion(kT0 + absl::Hours(1));
+  ASSERT_THAT(due.status(), IsOk());
+  EXPECT_THAT(*due, ElementsAre(key2));
+  due = store->ListKeysDueForRotation(absl::InfiniteFuture());
+  ASSERT_THAT(due.status(), IsOk());
+  EXPECT_THAT(*due, IsEmpty());
+
+  // The old rows take the new features.
+  KeyRecord rotated = key1;
+  rotated.current_version_id = VersionId(2);
+  rotated.rotation_enabled = true;
+  rotated.rotation_period_days = 365;
+  rotated.next_rotation_time = kT0 + absl::Hours(24 * 365);
+  KeyVersionRecord v2 = NewVersion(VersionId(2), KeyId(1), kT0 + absl::Hours(1));
+  v2.origin = VersionOrigin::kOnDemand;
+  ASSERT_THAT(store->AddVersion(v2, rotated), IsOk());
+  ASSERT_THAT(store->ReserveEncryptions(VersionId(1), 42), IsOk());
+  store.reset();
+
+  // Reopening finds version 2 and runs nothing.
+  store = OpenOrDie(DbPath());
+  ASSERT_NE(store, nullptr);
+  absl::StatusOr<KeyRecord> got = store->GetKey(KeyId(1));
+  ASSERT_THAT(got.status(), IsOk());
+  EXPECT_EQ(*got, rotated);
+  KeyVersionRecord v1 = NewVersion(VersionId(1), KeyId(1));
+  v1.encryptions_reserved = 42;
+  versions = store->ListVersions(KeyId(1));
+  ASSERT_THAT(versions.status(), IsOk());
+  EXPECT_THAT(*versions, ElementsAre(v1, v2));
+
+  RawDatabase raw(DbPath());
+  ASSERT_TRUE(raw.ok());
+  EXPECT_EQ(raw.QueryText("PRAGMA user_version"), "2");
+  EXPECT_EQ(raw.QueryText("SELECT name FROM sqlite_master WHERE type = 'index' "
+                          "AND name = 'keys_due_for_rotation'"),
+            "keys_due_for_rotation");
+}
+
+TEST_F(SqliteKeyStoreTest, FailedMigrationLeavesTheDatabaseAsItWas) {
+  // An index under the name migration 2 creates makes its last step fail,
+  // after the ALTER TABLEs have run: they must roll back with it.
+  ASSERT_TRUE(WriteVersion1Database(
+      DbPath(), "CREATE INDEX keys_due_for_rotation ON keys (creation_time_us);"));
+
+  absl::StatusOr<std::unique_ptr<SqliteKeyStore>> failed = SqliteKeyStore::Open(DbPath());
+  EXPECT_THAT(failed.status(),
+              StatusIs(absl::StatusCode::kInternal, "migrating to schema version 2"));
+  {
+    RawDatabase raw(DbPath());
+    ASSERT_TRUE(raw.ok());
+    EXPECT_EQ(raw.QueryText("PRAGMA user_version"), "1");
+    EXPECT_EQ(raw.QueryText("SELECT COUNT(*) FROM pragma_table_info('keys') "
+                            "WHERE name LIKE 'rotation%' OR name = 'next_rotation_time_us'"),
+              "0");
+    EXPECT_EQ(raw.QueryText("SELECT COUNT(*) FROM pragma_table_info('key_versions') "
+                            "WHERE name IN ('origin', 'encryptions_reserved')"),
+              "0");
+    ASSERT_TRUE(raw.Exec("DROP INDEX keys_due_for_rotation")) << raw.LastError();
+  }
+
+  // With the obstacle gone the upgrade goes through, data intact.
+  std::unique_ptr<SqliteKeyStore> store = OpenOrDie(DbPath());
+  ASSERT_NE(store, nullptr);
+  absl::StatusOr<KeyRecord> key = store->GetKey(KeyId(1));
+  ASSERT_THAT(key.status(), IsOk());
+  EXPECT_EQ(key->current_version_id, VersionId(1));
+  EXPECT_FALSE(key->rotation_enabled);
+}
+
+// ---- the schema's own checks
+
+// Another writer (an operator with the sqlite3 shell, a buggy migration) meets
+// the same rules as the store's callers: the schema refuses rows that break
+// them.
+struct SchemaCheckCase {
+  std::string name;
+  std::string sql;  // run against key 1 (current version 1, rotation off)
+};
+
+void PrintTo(const SchemaCheckCase& c, std::ostream* os) { *os << c.name; }
+
+class SqliteKeyStoreSchemaCheckTest : public ::testing::TestWithParam<SchemaCheckCase> {};
+
+TEST_P(SqliteKeyStoreSchemaCheckTest, RefusesRowBreakingTheRule) {
+  TempDir dir;
+  ASSERT_FALSE(dir.path().empty());
+  const std::string path = dir.path() + "/keystore.db";
+  KeyRecord key = NewKey(KeyId(1));
+  key.current_version_id = VersionId(1);
+  {
+    absl::StatusOr<std::unique_ptr<SqliteKeyStore>> store = SqliteKeyStore::Open(path);
+    ASSERT_THAT(store.status(), IsOk());
+    ASSERT_THAT((*store)->CreateKey(key, NewVersion(VersionId(1), KeyId(1)), {}), IsOk());
+  }
+  {
+    RawDatabase raw(path);
+    ASSERT_TRUE(raw.ok());
+    EXPECT_EQ(raw.ExecCode(GetParam().sql), SQLITE_CONSTRAINT_CHECK) << raw.LastError();
+  }
+  absl::StatusOr<std::unique_ptr<SqliteKeyStore>> store = SqliteKeyStore::Open(path);
+  ASSERT_THAT(store.status(), IsOk());
+  absl::StatusOr<KeyRecord> got = (*store)->GetKey(KeyId(1));
+  ASSERT_THAT(got.status(), IsOk());
+  EXPECT_EQ(*got, key);
+  absl::StatusOr<KeyVersionRecord> version = (*store)->GetVersion(VersionId(1));
+  ASSERT_THAT(version.status(), IsOk());
+  EXPECT_EQ(*version, NewVersion(VersionId(1), KeyId(1)));
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Cases, SqliteKeyStoreSchemaCheckTest,
+    ::testing::Values(
+        SchemaCheckCase{"RotationEnabledWithoutNextTime", "UPDATE keys SET rotation_enabled = 1"},
+        SchemaCheckCase{"NextTimeWithoutRotation", "UPDATE keys SET next_rotation_time_us = 0"},
+        SchemaCheckCase{"RotationEnabledNotABoolean",
+                        "UPDATE keys SET rotation_enabled = 2, next_rotation_time_us = 0"},
+        SchemaCheckCase{"PeriodNegative", "UPDATE keys SET rotation_period_days = -1"},
+        SchemaCheckCase{"PeriodAboveMaximum", "UPDATE keys SET rotation_period_days = 36501"},
+        SchemaCheckCase{"UnknownVersionOrigin", "UPDATE key_versions SET origin = 'MANUAL'"},
+        SchemaCheckCase{"NegativeReservation",
+                        "UPDATE key_versions SET encryptions_reserved = -1"}),
+    [](const ::testing::TestParamInfo<SchemaCheckCase>& info) { return info.param.name; });
 
 // ---- opening bad paths, as a table
 
@@ -489,7 +758,9 @@ TEST_P(SqliteKeyStoreInconsistentRecordTest, IsRefused) {
   EXPECT_THAT(keys->items, ElementsAre(key1, key2));
   absl::StatusOr<std::vector<KeyVersionRecord>> versions = (*store)->ListVersions(KeyId(1));
   ASSERT_THAT(versions.status(), IsOk());
-  EXPECT_THAT(*versions, SizeIs(1));
+  EXPECT_THAT(*versions, ElementsAre(NewVersion(VersionId(1), KeyId(1))));
+  EXPECT_THAT((*store)->GetKey(KeyId(3)).status(), StatusIs(absl::StatusCode::kNotFound));
+  EXPECT_THAT((*store)->GetVersion(VersionId(3)).status(), StatusIs(absl::StatusCode::kNotFound));
 }
 
 KeyRecord WithCurrent(KeyRecord key, const std::string& version_id) {
@@ -546,69 +817,31 @@ INSTANTIATE_TEST_SUITE_P(
                            return s.UpdateKey(WithCurrent(NewKey(KeyId(1)), VersionId(9)));
                          },
                          absl::StatusCode::kNotFound, VersionId(9)},
-        InconsistentCase{"AddVersionForAnotherKey",
+        // Beyond the shared contract: negative reservation counts.
+        InconsistentCase{"CreateKeyWithNegativeReservation",
                          [](SqliteKeyStore& s) {
-                           return s.AddVersion(NewVersion(VersionId(3), KeyId(2)),
+                           KeyVersionRecord version = NewVersion(VersionId(3), KeyId(3));
+                           version.encryptions_reserved = -1;
+                           return s.CreateKey(WithCurrent(NewKey(KeyId(3)), VersionId(3)), version,
+                                              {});
+                         },
+                         absl::StatusCode::kInvalidArgument, "encryptions_reserved"},
+        InconsistentCase{"AddVersionWithNegativeReservation",
+                         [](SqliteKeyStore& s) {
+                           KeyVersionRecord version = NewVersion(VersionId(3), KeyId(1));
+                           version.encryptions_reserved = -1;
+                           return s.AddVersion(version,
                                                WithCurrent(NewKey(KeyId(1)), VersionId(3)));
                          },
-                         absl::StatusCode::kInvalidArgument, KeyId(2)},
-        InconsistentCase{"AddVersionWithTakenVersionId",
-                         [](SqliteKeyStore& s) {
-                           return s.AddVersion(NewVersion(VersionId(2), KeyId(1)),
-                                               WithCurrent(NewKey(KeyId(1)), VersionId(2)));
-                         },
-                         absl::StatusCode::kAlreadyExists, VersionId(2)},
-        InconsistentCase{"AddVersionToMissingKey",
-                         [](SqliteKeyStore& s) {
-                           return s.AddVersion(NewVersion(VersionId(3), KeyId(9)),
-                                               WithCurrent(NewKey(KeyId(9)), VersionId(3)));
-                         },
-                         absl::StatusCode::kNotFound, KeyId(9)}),
+                         absl::StatusCode::kInvalidArgument, "encryptions_reserved"},
+        InconsistentCase{"ReserveNegativeEncryptions",
+                         [](SqliteKeyStore& s) { return s.ReserveEncryptions(VersionId(1), -1); },
+                         absl::StatusCode::kInvalidArgument, "-1"},
+        InconsistentCase{
+            "ReserveInt64MinEncryptions",
+            [](SqliteKeyStore& s) { return s.ReserveEncryptions(VersionId(1), INT64_MIN); },
+            absl::StatusCode::kInvalidArgument, "encryptions_reserved"}),
     [](const ::testing::TestParamInfo<InconsistentCase>& info) { return info.param.name; });
-
-TEST_F(SqliteKeyStoreTest, AddVersionRotatesTheCurrentVersion) {
-  std::unique_ptr<SqliteKeyStore> store = OpenOrDie(":memory:");
-  ASSERT_NE(store, nullptr);
-  ASSERT_THAT(CreateKeyWithVersion(*store, KeyId(1), VersionId(1)), IsOk());
-
-  // Two rotations within one microsecond still list in insertion order.
-  const KeyVersionRecord v2 = NewVersion(VersionId(2), KeyId(1), kT0 + absl::Hours(1));
-  const KeyVersionRecord v3 = NewVersion(VersionId(3), KeyId(1), kT0 + absl::Hours(1));
-  KeyRecord key = NewKey(KeyId(1));
-  key.current_version_id = VersionId(2);
-  ASSERT_THAT(store->AddVersion(v2, key), IsOk());
-  key.current_version_id = VersionId(3);
-  ASSERT_THAT(store->AddVersion(v3, key), IsOk());
-
-  absl::StatusOr<KeyRecord> got = store->GetKey(KeyId(1));
-  ASSERT_THAT(got.status(), IsOk());
-  EXPECT_EQ(*got, key);
-  absl::StatusOr<std::vector<KeyVersionRecord>> versions = store->ListVersions(KeyId(1));
-  ASSERT_THAT(versions.status(), IsOk());
-  EXPECT_THAT(*versions, ElementsAre(NewVersion(VersionId(1), KeyId(1)), v2, v3));
-
-  // All versions go with the key.
-  ASSERT_THAT(store->DeleteKey(KeyId(1)), IsOk());
-  for (int v = 1; v <= 3; ++v) {
-    EXPECT_THAT(store->GetVersion(VersionId(v)).status(), StatusIs(absl::StatusCode::kNotFound));
-  }
-}
-
-TEST_F(SqliteKeyStoreTest, AddVersionCompletesAnImport) {
-  std::unique_ptr<SqliteKeyStore> store = OpenOrDie(":memory:");
-  ASSERT_NE(store, nullptr);
-  KeyRecord key = NewKey(KeyId(1));
-  key.state = KeyState::kPendingImport;
-  key.origin = KeyOrigin::kExternal;
-  ASSERT_THAT(store->CreateKey(key, std::nullopt, {}), IsOk());
-
-  key.state = KeyState::kEnabled;
-  key.current_version_id = VersionId(1);
-  ASSERT_THAT(store->AddVersion(NewVersion(VersionId(1), KeyId(1)), key), IsOk());
-  absl::StatusOr<KeyRecord> got = store->GetKey(KeyId(1));
-  ASSERT_THAT(got.status(), IsOk());
-  EXPECT_EQ(*got, key);
-}
 
 }  // namespace
 }  // namespace kms::keystore
