@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <functional>
 #include <memory>
 #include <string>
 #include <thread>
@@ -39,12 +40,13 @@ namespace {
 
 constexpr char kDefaultSoftHsmModule[] = "/usr/lib/softhsm/libsofthsm2.so";
 
-// Calls KeyService::DeleteDueKeys every `interval` until stopped.
-class DeletionSweeper {
+// Runs `task` every `interval` on its own thread until destroyed: the
+// deletion sweep and the rotation scheduler. Failures are the task's to log.
+class PeriodicTask {
  public:
-  DeletionSweeper(service::KeyService& service, absl::Duration interval)
-      : service_(service), interval_(interval), thread_([this] { Run(); }) {}
-  ~DeletionSweeper() {
+  PeriodicTask(absl::Duration interval, std::function<void()> task)
+      : interval_(interval), task_(std::move(task)), thread_([this] { Run(); }) {}
+  ~PeriodicTask() {
     {
       absl::MutexLock lock(&mu_);
       stop_ = true;
@@ -57,14 +59,13 @@ class DeletionSweeper {
     absl::MutexLock lock(&mu_);
     while (!mu_.AwaitWithTimeout(absl::Condition(&stop_), interval_)) {
       mu_.Unlock();
-      absl::StatusOr<int> erased = service_.DeleteDueKeys();
-      if (!erased.ok()) KMS_LOG(ERROR) << "deletion sweep failed, will retry: " << erased.status();
+      task_();
       mu_.Lock();
     }
   }
 
-  service::KeyService& service_;
   const absl::Duration interval_;
+  const std::function<void()> task_;
   absl::Mutex mu_;
   bool stop_ = false;
   std::thread thread_;  // last: starts after the fields it reads
@@ -131,8 +132,32 @@ absl::Status Serve(const server::Config& config, const std::string& port_file,
   SystemClock clock;
   service::ServiceOptions options;
   options.resource_name_prefix = config.resource_name_prefix;
+  options.min_rotation_period_days = config.rotation.min_period_days;
+  options.max_rotation_period_days = config.rotation.max_period_days;
+  options.default_rotation_period_days = config.rotation.default_period_days;
+  options.on_demand_rotation_limit = config.rotation.on_demand_limit;
+  options.usage_rotation_threshold = config.rotation.usage_threshold;
+  options.usage_hard_limit = config.rotation.usage_hard_limit;
+  options.usage_reservation_block = config.rotation.usage_reservation_block;
+  options.compliance_max_age_days = config.rotation.compliance_max_age_days;
+  if (!config.testing_crash_point.empty()) {
+    KMS_LOG(WARNING) << "TEST SETTING testing.crash_point='" << config.testing_crash_point
+                     << "': kmsd will kill itself there. Never use this in production.";
+    options.crash_hook = [point = config.testing_crash_point](absl::string_view at) {
+      if (at != point) return;
+      KMS_LOG(WARNING) << "crash point " << at << " reached: SIGKILL";
+      ::raise(SIGKILL);
+    };
+  }
   service::KeyService key_service(*hsm, *store, clock, options);
   KMS_RETURN_IF_ERROR(key_service.Recover());
+  // Keys that fell due while kmsd was down rotate now, once each; a failure
+  // here is retried by the scheduler rather than stopping start-up.
+  if (absl::StatusOr<int> rotated = key_service.RotateDueKeys(); !rotated.ok()) {
+    KMS_LOG(ERROR) << "start-up rotation check failed, will retry: " << rotated.status();
+  } else if (*rotated > 0) {
+    KMS_LOG(INFO) << "start-up: rotated " << *rotated << " key(s) that fell due while down";
+  }
 
   // ---- gRPC
   server::KmsGrpcService grpc_service(key_service);
@@ -150,7 +175,14 @@ absl::Status Serve(const server::Config& config, const std::string& port_file,
                                                " (address in use or not local?)"));
   }
   server->GetHealthCheckService()->SetServingStatus(true);
-  DeletionSweeper sweeper(key_service, config.deletion_check_interval);
+  PeriodicTask deletion_sweep(config.deletion_check_interval, [&key_service] {
+    absl::StatusOr<int> erased = key_service.DeleteDueKeys();
+    if (!erased.ok()) KMS_LOG(ERROR) << "deletion sweep failed, will retry: " << erased.status();
+  });
+  PeriodicTask rotation_scheduler(config.rotation.check_interval, [&key_service] {
+    absl::StatusOr<int> rotated = key_service.RotateDueKeys();
+    if (!rotated.ok()) KMS_LOG(ERROR) << "rotation check failed, will retry: " << rotated.status();
+  });
   if (!port_file.empty()) KMS_RETURN_IF_ERROR(WritePortFile(port_file, port));
   KMS_LOG(INFO) << "kmsd serving on port " << port << " (listen " << config.listen << ")";
   if (!server::IsLoopbackListen(config.listen)) {

@@ -34,6 +34,17 @@ absl::StatusOr<long long> AsInt(const std::string& key, const YAML::Node& node, 
   return value;
 }
 
+// A setter for an integer field of Config::rotation with its allowed range.
+template <typename T>
+std::function<absl::Status(const std::string&, const YAML::Node&, Config&)> IntKey(
+    T Config::Rotation::*field, long long lo, long long hi) {
+  return [field, lo, hi](const std::string& key, const YAML::Node& n, Config& c) -> absl::Status {
+    KMS_ASSIGN_OR_RETURN(long long value, AsInt(key, n, lo, hi));
+    c.rotation.*field = static_cast<T>(value);
+    return absl::OkStatus();
+  };
+}
+
 // One entry per accepted key, dotted for nested maps. Unknown keys are errors,
 // so a typo ("hsm.sesions") is caught instead of silently ignored.
 const std::map<std::string, std::function<absl::Status(const std::string&, const YAML::Node&,
@@ -78,6 +89,25 @@ Keys() {
          c.deletion_check_interval = absl::Seconds(s);
          return absl::OkStatus();
        }},
+      {"rotation.min_period_days", IntKey(&Config::Rotation::min_period_days, 1, 36500)},
+      {"rotation.max_period_days", IntKey(&Config::Rotation::max_period_days, 1, 36500)},
+      {"rotation.default_period_days", IntKey(&Config::Rotation::default_period_days, 1, 36500)},
+      {"rotation.on_demand_limit", IntKey(&Config::Rotation::on_demand_limit, 0, 100000)},
+      {"rotation.usage_threshold",
+       IntKey(&Config::Rotation::usage_threshold, 1, 1LL << 32)},
+      {"rotation.usage_hard_limit",
+       IntKey(&Config::Rotation::usage_hard_limit, 1, 1LL << 32)},
+      {"rotation.usage_reservation_block",
+       IntKey(&Config::Rotation::usage_reservation_block, 1, 1000000)},
+      {"rotation.compliance_max_age_days",
+       IntKey(&Config::Rotation::compliance_max_age_days, 1, 36500)},
+      {"rotation.check_interval_seconds",
+       [](const std::string& key, const YAML::Node& n, Config& c) -> absl::Status {
+         KMS_ASSIGN_OR_RETURN(long long s, AsInt(key, n, 1, 86400));
+         c.rotation.check_interval = absl::Seconds(s);
+         return absl::OkStatus();
+       }},
+      {"testing.crash_point", str([](Config& c) { return &c.testing_crash_point; })},
       {"shutdown_grace_seconds",
        [](const std::string& key, const YAML::Node& n, Config& c) -> absl::Status {
          KMS_ASSIGN_OR_RETURN(long long s, AsInt(key, n, 0, 600));
@@ -158,6 +188,23 @@ absl::Status ValidateConfig(const Config& config) {
       config.log_level != "warning" && config.log_level != "error") {
     return Bad("log_level", absl::StrCat("must be debug, info, warning or error, got '",
                                          config.log_level, "'"));
+  }
+  const Config::Rotation& r = config.rotation;
+  if (r.min_period_days > r.max_period_days) {
+    return Bad("rotation.min_period_days",
+               absl::StrCat("must not exceed rotation.max_period_days (", r.max_period_days,
+                            "), got ", r.min_period_days));
+  }
+  if (r.default_period_days < r.min_period_days || r.default_period_days > r.max_period_days) {
+    return Bad("rotation.default_period_days",
+               absl::StrCat("must be within rotation.min_period_days..max_period_days (",
+                            r.min_period_days, "..", r.max_period_days, "), got ",
+                            r.default_period_days));
+  }
+  if (r.usage_threshold > r.usage_hard_limit) {
+    return Bad("rotation.usage_threshold",
+               absl::StrCat("must not exceed rotation.usage_hard_limit (", r.usage_hard_limit,
+                            "), got ", r.usage_threshold));
   }
   if (config.resource_name_prefix.rfind("arn:", 0) != 0) {
     return Bad("resource_name_prefix",

@@ -41,6 +41,23 @@ struct Config {
     int max_concurrent_rpcs = 1024;             // 1..100000; excess get RESOURCE_EXHAUSTED
   } limits;
 
+  struct Rotation {
+    int min_period_days = 1;          // allowed rotation_period_in_days
+    int max_period_days = 2560;
+    int default_period_days = 365;
+    int on_demand_limit = 25;         // RotateKeyOnDemand calls per key
+    long long usage_threshold = 1LL << 30;   // encryptions per version, then rotate
+    long long usage_hard_limit = 1LL << 32;  // then refuse (AES-GCM random-IV bound)
+    long long usage_reservation_block = 10000;
+    int compliance_max_age_days = 365;
+    absl::Duration check_interval = absl::Seconds(60);
+  } rotation;
+
+  // Test only: the name of a crash point ("rotate:after-generate", ...) at
+  // which kmsd kills itself with SIGKILL. Used by the crash-safety tests;
+  // kmsd logs loudly when it is set. Never set it in production.
+  std::string testing_crash_point;
+
   // How often kmsd looks for keys whose deletion date has passed.
   absl::Duration deletion_check_interval = absl::Seconds(60);  // 1 s..1 day
   // How long SIGTERM waits for in-flight calls before cancelling them.

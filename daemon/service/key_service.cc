@@ -1,5 +1,6 @@
 #include "daemon/service/key_service.h"
 
+#include <algorithm>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -94,7 +95,11 @@ absl::Status CheckUsableForCrypto(const KeyRecord& key, absl::string_view name) 
 
 KeyService::KeyService(hsm::Hsm& hsm, keystore::KeyStore& store, const Clock& clock,
                        ServiceOptions options)
-    : hsm_(hsm), store_(store), clock_(clock), names_(std::move(options.resource_name_prefix)) {}
+    : hsm_(hsm),
+      store_(store),
+      clock_(clock),
+      names_(options.resource_name_prefix),
+      options_(std::move(options)) {}
 
 // ------------------------------------------------------------------ recovery
 
@@ -221,6 +226,11 @@ absl::StatusOr<std::string> KeyService::EncryptUnder(const KeyRecord& key,
   if (key.current_version_id.empty()) {
     return InternalError(absl::StrCat("key ", key.key_id, " is enabled but has no key material"));
   }
+  // Counted before use, so a crash can only overcount.
+  KMS_ASSIGN_OR_RETURN(const int64_t used, CountEncryption(key.current_version_id));
+  if (used >= options_.usage_rotation_threshold) {
+    MaybeRotateForUsage(key.key_id, key.current_version_id);
+  }
   CiphertextBlob blob;
   blob.key_id = key.key_id;
   blob.key_version_id = key.current_version_id;
@@ -295,6 +305,21 @@ absl::StatusOr<v1::CreateKeyResponse> KeyService::CreateKey(const v1::CreateKeyR
   std::vector<keystore::TagRecord> tags;
   for (const auto& tag : request.tags()) tags.push_back({tag.tag_key(), tag.tag_value()});
   KMS_RETURN_IF_ERROR(ValidateTags(tags));
+  const int period = request.has_rotation_period_in_days()
+                         ? request.rotation_period_in_days()
+                         : options_.default_rotation_period_days;
+  if (request.has_rotation_period_in_days() && !request.enable_key_rotation()) {
+    return ValidationError("rotation_period_in_days needs enable_key_rotation");
+  }
+  if (request.enable_key_rotation()) {
+    KMS_RETURN_IF_ERROR(CheckRange("rotation_period_in_days", period,
+                                   options_.min_rotation_period_days,
+                                   options_.max_rotation_period_days));
+    if (request.origin() == v1::EXTERNAL) {
+      return UnsupportedOperationError(
+          "keys with imported material (origin EXTERNAL) are not rotated automatically");
+    }
+  }
 
   const absl::Time now = NowMicros(clock_);
   KeyRecord key;
@@ -310,6 +335,11 @@ absl::StatusOr<v1::CreateKeyResponse> KeyService::CreateKey(const v1::CreateKeyR
     key.state = KeyState::kEnabled;
     version = keystore::KeyVersionRecord{NewUuid(), key.key_id, now};
     key.current_version_id = version->version_id;
+    if (request.enable_key_rotation()) {
+      key.rotation_enabled = true;
+      key.rotation_period_days = period;
+      key.next_rotation_time = now + absl::Hours(24) * period;
+    }
   }
 
   absl::MutexLock lock(&control_mu_);
@@ -320,12 +350,14 @@ absl::StatusOr<v1::CreateKeyResponse> KeyService::CreateKey(const v1::CreateKeyR
     KMS_ASSIGN_OR_RETURN(intent_id,
                          store_.AddIntent({0, std::string(kIntentCreateVersion), key.key_id,
                                            version->version_id, now}));
+    CrashPoint("create:after-intent");
     absl::Status generated = hsm_.GenerateAesKey(version->version_id);
     if (!generated.ok()) {
       // Nothing was created; a leftover intent would be harmless, but tidy up.
       (void)store_.RemoveIntent(intent_id);
       return FromHsm(generated, "GenerateAesKey");
     }
+    CrashPoint("create:after-generate");
   }
   absl::Status committed = store_.CreateKey(key, version, tags);
   if (!committed.ok()) {
@@ -336,6 +368,7 @@ absl::StatusOr<v1::CreateKeyResponse> KeyService::CreateKey(const v1::CreateKeyR
     return committed;
   }
   if (version.has_value()) {
+    CrashPoint("create:after-commit");
     // Losing this removal is harmless: Recover() sees the committed version.
     if (absl::Status s = store_.RemoveIntent(intent_id); !s.ok()) {
       KMS_LOG(WARNING) << "could not clear intent " << intent_id << ": " << s;
@@ -345,14 +378,18 @@ absl::StatusOr<v1::CreateKeyResponse> KeyService::CreateKey(const v1::CreateKeyR
                 << keystore::KeyOriginName(key.origin) << ")";
   v1::CreateKeyResponse response;
   *response.mutable_key_metadata() = ToMetadata(key);
+  response.mutable_key_metadata()->set_key_version_count(version.has_value() ? 1 : 0);
   return response;
 }
 
 absl::StatusOr<v1::DescribeKeyResponse> KeyService::DescribeKey(
     const v1::DescribeKeyRequest& request) {
   KMS_ASSIGN_OR_RETURN(KeyRecord key, ResolveKey("key_id", request.key_id()));
+  KMS_ASSIGN_OR_RETURN(std::vector<keystore::KeyVersionRecord> versions,
+                       store_.ListVersions(key.key_id));
   v1::DescribeKeyResponse response;
   *response.mutable_key_metadata() = ToMetadata(key);
+  response.mutable_key_metadata()->set_key_version_count(static_cast<int32_t>(versions.size()));
   return response;
 }
 
@@ -589,6 +626,298 @@ absl::StatusOr<v1::ListResourceTagsResponse> KeyService::ListResourceTags(
     out->set_tag_key(tag.key);
     out->set_tag_value(tag.value);
   }
+  return response;
+}
+
+// ------------------------------------------------------------------ rotation
+
+namespace {
+v1::RotationType ToRotationType(keystore::VersionOrigin origin) {
+  switch (origin) {
+    case keystore::VersionOrigin::kAutomatic: return v1::AUTOMATIC;
+    case keystore::VersionOrigin::kOnDemand: return v1::ON_DEMAND;
+    case keystore::VersionOrigin::kUsageLimit: return v1::USAGE_LIMIT;
+    case keystore::VersionOrigin::kCreated: break;
+  }
+  return v1::ROTATION_TYPE_UNSPECIFIED;
+}
+}  // namespace
+
+absl::Status KeyService::CheckRotatable(const KeyRecord& key, absl::string_view name) const {
+  if (key.origin == keystore::KeyOrigin::kExternal) {
+    return UnsupportedOperationError(absl::StrCat(
+        "key '", name, "' has imported material (origin EXTERNAL); kmsd does not rotate it"));
+  }
+  return CheckUsableForCrypto(key, name);
+}
+
+absl::StatusOr<std::string> KeyService::RotateLocked(KeyRecord key,
+                                                     keystore::VersionOrigin origin) {
+  const absl::Time now = NowMicros(clock_);
+  keystore::KeyVersionRecord version{NewUuid(), key.key_id, now, origin, 0};
+  // Same protocol as CreateKey, and the same intent kind, so Recover() rolls
+  // an interrupted rotation back: the key stays on its old current version.
+  KMS_ASSIGN_OR_RETURN(const int64_t intent_id,
+                       store_.AddIntent({0, std::string(kIntentCreateVersion), key.key_id,
+                                         version.version_id, now}));
+  CrashPoint("rotate:after-intent");
+  absl::Status generated = hsm_.GenerateAesKey(version.version_id);
+  if (!generated.ok()) {
+    (void)store_.RemoveIntent(intent_id);
+    return FromHsm(generated, "GenerateAesKey(rotation)");
+  }
+  CrashPoint("rotate:after-generate");
+  key.current_version_id = version.version_id;
+  // Only the schedule moves the schedule; on-demand and usage rotations
+  // leave the next automatic rotation where it was.
+  if (origin == keystore::VersionOrigin::kAutomatic && key.rotation_enabled) {
+    key.next_rotation_time = now + absl::Hours(24) * key.rotation_period_days;
+  }
+  absl::Status committed = store_.AddVersion(version, key);
+  if (!committed.ok()) {
+    if (hsm_.DestroyKey(version.version_id).ok()) (void)store_.RemoveIntent(intent_id);
+    return committed;
+  }
+  CrashPoint("rotate:after-commit");
+  if (absl::Status s = store_.RemoveIntent(intent_id); !s.ok()) {
+    KMS_LOG(WARNING) << "could not clear intent " << intent_id << ": " << s;
+  }
+  KMS_LOG(INFO) << "rotated key " << key.key_id << " ("
+                << keystore::VersionOriginName(origin) << "): current version is now "
+                << version.version_id;
+  return version.version_id;
+}
+
+absl::StatusOr<int> KeyService::RotateDueKeys() {
+  absl::MutexLock lock(&control_mu_);
+  const absl::Time now = clock_.Now();
+  KMS_ASSIGN_OR_RETURN(std::vector<KeyRecord> due, store_.ListKeysDueForRotation(now));
+  int rotated = 0;
+  for (const KeyRecord& key : due) {
+    if (key.origin == keystore::KeyOrigin::kExternal) continue;
+    auto backoff = rotation_backoff_.find(key.key_id);
+    if (backoff != rotation_backoff_.end() && now < backoff->second.next_attempt) continue;
+    absl::StatusOr<std::string> version = RotateLocked(key, keystore::VersionOrigin::kAutomatic);
+    if (version.ok()) {
+      ++rotated;
+      rotation_backoff_.erase(key.key_id);
+      continue;
+    }
+    Backoff& b = rotation_backoff_[key.key_id];
+    ++b.failures;
+    const absl::Duration delay =
+        std::min(absl::Minutes(1) * (int64_t{1} << std::min(b.failures - 1, 6)), absl::Hours(1));
+    b.next_attempt = now + delay;
+    KMS_LOG(ERROR) << "scheduled rotation of key " << key.key_id << " failed (attempt "
+                   << b.failures << "), retrying in " << absl::FormatDuration(delay) << ": "
+                   << version.status();
+  }
+  return rotated;
+}
+
+absl::StatusOr<int64_t> KeyService::CountEncryption(const std::string& version_id) {
+  absl::MutexLock lock(&usage_mu_);
+  auto it = usage_.find(version_id);
+  if (it == usage_.end()) {
+    KMS_ASSIGN_OR_RETURN(keystore::KeyVersionRecord version, store_.GetVersion(version_id));
+    // After a restart, everything reserved before counts as used: the count
+    // may run ahead of the truth, never behind it.
+    it = usage_.emplace(version_id, Usage{version.encryptions_reserved,
+                                          version.encryptions_reserved}).first;
+  }
+  Usage& usage = it->second;
+  if (usage.used >= options_.usage_hard_limit) {
+    return LimitExceededError(absl::StrCat(
+        "key version ", version_id, " has reached its limit of ", options_.usage_hard_limit,
+        " encryptions; rotate the key (RotateKeyOnDemand) to continue"));
+  }
+  if (usage.used == usage.reserved) {
+    const int64_t reserved =
+        std::min(usage.reserved + options_.usage_reservation_block, options_.usage_hard_limit);
+    KMS_RETURN_IF_ERROR(store_.ReserveEncryptions(version_id, reserved));
+    usage.reserved = reserved;
+  }
+  return ++usage.used;
+}
+
+void KeyService::MaybeRotateForUsage(const std::string& key_id, const std::string& version_id) {
+  // Never wait behind a control-plane change on the data path; whoever
+  // encrypts next past the threshold tries again.
+  if (!control_mu_.TryLock()) return;
+  absl::StatusOr<KeyRecord> key = store_.GetKey(key_id);
+  if (key.ok() && key->current_version_id == version_id &&
+      key->origin == keystore::KeyOrigin::kKms && key->state == KeyState::kEnabled) {
+    absl::StatusOr<std::string> rotated = RotateLocked(*key, keystore::VersionOrigin::kUsageLimit);
+    if (!rotated.ok()) {
+      KMS_LOG(ERROR) << "usage-limit rotation of key " << key_id << " failed: "
+                     << rotated.status();
+    }
+  }
+  control_mu_.Unlock();
+}
+
+absl::StatusOr<v1::EnableKeyRotationResponse> KeyService::EnableKeyRotation(
+    const v1::EnableKeyRotationRequest& request) {
+  if (request.has_rotation_period_in_days()) {
+    KMS_RETURN_IF_ERROR(CheckRange("rotation_period_in_days", request.rotation_period_in_days(),
+                                   options_.min_rotation_period_days,
+                                   options_.max_rotation_period_days));
+  }
+  absl::MutexLock lock(&control_mu_);
+  KMS_ASSIGN_OR_RETURN(KeyRecord key, ResolveKey("key_id", request.key_id()));
+  KMS_RETURN_IF_ERROR(CheckRotatable(key, request.key_id()));
+  int period = request.has_rotation_period_in_days() ? request.rotation_period_in_days()
+                                                     : key.rotation_period_days;
+  if (period == 0) period = options_.default_rotation_period_days;
+  KMS_ASSIGN_OR_RETURN(keystore::KeyVersionRecord current,
+                       store_.GetVersion(key.current_version_id));
+  key.rotation_enabled = true;
+  key.rotation_period_days = period;
+  // Due a period after the current material was made: a key enabled late
+  // rotates at the scheduler's next run.
+  key.next_rotation_time = current.creation_time + absl::Hours(24) * period;
+  KMS_RETURN_IF_ERROR(store_.UpdateKey(key));
+  KMS_LOG(INFO) << "rotation of key " << key.key_id << " enabled every " << period << " days";
+  return v1::EnableKeyRotationResponse();
+}
+
+absl::StatusOr<v1::DisableKeyRotationResponse> KeyService::DisableKeyRotation(
+    const v1::DisableKeyRotationRequest& request) {
+  absl::MutexLock lock(&control_mu_);
+  KMS_ASSIGN_OR_RETURN(KeyRecord key, ResolveKey("key_id", request.key_id()));
+  KMS_RETURN_IF_ERROR(CheckRotatable(key, request.key_id()));
+  key.rotation_enabled = false;
+  key.next_rotation_time.reset();  // the period is kept for a later EnableKeyRotation
+  KMS_RETURN_IF_ERROR(store_.UpdateKey(key));
+  KMS_LOG(INFO) << "rotation of key " << key.key_id << " disabled";
+  return v1::DisableKeyRotationResponse();
+}
+
+absl::StatusOr<v1::GetKeyRotationStatusResponse> KeyService::GetKeyRotationStatus(
+    const v1::GetKeyRotationStatusRequest& request) {
+  KMS_ASSIGN_OR_RETURN(KeyRecord key, ResolveKey("key_id", request.key_id()));
+  v1::GetKeyRotationStatusResponse response;
+  response.set_key_id(names_.KeyArn(key.key_id));
+  response.set_key_rotation_enabled(key.rotation_enabled);
+  response.set_rotation_period_in_days(key.rotation_period_days);
+  if (key.next_rotation_time) *response.mutable_next_rotation_date() = ToTimestamp(*key.next_rotation_time);
+  absl::MutexLock lock(&usage_mu_);
+  if (auto it = on_demand_started_.find(key.key_id); it != on_demand_started_.end()) {
+    *response.mutable_on_demand_rotation_start_date() = ToTimestamp(it->second);
+  }
+  return response;
+}
+
+absl::StatusOr<v1::RotateKeyOnDemandResponse> KeyService::RotateKeyOnDemand(
+    const v1::RotateKeyOnDemandRequest& request) {
+  absl::MutexLock lock(&control_mu_);
+  KMS_ASSIGN_OR_RETURN(KeyRecord key, ResolveKey("key_id", request.key_id()));
+  if (key.origin == keystore::KeyOrigin::kExternal) {
+    return UnsupportedOperationError(absl::StrCat(
+        "key '", request.key_id(),
+        "' has imported material (origin EXTERNAL): rotate it by importing new material"));
+  }
+  KMS_RETURN_IF_ERROR(CheckUsableForCrypto(key, request.key_id()));
+  KMS_ASSIGN_OR_RETURN(std::vector<keystore::KeyVersionRecord> versions,
+                       store_.ListVersions(key.key_id));
+  const auto on_demand = std::count_if(versions.begin(), versions.end(), [](const auto& v) {
+    return v.origin == keystore::VersionOrigin::kOnDemand;
+  });
+  if (on_demand >= options_.on_demand_rotation_limit) {
+    return LimitExceededError(absl::StrCat("key '", request.key_id(), "' has had ", on_demand,
+                                           " on-demand rotations, the limit is ",
+                                           options_.on_demand_rotation_limit));
+  }
+  {
+    absl::MutexLock usage_lock(&usage_mu_);
+    on_demand_started_[key.key_id] = NowMicros(clock_);
+  }
+  absl::StatusOr<std::string> version = RotateLocked(key, keystore::VersionOrigin::kOnDemand);
+  {
+    absl::MutexLock usage_lock(&usage_mu_);
+    on_demand_started_.erase(key.key_id);
+  }
+  KMS_RETURN_IF_ERROR(version.status());
+  v1::RotateKeyOnDemandResponse response;
+  response.set_key_id(names_.KeyArn(key.key_id));
+  response.set_key_version_id(*version);
+  return response;
+}
+
+absl::StatusOr<v1::ListKeyRotationsResponse> KeyService::ListKeyRotations(
+    const v1::ListKeyRotationsRequest& request) {
+  KMS_ASSIGN_OR_RETURN(int limit, ListLimit(request.has_limit()
+                                                ? std::optional<int>(request.limit())
+                                                : std::nullopt));
+  KMS_ASSIGN_OR_RETURN(KeyRecord key, ResolveKey("key_id", request.key_id()));
+  KMS_ASSIGN_OR_RETURN(std::vector<keystore::KeyVersionRecord> versions,
+                       store_.ListVersions(key.key_id));
+  // Versions are oldest first; the marker is the last version id returned.
+  auto start = versions.begin();
+  if (!request.marker().empty()) {
+    start = std::find_if(versions.begin(), versions.end(),
+                         [&](const auto& v) { return v.version_id == request.marker(); });
+    if (start == versions.end()) {
+      return ValidationError(absl::StrCat("marker '", request.marker(),
+                                          "' was not returned by ListKeyRotations for this key"));
+    }
+    ++start;
+  }
+  v1::ListKeyRotationsResponse response;
+  for (auto it = start; it != versions.end(); ++it) {
+    if (it->origin == keystore::VersionOrigin::kCreated) continue;  // not a rotation
+    if (response.rotations_size() == limit) {
+      response.set_next_marker(response.rotations(limit - 1).key_version_id());
+      response.set_truncated(true);
+      break;
+    }
+    v1::RotationsListEntry* entry = response.add_rotations();
+    entry->set_key_id(key.key_id);
+    entry->set_key_version_id(it->version_id);
+    *entry->mutable_rotation_date() = ToTimestamp(it->creation_time);
+    entry->set_rotation_type(ToRotationType(it->origin));
+    entry->set_current(it->version_id == key.current_version_id);
+  }
+  return response;
+}
+
+absl::StatusOr<v1::GetRotationComplianceReportResponse> KeyService::GetRotationComplianceReport(
+    const v1::GetRotationComplianceReportRequest& request) {
+  const int max_age = request.has_max_age_in_days() ? request.max_age_in_days()
+                                                    : options_.compliance_max_age_days;
+  KMS_RETURN_IF_ERROR(CheckRange("max_age_in_days", max_age, 1, 36500));
+  const absl::Time now = clock_.Now();
+  v1::GetRotationComplianceReportResponse response;
+  response.set_max_age_in_days(max_age);
+  std::string marker;
+  do {
+    KMS_ASSIGN_OR_RETURN(keystore::Page<KeyRecord> page, store_.ListKeys(kMaxListLimit, marker));
+    for (const KeyRecord& key : page.items) {
+      // Keys being erased or without material have nothing to rotate.
+      if (key.state != KeyState::kEnabled && key.state != KeyState::kDisabled) continue;
+      KMS_ASSIGN_OR_RETURN(keystore::KeyVersionRecord current,
+                           store_.GetVersion(key.current_version_id));
+      v1::RotationComplianceStatus status = v1::COMPLIANT;
+      if (!key.rotation_enabled || key.origin == keystore::KeyOrigin::kExternal) {
+        status = v1::ROTATION_DISABLED;
+      } else if (now - current.creation_time > absl::Hours(24) * max_age) {
+        status = v1::OVERDUE;
+      }
+      if (status == v1::COMPLIANT && !request.include_compliant()) continue;
+      v1::RotationComplianceEntry* entry = response.add_keys();
+      entry->set_key_id(key.key_id);
+      entry->set_arn(names_.KeyArn(key.key_id));
+      entry->set_key_state(ToProtoState(key.state));
+      entry->set_key_rotation_enabled(key.rotation_enabled);
+      entry->set_rotation_period_in_days(key.rotation_period_days);
+      *entry->mutable_last_rotation_date() = ToTimestamp(current.creation_time);
+      if (key.next_rotation_time) {
+        *entry->mutable_next_rotation_date() = ToTimestamp(*key.next_rotation_time);
+      }
+      entry->set_status(status);
+    }
+    marker = page.next_marker;
+  } while (!marker.empty());
   return response;
 }
 

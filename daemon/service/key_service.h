@@ -18,10 +18,13 @@
 #ifndef KMS_DAEMON_SERVICE_KEY_SERVICE_H_
 #define KMS_DAEMON_SERVICE_KEY_SERVICE_H_
 
+#include <cstdint>
+#include <functional>
 #include <string>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/container/flat_hash_map.h"
 #include "absl/synchronization/mutex.h"
 #include "daemon/common/clock.h"
 #include "daemon/common/secret_bytes.h"
@@ -37,6 +40,27 @@ namespace kms::service {
 struct ServiceOptions {
   // Resource names are "<prefix>:key/<id>" and "<prefix>:alias/<name>".
   std::string resource_name_prefix = "arn:kmsd:kms:local:000000000000";
+
+  // Rotation periods callers may choose, in days, and the default.
+  int min_rotation_period_days = 1;
+  int max_rotation_period_days = 2560;
+  int default_rotation_period_days = 365;
+  // RotateKeyOnDemand calls allowed per key; then LimitExceededException.
+  int on_demand_rotation_limit = 25;
+  // Encryptions per key version: at the threshold the key rotates (type
+  // USAGE_LIMIT); at the hard limit the version refuses to encrypt. AES-GCM
+  // with random 96-bit IVs allows 2^32 encryptions per key (SP 800-38D).
+  int64_t usage_rotation_threshold = int64_t{1} << 30;
+  int64_t usage_hard_limit = int64_t{1} << 32;
+  // Encryptions reserved (persisted) at a time, so the count never
+  // undercounts after a crash while costing one write per block.
+  int64_t usage_reservation_block = 10000;
+  // GetRotationComplianceReport's default maximum age of current material.
+  int compliance_max_age_days = 365;
+
+  // Test hook: called at named points of multi-step changes ("rotate:after-
+  // generate", ...). The crash-point test makes it kill the process.
+  std::function<void(absl::string_view point)> crash_hook;
 };
 
 class KeyService {
@@ -56,6 +80,13 @@ class KeyService {
   // many keys were erased. A failure leaves the key PENDING_DELETION for the
   // next call. The daemon calls this periodically.
   absl::StatusOr<int> DeleteDueKeys();
+
+  // Rotates every ENABLED key whose next rotation date is at or before
+  // Clock::Now(), once each however long it was overdue, and schedules the
+  // next rotation a period from now. A key whose rotation fails is retried
+  // with exponential backoff (1 minute doubling to 1 hour); nothing is lost.
+  // Returns how many keys rotated. The daemon calls this periodically.
+  absl::StatusOr<int> RotateDueKeys();
 
   // ---- control plane: keys
   // CreateKey: ValidationException (description, usage, spec, origin),
@@ -95,6 +126,27 @@ class KeyService {
       const v1::UntagResourceRequest& request);
   absl::StatusOr<v1::ListResourceTagsResponse> ListResourceTags(
       const v1::ListResourceTagsRequest& request);
+
+  // ---- control plane: rotation. Keys with imported material (origin
+  // EXTERNAL) are not rotated: UnsupportedOperationException.
+  // EnableKeyRotation: rotation_period_in_days within the configured range;
+  // the next rotation is due a period after the current material was made.
+  absl::StatusOr<v1::EnableKeyRotationResponse> EnableKeyRotation(
+      const v1::EnableKeyRotationRequest& request);
+  absl::StatusOr<v1::DisableKeyRotationResponse> DisableKeyRotation(
+      const v1::DisableKeyRotationRequest& request);
+  absl::StatusOr<v1::GetKeyRotationStatusResponse> GetKeyRotationStatus(
+      const v1::GetKeyRotationStatusRequest& request);
+  // RotateKeyOnDemand: new material becomes current; DisabledException,
+  // KMSInvalidStateException, LimitExceededException past the per-key limit.
+  absl::StatusOr<v1::RotateKeyOnDemandResponse> RotateKeyOnDemand(
+      const v1::RotateKeyOnDemandRequest& request);
+  absl::StatusOr<v1::ListKeyRotationsResponse> ListKeyRotations(
+      const v1::ListKeyRotationsRequest& request);
+  // Keys (ENABLED or DISABLED) whose rotation is disabled or whose current
+  // material is older than max_age_in_days.
+  absl::StatusOr<v1::GetRotationComplianceReportResponse> GetRotationComplianceReport(
+      const v1::GetRotationComplianceReportRequest& request);
 
   // ---- data plane. Keys must be ENABLED: DisabledException for a disabled
   // key, KMSInvalidStateException for one pending deletion or import.
@@ -147,6 +199,24 @@ class KeyService {
       const std::optional<int>& number_of_bytes, v1::DataKeySpec key_spec,
       keystore::KeyRecord* key_out);
 
+  // Makes new material current for `key`, crash-safely (intent, HSM object,
+  // metadata commit). AUTOMATIC rotations also schedule the next one.
+  // Requires control_mu_. Returns the new version id.
+  absl::StatusOr<std::string> RotateLocked(keystore::KeyRecord key,
+                                           keystore::VersionOrigin origin);
+  // The state and origin rules shared by the rotation RPCs.
+  absl::Status CheckRotatable(const keystore::KeyRecord& key, absl::string_view name) const;
+  // Counts one encryption under `version_id`, persisting a new reservation
+  // block first when the current one is used up. Returns the count.
+  // Errors: LimitExceededException at the hard limit.
+  absl::StatusOr<int64_t> CountEncryption(const std::string& version_id);
+  // After a version crossed the usage threshold: rotates its key if the
+  // version is still current and no other control-plane change is running.
+  void MaybeRotateForUsage(const std::string& key_id, const std::string& version_id);
+  void CrashPoint(absl::string_view point) const {
+    if (options_.crash_hook) options_.crash_hook(point);
+  }
+
   // EnableKey and DisableKey: ENABLED <-> DISABLED, a no-op when already there.
   absl::Status SetEnabled(absl::string_view key_id, bool enabled);
 
@@ -157,7 +227,24 @@ class KeyService {
   keystore::KeyStore& store_;
   const Clock& clock_;
   const ResourceNames names_;
+  const ServiceOptions options_;
   absl::Mutex control_mu_;  // serialises control-plane read-modify-write
+
+  struct Usage {
+    int64_t used = 0;
+    int64_t reserved = 0;  // persisted; used <= reserved
+  };
+  absl::Mutex usage_mu_;
+  absl::flat_hash_map<std::string, Usage> usage_ ABSL_GUARDED_BY(usage_mu_);
+
+  struct Backoff {
+    int failures = 0;
+    absl::Time next_attempt;
+  };
+  // Rotation retry state, per key; touched only under control_mu_.
+  absl::flat_hash_map<std::string, Backoff> rotation_backoff_;
+  // Keys with a RotateKeyOnDemand in progress, and since when.
+  absl::flat_hash_map<std::string, absl::Time> on_demand_started_ ABSL_GUARDED_BY(usage_mu_);
 };
 
 // The data-plane state rule: OK for ENABLED; DisabledException for DISABLED;
