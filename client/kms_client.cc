@@ -123,6 +123,30 @@ absl::StatusOr<v1::ListResourceTagsResponse> KmsClient::ListResourceTags(
     const v1::ListResourceTagsRequest& request) const {
   return Call(&Stub::ListResourceTags, request);
 }
+absl::StatusOr<v1::EnableKeyRotationResponse> KmsClient::EnableKeyRotation(
+    const v1::EnableKeyRotationRequest& request) const {
+  return Call(&Stub::EnableKeyRotation, request);
+}
+absl::StatusOr<v1::DisableKeyRotationResponse> KmsClient::DisableKeyRotation(
+    const v1::DisableKeyRotationRequest& request) const {
+  return Call(&Stub::DisableKeyRotation, request);
+}
+absl::StatusOr<v1::GetKeyRotationStatusResponse> KmsClient::GetKeyRotationStatus(
+    const v1::GetKeyRotationStatusRequest& request) const {
+  return Call(&Stub::GetKeyRotationStatus, request);
+}
+absl::StatusOr<v1::RotateKeyOnDemandResponse> KmsClient::RotateKeyOnDemand(
+    const v1::RotateKeyOnDemandRequest& request) const {
+  return Call(&Stub::RotateKeyOnDemand, request);
+}
+absl::StatusOr<v1::ListKeyRotationsResponse> KmsClient::ListKeyRotations(
+    const v1::ListKeyRotationsRequest& request) const {
+  return Call(&Stub::ListKeyRotations, request);
+}
+absl::StatusOr<v1::GetRotationComplianceReportResponse> KmsClient::GetRotationComplianceReport(
+    const v1::GetRotationComplianceReportRequest& request) const {
+  return Call(&Stub::GetRotationComplianceReport, request);
+}
 absl::StatusOr<v1::EncryptResponse> KmsClient::Encrypt(const v1::EncryptRequest& request) const {
   return Call(&Stub::Encrypt, request);
 }

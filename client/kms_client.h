@@ -83,6 +83,21 @@ class KmsClient final : public DataKeySource {
   absl::StatusOr<v1::ListResourceTagsResponse> ListResourceTags(
       const v1::ListResourceTagsRequest& request) const;
 
+  // Control plane: rotation. RotateKeyOnDemand fails with
+  // LimitExceededException once a key has used up its on-demand rotations.
+  absl::StatusOr<v1::EnableKeyRotationResponse> EnableKeyRotation(
+      const v1::EnableKeyRotationRequest& request) const;
+  absl::StatusOr<v1::DisableKeyRotationResponse> DisableKeyRotation(
+      const v1::DisableKeyRotationRequest& request) const;
+  absl::StatusOr<v1::GetKeyRotationStatusResponse> GetKeyRotationStatus(
+      const v1::GetKeyRotationStatusRequest& request) const;
+  absl::StatusOr<v1::RotateKeyOnDemandResponse> RotateKeyOnDemand(
+      const v1::RotateKeyOnDemandRequest& request) const;
+  absl::StatusOr<v1::ListKeyRotationsResponse> ListKeyRotations(
+      const v1::ListKeyRotationsRequest& request) const;
+  absl::StatusOr<v1::GetRotationComplianceReportResponse> GetRotationComplianceReport(
+      const v1::GetRotationComplianceReportRequest& request) const;
+
   // Data plane.
   absl::StatusOr<v1::EncryptResponse> Encrypt(const v1::EncryptRequest& request) const;
   absl::StatusOr<v1::DecryptResponse> Decrypt(const v1::DecryptRequest& request) const;

@@ -1,7 +1,10 @@
 // kmsctl: the command-line client of kmsd. One subcommand per RPC of
 // kms/v1/kms.proto, named as the AWS CLI names it (describe-key,
-// generate-data-key, ...), plus encrypt-file / decrypt-file / envelope-info
-// for envelope-encrypted files (client/envelope.h).
+// generate-data-key, ...; kmsd's own GetRotationComplianceReport is
+// rotation-compliance-report), plus encrypt-file / decrypt-file /
+// envelope-info for envelope-encrypted files (client/envelope.h).
+// describe-key alone makes two RPCs: without --json it also lists the key's
+// versions (ListKeyRotations).
 //
 // Exit codes (also printed by `kmsctl --help`; see kmsctl_support.h):
 //   0  success
@@ -241,11 +244,18 @@ void AddCreateKey(CommandTable& commands) {
     std::string description;
     std::string origin = "AWS_KMS";
     std::vector<std::string> tags;
+    bool enable_key_rotation = false;
+    int32_t rotation_period_in_days = 0;
+    CLI::Option* period_flag = nullptr;
   };
   auto args = std::make_shared<Args>();
   CLI::App* command = commands.Add(
       "create-key", "Create a customer master key", [args](Session& session) -> absl::Status {
         KMS_ASSIGN_OR_RETURN(StringMap tags, ParseKeyValuePairs(args->tags, "--tag"));
+        // kmsd would ignore a period without rotation; say so instead.
+        if (args->period_flag->count() > 0 && !args->enable_key_rotation) {
+          return UsageError("--rotation-period-in-days requires --enable-key-rotation");
+        }
         v1::CreateKeyRequest request;
         request.set_description(args->description);
         v1::OriginType origin;
@@ -255,6 +265,10 @@ void AddCreateKey(CommandTable& commands) {
           v1::Tag* tag = request.add_tags();
           tag->set_tag_key(key);
           tag->set_tag_value(value);
+        }
+        request.set_enable_key_rotation(args->enable_key_rotation);
+        if (args->period_flag->count() > 0) {
+          request.set_rotation_period_in_days(args->rotation_period_in_days);
         }
         KMS_ASSIGN_OR_RETURN(v1::CreateKeyResponse response, session.client.CreateKey(request));
         return Emit(session, response,
@@ -267,17 +281,44 @@ void AddCreateKey(CommandTable& commands) {
   command->add_option("--tag", args->tags, "Tag KEY=VALUE; repeat")
       ->type_name("KEY=VALUE")
       ->allow_extra_args(false);
+  command->add_flag("--enable-key-rotation", args->enable_key_rotation,
+                    "Rotate the key material automatically");
+  args->period_flag =
+      command->add_option("--rotation-period-in-days", args->rotation_period_in_days,
+                          "Days between rotations; needs --enable-key-rotation");
 }
 
 void AddDescribeKey(CommandTable& commands) {
   auto key_id = std::make_shared<std::string>();
   CLI::App* command = commands.Add(
-      "describe-key", "Show a key's metadata", [key_id](Session& session) -> absl::Status {
+      "describe-key", "Show a key's metadata and, without --json, its versions",
+      [key_id](Session& session) -> absl::Status {
         v1::DescribeKeyRequest request;
         request.set_key_id(*key_id);
         KMS_ASSIGN_OR_RETURN(v1::DescribeKeyResponse response, session.client.DescribeKey(request));
-        return Emit(session, response,
-                    [&] { return FormatFields(KeyMetadataFields(response.key_metadata())); });
+        const v1::KeyMetadata& metadata = response.key_metadata();
+        if (session.json || metadata.key_version_count() == 0) {
+          return Emit(session, response, [&] {
+            return FormatFields(KeyMetadataFields(metadata)) + FormatKeyVersions(metadata, {});
+          });
+        }
+        // Ask by key id, not by what the user typed: an alias could be
+        // pointed at another key in between.
+        v1::ListKeyRotationsRequest list;
+        list.set_key_id(metadata.key_id());
+        absl::StatusOr<v1::ListKeyRotationsResponse> rotations =
+            FetchPages<v1::ListKeyRotationsRequest, v1::ListKeyRotationsResponse>(
+                list, /*all=*/true, [&](const v1::ListKeyRotationsRequest& r) {
+                  return session.client.ListKeyRotations(r);
+                });
+        std::string text = FormatFields(KeyMetadataFields(metadata));
+        if (rotations.ok()) {
+          absl::StrAppend(&text, FormatKeyVersions(metadata, {rotations->rotations().begin(),
+                                                              rotations->rotations().end()}));
+        }
+        KMS_RETURN_IF_ERROR(WriteStdout(text));
+        // The metadata is worth having even when the versions are not.
+        return rotations.status();
       });
   AddKeyArgument(command, key_id.get());
 }
@@ -387,6 +428,151 @@ void AddCancelKeyDeletion(CommandTable& commands) {
                      });
                    });
   AddKeyArgument(command, key_id.get());
+}
+
+// ---------------------------------------------------------------- rotation
+
+void AddEnableKeyRotation(CommandTable& commands) {
+  struct Args {
+    std::string key_id;
+    int32_t rotation_period_in_days = 0;
+    CLI::Option* period_flag = nullptr;
+  };
+  auto args = std::make_shared<Args>();
+  CLI::App* command =
+      commands.Add("enable-key-rotation", "Rotate a key's material automatically, every period",
+                   [args](Session& session) -> absl::Status {
+                     v1::EnableKeyRotationRequest request;
+                     request.set_key_id(args->key_id);
+                     if (args->period_flag->count() > 0) {
+                       request.set_rotation_period_in_days(args->rotation_period_in_days);
+                     }
+                     KMS_ASSIGN_OR_RETURN(v1::EnableKeyRotationResponse response,
+                                          session.client.EnableKeyRotation(request));
+                     return EmitJsonOnly(session, response);
+                   });
+  AddKeyArgument(command, &args->key_id);
+  args->period_flag = command->add_option(
+      "--rotation-period-in-days", args->rotation_period_in_days,
+      "Days between rotations (kmsd's default: the key's previous period, else 365)");
+}
+
+void AddGetKeyRotationStatus(CommandTable& commands) {
+  auto key_id = std::make_shared<std::string>();
+  CLI::App* command = commands.Add(
+      "get-key-rotation-status", "Show whether and when a key rotates",
+      [key_id](Session& session) -> absl::Status {
+        v1::GetKeyRotationStatusRequest request;
+        request.set_key_id(*key_id);
+        KMS_ASSIGN_OR_RETURN(v1::GetKeyRotationStatusResponse response,
+                             session.client.GetKeyRotationStatus(request));
+        return Emit(session, response, [&] {
+          return FormatFields({
+              {"key_id", response.key_id()},
+              {"key_rotation_enabled", BoolName(response.key_rotation_enabled())},
+              {"rotation_period_in_days", NumberOrDash(response.rotation_period_in_days())},
+              {"next_rotation_date",
+               FormatTimestamp(response.next_rotation_date(), response.has_next_rotation_date())},
+              {"on_demand_rotation_start_date",
+               FormatTimestamp(response.on_demand_rotation_start_date(),
+                               response.has_on_demand_rotation_start_date())},
+          });
+        });
+      });
+  AddKeyArgument(command, key_id.get());
+}
+
+void AddRotateKeyOnDemand(CommandTable& commands) {
+  auto key_id = std::make_shared<std::string>();
+  CLI::App* command = commands.Add(
+      "rotate-key-on-demand", "Give a key new material now; old ciphertexts still decrypt",
+      [key_id](Session& session) -> absl::Status {
+        v1::RotateKeyOnDemandRequest request;
+        request.set_key_id(*key_id);
+        KMS_ASSIGN_OR_RETURN(v1::RotateKeyOnDemandResponse response,
+                             session.client.RotateKeyOnDemand(request));
+        return Emit(session, response, [&] {
+          return FormatFields(
+              {{"key_id", response.key_id()}, {"key_version_id", response.key_version_id()}});
+        });
+      });
+  AddKeyArgument(command, key_id.get());
+}
+
+void AddListKeyRotations(CommandTable& commands) {
+  struct Args {
+    std::string key_id;
+    PageFlags pages;
+  };
+  auto args = std::make_shared<Args>();
+  CLI::App* command = commands.Add(
+      "list-key-rotations", "List a key's rotations, oldest first (not its original material)",
+      [args](Session& session) -> absl::Status {
+        v1::ListKeyRotationsRequest request;
+        request.set_key_id(args->key_id);
+        args->pages.Apply(&request);
+        KMS_ASSIGN_OR_RETURN(
+            v1::ListKeyRotationsResponse response,
+            (FetchPages<v1::ListKeyRotationsRequest, v1::ListKeyRotationsResponse>(
+                request, args->pages.all, [&](const v1::ListKeyRotationsRequest& r) {
+                  return session.client.ListKeyRotations(r);
+                })));
+        return Emit(session, response, [&] {
+          std::vector<std::vector<std::string>> rows;
+          for (const v1::RotationsListEntry& rotation : response.rotations()) {
+            rows.push_back({rotation.key_version_id(),
+                            FormatTimestamp(rotation.rotation_date(), rotation.has_rotation_date()),
+                            RotationTypeName(rotation.rotation_type()),
+                            BoolName(rotation.current())});
+          }
+          return TableWithMarker({"KEY_VERSION_ID", "ROTATION_DATE", "ROTATION_TYPE", "CURRENT"},
+                                 rows, response.truncated(), response.next_marker());
+        });
+      });
+  AddKeyArgument(command, &args->key_id);
+  args->pages.AddFlags(command);
+}
+
+void AddRotationComplianceReport(CommandTable& commands) {
+  struct Args {
+    int32_t max_age_in_days = 0;
+    bool include_compliant = false;
+    CLI::Option* max_age_flag = nullptr;
+  };
+  auto args = std::make_shared<Args>();
+  CLI::App* command = commands.Add(
+      "rotation-compliance-report", "List keys whose rotation is disabled or overdue",
+      [args](Session& session) -> absl::Status {
+        v1::GetRotationComplianceReportRequest request;
+        if (args->max_age_flag->count() > 0) request.set_max_age_in_days(args->max_age_in_days);
+        request.set_include_compliant(args->include_compliant);
+        KMS_ASSIGN_OR_RETURN(v1::GetRotationComplianceReportResponse response,
+                             session.client.GetRotationComplianceReport(request));
+        return Emit(session, response, [&] {
+          std::vector<std::vector<std::string>> rows;
+          for (const v1::RotationComplianceEntry& key : response.keys()) {
+            rows.push_back({
+                key.key_id(),
+                KeyStateName(key.key_state()),
+                key.key_rotation_enabled() ? "enabled" : "disabled",
+                NumberOrDash(key.rotation_period_in_days()),
+                FormatTimestamp(key.last_rotation_date(), key.has_last_rotation_date()),
+                FormatTimestamp(key.next_rotation_date(), key.has_next_rotation_date()),
+                RotationComplianceStatusName(key.status()),
+            });
+          }
+          return absl::StrCat(
+              FormatFields({{"max_age_in_days", absl::StrCat(response.max_age_in_days())}}),
+              FormatTable({"KEY_ID", "STATE", "ROTATION", "PERIOD_DAYS", "LAST_ROTATION",
+                           "NEXT_ROTATION", "STATUS"},
+                          rows));
+        });
+      });
+  args->max_age_flag = command->add_option(
+      "--max-age-in-days", args->max_age_in_days,
+      "Current material older than this is OVERDUE (kmsd's default: from its configuration)");
+  command->add_flag("--include-compliant", args->include_compliant,
+                    "List every key, not only the non-compliant ones");
 }
 
 // ---------------------------------------------------------------- aliases
@@ -898,6 +1084,13 @@ void AddCommands(CommandTable& commands) {
   AddUpdateKeyDescription(commands);
   AddScheduleKeyDeletion(commands);
   AddCancelKeyDeletion(commands);
+  AddEnableKeyRotation(commands);
+  AddKeyOnlyCommand(commands, "disable-key-rotation", "Stop rotating a key's material",
+                    &KmsClient::DisableKeyRotation);
+  AddGetKeyRotationStatus(commands);
+  AddRotateKeyOnDemand(commands);
+  AddListKeyRotations(commands);
+  AddRotationComplianceReport(commands);
   AddAliasTargetCommand(commands, "create-alias", "Name a key with a new alias",
                         &KmsClient::CreateAlias);
   AddAliasTargetCommand(commands, "update-alias", "Point an alias at another key",

@@ -27,6 +27,35 @@ std::string EnumName(const google::protobuf::EnumDescriptor* descriptor, Enum va
   return v != nullptr ? v->name() : absl::StrCat(static_cast<int>(value));
 }
 
+// `rows` as lines starting with `indent`, `columns` cells each (missing
+// cells are empty), separated by two spaces and padded to the widest cell;
+// the last column is not padded and no line ends in a space.
+std::string AlignColumns(const std::vector<std::vector<std::string>>& rows, size_t columns,
+                         absl::string_view indent) {
+  std::vector<size_t> widths(columns, 0);
+  for (const auto& row : rows) {
+    for (size_t i = 0; i < row.size() && i < widths.size(); ++i) {
+      widths[i] = std::max(widths[i], row[i].size());
+    }
+  }
+  std::string out;
+  for (const auto& row : rows) {
+    std::string line(indent);
+    for (size_t i = 0; i < widths.size(); ++i) {
+      const std::string cell = i < row.size() ? row[i] : "";
+      if (i + 1 == widths.size()) {
+        absl::StrAppend(&line, cell);
+      } else {
+        absl::StrAppend(&line, PadRight(cell, widths[i]), "  ");
+      }
+    }
+    // A blank last cell would leave padding at the end of the line.
+    line.erase(line.find_last_not_of(' ') + 1);
+    absl::StrAppend(&out, line, "\n");
+  }
+  return out;
+}
+
 }  // namespace
 
 std::string FormatFields(const std::vector<Field>& fields) {
@@ -45,33 +74,9 @@ std::string FormatFields(const std::vector<Field>& fields) {
 
 std::string FormatTable(const std::vector<std::string>& header,
                         const std::vector<std::vector<std::string>>& rows) {
-  std::vector<size_t> widths(header.size(), 0);
-  auto measure = [&widths](const std::vector<std::string>& row) {
-    for (size_t i = 0; i < row.size() && i < widths.size(); ++i) {
-      widths[i] = std::max(widths[i], row[i].size());
-    }
-  };
-  measure(header);
-  for (const auto& row : rows) measure(row);
-
-  std::string out;
-  auto append_row = [&out, &widths](const std::vector<std::string>& row) {
-    std::string line;
-    for (size_t i = 0; i < widths.size(); ++i) {
-      const std::string cell = i < row.size() ? row[i] : "";
-      if (i + 1 == widths.size()) {
-        absl::StrAppend(&line, cell);
-      } else {
-        absl::StrAppend(&line, PadRight(cell, widths[i]), "  ");
-      }
-    }
-    // A blank last cell would leave padding at the end of the line.
-    line.erase(line.find_last_not_of(' ') + 1);
-    absl::StrAppend(&out, line, "\n");
-  };
-  append_row(header);
-  for (const auto& row : rows) append_row(row);
-  return out;
+  std::vector<std::vector<std::string>> all = {header};
+  all.insert(all.end(), rows.begin(), rows.end());
+  return AlignColumns(all, header.size(), "");
 }
 
 absl::StatusOr<std::string> FormatJson(const google::protobuf::Message& message) {
@@ -142,7 +147,19 @@ std::string FormatPairs(const std::map<std::string, std::string>& pairs) {
   return absl::StrJoin(pairs, "\n", absl::PairFormatter("="));
 }
 
+std::string BoolName(bool value) { return value ? "true" : "false"; }
+
+std::string NumberOrDash(int64_t value) { return value == 0 ? "-" : absl::StrCat(value); }
+
 std::string KeyStateName(v1::KeyState state) { return EnumName(v1::KeyState_descriptor(), state); }
+
+std::string RotationTypeName(v1::RotationType type) {
+  return EnumName(v1::RotationType_descriptor(), type);
+}
+
+std::string RotationComplianceStatusName(v1::RotationComplianceStatus status) {
+  return EnumName(v1::RotationComplianceStatus_descriptor(), status);
+}
 
 std::vector<Field> KeyMetadataFields(const v1::KeyMetadata& m) {
   std::vector<std::string> algorithms;
@@ -163,7 +180,31 @@ std::vector<Field> KeyMetadataFields(const v1::KeyMetadata& m) {
       {"key_spec", EnumName(v1::KeySpec_descriptor(), m.key_spec())},
       {"current_key_version_id", or_dash(m.current_key_version_id())},
       {"encryption_algorithms", algorithms.empty() ? "-" : absl::StrJoin(algorithms, ", ")},
+      {"key_version_count", absl::StrCat(m.key_version_count())},
   };
+}
+
+std::string FormatKeyVersions(const v1::KeyMetadata& metadata,
+                              const std::vector<v1::RotationsListEntry>& rotations) {
+  if (metadata.key_version_count() == 0) return "versions: -\n";
+  bool rotated_current = false;
+  for (const v1::RotationsListEntry& rotation : rotations) rotated_current |= rotation.current();
+  // The original material is current until the first rotation.
+  std::vector<std::vector<std::string>> rows = {{
+      rotated_current || metadata.current_key_version_id().empty()
+          ? std::string("-")
+          : metadata.current_key_version_id(),
+      FormatTimestamp(metadata.creation_date(), metadata.has_creation_date()),
+      "ORIGINAL",
+      rotated_current ? "" : "current",
+  }};
+  for (const v1::RotationsListEntry& rotation : rotations) {
+    rows.push_back({rotation.key_version_id(),
+                    FormatTimestamp(rotation.rotation_date(), rotation.has_rotation_date()),
+                    RotationTypeName(rotation.rotation_type()),
+                    rotation.current() ? "current" : ""});
+  }
+  return absl::StrCat("versions:\n", AlignColumns(rows, 4, "  "));
 }
 
 }  // namespace kms::kmsctl

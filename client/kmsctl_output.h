@@ -13,6 +13,7 @@
 #ifndef KMS_CLIENT_KMSCTL_OUTPUT_H_
 #define KMS_CLIENT_KMSCTL_OUTPUT_H_
 
+#include <cstdint>
 #include <map>
 #include <string>
 #include <utility>
@@ -60,8 +61,25 @@ std::string FormatPairs(const std::map<std::string, std::string>& pairs);
 // Every KeyMetadata field, in proto order.
 std::vector<Field> KeyMetadataFields(const v1::KeyMetadata& metadata);
 
+// describe-key's "versions:" section: a line for the key's original material
+// (type ORIGINAL, dated at the key's creation; its id is shown only while it is
+// current, since kmsd names it nowhere else), then one line per rotation,
+// oldest first, the current version marked "current". Columns are aligned and
+// indented by two spaces. "versions: -" for a key without material
+// (key_version_count 0, e.g. PENDING_IMPORT).
+std::string FormatKeyVersions(const v1::KeyMetadata& metadata,
+                              const std::vector<v1::RotationsListEntry>& rotations);
+
+// "true" or "false".
+std::string BoolName(bool value);
+
+// A count or period, or "-" if it is 0 (unset in proto3).
+std::string NumberOrDash(int64_t value);
+
 // Enum value names as the proto spells them.
 std::string KeyStateName(v1::KeyState state);
+std::string RotationTypeName(v1::RotationType type);
+std::string RotationComplianceStatusName(v1::RotationComplianceStatus status);
 
 }  // namespace kms::kmsctl
 

@@ -74,6 +74,105 @@ TEST_F(KmsClientTest, EachMethodCallsItsOwnRpc) {
   EXPECT_EQ(server_.service().total_calls(), 3);
 }
 
+TEST_F(KmsClientTest, RotationMethodsCallTheirOwnRpcsWithTheirRequests) {
+  v1::EnableKeyRotationRequest enable;
+  enable.set_key_id(kKeyId);
+  enable.set_rotation_period_in_days(90);
+  ASSERT_TRUE(client_->EnableKeyRotation(enable).ok());
+  v1::DisableKeyRotationRequest disable;
+  disable.set_key_id("alias/payments");
+  ASSERT_TRUE(client_->DisableKeyRotation(disable).ok());
+  v1::GetKeyRotationStatusRequest status;
+  status.set_key_id(kKeyArn);
+  ASSERT_TRUE(client_->GetKeyRotationStatus(status).ok());
+  v1::RotateKeyOnDemandRequest rotate;
+  rotate.set_key_id(kKeyId);
+  ASSERT_TRUE(client_->RotateKeyOnDemand(rotate).ok());
+  v1::ListKeyRotationsRequest list;
+  list.set_key_id(kKeyId);
+  list.set_limit(2);
+  list.set_marker("version-0002");
+  ASSERT_TRUE(client_->ListKeyRotations(list).ok());
+  v1::GetRotationComplianceReportRequest report;
+  report.set_max_age_in_days(30);
+  report.set_include_compliant(true);
+  ASSERT_TRUE(client_->GetRotationComplianceReport(report).ok());
+
+  const ::kms::testing::FakeKmsService& service = server_.service();
+  EXPECT_EQ(service.total_calls(), 6);
+  v1::EnableKeyRotationRequest sent_enable =
+      service.last_request<v1::EnableKeyRotationRequest>("EnableKeyRotation");
+  EXPECT_EQ(sent_enable.key_id(), kKeyId);
+  ASSERT_TRUE(sent_enable.has_rotation_period_in_days());
+  EXPECT_EQ(sent_enable.rotation_period_in_days(), 90);
+  EXPECT_EQ(service.last_request<v1::DisableKeyRotationRequest>("DisableKeyRotation").key_id(),
+            "alias/payments");
+  EXPECT_EQ(service.last_request<v1::GetKeyRotationStatusRequest>("GetKeyRotationStatus").key_id(),
+            kKeyArn);
+  EXPECT_EQ(service.last_request<v1::RotateKeyOnDemandRequest>("RotateKeyOnDemand").key_id(),
+            kKeyId);
+  v1::ListKeyRotationsRequest sent_list =
+      service.last_request<v1::ListKeyRotationsRequest>("ListKeyRotations");
+  EXPECT_EQ(sent_list.key_id(), kKeyId);
+  EXPECT_EQ(sent_list.limit(), 2);
+  EXPECT_EQ(sent_list.marker(), "version-0002");
+  v1::GetRotationComplianceReportRequest sent_report =
+      service.last_request<v1::GetRotationComplianceReportRequest>("GetRotationComplianceReport");
+  EXPECT_EQ(sent_report.max_age_in_days(), 30);
+  EXPECT_TRUE(sent_report.include_compliant());
+}
+
+TEST_F(KmsClientTest, RotationResponsesCrossTheWireIntact) {
+  v1::RotateKeyOnDemandResponse rotated;
+  rotated.set_key_id(kKeyArn);
+  rotated.set_key_version_id("version-0003");
+  server_.service().AddResponse("RotateKeyOnDemand", rotated);
+  v1::ListKeyRotationsResponse rotations;
+  v1::RotationsListEntry* entry = rotations.add_rotations();
+  entry->set_key_id(kKeyId);
+  entry->set_key_version_id("version-0003");
+  entry->mutable_rotation_date()->set_seconds(1800000000);
+  entry->set_rotation_type(v1::ON_DEMAND);
+  entry->set_current(true);
+  rotations.set_truncated(true);
+  rotations.set_next_marker("version-0003");
+  server_.service().AddResponse("ListKeyRotations", rotations);
+  v1::GetRotationComplianceReportResponse report;
+  report.set_max_age_in_days(365);
+  report.add_keys()->set_status(v1::OVERDUE);
+  server_.service().AddResponse("GetRotationComplianceReport", report);
+
+  absl::StatusOr<v1::RotateKeyOnDemandResponse> rotate_response =
+      client_->RotateKeyOnDemand(v1::RotateKeyOnDemandRequest());
+  absl::StatusOr<v1::ListKeyRotationsResponse> list_response =
+      client_->ListKeyRotations(v1::ListKeyRotationsRequest());
+  absl::StatusOr<v1::GetRotationComplianceReportResponse> report_response =
+      client_->GetRotationComplianceReport(v1::GetRotationComplianceReportRequest());
+
+  ASSERT_TRUE(rotate_response.ok()) << rotate_response.status();
+  EXPECT_EQ(rotate_response->key_version_id(), "version-0003");
+  ASSERT_TRUE(list_response.ok()) << list_response.status();
+  EXPECT_EQ(list_response->SerializeAsString(), rotations.SerializeAsString());
+  ASSERT_TRUE(report_response.ok()) << report_response.status();
+  EXPECT_EQ(report_response->SerializeAsString(), report.SerializeAsString());
+}
+
+TEST_F(KmsClientTest, RotateKeyOnDemandOverTheLimitIsLimitExceeded) {
+  server_.service().SetError(
+      "RotateKeyOnDemand",
+      {grpc::StatusCode::RESOURCE_EXHAUSTED, "key has had 25 on-demand rotations, the limit is 25",
+       "LimitExceededException"});
+
+  absl::StatusOr<v1::RotateKeyOnDemandResponse> response =
+      client_->RotateKeyOnDemand(v1::RotateKeyOnDemandRequest());
+
+  ASSERT_FALSE(response.ok());
+  EXPECT_EQ(response.status().code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_EQ(response.status().message(), "key has had 25 on-demand rotations, the limit is 25");
+  EXPECT_EQ(ErrorTypeOf(response.status()), "LimitExceededException");
+  EXPECT_FALSE(IsTransportError(response.status()));
+}
+
 struct ErrorCase {
   std::string name;
   grpc::StatusCode grpc_code;

@@ -89,7 +89,19 @@ class KmsctlTest : public ::testing::Test {
     m.set_key_spec(v1::SYMMETRIC_DEFAULT);
     m.set_current_key_version_id("version-0001");
     m.add_encryption_algorithms(v1::SYMMETRIC_DEFAULT_ALGORITHM);
+    m.set_key_version_count(1);
     return m;
+  }
+
+  static v1::RotationsListEntry Rotation(const std::string& version_id, int64_t seconds,
+                                         v1::RotationType type, bool current) {
+    v1::RotationsListEntry r;
+    r.set_key_id(kKeyId);
+    r.set_key_version_id(version_id);
+    r.mutable_rotation_date()->set_seconds(seconds);
+    r.set_rotation_type(type);
+    r.set_current(current);
+    return r;
   }
 
   FakeKmsServer server_;
@@ -167,7 +179,35 @@ INSTANTIATE_TEST_SUITE_P(
         UsageCase{"RandomCountNotANumber", {"generate-random", "lots"}, "N"},
         UsageCase{"ChunkSizeTooSmall",
                   {"encrypt-file", "k", "in", "out", "--chunk-size", "10"},
-                  "--chunk-size"}),
+                  "--chunk-size"},
+        UsageCase{"RotationPeriodWithoutRotation",
+                  {"create-key", "--rotation-period-in-days", "90"},
+                  "--rotation-period-in-days requires --enable-key-rotation"},
+        UsageCase{"CreateKeyRotationPeriodNotANumber",
+                  {"create-key", "--enable-key-rotation", "--rotation-period-in-days", "yearly"},
+                  "--rotation-period-in-days"},
+        UsageCase{"EnableKeyRotationWithoutKey", {"enable-key-rotation"}, "KEY is required"},
+        UsageCase{"EnableKeyRotationPeriodNotANumber",
+                  {"enable-key-rotation", "k", "--rotation-period-in-days", "soon"},
+                  "--rotation-period-in-days"},
+        UsageCase{"EnableKeyRotationPeriodOverflowsInt32",
+                  {"enable-key-rotation", "k", "--rotation-period-in-days", "99999999999"},
+                  "--rotation-period-in-days"},
+        UsageCase{"DisableKeyRotationWithoutKey", {"disable-key-rotation"}, "KEY is required"},
+        UsageCase{"GetKeyRotationStatusWithoutKey", {"get-key-rotation-status"}, "KEY is required"},
+        UsageCase{"RotateKeyOnDemandWithoutKey", {"rotate-key-on-demand"}, "KEY is required"},
+        UsageCase{"RotateKeyOnDemandWithTwoKeys",
+                  {"rotate-key-on-demand", "k1", "k2"},
+                  "not expected: k2"},
+        UsageCase{"ListKeyRotationsWithoutKey", {"list-key-rotations"}, "KEY is required"},
+        UsageCase{"ListKeyRotationsLimitNotANumber",
+                  {"list-key-rotations", "k", "--limit", "all"},
+                  "--limit"},
+        UsageCase{"ComplianceMaxAgeNotANumber",
+                  {"rotation-compliance-report", "--max-age-in-days", "old"},
+                  "--max-age-in-days"},
+        UsageCase{
+            "ComplianceReportTakesNoKey", {"rotation-compliance-report", "k"}, "not expected: k"}),
     [](const ::testing::TestParamInfo<UsageCase>& info) { return info.param.name; });
 
 TEST_F(KmsctlTest, MissingPlaintextFileExitsFourWithoutCallingKmsd) {
@@ -186,6 +226,7 @@ TEST_F(KmsctlTest, HelpListsTheExitCodesAndExitsZero) {
   EXPECT_THAT(outcome.out, HasSubstr("Exit codes:"));
   EXPECT_THAT(outcome.out, HasSubstr("3  kmsd unreachable"));
   EXPECT_THAT(outcome.out, HasSubstr("generate-data-key-without-plaintext"));
+  EXPECT_THAT(outcome.out, HasSubstr("rotation-compliance-report"));
 }
 
 // ------------------------------------------------------------ errors
@@ -266,8 +307,111 @@ TEST_F(KmsctlTest, DescribeKeyShowsEveryMetadataField) {
   EXPECT_THAT(out, HasSubstr("key_spec:               SYMMETRIC_DEFAULT\n"));
   EXPECT_THAT(out, HasSubstr("current_key_version_id: version-0001\n"));
   EXPECT_THAT(out, HasSubstr("encryption_algorithms:  SYMMETRIC_DEFAULT_ALGORITHM\n"));
+  EXPECT_THAT(out, HasSubstr("key_version_count:      1\n"));
   EXPECT_EQ(server_.service().last_request<v1::DescribeKeyRequest>("DescribeKey").key_id(),
             "alias/payments");
+}
+
+TEST_F(KmsctlTest, DescribeKeyListsEveryVersionAndMarksTheCurrent) {
+  v1::DescribeKeyResponse canned;
+  *canned.mutable_key_metadata() = Metadata();
+  canned.mutable_key_metadata()->set_current_key_version_id("version-0003");
+  canned.mutable_key_metadata()->set_key_version_count(3);
+  server_.service().AddResponse("DescribeKey", canned);
+  v1::ListKeyRotationsResponse first;
+  *first.add_rotations() = Rotation("version-0002", 1800086400, v1::ON_DEMAND, false);
+  first.set_truncated(true);
+  first.set_next_marker("version-0002");
+  v1::ListKeyRotationsResponse second;
+  *second.add_rotations() = Rotation("version-0003", 1831536000, v1::AUTOMATIC, true);
+  server_.service().AddResponse("ListKeyRotations", first);
+  server_.service().AddResponse("ListKeyRotations", second);
+
+  CommandResult outcome = RunAgainstServer({"describe-key", "alias/payments"});
+
+  ASSERT_EQ(outcome.exit_code, 0) << outcome.err;
+  EXPECT_THAT(outcome.out, HasSubstr("current_key_version_id: version-0003\n"));
+  EXPECT_THAT(outcome.out, HasSubstr("key_version_count:      3\n"));
+  // The versions come last; the original material is not a rotation and
+  // kmsd does not name it once it has been rotated away.
+  EXPECT_THAT(outcome.out,
+              ::testing::EndsWith("versions:\n"
+                                  "  -             2027-01-15T08:00:00Z  ORIGINAL\n"
+                                  "  version-0002  2027-01-16T08:00:00Z  ON_DEMAND\n"
+                                  "  version-0003  2028-01-15T08:00:00Z  AUTOMATIC  current\n"));
+  EXPECT_EQ(outcome.err, "");
+  // Listed by the resolved key id, every page.
+  std::vector<v1::ListKeyRotationsRequest> requests =
+      server_.service().requests<v1::ListKeyRotationsRequest>("ListKeyRotations");
+  ASSERT_EQ(requests.size(), 2u);
+  EXPECT_EQ(requests[0].key_id(), kKeyId);
+  EXPECT_EQ(requests[0].marker(), "");
+  EXPECT_FALSE(requests[0].has_limit());
+  EXPECT_EQ(requests[1].key_id(), kKeyId);
+  EXPECT_EQ(requests[1].marker(), "version-0002");
+}
+
+TEST_F(KmsctlTest, DescribeKeyOfANeverRotatedKeyMarksTheOriginalCurrent) {
+  v1::DescribeKeyResponse canned;
+  *canned.mutable_key_metadata() = Metadata();
+  server_.service().AddResponse("DescribeKey", canned);
+
+  CommandResult outcome = RunAgainstServer({"describe-key", kKeyId});
+
+  ASSERT_EQ(outcome.exit_code, 0) << outcome.err;
+  EXPECT_THAT(outcome.out, ::testing::EndsWith("versions:\n"
+                                               "  version-0001  2027-01-15T08:00:00Z  ORIGINAL  "
+                                               "current\n"));
+  EXPECT_EQ(server_.service().calls("ListKeyRotations"), 1);
+}
+
+TEST_F(KmsctlTest, DescribeKeyWithoutMaterialShowsNoVersionsAndDoesNotAskForThem) {
+  v1::DescribeKeyResponse canned;
+  *canned.mutable_key_metadata() = Metadata();
+  canned.mutable_key_metadata()->set_key_state(v1::PENDING_IMPORT);
+  canned.mutable_key_metadata()->set_origin(v1::EXTERNAL);
+  canned.mutable_key_metadata()->clear_current_key_version_id();
+  canned.mutable_key_metadata()->set_key_version_count(0);
+  server_.service().AddResponse("DescribeKey", canned);
+
+  CommandResult outcome = RunAgainstServer({"describe-key", kKeyId});
+
+  ASSERT_EQ(outcome.exit_code, 0) << outcome.err;
+  EXPECT_THAT(outcome.out, HasSubstr("key_version_count:      0\n"));
+  EXPECT_THAT(outcome.out, ::testing::EndsWith("\nversions: -\n"));
+  EXPECT_EQ(server_.service().calls("ListKeyRotations"), 0);
+}
+
+TEST_F(KmsctlTest, DescribeKeyJsonIsTheDescribeKeyResponseOnly) {
+  v1::DescribeKeyResponse canned;
+  *canned.mutable_key_metadata() = Metadata();
+  canned.mutable_key_metadata()->set_key_version_count(2);
+  server_.service().AddResponse("DescribeKey", canned);
+
+  CommandResult outcome = RunAgainstServer({"--json", "describe-key", kKeyId});
+
+  ASSERT_EQ(outcome.exit_code, 0) << outcome.err;
+  EXPECT_THAT(outcome.out, StartsWith("{\"key_metadata\":{"));
+  EXPECT_THAT(outcome.out, HasSubstr("\"key_version_count\":2"));
+  EXPECT_THAT(outcome.out, ::testing::Not(HasSubstr("versions")));
+  EXPECT_EQ(std::count(outcome.out.begin(), outcome.out.end(), '\n'), 1);
+  EXPECT_EQ(server_.service().calls("ListKeyRotations"), 0);
+}
+
+TEST_F(KmsctlTest, DescribeKeyPrintsTheMetadataEvenWhenTheVersionsFail) {
+  v1::DescribeKeyResponse canned;
+  *canned.mutable_key_metadata() = Metadata();
+  server_.service().AddResponse("DescribeKey", canned);
+  server_.service().SetError("ListKeyRotations",
+                             {grpc::StatusCode::INTERNAL, "database is locked", ""});
+
+  CommandResult outcome = RunAgainstServer({"describe-key", kKeyId});
+
+  EXPECT_EQ(outcome.exit_code, 1);
+  EXPECT_THAT(outcome.out, HasSubstr("key_id:                 " + std::string(kKeyId) + "\n"));
+  EXPECT_THAT(outcome.out, HasSubstr("key_version_count:      1\n"));
+  EXPECT_THAT(outcome.out, ::testing::Not(HasSubstr("versions")));
+  EXPECT_EQ(outcome.err, "kmsctl: KMSInternalException: database is locked\n");
 }
 
 TEST_F(KmsctlTest, JsonOutputIsOneObjectWithProtoFieldNames) {
@@ -361,6 +505,282 @@ TEST_F(KmsctlTest, CreateKeySendsDescriptionOriginAndTags) {
   EXPECT_EQ(sent.tags(0).tag_value(), "");
   EXPECT_EQ(sent.tags(1).tag_key(), "team");
   EXPECT_EQ(sent.tags(1).tag_value(), "pay=ments");
+  EXPECT_FALSE(sent.enable_key_rotation());
+  EXPECT_FALSE(sent.has_rotation_period_in_days());
+}
+
+TEST_F(KmsctlTest, CreateKeySendsRotationAndItsPeriod) {
+  v1::CreateKeyResponse canned;
+  *canned.mutable_key_metadata() = Metadata();
+  server_.service().AddResponse("CreateKey", canned);
+
+  CommandResult outcome =
+      RunAgainstServer({"create-key", "--enable-key-rotation", "--rotation-period-in-days", "90"});
+
+  ASSERT_EQ(outcome.exit_code, 0) << outcome.err;
+  EXPECT_THAT(outcome.out, HasSubstr("key_version_count:      1\n"));
+  v1::CreateKeyRequest sent = server_.service().last_request<v1::CreateKeyRequest>("CreateKey");
+  EXPECT_TRUE(sent.enable_key_rotation());
+  ASSERT_TRUE(sent.has_rotation_period_in_days());
+  EXPECT_EQ(sent.rotation_period_in_days(), 90);
+}
+
+TEST_F(KmsctlTest, CreateKeyWithRotationLeavesThePeriodToKmsd) {
+  CommandResult outcome = RunAgainstServer({"create-key", "--enable-key-rotation"});
+
+  ASSERT_EQ(outcome.exit_code, 0) << outcome.err;
+  v1::CreateKeyRequest sent = server_.service().last_request<v1::CreateKeyRequest>("CreateKey");
+  EXPECT_TRUE(sent.enable_key_rotation());
+  EXPECT_FALSE(sent.has_rotation_period_in_days());
+}
+
+// ------------------------------------------------------------ rotation
+
+TEST_F(KmsctlTest, EnableKeyRotationSendsTheKeyAndPeriodAndPrintsNothing) {
+  CommandResult outcome = RunAgainstServer(
+      {"enable-key-rotation", "alias/payments", "--rotation-period-in-days", "30"});
+
+  ASSERT_EQ(outcome.exit_code, 0) << outcome.err;
+  EXPECT_EQ(outcome.out, "");
+  v1::EnableKeyRotationRequest sent =
+      server_.service().last_request<v1::EnableKeyRotationRequest>("EnableKeyRotation");
+  EXPECT_EQ(sent.key_id(), "alias/payments");
+  ASSERT_TRUE(sent.has_rotation_period_in_days());
+  EXPECT_EQ(sent.rotation_period_in_days(), 30);
+}
+
+TEST_F(KmsctlTest, EnableKeyRotationWithoutAPeriodLeavesItToKmsd) {
+  CommandResult outcome = RunAgainstServer({"--json", "enable-key-rotation", kKeyId});
+
+  ASSERT_EQ(outcome.exit_code, 0) << outcome.err;
+  EXPECT_EQ(outcome.out, "{}\n");
+  EXPECT_FALSE(server_.service()
+                   .last_request<v1::EnableKeyRotationRequest>("EnableKeyRotation")
+                   .has_rotation_period_in_days());
+}
+
+TEST_F(KmsctlTest, DisableKeyRotationSendsTheKey) {
+  CommandResult outcome = RunAgainstServer({"disable-key-rotation", kKeyArn});
+
+  ASSERT_EQ(outcome.exit_code, 0) << outcome.err;
+  EXPECT_EQ(outcome.out, "");
+  EXPECT_EQ(
+      server_.service().last_request<v1::DisableKeyRotationRequest>("DisableKeyRotation").key_id(),
+      kKeyArn);
+  EXPECT_EQ(server_.service().total_calls(), 1);
+}
+
+TEST_F(KmsctlTest, GetKeyRotationStatusPrintsEveryField) {
+  v1::GetKeyRotationStatusResponse canned;
+  canned.set_key_id(kKeyArn);
+  canned.set_key_rotation_enabled(true);
+  canned.set_rotation_period_in_days(90);
+  canned.mutable_next_rotation_date()->set_seconds(1807776000);  // 2027-04-15T08:00:00Z
+  canned.mutable_on_demand_rotation_start_date()->set_seconds(1800000000);
+  server_.service().AddResponse("GetKeyRotationStatus", canned);
+
+  CommandResult outcome = RunAgainstServer({"get-key-rotation-status", "alias/payments"});
+
+  ASSERT_EQ(outcome.exit_code, 0) << outcome.err;
+  EXPECT_EQ(outcome.out, "key_id:                        " + std::string(kKeyArn) +
+                             "\n"
+                             "key_rotation_enabled:          true\n"
+                             "rotation_period_in_days:       90\n"
+                             "next_rotation_date:            2027-04-15T08:00:00Z\n"
+                             "on_demand_rotation_start_date: 2027-01-15T08:00:00Z\n");
+  EXPECT_EQ(server_.service()
+                .last_request<v1::GetKeyRotationStatusRequest>("GetKeyRotationStatus")
+                .key_id(),
+            "alias/payments");
+}
+
+TEST_F(KmsctlTest, GetKeyRotationStatusShowsUnsetDatesAsDashes) {
+  v1::GetKeyRotationStatusResponse canned;
+  canned.set_key_id(kKeyArn);
+  canned.set_rotation_period_in_days(365);
+  server_.service().AddResponse("GetKeyRotationStatus", canned);
+
+  CommandResult outcome = RunAgainstServer({"get-key-rotation-status", kKeyId});
+
+  ASSERT_EQ(outcome.exit_code, 0) << outcome.err;
+  EXPECT_THAT(outcome.out, HasSubstr("key_rotation_enabled:          false\n"));
+  EXPECT_THAT(outcome.out, HasSubstr("rotation_period_in_days:       365\n"));
+  EXPECT_THAT(outcome.out, HasSubstr("next_rotation_date:            -\n"));
+  EXPECT_THAT(outcome.out, HasSubstr("on_demand_rotation_start_date: -\n"));
+}
+
+TEST_F(KmsctlTest, GetKeyRotationStatusJsonUsesProtoFieldNames) {
+  v1::GetKeyRotationStatusResponse canned;
+  canned.set_key_id(kKeyArn);
+  canned.set_key_rotation_enabled(true);
+  canned.set_rotation_period_in_days(90);
+  canned.mutable_next_rotation_date()->set_seconds(1807776000);
+  server_.service().AddResponse("GetKeyRotationStatus", canned);
+
+  CommandResult outcome = RunAgainstServer({"--json", "get-key-rotation-status", kKeyId});
+
+  ASSERT_EQ(outcome.exit_code, 0) << outcome.err;
+  EXPECT_THAT(outcome.out, HasSubstr("\"key_rotation_enabled\":true"));
+  EXPECT_THAT(outcome.out, HasSubstr("\"rotation_period_in_days\":90"));
+  EXPECT_THAT(outcome.out, HasSubstr("\"next_rotation_date\":\"2027-04-15T08:00:00Z\""));
+  EXPECT_EQ(std::count(outcome.out.begin(), outcome.out.end(), '\n'), 1);
+}
+
+TEST_F(KmsctlTest, RotateKeyOnDemandPrintsTheNewVersion) {
+  v1::RotateKeyOnDemandResponse canned;
+  canned.set_key_id(kKeyArn);
+  canned.set_key_version_id("version-0002");
+  server_.service().AddResponse("RotateKeyOnDemand", canned);
+
+  CommandResult outcome = RunAgainstServer({"rotate-key-on-demand", "alias/payments"});
+
+  ASSERT_EQ(outcome.exit_code, 0) << outcome.err;
+  EXPECT_EQ(outcome.out, "key_id:         " + std::string(kKeyArn) +
+                             "\n"
+                             "key_version_id: version-0002\n");
+  EXPECT_EQ(
+      server_.service().last_request<v1::RotateKeyOnDemandRequest>("RotateKeyOnDemand").key_id(),
+      "alias/payments");
+}
+
+TEST_F(KmsctlTest, RotateKeyOnDemandOverTheLimitExitsOne) {
+  server_.service().SetError(
+      "RotateKeyOnDemand", {grpc::StatusCode::RESOURCE_EXHAUSTED,
+                            "key 'alias/payments' has had 25 on-demand rotations, the limit is 25",
+                            "LimitExceededException"});
+
+  CommandResult outcome = RunAgainstServer({"rotate-key-on-demand", "alias/payments"});
+
+  EXPECT_EQ(outcome.exit_code, 1);
+  EXPECT_EQ(outcome.err,
+            "kmsctl: LimitExceededException: key 'alias/payments' has had 25 on-demand "
+            "rotations, the limit is 25\n");
+  EXPECT_EQ(outcome.out, "");
+}
+
+TEST_F(KmsctlTest, ListKeyRotationsPrintsATableAndWhereToContinue) {
+  v1::ListKeyRotationsResponse page;
+  *page.add_rotations() = Rotation("version-0002", 1800086400, v1::ON_DEMAND, false);
+  *page.add_rotations() = Rotation("version-0003", 1831536000, v1::USAGE_LIMIT, true);
+  page.set_truncated(true);
+  page.set_next_marker("version-0003");
+  server_.service().AddResponse("ListKeyRotations", page);
+
+  CommandResult outcome = RunAgainstServer(
+      {"list-key-rotations", "alias/payments", "--limit", "2", "--marker", "version-0001"});
+
+  ASSERT_EQ(outcome.exit_code, 0) << outcome.err;
+  EXPECT_EQ(outcome.out,
+            "KEY_VERSION_ID  ROTATION_DATE         ROTATION_TYPE  CURRENT\n"
+            "version-0002    2027-01-16T08:00:00Z  ON_DEMAND      false\n"
+            "version-0003    2028-01-15T08:00:00Z  USAGE_LIMIT    true\n"
+            "next_marker: version-0003\n");
+  v1::ListKeyRotationsRequest sent =
+      server_.service().last_request<v1::ListKeyRotationsRequest>("ListKeyRotations");
+  EXPECT_EQ(sent.key_id(), "alias/payments");
+  EXPECT_EQ(sent.limit(), 2);
+  EXPECT_EQ(sent.marker(), "version-0001");
+  EXPECT_EQ(server_.service().total_calls(), 1);
+}
+
+TEST_F(KmsctlTest, ListKeyRotationsAllFollowsTheMarkers) {
+  v1::ListKeyRotationsResponse first;
+  *first.add_rotations() = Rotation("version-0002", 1800086400, v1::ON_DEMAND, false);
+  first.set_truncated(true);
+  first.set_next_marker("version-0002");
+  v1::ListKeyRotationsResponse second;
+  *second.add_rotations() = Rotation("version-0003", 1831536000, v1::AUTOMATIC, true);
+  server_.service().AddResponse("ListKeyRotations", first);
+  server_.service().AddResponse("ListKeyRotations", second);
+
+  CommandResult outcome =
+      RunAgainstServer({"--json", "list-key-rotations", kKeyId, "--all", "--limit", "1"});
+
+  ASSERT_EQ(outcome.exit_code, 0) << outcome.err;
+  EXPECT_THAT(outcome.out, HasSubstr("\"key_version_id\":\"version-0002\""));
+  EXPECT_THAT(outcome.out, HasSubstr("\"key_version_id\":\"version-0003\""));
+  EXPECT_THAT(outcome.out, HasSubstr("\"rotation_type\":\"AUTOMATIC\""));
+  EXPECT_THAT(outcome.out, HasSubstr("\"truncated\":false"));
+  EXPECT_EQ(std::count(outcome.out.begin(), outcome.out.end(), '\n'), 1);
+  std::vector<v1::ListKeyRotationsRequest> requests =
+      server_.service().requests<v1::ListKeyRotationsRequest>("ListKeyRotations");
+  ASSERT_EQ(requests.size(), 2u);
+  EXPECT_EQ(requests[0].key_id(), kKeyId);
+  EXPECT_EQ(requests[0].limit(), 1);
+  EXPECT_EQ(requests[0].marker(), "");
+  EXPECT_EQ(requests[1].key_id(), kKeyId);
+  EXPECT_EQ(requests[1].limit(), 1);
+  EXPECT_EQ(requests[1].marker(), "version-0002");
+}
+
+v1::GetRotationComplianceReportResponse ComplianceReport() {
+  v1::GetRotationComplianceReportResponse report;
+  report.set_max_age_in_days(90);
+  v1::RotationComplianceEntry* overdue = report.add_keys();
+  overdue->set_key_id("key-overdue");
+  overdue->set_arn("arn-overdue");
+  overdue->set_key_state(v1::ENABLED);
+  overdue->set_key_rotation_enabled(true);
+  overdue->set_rotation_period_in_days(365);
+  overdue->mutable_last_rotation_date()->set_seconds(1800000000);
+  overdue->mutable_next_rotation_date()->set_seconds(1831536000);
+  overdue->set_status(v1::OVERDUE);
+  v1::RotationComplianceEntry* off = report.add_keys();
+  off->set_key_id("key-off");
+  off->set_arn("arn-off");
+  off->set_key_state(v1::DISABLED);
+  off->mutable_last_rotation_date()->set_seconds(1800086400);
+  off->set_status(v1::ROTATION_DISABLED);
+  return report;
+}
+
+TEST_F(KmsctlTest, RotationComplianceReportPrintsATable) {
+  server_.service().AddResponse("GetRotationComplianceReport", ComplianceReport());
+
+  CommandResult outcome = RunAgainstServer(
+      {"rotation-compliance-report", "--max-age-in-days", "90", "--include-compliant"});
+
+  ASSERT_EQ(outcome.exit_code, 0) << outcome.err;
+  EXPECT_EQ(outcome.out,
+            "max_age_in_days: 90\n"
+            "KEY_ID       STATE     ROTATION  PERIOD_DAYS  LAST_ROTATION         "
+            "NEXT_ROTATION         STATUS\n"
+            "key-overdue  ENABLED   enabled   365          2027-01-15T08:00:00Z  "
+            "2028-01-15T08:00:00Z  OVERDUE\n"
+            "key-off      DISABLED  disabled  -            2027-01-16T08:00:00Z  "
+            "-                     ROTATION_DISABLED\n");
+  v1::GetRotationComplianceReportRequest sent =
+      server_.service().last_request<v1::GetRotationComplianceReportRequest>(
+          "GetRotationComplianceReport");
+  ASSERT_TRUE(sent.has_max_age_in_days());
+  EXPECT_EQ(sent.max_age_in_days(), 90);
+  EXPECT_TRUE(sent.include_compliant());
+}
+
+TEST_F(KmsctlTest, RotationComplianceReportWithoutFlagsLeavesTheMaximumAgeToKmsd) {
+  CommandResult outcome = RunAgainstServer({"rotation-compliance-report"});
+
+  ASSERT_EQ(outcome.exit_code, 0) << outcome.err;
+  v1::GetRotationComplianceReportRequest sent =
+      server_.service().last_request<v1::GetRotationComplianceReportRequest>(
+          "GetRotationComplianceReport");
+  EXPECT_FALSE(sent.has_max_age_in_days());
+  EXPECT_FALSE(sent.include_compliant());
+}
+
+TEST_F(KmsctlTest, RotationComplianceReportJsonIsTheWholeResponse) {
+  server_.service().AddResponse("GetRotationComplianceReport", ComplianceReport());
+
+  CommandResult outcome = RunAgainstServer({"--json", "rotation-compliance-report"});
+
+  ASSERT_EQ(outcome.exit_code, 0) << outcome.err;
+  EXPECT_THAT(outcome.out, StartsWith("{\"max_age_in_days\":90,\"keys\":[{"));
+  EXPECT_THAT(outcome.out, HasSubstr("\"arn\":\"arn-overdue\""));
+  EXPECT_THAT(outcome.out, HasSubstr("\"status\":\"OVERDUE\""));
+  EXPECT_THAT(outcome.out, HasSubstr("\"status\":\"ROTATION_DISABLED\""));
+  EXPECT_THAT(outcome.out, HasSubstr("\"key_rotation_enabled\":false"));
+  EXPECT_THAT(outcome.out, HasSubstr("\"last_rotation_date\":\"2027-01-16T08:00:00Z\""));
+  EXPECT_EQ(std::count(outcome.out.begin(), outcome.out.end(), '\n'), 1);
 }
 
 // ------------------------------------------------------------ data plane
