@@ -13,63 +13,16 @@
 #include "tests/testing/fake_clock.h"
 #include "tests/testing/fake_hsm.h"
 #include "tests/testing/fault_injecting_hsm.h"
+#include "tests/daemon/service/service_fixture.h"
 
 namespace kms::service {
 namespace {
 
 using ::kms::testing::FakeClock;
 using ::kms::testing::FakeHsm;
-using ::kms::testing::FaultInjectingHsm;
 
-class KeyServiceTest : public ::testing::Test {
+class KeyServiceTest : public ServiceTest {
  protected:
-  void SetUp() override {
-    auto store = keystore::SqliteKeyStore::Open(":memory:");
-    ASSERT_TRUE(store.ok()) << store.status();
-    store_ = *std::move(store);
-    faulty_ = std::make_unique<FaultInjectingHsm>(fake_hsm_);
-    service_ = std::make_unique<KeyService>(*faulty_, *store_, clock_);
-  }
-
-  std::string NewKey(const std::string& description = "test key") {
-    v1::CreateKeyRequest request;
-    request.set_description(description);
-    auto response = service_->CreateKey(request);
-    EXPECT_TRUE(response.ok()) << response.status();
-    return response.ok() ? response->key_metadata().key_id() : "";
-  }
-
-  absl::StatusOr<std::string> EncryptWith(const std::string& key_id, const std::string& plaintext,
-                                          const EncryptionContext& context = {}) {
-    v1::EncryptRequest request;
-    request.set_key_id(key_id);
-    request.set_plaintext(plaintext);
-    for (const auto& [k, v] : context) (*request.mutable_encryption_context())[k] = v;
-    auto response = service_->Encrypt(request);
-    if (!response.ok()) return response.status();
-    return response->ciphertext_blob();
-  }
-
-  absl::StatusOr<std::string> DecryptWith(const std::string& blob,
-                                          const EncryptionContext& context = {},
-                                          const std::string& key_id = "") {
-    v1::DecryptRequest request;
-    request.set_ciphertext_blob(blob);
-    request.set_key_id(key_id);
-    for (const auto& [k, v] : context) (*request.mutable_encryption_context())[k] = v;
-    auto response = service_->Decrypt(request);
-    if (!response.ok()) return response.status();
-    return response->plaintext();
-  }
-
-  v1::KeyMetadata Describe(const std::string& key_id) {
-    v1::DescribeKeyRequest request;
-    request.set_key_id(key_id);
-    auto response = service_->DescribeKey(request);
-    EXPECT_TRUE(response.ok()) << response.status();
-    return response.ok() ? response->key_metadata() : v1::KeyMetadata();
-  }
-
   absl::Status Disable(const std::string& key_id) {
     v1::DisableKeyRequest r;
     r.set_key_id(key_id);
@@ -91,11 +44,6 @@ class KeyServiceTest : public ::testing::Test {
     return service_->CreateAlias(r).status();
   }
 
-  FakeClock clock_;
-  FakeHsm fake_hsm_;
-  std::unique_ptr<FaultInjectingHsm> faulty_;
-  std::unique_ptr<keystore::SqliteKeyStore> store_;
-  std::unique_ptr<KeyService> service_;
 };
 
 // ---------------------------------------------------------------- CreateKey
@@ -137,7 +85,7 @@ TEST_F(KeyServiceTest, ExternalKeyStartsPendingImportWithoutMaterial) {
   EXPECT_EQ(response->key_metadata().origin(), v1::EXTERNAL);
   EXPECT_TRUE(response->key_metadata().current_key_version_id().empty());
   EXPECT_TRUE(fake_hsm_.ListKeyIds().empty());
-  EXPECT_ERROR(EncryptWith(key_id, "x"), kFailedPrecondition, "KMSInvalidStateException");
+  EXPECT_ERROR(Encrypt(key_id, "x"), kFailedPrecondition, "KMSInvalidStateException");
   v1::EnableKeyRequest enable;
   enable.set_key_id(key_id);
   EXPECT_ERROR(service_->EnableKey(enable), kFailedPrecondition, "KMSInvalidStateException");
@@ -196,7 +144,7 @@ TEST_F(KeyServiceTest, RecoverKeepsACommittedCreateAndClearsItsIntent) {
   ASSERT_TRUE(service_->Recover().ok());
   EXPECT_TRUE(fake_hsm_.HasKey(version));
   EXPECT_TRUE(store_->ListIntents()->empty());
-  EXPECT_TRUE(EncryptWith(key_id, "still works").ok());
+  EXPECT_TRUE(Encrypt(key_id, "still works").ok());
 }
 
 TEST_F(KeyServiceTest, RecoverWithAnIntentWhoseObjectNeverAppearedJustClearsIt) {
@@ -209,9 +157,9 @@ TEST_F(KeyServiceTest, RecoverWithAnIntentWhoseObjectNeverAppearedJustClearsIt) 
 
 TEST_F(KeyServiceTest, EncryptThenDecryptRoundTrips) {
   const std::string key_id = NewKey();
-  auto blob = EncryptWith(key_id, "attack at dawn", {{"tenant", "t1"}});
+  auto blob = Encrypt(key_id, "attack at dawn", {{"tenant", "t1"}});
   ASSERT_TRUE(blob.ok()) << blob.status();
-  auto plaintext = DecryptWith(*blob, {{"tenant", "t1"}});
+  auto plaintext = Decrypt(*blob, {{"tenant", "t1"}});
   ASSERT_TRUE(plaintext.ok()) << plaintext.status();
   EXPECT_EQ(*plaintext, "attack at dawn");
 }
@@ -219,7 +167,7 @@ TEST_F(KeyServiceTest, EncryptThenDecryptRoundTrips) {
 TEST_F(KeyServiceTest, DecryptReportsTheKeyThatDecrypted) {
   const std::string key_id = NewKey();
   v1::DecryptRequest request;
-  request.set_ciphertext_blob(*EncryptWith(key_id, "p"));
+  request.set_ciphertext_blob(*Encrypt(key_id, "p"));
   auto response = service_->Decrypt(request);
   ASSERT_TRUE(response.ok());
   EXPECT_EQ(response->key_id(), service_->resource_names().KeyArn(key_id));
@@ -235,13 +183,13 @@ TEST_F(KeyServiceTest, ContextPairsInAnotherOrderDecrypt) {
   (*request.mutable_encryption_context())["c"] = "3";
   auto blob = service_->Encrypt(request);
   ASSERT_TRUE(blob.ok());
-  EXPECT_EQ(*DecryptWith(blob->ciphertext_blob(), {{"c", "3"}, {"a", "1"}, {"b", "2"}}), "p");
+  EXPECT_EQ(*Decrypt(blob->ciphertext_blob(), {{"c", "3"}, {"a", "1"}, {"b", "2"}}), "p");
 }
 
 TEST_F(KeyServiceTest, AnyContextChangeIsInvalidCiphertext) {
   const std::string key_id = NewKey();
   const EncryptionContext context = {{"tenant", "t1"}, {"purpose", "backup"}};
-  auto blob = EncryptWith(key_id, "p", context);
+  auto blob = Encrypt(key_id, "p", context);
   ASSERT_TRUE(blob.ok());
   const std::vector<EncryptionContext> wrong = {
       {},                                                            // all dropped
@@ -252,19 +200,19 @@ TEST_F(KeyServiceTest, AnyContextChangeIsInvalidCiphertext) {
       {{"tenant", "t1"}, {"purpose", "backup "}},                    // trailing space
   };
   for (const auto& c : wrong) {
-    EXPECT_ERROR(DecryptWith(*blob, c), kInvalidArgument, "InvalidCiphertextException");
+    EXPECT_ERROR(Decrypt(*blob, c), kInvalidArgument, "InvalidCiphertextException");
   }
 }
 
 TEST_F(KeyServiceTest, EveryChangedByteIsInvalidCiphertext) {
   const std::string key_id = NewKey();
-  auto blob = EncryptWith(key_id, "sixteen byte msg", {{"k", "v"}});
+  auto blob = Encrypt(key_id, "sixteen byte msg", {{"k", "v"}});
   ASSERT_TRUE(blob.ok());
   for (size_t i = 0; i < blob->size(); ++i) {
     for (uint8_t flip : {0x01, 0x80, 0xff}) {
       std::string changed = *blob;
       changed[i] = static_cast<char>(changed[i] ^ flip);
-      EXPECT_ERROR(DecryptWith(changed, {{"k", "v"}}), kInvalidArgument,
+      EXPECT_ERROR(Decrypt(changed, {{"k", "v"}}), kInvalidArgument,
                    "InvalidCiphertextException");
     }
   }
@@ -272,76 +220,76 @@ TEST_F(KeyServiceTest, EveryChangedByteIsInvalidCiphertext) {
 
 TEST_F(KeyServiceTest, TruncatedOrExtendedBlobIsInvalidCiphertext) {
   const std::string key_id = NewKey();
-  auto blob = EncryptWith(key_id, "payload");
+  auto blob = Encrypt(key_id, "payload");
   ASSERT_TRUE(blob.ok());
   for (size_t n = 1; n < blob->size(); ++n) {
-    EXPECT_ERROR(DecryptWith(blob->substr(0, n)), kInvalidArgument, "InvalidCiphertextException")
+    EXPECT_ERROR(Decrypt(blob->substr(0, n)), kInvalidArgument, "InvalidCiphertextException")
         << "truncated to " << n;
   }
   for (const std::string& tail : {std::string(1, '\0'), std::string(16, 'x')}) {
-    EXPECT_ERROR(DecryptWith(*blob + tail), kInvalidArgument, "InvalidCiphertextException");
+    EXPECT_ERROR(Decrypt(*blob + tail), kInvalidArgument, "InvalidCiphertextException");
   }
 }
 
 TEST_F(KeyServiceTest, EmptyBlobIsAValidationError) {
-  EXPECT_ERROR(DecryptWith(""), kInvalidArgument, "ValidationException");
+  EXPECT_ERROR(Decrypt(""), kInvalidArgument, "ValidationException");
 }
 
 TEST_F(KeyServiceTest, DecryptWithAnotherKeyNamedIsIncorrectKey) {
   const std::string a = NewKey();
   const std::string b = NewKey();
   ASSERT_TRUE(CreateAlias("alias/a", a).ok());
-  auto blob = EncryptWith(a, "p");
+  auto blob = Encrypt(a, "p");
   ASSERT_TRUE(blob.ok());
-  EXPECT_ERROR(DecryptWith(*blob, {}, b), kInvalidArgument, "IncorrectKeyException");
-  EXPECT_EQ(*DecryptWith(*blob, {}, a), "p");
-  EXPECT_EQ(*DecryptWith(*blob, {}, "alias/a"), "p");
-  EXPECT_EQ(*DecryptWith(*blob, {}, service_->resource_names().KeyArn(a)), "p");
-  EXPECT_ERROR(DecryptWith(*blob, {}, "alias/missing"), kNotFound, "NotFoundException");
+  EXPECT_ERROR(Decrypt(*blob, {}, b), kInvalidArgument, "IncorrectKeyException");
+  EXPECT_EQ(*Decrypt(*blob, {}, a), "p");
+  EXPECT_EQ(*Decrypt(*blob, {}, "alias/a"), "p");
+  EXPECT_EQ(*Decrypt(*blob, {}, service_->resource_names().KeyArn(a)), "p");
+  EXPECT_ERROR(Decrypt(*blob, {}, "alias/missing"), kNotFound, "NotFoundException");
 }
 
 TEST_F(KeyServiceTest, EncryptRejectsBadPlaintextSizesAndUnknownKeys) {
   const std::string key_id = NewKey();
-  EXPECT_ERROR(EncryptWith(key_id, ""), kInvalidArgument, "ValidationException");
-  EXPECT_ERROR(EncryptWith(key_id, std::string(4097, 'p')), kInvalidArgument,
+  EXPECT_ERROR(Encrypt(key_id, ""), kInvalidArgument, "ValidationException");
+  EXPECT_ERROR(Encrypt(key_id, std::string(4097, 'p')), kInvalidArgument,
                "ValidationException");
-  EXPECT_TRUE(EncryptWith(key_id, std::string(4096, 'p')).ok());
-  EXPECT_ERROR(EncryptWith("", "p"), kInvalidArgument, "ValidationException");
-  EXPECT_ERROR(EncryptWith("not-a-key-id", "p"), kInvalidArgument, "ValidationException");
-  EXPECT_ERROR(EncryptWith("00000000-0000-4000-8000-000000000000", "p"), kNotFound,
+  EXPECT_TRUE(Encrypt(key_id, std::string(4096, 'p')).ok());
+  EXPECT_ERROR(Encrypt("", "p"), kInvalidArgument, "ValidationException");
+  EXPECT_ERROR(Encrypt("not-a-key-id", "p"), kInvalidArgument, "ValidationException");
+  EXPECT_ERROR(Encrypt("00000000-0000-4000-8000-000000000000", "p"), kNotFound,
                "NotFoundException");
-  EXPECT_ERROR(EncryptWith("alias/none", "p"), kNotFound, "NotFoundException");
+  EXPECT_ERROR(Encrypt("alias/none", "p"), kNotFound, "NotFoundException");
 }
 
 TEST_F(KeyServiceTest, EachEncryptionUsesAFreshIv) {
   const std::string key_id = NewKey();
   std::set<std::string> blobs;
-  for (int i = 0; i < 50; ++i) blobs.insert(*EncryptWith(key_id, "same"));
+  for (int i = 0; i < 50; ++i) blobs.insert(*Encrypt(key_id, "same"));
   EXPECT_EQ(blobs.size(), 50u);
 }
 
 TEST_F(KeyServiceTest, HsmOutageIsKeyUnavailableAndRecovers) {
   const std::string key_id = NewKey();
   faulty_->FailOperation("EncryptGcm", absl::UnavailableError("CKR_DEVICE_REMOVED"));
-  auto failed = EncryptWith(key_id, "p");
+  auto failed = Encrypt(key_id, "p");
   EXPECT_ERROR(failed, kUnavailable, "KeyUnavailableException");
   EXPECT_EQ(failed.status().message().find("CKR_"), absl::string_view::npos)
       << "HSM details must stay in the log";
   faulty_->ClearFaults();
-  EXPECT_TRUE(EncryptWith(key_id, "p").ok());
+  EXPECT_TRUE(Encrypt(key_id, "p").ok());
 }
 
 // ---------------------------------------------------------------- states
 
 TEST_F(KeyServiceTest, DisabledKeyRefusesDataPlaneAndEnableRestoresIt) {
   const std::string key_id = NewKey();
-  auto blob = EncryptWith(key_id, "p");
+  auto blob = Encrypt(key_id, "p");
   ASSERT_TRUE(blob.ok());
   ASSERT_TRUE(Disable(key_id).ok());
   EXPECT_EQ(Describe(key_id).key_state(), v1::DISABLED);
   EXPECT_FALSE(Describe(key_id).enabled());
-  EXPECT_ERROR(EncryptWith(key_id, "p"), kFailedPrecondition, "DisabledException");
-  EXPECT_ERROR(DecryptWith(*blob), kFailedPrecondition, "DisabledException");
+  EXPECT_ERROR(Encrypt(key_id, "p"), kFailedPrecondition, "DisabledException");
+  EXPECT_ERROR(Decrypt(*blob), kFailedPrecondition, "DisabledException");
   v1::GenerateDataKeyRequest gdk;
   gdk.set_key_id(key_id);
   gdk.set_key_spec(v1::AES_256);
@@ -351,7 +299,7 @@ TEST_F(KeyServiceTest, DisabledKeyRefusesDataPlaneAndEnableRestoresIt) {
   enable.set_key_id(key_id);
   ASSERT_TRUE(service_->EnableKey(enable).ok());
   ASSERT_TRUE(service_->EnableKey(enable).ok());  // idempotent
-  EXPECT_EQ(*DecryptWith(*blob), "p");
+  EXPECT_EQ(*Decrypt(*blob), "p");
 }
 
 TEST_F(KeyServiceTest, UpdateKeyDescription) {
@@ -392,10 +340,10 @@ TEST_F(KeyServiceTest, ScheduleKeyDeletionDefaultsToThirtyDays) {
 
 TEST_F(KeyServiceTest, PendingDeletionKeyRefusesUseAndCancelReturnsItDisabled) {
   const std::string key_id = NewKey();
-  auto blob = EncryptWith(key_id, "p");
+  auto blob = Encrypt(key_id, "p");
   ASSERT_TRUE(Schedule(key_id, 7).ok());
-  EXPECT_ERROR(EncryptWith(key_id, "p"), kFailedPrecondition, "KMSInvalidStateException");
-  EXPECT_ERROR(DecryptWith(*blob), kFailedPrecondition, "KMSInvalidStateException");
+  EXPECT_ERROR(Encrypt(key_id, "p"), kFailedPrecondition, "KMSInvalidStateException");
+  EXPECT_ERROR(Decrypt(*blob), kFailedPrecondition, "KMSInvalidStateException");
   EXPECT_TRUE(absl::IsFailedPrecondition(Disable(key_id)));
   v1::CancelKeyDeletionRequest cancel;
   cancel.set_key_id(key_id);
@@ -424,7 +372,7 @@ TEST_F(KeyServiceTest, KeyIsErasedWhenItsDeletionDateArrivesAndNotBefore) {
   const std::string key_id = NewKey();
   const std::string version = Describe(key_id).current_key_version_id();
   ASSERT_TRUE(CreateAlias("alias/doomed", key_id).ok());
-  auto blob = EncryptWith(key_id, "p");
+  auto blob = Encrypt(key_id, "p");
   ASSERT_TRUE(blob.ok());
   ASSERT_TRUE(Schedule(key_id, 7).ok());
 
@@ -440,7 +388,7 @@ TEST_F(KeyServiceTest, KeyIsErasedWhenItsDeletionDateArrivesAndNotBefore) {
   EXPECT_ERROR(service_->DescribeKey(describe), kNotFound, "NotFoundException");
   describe.set_key_id("alias/doomed");
   EXPECT_ERROR(service_->DescribeKey(describe), kNotFound, "NotFoundException");
-  EXPECT_ERROR(DecryptWith(*blob), kInvalidArgument, "InvalidCiphertextException");
+  EXPECT_ERROR(Decrypt(*blob), kInvalidArgument, "InvalidCiphertextException");
   EXPECT_EQ(*service_->DeleteDueKeys(), 0);
 }
 
@@ -482,7 +430,7 @@ TEST_F(KeyServiceTest, RecoverErasesKeysWhoseDeadlinePassedWhileDown) {
 TEST_F(KeyServiceTest, ReEncryptMovesABlobToAnotherKeyAndContext) {
   const std::string a = NewKey();
   const std::string b = NewKey();
-  auto blob = EncryptWith(a, "secret", {{"v", "1"}});
+  auto blob = Encrypt(a, "secret", {{"v", "1"}});
   v1::ReEncryptRequest r;
   r.set_ciphertext_blob(*blob);
   (*r.mutable_source_encryption_context())["v"] = "1";
@@ -492,27 +440,27 @@ TEST_F(KeyServiceTest, ReEncryptMovesABlobToAnotherKeyAndContext) {
   ASSERT_TRUE(moved.ok()) << moved.status();
   EXPECT_EQ(moved->source_key_id(), service_->resource_names().KeyArn(a));
   EXPECT_EQ(moved->key_id(), service_->resource_names().KeyArn(b));
-  EXPECT_EQ(*DecryptWith(moved->ciphertext_blob(), {{"v", "2"}}, b), "secret");
-  EXPECT_ERROR(DecryptWith(moved->ciphertext_blob(), {{"v", "1"}}), kInvalidArgument,
+  EXPECT_EQ(*Decrypt(moved->ciphertext_blob(), {{"v", "2"}}, b), "secret");
+  EXPECT_ERROR(Decrypt(moved->ciphertext_blob(), {{"v", "1"}}), kInvalidArgument,
                "InvalidCiphertextException");
 }
 
 TEST_F(KeyServiceTest, ReEncryptToTheSameKeyGivesANewBlob) {
   const std::string a = NewKey();
-  auto blob = EncryptWith(a, "secret");
+  auto blob = Encrypt(a, "secret");
   v1::ReEncryptRequest r;
   r.set_ciphertext_blob(*blob);
   r.set_destination_key_id(a);
   auto moved = service_->ReEncrypt(r);
   ASSERT_TRUE(moved.ok());
   EXPECT_NE(moved->ciphertext_blob(), *blob);
-  EXPECT_EQ(*DecryptWith(moved->ciphertext_blob()), "secret");
+  EXPECT_EQ(*Decrypt(moved->ciphertext_blob()), "secret");
 }
 
 TEST_F(KeyServiceTest, ReEncryptChecksSourceAndDestination) {
   const std::string a = NewKey();
   const std::string b = NewKey();
-  auto blob = EncryptWith(a, "secret", {{"v", "1"}});
+  auto blob = Encrypt(a, "secret", {{"v", "1"}});
   v1::ReEncryptRequest r;
   r.set_ciphertext_blob(*blob);
   (*r.mutable_source_encryption_context())["v"] = "1";
@@ -551,7 +499,7 @@ TEST_F(KeyServiceTest, GenerateDataKeyReturnsAKeyItsBlobDecryptsTo) {
     ASSERT_TRUE(dk.ok()) << dk.status();
     EXPECT_EQ(dk->plaintext().size(), c.expected);
     EXPECT_EQ(dk->key_id(), service_->resource_names().KeyArn(key_id));
-    EXPECT_EQ(*DecryptWith(dk->ciphertext_blob(), {{"file", "f1"}}), dk->plaintext());
+    EXPECT_EQ(*Decrypt(dk->ciphertext_blob(), {{"file", "f1"}}), dk->plaintext());
   }
 }
 
@@ -580,7 +528,7 @@ TEST_F(KeyServiceTest, GenerateDataKeyWithoutPlaintextDecryptsToAFreshKey) {
   r.set_key_spec(v1::AES_256);
   auto dk = service_->GenerateDataKeyWithoutPlaintext(r);
   ASSERT_TRUE(dk.ok()) << dk.status();
-  auto plaintext = DecryptWith(dk->ciphertext_blob());
+  auto plaintext = Decrypt(dk->ciphertext_blob());
   ASSERT_TRUE(plaintext.ok());
   EXPECT_EQ(plaintext->size(), 32u);
   r.clear_key_spec();

@@ -13,61 +13,30 @@
 #include "tests/testing/fake_hsm.h"
 #include "tests/testing/fault_injecting_hsm.h"
 #include "tests/testing/status_matchers.h"
+#include "tests/daemon/service/service_fixture.h"
 
 namespace kms::service {
 namespace {
 
 using ::kms::testing::FakeClock;
 using ::kms::testing::FakeHsm;
-using ::kms::testing::FaultInjectingHsm;
 
 constexpr absl::Duration kDay = absl::Hours(24);
 
-class RotationTest : public ::testing::Test {
+class RotationTest : public ServiceTest {
  protected:
-  void SetUp() override {
-    auto store = keystore::SqliteKeyStore::Open(":memory:");
-    ASSERT_TRUE(store.ok()) << store.status();
-    store_ = *std::move(store);
-    faulty_ = std::make_unique<FaultInjectingHsm>(fake_hsm_);
-    Restart();
-  }
-
-  // A new KeyService over the same HSM and store, as after a daemon restart.
-  void Restart() { service_ = std::make_unique<KeyService>(*faulty_, *store_, clock_, options_); }
-
-  std::string NewKey(std::optional<int> rotation_days = std::nullopt) {
+  // A key with scheduled rotation every `rotation_days` days.
+  std::string NewRotatingKey(int rotation_days) {
     v1::CreateKeyRequest r;
-    if (rotation_days) {
-      r.set_enable_key_rotation(true);
-      r.set_rotation_period_in_days(*rotation_days);
-    }
+    r.set_enable_key_rotation(true);
+    r.set_rotation_period_in_days(rotation_days);
     auto created = service_->CreateKey(r);
     EXPECT_TRUE(created.ok()) << created.status();
     return created.ok() ? created->key_metadata().key_id() : "";
   }
 
   std::string CurrentVersion(const std::string& key_id) {
-    v1::DescribeKeyRequest r;
-    r.set_key_id(key_id);
-    return service_->DescribeKey(r)->key_metadata().current_key_version_id();
-  }
-
-  absl::StatusOr<std::string> Encrypt(const std::string& key_id, const std::string& plaintext) {
-    v1::EncryptRequest r;
-    r.set_key_id(key_id);
-    r.set_plaintext(plaintext);
-    auto e = service_->Encrypt(r);
-    if (!e.ok()) return e.status();
-    return e->ciphertext_blob();
-  }
-
-  absl::StatusOr<std::string> Decrypt(const std::string& blob) {
-    v1::DecryptRequest r;
-    r.set_ciphertext_blob(blob);
-    auto d = service_->Decrypt(r);
-    if (!d.ok()) return d.status();
-    return d->plaintext();
+    return Describe(key_id).current_key_version_id();
   }
 
   // The key version a blob was made under (bytes 17..32 of format v1).
@@ -102,12 +71,6 @@ class RotationTest : public ::testing::Test {
     return {listed->rotations().begin(), listed->rotations().end()};
   }
 
-  ServiceOptions options_;
-  FakeClock clock_;
-  FakeHsm fake_hsm_;
-  std::unique_ptr<FaultInjectingHsm> faulty_;
-  std::unique_ptr<keystore::SqliteKeyStore> store_;
-  std::unique_ptr<KeyService> service_;
 };
 
 // ---------------------------------------------------------------- on demand
@@ -273,7 +236,7 @@ TEST_F(RotationTest, PeriodMustBeInTheConfiguredRange) {
 }
 
 TEST_F(RotationTest, CreateKeyCanEnableRotation) {
-  const std::string key_id = NewKey(30);
+  const std::string key_id = NewRotatingKey(30);
   auto status = Status(key_id);
   EXPECT_TRUE(status.key_rotation_enabled());
   EXPECT_EQ(status.rotation_period_in_days(), 30);
@@ -301,7 +264,7 @@ TEST_F(RotationTest, RotationSettingsRefuseImportedAndUnusableKeys) {
 // ---------------------------------------------------------------- scheduler
 
 TEST_F(RotationTest, ScheduledRotationHappensWhenDueAndNotBefore) {
-  const std::string key_id = NewKey(30);
+  const std::string key_id = NewRotatingKey(30);
   const std::string v1 = CurrentVersion(key_id);
   clock_.Advance(30 * kDay - absl::Seconds(1));
   EXPECT_EQ(*service_->RotateDueKeys(), 0);
@@ -319,7 +282,7 @@ TEST_F(RotationTest, ScheduledRotationHappensWhenDueAndNotBefore) {
 }
 
 TEST_F(RotationTest, DowntimeOverSeveralPeriodsRotatesOnce) {
-  const std::string key_id = NewKey(30);
+  const std::string key_id = NewRotatingKey(30);
   clock_.Advance(100 * kDay);  // three periods and more while "down"
   Restart();
   EXPECT_EQ(*service_->RotateDueKeys(), 1);
@@ -330,8 +293,8 @@ TEST_F(RotationTest, DowntimeOverSeveralPeriodsRotatesOnce) {
 }
 
 TEST_F(RotationTest, DisabledAndPendingDeletionKeysDoNotRotateUntilBack) {
-  const std::string disabled = NewKey(30);
-  const std::string doomed = NewKey(30);
+  const std::string disabled = NewRotatingKey(30);
+  const std::string doomed = NewRotatingKey(30);
   v1::DisableKeyRequest disable;
   disable.set_key_id(disabled);
   ASSERT_TRUE(service_->DisableKey(disable).ok());
@@ -356,7 +319,7 @@ TEST_F(RotationTest, DisabledAndPendingDeletionKeysDoNotRotateUntilBack) {
 }
 
 TEST_F(RotationTest, FailedScheduledRotationIsRetriedWithBackoffAndLosesNothing) {
-  const std::string key_id = NewKey(30);
+  const std::string key_id = NewRotatingKey(30);
   const std::string v1 = CurrentVersion(key_id);
   auto blob = Encrypt(key_id, "kept");
   clock_.Advance(30 * kDay);
@@ -374,7 +337,7 @@ TEST_F(RotationTest, FailedScheduledRotationIsRetriedWithBackoffAndLosesNothing)
 }
 
 TEST_F(RotationTest, OnDemandRotationLeavesTheScheduleAlone) {
-  const std::string key_id = NewKey(30);
+  const std::string key_id = NewRotatingKey(30);
   const int64_t next = Status(key_id).next_rotation_date().seconds();
   clock_.Advance(10 * kDay);
   ASSERT_TRUE(RotateNow(key_id).ok());
@@ -465,8 +428,8 @@ TEST_F(RotationTest, ListKeyRotationsPagesOldestFirstAndMarksTheCurrent) {
 
 TEST_F(RotationTest, ComplianceReportFlagsDisabledAndOverdueRotation) {
   const std::string unrotated = NewKey();
-  const std::string rotating = NewKey(30);
-  const std::string stale = NewKey(400);  // rotates too rarely for a 365-day maximum
+  const std::string rotating = NewRotatingKey(30);
+  const std::string stale = NewRotatingKey(400);  // rotates too rarely for a 365-day maximum
   clock_.Advance(366 * kDay);
   ASSERT_TRUE(service_->RotateDueKeys().ok());  // `rotating` rotates; `stale` is not yet due
 
