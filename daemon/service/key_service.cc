@@ -695,24 +695,32 @@ absl::StatusOr<int> KeyService::RotateDueKeys() {
   int rotated = 0;
   for (const KeyRecord& key : due) {
     if (key.origin == keystore::KeyOrigin::kExternal) continue;
-    auto backoff = rotation_backoff_.find(key.key_id);
-    if (backoff != rotation_backoff_.end() && now < backoff->second.next_attempt) continue;
+    if (RotationBackingOff(key.key_id, now)) continue;
     absl::StatusOr<std::string> version = RotateLocked(key, keystore::VersionOrigin::kAutomatic);
-    if (version.ok()) {
-      ++rotated;
-      rotation_backoff_.erase(key.key_id);
-      continue;
-    }
-    Backoff& b = rotation_backoff_[key.key_id];
-    ++b.failures;
-    const absl::Duration delay =
-        std::min(absl::Minutes(1) * (int64_t{1} << std::min(b.failures - 1, 6)), absl::Hours(1));
-    b.next_attempt = now + delay;
-    KMS_LOG(ERROR) << "scheduled rotation of key " << key.key_id << " failed (attempt "
-                   << b.failures << "), retrying in " << absl::FormatDuration(delay) << ": "
-                   << version.status();
+    RecordRotationOutcome(key.key_id, now, version.status(), "scheduled");
+    if (version.ok()) ++rotated;
   }
   return rotated;
+}
+
+bool KeyService::RotationBackingOff(const std::string& key_id, absl::Time now) const {
+  auto it = rotation_backoff_.find(key_id);
+  return it != rotation_backoff_.end() && now < it->second.next_attempt;
+}
+
+void KeyService::RecordRotationOutcome(const std::string& key_id, absl::Time now,
+                                       const absl::Status& status, absl::string_view kind) {
+  if (status.ok()) {
+    rotation_backoff_.erase(key_id);
+    return;
+  }
+  Backoff& b = rotation_backoff_[key_id];
+  ++b.failures;
+  const absl::Duration delay =
+      std::min(absl::Minutes(1) * (int64_t{1} << std::min(b.failures - 1, 6)), absl::Hours(1));
+  b.next_attempt = now + delay;
+  KMS_LOG(ERROR) << kind << " rotation of key " << key_id << " failed (attempt " << b.failures
+                 << "), retrying in " << absl::FormatDuration(delay) << ": " << status;
 }
 
 absl::StatusOr<int64_t> KeyService::CountEncryption(const std::string& version_id) {
@@ -744,14 +752,14 @@ void KeyService::MaybeRotateForUsage(const std::string& key_id, const std::strin
   // Never wait behind a control-plane change on the data path; whoever
   // encrypts next past the threshold tries again.
   if (!control_mu_.TryLock()) return;
+  // A failing rotation backs off like a scheduled one, so the data path
+  // does not retry it (two database writes) on every encryption.
+  const absl::Time now = clock_.Now();
   absl::StatusOr<KeyRecord> key = store_.GetKey(key_id);
-  if (key.ok() && key->current_version_id == version_id &&
+  if (!RotationBackingOff(key_id, now) && key.ok() && key->current_version_id == version_id &&
       key->origin == keystore::KeyOrigin::kKms && key->state == KeyState::kEnabled) {
     absl::StatusOr<std::string> rotated = RotateLocked(*key, keystore::VersionOrigin::kUsageLimit);
-    if (!rotated.ok()) {
-      KMS_LOG(ERROR) << "usage-limit rotation of key " << key_id << " failed: "
-                     << rotated.status();
-    }
+    RecordRotationOutcome(key_id, now, rotated.status(), "usage-limit");
   }
   control_mu_.Unlock();
 }

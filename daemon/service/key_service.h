@@ -213,6 +213,12 @@ class KeyService {
   // After a version crossed the usage threshold: rotates its key if the
   // version is still current and no other control-plane change is running.
   void MaybeRotateForUsage(const std::string& key_id, const std::string& version_id);
+  // Rotation retry state (requires control_mu_): whether `key_id` is waiting
+  // out a backoff, and recording an attempt's outcome (failures back off 1
+  // minute, doubling to 1 hour; success clears it).
+  bool RotationBackingOff(const std::string& key_id, absl::Time now) const;
+  void RecordRotationOutcome(const std::string& key_id, absl::Time now,
+                             const absl::Status& status, absl::string_view kind);
   void CrashPoint(absl::string_view point) const {
     if (options_.crash_hook) options_.crash_hook(point);
   }

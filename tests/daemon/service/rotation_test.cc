@@ -385,6 +385,20 @@ TEST_F(RotationTest, HardLimitRefusesToEncryptRatherThanExceedIt) {
   EXPECT_TRUE(Encrypt(key_id, "x").ok());
 }
 
+TEST_F(RotationTest, FailingUsageRotationBacksOffInsteadOfRetryingEveryEncryption) {
+  options_.usage_rotation_threshold = 2;
+  options_.usage_hard_limit = 100;
+  Restart();
+  const std::string key_id = NewKey();
+  faulty_->FailOperation("GenerateAesKey", absl::UnavailableError("token full"));
+  for (int i = 0; i < 10; ++i) ASSERT_TRUE(Encrypt(key_id, "x").ok()) << i;
+  EXPECT_EQ(faulty_->CallCount("GenerateAesKey"), 2);  // CreateKey's, then one attempt
+  faulty_->ClearFaults();
+  clock_.Advance(absl::Minutes(1));
+  ASSERT_TRUE(Encrypt(key_id, "x").ok());
+  EXPECT_EQ(Rotations(key_id).size(), 1u);
+}
+
 TEST_F(RotationTest, UsageCountsNeverUndercountAcrossRestarts) {
   options_.usage_rotation_threshold = 1000;
   options_.usage_hard_limit = 10;
