@@ -8,7 +8,15 @@
 //
 // Implementations: Pkcs11Hsm (hsm/pkcs11_hsm.h, any PKCS#11 module; SoftHSMv2
 // in tests and the embedded default) and FakeHsm (tests/testing/fake_hsm.h,
-// for service unit tests). Both pass tests/hsm/hsm_conformance_test.cc.
+// for service unit tests). Both pass tests/hsm/hsm_conformance_test.cc and
+// tests/hsm/import_conformance_test.cc.
+//
+// Import of key material (AWS KMS "bring your own key") uses RSA wrapping
+// key pairs generated here: the private half is sensitive, never extractable
+// and unwrap-only, the public half is handed out (GetPublicKeyDer), and
+// material wrapped under it is unwrapped straight into an AES key object with
+// the same template as GenerateAesKey. Object ids form one namespace across
+// AES keys and wrapping key pairs (both halves of a pair carry the same id).
 //
 // Thread-safe. No method searches the token: object handles are looked up in
 // an in-memory cache filled once when the HSM is opened.
@@ -19,6 +27,7 @@
 #define KMS_HSM_HSM_H_
 
 #include <cstddef>
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -32,6 +41,53 @@ namespace kms::hsm {
 inline constexpr size_t kGcmIvSize = 12;    // bytes
 inline constexpr size_t kGcmTagSize = 16;   // bytes
 inline constexpr size_t kAesKeySize = 32;   // AES-256
+inline constexpr size_t kKeyCheckValueSize = 3;   // bytes, the usual AES KCV
+inline constexpr size_t kKeyFingerprintSize = 16;  // bytes, one AES block
+
+// The block KeyFingerprint encrypts: fixed and kmsd-specific, and distinct
+// from the all-zero block of the KCV, so a fingerprint and a KCV of one key
+// are unrelated values.
+inline constexpr absl::string_view kKeyFingerprintBlock = "kmsd-fingerprint";
+static_assert(kKeyFingerprintBlock.size() == 16, "one AES block");
+
+// How imported key material is wrapped, with AWS KMS's names:
+//   kRsaesOaepSha1 / kRsaesOaepSha256: the 32 bytes of material encrypted
+//     with RSAES-OAEP under the wrapping public key (MGF1 with the same hash,
+//     empty label).
+//   kRsaAesKeyWrapSha1 / kRsaAesKeyWrapSha256: a fresh AES key (the
+//     ephemeral key) RSAES-OAEP-encrypted as above, followed by the material
+//     wrapped with AES Key Wrap with Padding (RFC 5649) under the ephemeral
+//     key; the RSA part is exactly as long as the modulus.
+enum class WrappingAlgorithm {
+  kRsaesOaepSha1,
+  kRsaesOaepSha256,
+  kRsaAesKeyWrapSha1,
+  kRsaAesKeyWrapSha256,
+};
+
+// Every WrappingAlgorithm, in declaration order.
+inline constexpr WrappingAlgorithm kAllWrappingAlgorithms[] = {
+    WrappingAlgorithm::kRsaesOaepSha1,
+    WrappingAlgorithm::kRsaesOaepSha256,
+    WrappingAlgorithm::kRsaAesKeyWrapSha1,
+    WrappingAlgorithm::kRsaAesKeyWrapSha256,
+};
+
+// The AWS KMS name: "RSAES_OAEP_SHA_1", "RSAES_OAEP_SHA_256",
+// "RSA_AES_KEY_WRAP_SHA_1", "RSA_AES_KEY_WRAP_SHA_256".
+absl::string_view WrappingAlgorithmName(WrappingAlgorithm algorithm);
+
+// The AES key check value of `key` (16, 24 or 32 bytes), computed in this
+// process with OpenSSL: the first 3 bytes of AES-ECB(key, 16 zero bytes), as
+// Hsm::KeyCheckValue computes it inside the HSM. For candidate weak material
+// (all zero, all 0xFF, one repeated byte), for kmsctl and for tests; never
+// for a CMK's material, which kmsd never holds.
+// Errors: kInvalidArgument (key not 16, 24 or 32 bytes), kInternal (OpenSSL).
+absl::StatusOr<std::string> LocalKeyCheckValue(const SecretBytes& key);
+
+// AES-ECB(key, kKeyFingerprintBlock), as Hsm::KeyFingerprint computes it
+// inside the HSM. Same uses and errors as LocalKeyCheckValue.
+absl::StatusOr<std::string> LocalKeyFingerprint(const SecretBytes& key);
 
 // The security-relevant attributes of a key object, as the token reports
 // them. Used by tests and start-up checks; never includes the value.
@@ -47,7 +103,12 @@ struct KeyAttributes {
   bool decrypt = false;
   bool wrap = false;
   bool unwrap = false;
-  size_t value_len = 0;  // CKA_VALUE_LEN, in bytes
+  bool sign = true;
+  // CKA_VALUE_LEN, in bytes; 0 for a wrapping key, and 0 for an imported
+  // key on a module that does not record it (SoftHSM 2.6.1 leaves it unset
+  // on unwrapped keys; UnwrapAesKey checks the length another way there).
+  size_t value_len = 0;
+  size_t modulus_bits = 0;  // of a wrapping key; 0 for an AES key
 };
 
 class Hsm {
@@ -55,21 +116,24 @@ class Hsm {
   virtual ~Hsm() = default;
 
   // Generates a new AES-256 key inside the token under `object_id`.
-  // Errors: kAlreadyExists (an object with that id exists), kInvalidArgument
-  // (empty id or longer than 64 bytes).
+  // Errors: kAlreadyExists (an AES key or a wrapping key with that id
+  // exists), kInvalidArgument (empty id or longer than 64 bytes).
   virtual absl::Status GenerateAesKey(absl::string_view object_id) = 0;
 
-  // Destroys the key object (crypto-erase). Errors: kNotFound (no such key).
+  // Destroys the AES key, or both halves of the wrapping key pair, with this
+  // id (crypto-erase). Errors: kNotFound (no such key).
   virtual absl::Status DestroyKey(absl::string_view object_id) = 0;
 
-  // True if a key object with this id exists.
+  // True if an AES key object with this id exists (wrapping keys are not
+  // AES keys: see ListWrappingKeyIds).
   virtual bool HasKey(absl::string_view object_id) = 0;
 
   // The ids of every AES key object in the token, sorted. Used by the
   // start-up reconciler; served from the handle cache.
   virtual std::vector<std::string> ListKeyIds() = 0;
 
-  // Attributes of a key object. Errors: kNotFound.
+  // Attributes of an AES key object, or of the private half of a wrapping
+  // key pair. Errors: kNotFound.
   virtual absl::StatusOr<KeyAttributes> GetKeyAttributes(absl::string_view object_id) = 0;
 
   // AES-GCM under the key `object_id` with a caller-chosen 12-byte `iv` and
@@ -92,6 +156,64 @@ class Hsm {
   // `length` bytes from the token's random number generator.
   // Errors: kInvalidArgument (length 0 or over 65536).
   virtual absl::StatusOr<SecretBytes> GenerateRandom(size_t length) = 0;
+
+  // ---- Import of key material.
+
+  // The wrapping algorithms this HSM can unwrap without the material ever
+  // being in the clear outside it, in declaration order. Fixed when the HSM
+  // is opened (Pkcs11Hsm probes the token's mechanisms then).
+  virtual std::vector<WrappingAlgorithm> SupportedWrappingAlgorithms() = 0;
+
+  // Generates an RSA key pair with public exponent 65537 under `object_id`:
+  // the private half is a token object that is private, sensitive, never
+  // extractable and can only unwrap; the public half can wrap and encrypt.
+  // Errors: kAlreadyExists (an AES key or a wrapping key with that id
+  // exists), kInvalidArgument (id not 1..64 bytes, modulus_bits not 2048,
+  // 3072 or 4096).
+  virtual absl::Status GenerateRsaWrappingKey(absl::string_view object_id,
+                                              int modulus_bits) = 0;
+
+  // The ids of every wrapping key pair, sorted. Served from the handle cache.
+  virtual std::vector<std::string> ListWrappingKeyIds() = 0;
+
+  // The public half of the wrapping key `object_id` as a DER
+  // SubjectPublicKeyInfo (what AWS KMS's GetParametersForImport returns).
+  // Errors: kNotFound (no wrapping key with that id).
+  virtual absl::StatusOr<std::string> GetPublicKeyDer(absl::string_view object_id) = 0;
+
+  // Unwraps `wrapped` (as `algorithm` describes) with the private half of
+  // the wrapping key `wrapping_key_id` straight into a new AES key object
+  // `new_object_id` with GenerateAesKey's template. The material is never in
+  // the clear outside the HSM, and nothing is left behind on any failure
+  // (neither the new object nor, for kRsaAesKeyWrap*, the ephemeral key).
+  // Imported keys report always_sensitive and never_extractable false: the
+  // material existed outside the HSM (PKCS#11 says so for unwrapped keys).
+  // Errors:
+  //   kInvalidArgument    new_object_id not 1..64 bytes; `wrapped` does not
+  //                       unwrap (any corruption, another wrapping key, the
+  //                       wrong algorithm: all look the same); the material
+  //                       is not 32 bytes (the message gives its length, or
+  //                       the range it lies in where the module does not
+  //                       record lengths)
+  //   kNotFound           no wrapping key `wrapping_key_id` (an AES key id
+  //                       is not one)
+  //   kAlreadyExists      an AES key or wrapping key `new_object_id` exists
+  //   kFailedPrecondition `algorithm` is not in SupportedWrappingAlgorithms()
+  virtual absl::Status UnwrapAesKey(absl::string_view wrapping_key_id,
+                                    WrappingAlgorithm algorithm, absl::string_view wrapped,
+                                    absl::string_view new_object_id) = 0;
+
+  // The key check value of the AES key `object_id`: the first 3 bytes of
+  // AES-ECB(key, 16 zero bytes), computed in the HSM. KeyFingerprint is
+  // AES-ECB(key, kKeyFingerprintBlock), 16 bytes, also computed in the HSM.
+  // Both are deterministic functions of the material that do not reveal it:
+  // a KCV is compared with LocalKeyCheckValue of known-weak candidates
+  // (all zero, all 0xFF, one repeated byte) to refuse weak material, and
+  // with an operator's expected KCV; the fingerprint, long enough to rule
+  // out collisions, detects a re-import of different material and the same
+  // material in two CMKs. Errors: kNotFound (no AES key with that id).
+  virtual absl::StatusOr<std::string> KeyCheckValue(absl::string_view object_id) = 0;
+  virtual absl::StatusOr<std::string> KeyFingerprint(absl::string_view object_id) = 0;
 };
 
 }  // namespace kms::hsm

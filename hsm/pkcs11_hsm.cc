@@ -1,5 +1,12 @@
 #include "hsm/pkcs11_hsm.h"
 
+#include <openssl/bn.h>
+#include <openssl/core_names.h>
+#include <openssl/evp.h>
+#include <openssl/param_build.h>
+#include <openssl/x509.h>
+
+#include <algorithm>
 #include <cstring>
 #include <deque>
 #include <type_traits>
@@ -33,6 +40,14 @@ std::string Printable(absl::string_view object_id) { return absl::CHexEscape(obj
 
 absl::Status NoSuchKey(absl::string_view object_id) {
   return absl::NotFoundError(absl::StrCat("no AES key with id '", Printable(object_id), "'"));
+}
+
+absl::Status CheckObjectId(absl::string_view object_id) {
+  if (object_id.empty() || object_id.size() > kMaxObjectIdSize) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "object id must be 1..", kMaxObjectIdSize, " bytes, got ", object_id.size()));
+  }
+  return absl::OkStatus();
 }
 
 absl::Status CheckIv(absl::string_view iv) {
@@ -179,6 +194,7 @@ class SessionPool {
 
 using internal::Annotate;
 using internal::CkCall;
+using internal::CkStatus;
 using internal::SessionPool;
 
 Pkcs11Hsm::Pkcs11Hsm(std::shared_ptr<const internal::Pkcs11Module> module,
@@ -186,6 +202,7 @@ Pkcs11Hsm::Pkcs11Hsm(std::shared_ptr<const internal::Pkcs11Module> module,
     : module_(std::move(module)), token_label_(std::move(token_label)) {
   static_assert(std::is_same_v<ObjectHandle, CK_OBJECT_HANDLE>,
                 "Pkcs11Hsm::ObjectHandle must be CK_OBJECT_HANDLE");
+  static_assert(std::is_same_v<SlotId, CK_SLOT_ID>, "Pkcs11Hsm::SlotId must be CK_SLOT_ID");
 }
 
 Pkcs11Hsm::~Pkcs11Hsm() = default;
@@ -214,40 +231,47 @@ absl::StatusOr<std::unique_ptr<Pkcs11Hsm>> Pkcs11Hsm::Open(Pkcs11Config config) 
   KMS_RETURN_IF_ERROR(Annotate(hsm->sessions_->Open(config.session_count),
                                absl::StrCat("opening ", where)));
   KMS_RETURN_IF_ERROR(Annotate(hsm->LoadHandleCache(), absl::StrCat("reading keys of ", where)));
+  KMS_RETURN_IF_ERROR(Annotate(hsm->ProbeWrappingAlgorithms(slot),
+                               absl::StrCat("probing the mechanisms of ", where)));
 
-  size_t key_count;
+  size_t key_count = 0;
+  size_t wrapping_key_count = 0;
   {
     absl::ReaderMutexLock lock(&hsm->mu_);
-    key_count = hsm->handles_.size();
+    for (const auto& [id, object] : hsm->objects_) {
+      ++(object.kind == ObjectKind::kAesKey ? key_count : wrapping_key_count);
+    }
   }
-  KMS_LOG(INFO) << "opened " << where << " with " << config.session_count << " sessions and "
-                << key_count << " AES keys";
+  std::string algorithms;
+  for (WrappingAlgorithm algorithm : hsm->wrapping_algorithms_) {
+    absl::StrAppend(&algorithms, algorithms.empty() ? "" : ", ",
+                    WrappingAlgorithmName(algorithm));
+  }
+  KMS_LOG(INFO) << "opened " << where << " with " << config.session_count << " sessions, "
+                << key_count << " AES keys and " << wrapping_key_count
+                << " wrapping keys; import wrapping algorithms: "
+                << (algorithms.empty() ? "none" : algorithms);
   return hsm;
 }
 
 absl::Status Pkcs11Hsm::LoadHandleCache() {
-  KMS_ASSIGN_OR_RETURN(auto handles, ReadKeyHandles());
+  KMS_ASSIGN_OR_RETURN(auto objects, ReadObjects());
   absl::MutexLock lock(&mu_);
-  handles_ = std::move(handles);
+  objects_ = std::move(objects);
   return absl::OkStatus();
 }
 
-absl::StatusOr<std::map<std::string, Pkcs11Hsm::ObjectHandle>> Pkcs11Hsm::ReadKeyHandles() {
-  SessionPool::Lease lease(sessions_.get());
+namespace {
+
+// Every object matching `search`, with its CKA_ID; objects without one are
+// not kmsd's (kmsd always sets CKA_ID) and are skipped with a warning.
+absl::StatusOr<std::vector<std::pair<std::string, CK_OBJECT_HANDLE>>> FindWithIds(
+    SessionPool::Lease& lease, CK_ATTRIBUTE* search, CK_ULONG search_size,
+    absl::string_view what, absl::string_view token_label) {
   CK_FUNCTION_LIST* fn = lease.fn();
   const CK_SESSION_HANDLE session = lease.session();
-
-  CK_OBJECT_CLASS key_class = CKO_SECRET_KEY;
-  CK_KEY_TYPE key_type = CKK_AES;
-  CK_BBOOL on_token = CK_TRUE;
-  CK_ATTRIBUTE search[] = {
-      {CKA_CLASS, &key_class, sizeof(key_class)},
-      {CKA_KEY_TYPE, &key_type, sizeof(key_type)},
-      {CKA_TOKEN, &on_token, sizeof(on_token)},
-  };
-  KMS_RETURN_IF_ERROR(lease.Check(
-      fn->C_FindObjectsInit(session, search, sizeof(search) / sizeof(search[0])),
-      "C_FindObjectsInit"));
+  KMS_RETURN_IF_ERROR(
+      lease.Check(fn->C_FindObjectsInit(session, search, search_size), "C_FindObjectsInit"));
   std::vector<CK_OBJECT_HANDLE> found;
   absl::Status status;
   for (;;) {
@@ -263,14 +287,14 @@ absl::StatusOr<std::map<std::string, Pkcs11Hsm::ObjectHandle>> Pkcs11Hsm::ReadKe
   KMS_RETURN_IF_ERROR(status);
   KMS_RETURN_IF_ERROR(final_status);
 
-  std::map<std::string, ObjectHandle> handles;
+  std::vector<std::pair<std::string, CK_OBJECT_HANDLE>> result;
   for (CK_OBJECT_HANDLE handle : found) {
     CK_ATTRIBUTE id_attribute = {CKA_ID, nullptr, 0};
     KMS_RETURN_IF_ERROR(lease.Check(fn->C_GetAttributeValue(session, handle, &id_attribute, 1),
                                     "C_GetAttributeValue(CKA_ID)"));
     if (id_attribute.ulValueLen == CK_UNAVAILABLE_INFORMATION || id_attribute.ulValueLen == 0) {
-      // Not a kmsd key: kmsd always sets CKA_ID.
-      KMS_LOG(WARNING) << "ignoring an AES key without CKA_ID on token '" << token_label_ << "'";
+      KMS_LOG(WARNING) << "ignoring " << what << " without CKA_ID on token '" << token_label
+                       << "'";
       continue;
     }
     std::string id(id_attribute.ulValueLen, '\0');
@@ -278,31 +302,327 @@ absl::StatusOr<std::map<std::string, Pkcs11Hsm::ObjectHandle>> Pkcs11Hsm::ReadKe
     KMS_RETURN_IF_ERROR(lease.Check(fn->C_GetAttributeValue(session, handle, &id_attribute, 1),
                                     "C_GetAttributeValue(CKA_ID)"));
     id.resize(id_attribute.ulValueLen);
-    if (!handles.emplace(id, handle).second) {
-      // Which of the two holds the material a ciphertext was made under is
-      // unknowable; guessing could make data undecryptable. Refuse to start.
-      return absl::FailedPreconditionError(
-          absl::StrCat("the token holds more than one AES key with CKA_ID '", Printable(id),
-                       "'; remove the one kmsd did not create"));
+    result.emplace_back(std::move(id), handle);
+  }
+  return result;
+}
+
+absl::Status DuplicateId(absl::string_view what, const std::string& id) {
+  // Which of two objects holds the material a ciphertext was made under (or
+  // which private key matches a public key handed out) is unknowable;
+  // guessing could make data undecryptable. Refuse to start.
+  return absl::FailedPreconditionError(
+      absl::StrCat("the token holds more than one ", what, " with CKA_ID '", Printable(id),
+                   "'; remove the one kmsd did not create"));
+}
+
+}  // namespace
+
+absl::StatusOr<std::map<std::string, Pkcs11Hsm::CachedObject>> Pkcs11Hsm::ReadObjects() {
+  SessionPool::Lease lease(sessions_.get());
+  CK_BBOOL yes = CK_TRUE;
+  CK_KEY_TYPE aes = CKK_AES;
+  CK_KEY_TYPE rsa = CKK_RSA;
+  CK_OBJECT_CLASS secret_class = CKO_SECRET_KEY;
+  CK_OBJECT_CLASS private_class = CKO_PRIVATE_KEY;
+  CK_OBJECT_CLASS public_class = CKO_PUBLIC_KEY;
+  CK_ATTRIBUTE aes_search[] = {
+      {CKA_CLASS, &secret_class, sizeof(secret_class)},
+      {CKA_KEY_TYPE, &aes, sizeof(aes)},
+      {CKA_TOKEN, &yes, sizeof(yes)},
+  };
+  // Wrapping keys are told from other RSA keys (a future signing key, say)
+  // by their usage.
+  CK_ATTRIBUTE private_search[] = {
+      {CKA_CLASS, &private_class, sizeof(private_class)},
+      {CKA_KEY_TYPE, &rsa, sizeof(rsa)},
+      {CKA_TOKEN, &yes, sizeof(yes)},
+      {CKA_UNWRAP, &yes, sizeof(yes)},
+  };
+  CK_ATTRIBUTE public_search[] = {
+      {CKA_CLASS, &public_class, sizeof(public_class)},
+      {CKA_KEY_TYPE, &rsa, sizeof(rsa)},
+      {CKA_TOKEN, &yes, sizeof(yes)},
+      {CKA_WRAP, &yes, sizeof(yes)},
+  };
+  KMS_ASSIGN_OR_RETURN(auto aes_keys, FindWithIds(lease, aes_search, 3, "an AES key",
+                                                  token_label_));
+  KMS_ASSIGN_OR_RETURN(auto private_keys, FindWithIds(lease, private_search, 4,
+                                                      "an RSA private key", token_label_));
+  KMS_ASSIGN_OR_RETURN(auto public_keys, FindWithIds(lease, public_search, 4,
+                                                     "an RSA public key", token_label_));
+
+  std::map<std::string, CachedObject> objects;
+  for (const auto& [id, handle] : aes_keys) {
+    if (!objects.emplace(id, CachedObject{ObjectKind::kAesKey, handle, CK_INVALID_HANDLE})
+             .second) {
+      return DuplicateId("AES key", id);
     }
   }
-  return handles;
+  for (const auto& [id, handle] : private_keys) {
+    if (!objects.emplace(id, CachedObject{ObjectKind::kWrappingKey, handle, CK_INVALID_HANDLE})
+             .second) {
+      return DuplicateId("key", id);
+    }
+  }
+  for (const auto& [id, handle] : public_keys) {
+    auto it = objects.find(id);
+    if (it == objects.end() || it->second.kind != ObjectKind::kWrappingKey) {
+      // A public key is no secret: an orphan half is harmless, and not
+      // kmsd's to delete.
+      KMS_LOG(WARNING) << "ignoring an RSA public key without a private half, CKA_ID '"
+                       << Printable(id) << "', on token '" << token_label_ << "'";
+      continue;
+    }
+    if (it->second.public_handle != CK_INVALID_HANDLE) return DuplicateId("RSA public key", id);
+    it->second.public_handle = handle;
+  }
+  return objects;
+}
+
+namespace {
+
+// CKM_RSA_PKCS_OAEP with `hash` for both OAEP and MGF1 and an empty label.
+// The mechanism points into this object's params, so it is neither copied
+// nor moved.
+struct OaepMechanism {
+  explicit OaepMechanism(CK_MECHANISM_TYPE hash) {
+    std::memset(&params, 0, sizeof(params));
+    params.hashAlg = hash;
+    params.mgf = hash == CKM_SHA256 ? CKG_MGF1_SHA256 : CKG_MGF1_SHA1;
+    params.source = CKZ_DATA_SPECIFIED;
+    params.pSourceData = nullptr;
+    params.ulSourceDataLen = 0;
+    mechanism = {CKM_RSA_PKCS_OAEP, &params, sizeof(params)};
+  }
+  OaepMechanism(const OaepMechanism&) = delete;
+  OaepMechanism& operator=(const OaepMechanism&) = delete;
+
+  CK_RSA_PKCS_OAEP_PARAMS params;
+  CK_MECHANISM mechanism;
+};
+
+CK_MECHANISM_TYPE OaepHash(WrappingAlgorithm algorithm) {
+  switch (algorithm) {
+    case WrappingAlgorithm::kRsaesOaepSha256:
+    case WrappingAlgorithm::kRsaAesKeyWrapSha256:
+      return CKM_SHA256;
+    case WrappingAlgorithm::kRsaesOaepSha1:
+    case WrappingAlgorithm::kRsaAesKeyWrapSha1:
+      break;
+  }
+  return CKM_SHA_1;
+}
+
+// The template of a transient AES key that only unwraps: the ephemeral key
+// of RSA_AES_KEY_WRAP, and the probe's. A session object (gone with the
+// session at the latest), private and sensitive like every key kmsd makes.
+struct EphemeralKeyTemplate {
+  EphemeralKeyTemplate() = default;
+  EphemeralKeyTemplate(const EphemeralKeyTemplate&) = delete;
+  EphemeralKeyTemplate& operator=(const EphemeralKeyTemplate&) = delete;
+
+  CK_OBJECT_CLASS key_class = CKO_SECRET_KEY;
+  CK_KEY_TYPE key_type = CKK_AES;
+  CK_BBOOL yes = CK_TRUE;
+  CK_BBOOL no = CK_FALSE;
+  static constexpr CK_ULONG kSize = 13;
+  CK_ATTRIBUTE attributes[kSize] = {
+      {CKA_CLASS, &key_class, sizeof(key_class)},
+      {CKA_KEY_TYPE, &key_type, sizeof(key_type)},
+      {CKA_TOKEN, &no, sizeof(no)},
+      {CKA_PRIVATE, &yes, sizeof(yes)},
+      {CKA_SENSITIVE, &yes, sizeof(yes)},
+      {CKA_EXTRACTABLE, &no, sizeof(no)},
+      {CKA_DERIVE, &no, sizeof(no)},
+      {CKA_ENCRYPT, &no, sizeof(no)},
+      {CKA_DECRYPT, &no, sizeof(no)},
+      {CKA_WRAP, &no, sizeof(no)},
+      {CKA_UNWRAP, &yes, sizeof(yes)},
+      {CKA_SIGN, &no, sizeof(no)},
+      {CKA_VERIFY, &no, sizeof(no)},
+  };
+};
+
+// Destroys a transient object; a failure is logged, not returned: the
+// object is a session object and goes with its session anyway, and the
+// caller's own result matters more.
+void DestroyTransient(SessionPool::Lease& lease, CK_OBJECT_HANDLE handle,
+                      absl::string_view what) {
+  absl::Status status =
+      lease.Check(lease.fn()->C_DestroyObject(lease.session(), handle), "C_DestroyObject");
+  if (!status.ok()) {
+    KMS_LOG(WARNING) << "cannot destroy the " << what << ": " << status.message()
+                     << "; its session is closed instead";
+  }
+}
+
+// Encrypts a fixed 32-byte block with OAEP(`hash`) under `public_key` and
+// unwraps it with `private_key`, into a session key destroyed at once. True
+// if the module did both. Sets `*reports_length` to whether the module gave
+// the unwrapped key's CKA_VALUE_LEN as 32 (SoftHSM 2.6.1 leaves it 0).
+bool TryOaepUnwrap(SessionPool::Lease& lease, CK_OBJECT_HANDLE public_key,
+                   CK_OBJECT_HANDLE private_key, CK_MECHANISM_TYPE hash,
+                   bool* reports_length) {
+  CK_FUNCTION_LIST* fn = lease.fn();
+  const CK_SESSION_HANDLE session = lease.session();
+  OaepMechanism oaep(hash);
+  // Not a secret: the probe's key material is thrown away.
+  std::string block(kAesKeySize, '\x5a');
+  std::string wrapped(4096 / 8, '\0');
+  CK_ULONG wrapped_size = wrapped.size();
+  absl::Status status =
+      lease.Check(fn->C_EncryptInit(session, &oaep.mechanism, public_key), "C_EncryptInit");
+  if (status.ok()) {
+    status = lease.Check(fn->C_Encrypt(session, InputBytes(block), block.size(),
+                                       reinterpret_cast<CK_BYTE_PTR>(wrapped.data()),
+                                       &wrapped_size),
+                         "C_Encrypt");
+  }
+  CK_OBJECT_HANDLE unwrapped = CK_INVALID_HANDLE;
+  if (status.ok()) {
+    EphemeralKeyTemplate key_template;
+    status = lease.Check(
+        fn->C_UnwrapKey(session, &oaep.mechanism, private_key,
+                        reinterpret_cast<CK_BYTE_PTR>(wrapped.data()), wrapped_size,
+                        key_template.attributes, EphemeralKeyTemplate::kSize, &unwrapped),
+        "C_UnwrapKey");
+  }
+  if (status.ok()) {
+    CK_ULONG value_size = 0;
+    CK_ATTRIBUTE length = {CKA_VALUE_LEN, &value_size, sizeof(value_size)};
+    *reports_length =
+        lease.Check(fn->C_GetAttributeValue(session, unwrapped, &length, 1),
+                    "C_GetAttributeValue(CKA_VALUE_LEN)")
+            .ok() &&
+        value_size == kAesKeySize;
+    DestroyTransient(lease, unwrapped, "probe key");
+  }
+  if (!status.ok()) {
+    KMS_LOG(INFO) << "RSA-OAEP with " << (hash == CKM_SHA256 ? "SHA-256" : "SHA-1")
+                  << " is not available: " << status.message();
+  }
+  return status.ok();
+}
+
+}  // namespace
+
+absl::Status Pkcs11Hsm::ProbeWrappingAlgorithms(SlotId slot) {
+  CK_FUNCTION_LIST* fn = module_->fn();
+  std::vector<CK_MECHANISM_TYPE> mechanisms;
+  CK_ULONG count = 0;
+  KMS_RETURN_IF_ERROR(CkStatus(fn->C_GetMechanismList(slot, nullptr, &count),
+                               "C_GetMechanismList"));
+  mechanisms.resize(count);
+  KMS_RETURN_IF_ERROR(CkStatus(fn->C_GetMechanismList(slot, mechanisms.data(), &count),
+                               "C_GetMechanismList"));
+  mechanisms.resize(count);
+  // The mechanism's info, if it is listed and has every flag in `flags`.
+  auto has = [&](CK_MECHANISM_TYPE type, CK_FLAGS flags, CK_MECHANISM_INFO* info) {
+    if (std::find(mechanisms.begin(), mechanisms.end(), type) == mechanisms.end()) return false;
+    return CkStatus(fn->C_GetMechanismInfo(slot, type, info), "C_GetMechanismInfo").ok() &&
+           (info->flags & flags) == flags;
+  };
+  CK_MECHANISM_INFO generate_info, oaep_info, kwp_info;
+  const bool can_generate =
+      has(CKM_RSA_PKCS_KEY_PAIR_GEN, CKF_GENERATE_KEY_PAIR, &generate_info);
+  const bool oaep = has(CKM_RSA_PKCS_OAEP, CKF_UNWRAP | CKF_ENCRYPT, &oaep_info);
+  const bool kwp = has(CKM_AES_KEY_WRAP_PAD, CKF_UNWRAP, &kwp_info);
+  wrapping_algorithms_.clear();
+  if (!can_generate || !oaep) {
+    KMS_LOG(WARNING) << "token '" << token_label_
+                     << "' cannot generate RSA key pairs or unwrap with RSA-OAEP: no import";
+    return absl::OkStatus();
+  }
+
+  // A throwaway session key pair, as small as the module allows (down to
+  // 1024 bits): the probe only needs room for one OAEP block.
+  CK_ULONG bits = std::max<CK_ULONG>(1024, generate_info.ulMinKeySize);
+  CK_BYTE exponent[] = {0x01, 0x00, 0x01};
+  CK_BBOOL yes = CK_TRUE;
+  CK_BBOOL no = CK_FALSE;
+  CK_ATTRIBUTE public_template[] = {
+      {CKA_TOKEN, &no, sizeof(no)},
+      {CKA_MODULUS_BITS, &bits, sizeof(bits)},
+      {CKA_PUBLIC_EXPONENT, exponent, sizeof(exponent)},
+      {CKA_ENCRYPT, &yes, sizeof(yes)},
+      {CKA_WRAP, &yes, sizeof(yes)},
+  };
+  CK_ATTRIBUTE private_template[] = {
+      {CKA_TOKEN, &no, sizeof(no)},
+      {CKA_PRIVATE, &yes, sizeof(yes)},
+      {CKA_SENSITIVE, &yes, sizeof(yes)},
+      {CKA_EXTRACTABLE, &no, sizeof(no)},
+      {CKA_UNWRAP, &yes, sizeof(yes)},
+      {CKA_DECRYPT, &no, sizeof(no)},
+      {CKA_SIGN, &no, sizeof(no)},
+  };
+  CK_MECHANISM generate = {CKM_RSA_PKCS_KEY_PAIR_GEN, nullptr, 0};
+  CK_OBJECT_HANDLE public_key = CK_INVALID_HANDLE;
+  CK_OBJECT_HANDLE private_key = CK_INVALID_HANDLE;
+  SessionPool::Lease lease(sessions_.get());
+  absl::Status status = lease.Check(
+      fn->C_GenerateKeyPair(lease.session(), &generate, public_template, 5, private_template, 7,
+                            &public_key, &private_key),
+      "C_GenerateKeyPair");
+  if (!status.ok()) {
+    KMS_LOG(WARNING) << "token '" << token_label_
+                     << "' cannot make a probe RSA key pair, so offers no import: "
+                     << status.message();
+    return absl::OkStatus();
+  }
+  bool sha1_reports_length = false;
+  bool sha256_reports_length = false;
+  const bool sha1 = TryOaepUnwrap(lease, public_key, private_key, CKM_SHA_1,
+                                  &sha1_reports_length);
+  const bool sha256 = TryOaepUnwrap(lease, public_key, private_key, CKM_SHA256,
+                                    &sha256_reports_length);
+  DestroyTransient(lease, private_key, "probe private key");
+  DestroyTransient(lease, public_key, "probe public key");
+  reports_unwrapped_length_ = sha1 ? sha1_reports_length : sha256_reports_length;
+
+  // Plain RSAES_OAEP gives no clue to the material's length but the
+  // unwrapped key's CKA_VALUE_LEN. A module that does not fill that in
+  // (SoftHSM 2.6.1 leaves it 0 for unwrapped keys) would let 16- or 24-byte
+  // material in unnoticed, so plain OAEP is offered only where the module
+  // reports the length. RSA_AES_KEY_WRAP does not need it: see
+  // UnwrapIntoToken.
+  if (!reports_unwrapped_length_ && (sha1 || sha256)) {
+    KMS_LOG(INFO) << "token '" << token_label_
+                  << "' does not report the length of unwrapped keys (CKA_VALUE_LEN); "
+                     "RSAES_OAEP_* is not offered";
+  }
+  if (sha1 && reports_unwrapped_length_) {
+    wrapping_algorithms_.push_back(WrappingAlgorithm::kRsaesOaepSha1);
+  }
+  if (sha256 && reports_unwrapped_length_) {
+    wrapping_algorithms_.push_back(WrappingAlgorithm::kRsaesOaepSha256);
+  }
+  if (sha1 && kwp) wrapping_algorithms_.push_back(WrappingAlgorithm::kRsaAesKeyWrapSha1);
+  if (sha256 && kwp) wrapping_algorithms_.push_back(WrappingAlgorithm::kRsaAesKeyWrapSha256);
+  return absl::OkStatus();
+}
+
+absl::Status Pkcs11Hsm::ReserveId(const std::string& id) {
+  absl::MutexLock lock(&mu_);
+  if (objects_.count(id) > 0 || generating_.count(id) > 0) {
+    return absl::AlreadyExistsError(
+        absl::StrCat("a key with id '", Printable(id), "' already exists"));
+  }
+  generating_.insert(id);
+  return absl::OkStatus();
+}
+
+const Pkcs11Hsm::CachedObject* Pkcs11Hsm::FindAesKey(const std::string& object_id) {
+  auto it = objects_.find(object_id);
+  if (it == objects_.end() || it->second.kind != ObjectKind::kAesKey) return nullptr;
+  return &it->second;
 }
 
 absl::Status Pkcs11Hsm::GenerateAesKey(absl::string_view object_id) {
-  if (object_id.empty() || object_id.size() > kMaxObjectIdSize) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "object id must be 1..", kMaxObjectIdSize, " bytes, got ", object_id.size()));
-  }
+  KMS_RETURN_IF_ERROR(CheckObjectId(object_id));
   std::string id(object_id);
-  {
-    absl::MutexLock lock(&mu_);
-    if (handles_.count(id) > 0 || generating_.count(id) > 0) {
-      return absl::AlreadyExistsError(
-          absl::StrCat("an AES key with id '", Printable(id), "' already exists"));
-    }
-    generating_.insert(id);
-  }
+  KMS_RETURN_IF_ERROR(ReserveId(id));
 
   // Every attribute that matters is set explicitly: module defaults differ,
   // and SoftHSM's (CKA_SENSITIVE=FALSE, and CKA_VALUE in clear on disk when
@@ -345,48 +665,104 @@ absl::Status Pkcs11Hsm::GenerateAesKey(absl::string_view object_id) {
   absl::MutexLock lock(&mu_);
   generating_.erase(id);
   if (!status.ok()) return status;
-  handles_.emplace(std::move(id), handle);
+  objects_.emplace(std::move(id), CachedObject{ObjectKind::kAesKey, handle, CK_INVALID_HANDLE});
   return absl::OkStatus();
 }
 
 absl::Status Pkcs11Hsm::DestroyKey(absl::string_view object_id) {
   // Exclusive for the whole call: see mu_.
   absl::MutexLock lock(&mu_);
-  auto it = handles_.find(std::string(object_id));
-  if (it == handles_.end()) return NoSuchKey(object_id);
-  absl::Status status;
-  {
-    SessionPool::Lease lease(sessions_.get());
-    status = lease.Check(lease.fn()->C_DestroyObject(lease.session(), it->second),
-                         "C_DestroyObject");
+  auto it = objects_.find(std::string(object_id));
+  if (it == objects_.end()) return NoSuchKey(object_id);
+  CachedObject& object = it->second;
+  SessionPool::Lease lease(sessions_.get());
+  // The private half (the secret) first. A half destroyed is forgotten at
+  // once, so a retry after a failure destroys only what is left.
+  for (ObjectHandle* handle : {&object.handle, &object.public_handle}) {
+    if (*handle == CK_INVALID_HANDLE) continue;
+    // On failure the entry stays: the object may well still exist.
+    KMS_RETURN_IF_ERROR(
+        lease.Check(lease.fn()->C_DestroyObject(lease.session(), *handle), "C_DestroyObject"));
+    *handle = CK_INVALID_HANDLE;
   }
-  // On failure the entry stays: the object may well still exist.
-  if (status.ok()) handles_.erase(it);
-  return status;
+  objects_.erase(it);
+  return absl::OkStatus();
 }
 
 bool Pkcs11Hsm::HasKey(absl::string_view object_id) {
   absl::ReaderMutexLock lock(&mu_);
-  return handles_.count(std::string(object_id)) > 0;
+  return FindAesKey(std::string(object_id)) != nullptr;
 }
 
 std::vector<std::string> Pkcs11Hsm::ListKeyIds() {
   absl::ReaderMutexLock lock(&mu_);
   std::vector<std::string> ids;
-  ids.reserve(handles_.size());
-  for (const auto& [id, handle] : handles_) ids.push_back(id);  // std::map: sorted
+  for (const auto& [id, object] : objects_) {  // std::map: sorted
+    if (object.kind == ObjectKind::kAesKey) ids.push_back(id);
+  }
+  return ids;
+}
+
+std::vector<std::string> Pkcs11Hsm::ListWrappingKeyIds() {
+  absl::ReaderMutexLock lock(&mu_);
+  std::vector<std::string> ids;
+  for (const auto& [id, object] : objects_) {  // std::map: sorted
+    if (object.kind == ObjectKind::kWrappingKey) ids.push_back(id);
+  }
   return ids;
 }
 
 absl::StatusOr<KeyAttributes> Pkcs11Hsm::GetKeyAttributes(absl::string_view object_id) {
   absl::ReaderMutexLock lock(&mu_);
-  auto it = handles_.find(std::string(object_id));
-  if (it == handles_.end()) return NoSuchKey(object_id);
+  auto it = objects_.find(std::string(object_id));
+  if (it == objects_.end()) return NoSuchKey(object_id);
+  if (it->second.kind == ObjectKind::kWrappingKey) {
+    CK_BBOOL token = CK_FALSE, is_private = CK_FALSE, sensitive = CK_FALSE,
+             always_sensitive = CK_FALSE, extractable = CK_TRUE, never_extractable = CK_FALSE,
+             derive = CK_TRUE, decrypt = CK_TRUE, unwrap = CK_FALSE, sign = CK_TRUE;
+    // A private key has no CKA_ENCRYPT, CKA_WRAP or CKA_VALUE_LEN; its
+    // CKA_MODULUS is public, and only its length is asked for.
+    CK_ATTRIBUTE attributes[] = {
+        {CKA_TOKEN, &token, sizeof(token)},
+        {CKA_PRIVATE, &is_private, sizeof(is_private)},
+        {CKA_SENSITIVE, &sensitive, sizeof(sensitive)},
+        {CKA_ALWAYS_SENSITIVE, &always_sensitive, sizeof(always_sensitive)},
+        {CKA_EXTRACTABLE, &extractable, sizeof(extractable)},
+        {CKA_NEVER_EXTRACTABLE, &never_extractable, sizeof(never_extractable)},
+        {CKA_DERIVE, &derive, sizeof(derive)},
+        {CKA_DECRYPT, &decrypt, sizeof(decrypt)},
+        {CKA_UNWRAP, &unwrap, sizeof(unwrap)},
+        {CKA_SIGN, &sign, sizeof(sign)},
+        {CKA_MODULUS, nullptr, 0},
+    };
+    {
+      SessionPool::Lease lease(sessions_.get());
+      KMS_RETURN_IF_ERROR(lease.Check(
+          lease.fn()->C_GetAttributeValue(lease.session(), it->second.handle, attributes,
+                                          sizeof(attributes) / sizeof(attributes[0])),
+          "C_GetAttributeValue"));
+    }
+    KeyAttributes result;
+    result.token = token == CK_TRUE;
+    result.is_private = is_private == CK_TRUE;
+    result.sensitive = sensitive == CK_TRUE;
+    result.always_sensitive = always_sensitive == CK_TRUE;
+    result.extractable = extractable == CK_TRUE;
+    result.never_extractable = never_extractable == CK_TRUE;
+    result.derive = derive == CK_TRUE;
+    result.encrypt = false;
+    result.decrypt = decrypt == CK_TRUE;
+    result.wrap = false;
+    result.unwrap = unwrap == CK_TRUE;
+    result.sign = sign == CK_TRUE;
+    result.modulus_bits = attributes[10].ulValueLen * 8;
+    return result;
+  }
 
   CK_BBOOL token = CK_FALSE, is_private = CK_FALSE, sensitive = CK_FALSE,
            always_sensitive = CK_FALSE, extractable = CK_TRUE, never_extractable = CK_FALSE,
            derive = CK_TRUE, encrypt = CK_FALSE, decrypt = CK_FALSE, wrap = CK_FALSE,
-           unwrap = CK_FALSE;
+           unwrap = CK_FALSE, sign = CK_TRUE;
   CK_ULONG value_size = 0;
   // Never CKA_VALUE: the token would refuse (sensitive), and kmsd never asks.
   CK_ATTRIBUTE attributes[] = {
@@ -401,12 +777,13 @@ absl::StatusOr<KeyAttributes> Pkcs11Hsm::GetKeyAttributes(absl::string_view obje
       {CKA_DECRYPT, &decrypt, sizeof(decrypt)},
       {CKA_WRAP, &wrap, sizeof(wrap)},
       {CKA_UNWRAP, &unwrap, sizeof(unwrap)},
+      {CKA_SIGN, &sign, sizeof(sign)},
       {CKA_VALUE_LEN, &value_size, sizeof(value_size)},
   };
   {
     SessionPool::Lease lease(sessions_.get());
     KMS_RETURN_IF_ERROR(lease.Check(
-        lease.fn()->C_GetAttributeValue(lease.session(), it->second, attributes,
+        lease.fn()->C_GetAttributeValue(lease.session(), it->second.handle, attributes,
                                         sizeof(attributes) / sizeof(attributes[0])),
         "C_GetAttributeValue"));
   }
@@ -422,6 +799,7 @@ absl::StatusOr<KeyAttributes> Pkcs11Hsm::GetKeyAttributes(absl::string_view obje
   result.decrypt = decrypt == CK_TRUE;
   result.wrap = wrap == CK_TRUE;
   result.unwrap = unwrap == CK_TRUE;
+  result.sign = sign == CK_TRUE;
   result.value_len = value_size;
   return result;
 }
@@ -456,15 +834,15 @@ absl::StatusOr<std::string> Pkcs11Hsm::EncryptGcm(absl::string_view object_id,
                                                   absl::string_view aad) {
   KMS_RETURN_IF_ERROR(CheckIv(iv));
   absl::ReaderMutexLock lock(&mu_);  // held across the token call: see mu_
-  auto it = handles_.find(std::string(object_id));
-  if (it == handles_.end()) return NoSuchKey(object_id);
+  const CachedObject* key = FindAesKey(std::string(object_id));
+  if (key == nullptr) return NoSuchKey(object_id);
 
   GcmMechanism gcm(iv, aad);
 
   SessionPool::Lease lease(sessions_.get());
   CK_FUNCTION_LIST* fn = lease.fn();
-  KMS_RETURN_IF_ERROR(
-      lease.Check(fn->C_EncryptInit(lease.session(), &gcm.mechanism, it->second), "C_EncryptInit"));
+  KMS_RETURN_IF_ERROR(lease.Check(
+      fn->C_EncryptInit(lease.session(), &gcm.mechanism, key->handle), "C_EncryptInit"));
   // GCM output is exactly plaintext || tag.
   std::string ciphertext(plaintext.size() + kGcmTagSize, '\0');
   CK_ULONG size = ciphertext.size();
@@ -502,15 +880,15 @@ absl::StatusOr<SecretBytes> Pkcs11Hsm::DecryptGcm(absl::string_view object_id,
                      "-byte GCM tag, got ", ciphertext.size(), " bytes"));
   }
   absl::ReaderMutexLock lock(&mu_);  // held across the token call: see mu_
-  auto it = handles_.find(std::string(object_id));
-  if (it == handles_.end()) return NoSuchKey(object_id);
+  const CachedObject* key = FindAesKey(std::string(object_id));
+  if (key == nullptr) return NoSuchKey(object_id);
 
   GcmMechanism gcm(iv, aad);
 
   SessionPool::Lease lease(sessions_.get());
   CK_FUNCTION_LIST* fn = lease.fn();
-  KMS_RETURN_IF_ERROR(
-      lease.Check(fn->C_DecryptInit(lease.session(), &gcm.mechanism, it->second), "C_DecryptInit"));
+  KMS_RETURN_IF_ERROR(lease.Check(
+      fn->C_DecryptInit(lease.session(), &gcm.mechanism, key->handle), "C_DecryptInit"));
   // The plaintext goes straight into SecretBytes, so no other buffer ever
   // holds it. SoftHSM insists on room for the whole ciphertext, tag included.
   SecretBytes plaintext(ciphertext.size());
@@ -546,6 +924,372 @@ absl::StatusOr<SecretBytes> Pkcs11Hsm::GenerateRandom(size_t length) {
       lease.fn()->C_GenerateRandom(lease.session(), random.mutable_data(), length),
       "C_GenerateRandom"));
   return random;
+}
+
+std::vector<WrappingAlgorithm> Pkcs11Hsm::SupportedWrappingAlgorithms() {
+  return wrapping_algorithms_;
+}
+
+absl::Status Pkcs11Hsm::GenerateRsaWrappingKey(absl::string_view object_id, int modulus_bits) {
+  KMS_RETURN_IF_ERROR(CheckObjectId(object_id));
+  if (modulus_bits != 2048 && modulus_bits != 3072 && modulus_bits != 4096) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "RSA wrapping key size must be 2048, 3072 or 4096 bits, got ", modulus_bits));
+  }
+  std::string id(object_id);
+  KMS_RETURN_IF_ERROR(ReserveId(id));
+
+  // As for AES keys, every attribute that matters is explicit. The private
+  // half can do nothing but unwrap: no decrypt (that would hand the
+  // unwrapped material to the caller), no sign, no derive, never extractable.
+  CK_ULONG bits = static_cast<CK_ULONG>(modulus_bits);
+  CK_BYTE exponent[] = {0x01, 0x00, 0x01};  // 65537
+  CK_OBJECT_CLASS public_class = CKO_PUBLIC_KEY;
+  CK_OBJECT_CLASS private_class = CKO_PRIVATE_KEY;
+  CK_KEY_TYPE key_type = CKK_RSA;
+  CK_BBOOL yes = CK_TRUE;
+  CK_BBOOL no = CK_FALSE;
+  std::string label = absl::StrCat("kmsd-wrap:", id);
+  CK_ATTRIBUTE public_template[] = {
+      {CKA_CLASS, &public_class, sizeof(public_class)},
+      {CKA_KEY_TYPE, &key_type, sizeof(key_type)},
+      {CKA_TOKEN, &yes, sizeof(yes)},
+      {CKA_PRIVATE, &no, sizeof(no)},
+      {CKA_MODULUS_BITS, &bits, sizeof(bits)},
+      {CKA_PUBLIC_EXPONENT, exponent, sizeof(exponent)},
+      {CKA_WRAP, &yes, sizeof(yes)},
+      {CKA_ENCRYPT, &yes, sizeof(yes)},
+      {CKA_VERIFY, &no, sizeof(no)},
+      {CKA_DERIVE, &no, sizeof(no)},
+      {CKA_ID, id.data(), id.size()},
+      {CKA_LABEL, label.data(), label.size()},
+  };
+  CK_ATTRIBUTE private_template[] = {
+      {CKA_CLASS, &private_class, sizeof(private_class)},
+      {CKA_KEY_TYPE, &key_type, sizeof(key_type)},
+      {CKA_TOKEN, &yes, sizeof(yes)},
+      {CKA_PRIVATE, &yes, sizeof(yes)},
+      {CKA_SENSITIVE, &yes, sizeof(yes)},
+      {CKA_EXTRACTABLE, &no, sizeof(no)},
+      {CKA_UNWRAP, &yes, sizeof(yes)},
+      {CKA_DECRYPT, &no, sizeof(no)},
+      {CKA_SIGN, &no, sizeof(no)},
+      {CKA_DERIVE, &no, sizeof(no)},
+      {CKA_ID, id.data(), id.size()},
+      {CKA_LABEL, label.data(), label.size()},
+  };
+  CK_MECHANISM mechanism = {CKM_RSA_PKCS_KEY_PAIR_GEN, nullptr, 0};
+  CK_OBJECT_HANDLE public_key = CK_INVALID_HANDLE;
+  CK_OBJECT_HANDLE private_key = CK_INVALID_HANDLE;
+  absl::Status status;
+  {
+    SessionPool::Lease lease(sessions_.get());
+    status = lease.Check(
+        lease.fn()->C_GenerateKeyPair(
+            lease.session(), &mechanism, public_template,
+            sizeof(public_template) / sizeof(public_template[0]), private_template,
+            sizeof(private_template) / sizeof(private_template[0]), &public_key, &private_key),
+        "C_GenerateKeyPair");
+  }
+  absl::MutexLock lock(&mu_);
+  generating_.erase(id);
+  if (!status.ok()) return status;
+  objects_.emplace(std::move(id),
+                   CachedObject{ObjectKind::kWrappingKey, private_key, public_key});
+  return absl::OkStatus();
+}
+
+namespace {
+
+absl::Status NoSuchWrappingKey(absl::string_view object_id, bool is_aes_key) {
+  return absl::NotFoundError(absl::StrCat("no RSA wrapping key with id '",
+                                          Printable(object_id), "'",
+                                          is_aes_key ? " (that id names an AES key)" : ""));
+}
+
+// A DER SubjectPublicKeyInfo for the RSA public key (n, e), big-endian.
+absl::StatusOr<std::string> RsaPublicKeyDer(const std::string& modulus,
+                                            const std::string& exponent) {
+  using Bignum = std::unique_ptr<BIGNUM, decltype(&BN_free)>;
+  Bignum n(BN_bin2bn(reinterpret_cast<const unsigned char*>(modulus.data()),
+                     static_cast<int>(modulus.size()), nullptr),
+           &BN_free);
+  Bignum e(BN_bin2bn(reinterpret_cast<const unsigned char*>(exponent.data()),
+                     static_cast<int>(exponent.size()), nullptr),
+           &BN_free);
+  std::unique_ptr<OSSL_PARAM_BLD, decltype(&OSSL_PARAM_BLD_free)> builder(
+      OSSL_PARAM_BLD_new(), &OSSL_PARAM_BLD_free);
+  if (n == nullptr || e == nullptr || builder == nullptr ||
+      OSSL_PARAM_BLD_push_BN(builder.get(), OSSL_PKEY_PARAM_RSA_N, n.get()) != 1 ||
+      OSSL_PARAM_BLD_push_BN(builder.get(), OSSL_PKEY_PARAM_RSA_E, e.get()) != 1) {
+    return absl::InternalError("OpenSSL: cannot build RSA public key parameters");
+  }
+  std::unique_ptr<OSSL_PARAM, decltype(&OSSL_PARAM_free)> params(
+      OSSL_PARAM_BLD_to_param(builder.get()), &OSSL_PARAM_free);
+  std::unique_ptr<EVP_PKEY_CTX, decltype(&EVP_PKEY_CTX_free)> ctx(
+      EVP_PKEY_CTX_new_from_name(nullptr, "RSA", nullptr), &EVP_PKEY_CTX_free);
+  EVP_PKEY* raw_key = nullptr;
+  if (params == nullptr || ctx == nullptr || EVP_PKEY_fromdata_init(ctx.get()) != 1 ||
+      EVP_PKEY_fromdata(ctx.get(), &raw_key, EVP_PKEY_PUBLIC_KEY, params.get()) != 1) {
+    return absl::InternalError("OpenSSL: cannot make an RSA public key from the token's");
+  }
+  std::unique_ptr<EVP_PKEY, decltype(&EVP_PKEY_free)> key(raw_key, &EVP_PKEY_free);
+  unsigned char* der = nullptr;
+  const int size = i2d_PUBKEY(key.get(), &der);
+  if (size <= 0) return absl::InternalError("OpenSSL i2d_PUBKEY failed");
+  std::string result(reinterpret_cast<const char*>(der), static_cast<size_t>(size));
+  OPENSSL_free(der);
+  return result;
+}
+
+}  // namespace
+
+absl::StatusOr<std::string> Pkcs11Hsm::GetPublicKeyDer(absl::string_view object_id) {
+  absl::ReaderMutexLock lock(&mu_);  // held across the token call: see mu_
+  auto it = objects_.find(std::string(object_id));
+  if (it == objects_.end() || it->second.kind != ObjectKind::kWrappingKey) {
+    return NoSuchWrappingKey(object_id, it != objects_.end());
+  }
+  if (it->second.public_handle == CK_INVALID_HANDLE) {
+    return absl::InternalError(absl::StrCat("the public half of wrapping key '",
+                                            Printable(object_id), "' is missing"));
+  }
+  SessionPool::Lease lease(sessions_.get());
+  CK_ATTRIBUTE attributes[] = {
+      {CKA_MODULUS, nullptr, 0},
+      {CKA_PUBLIC_EXPONENT, nullptr, 0},
+  };
+  KMS_RETURN_IF_ERROR(lease.Check(
+      lease.fn()->C_GetAttributeValue(lease.session(), it->second.public_handle, attributes, 2),
+      "C_GetAttributeValue"));
+  std::string modulus(attributes[0].ulValueLen, '\0');
+  std::string exponent(attributes[1].ulValueLen, '\0');
+  attributes[0].pValue = modulus.data();
+  attributes[1].pValue = exponent.data();
+  KMS_RETURN_IF_ERROR(lease.Check(
+      lease.fn()->C_GetAttributeValue(lease.session(), it->second.public_handle, attributes, 2),
+      "C_GetAttributeValue"));
+  modulus.resize(attributes[0].ulValueLen);
+  exponent.resize(attributes[1].ulValueLen);
+  return RsaPublicKeyDer(modulus, exponent);
+}
+
+absl::Status Pkcs11Hsm::UnwrapAesKey(absl::string_view wrapping_key_id,
+                                     WrappingAlgorithm algorithm, absl::string_view wrapped,
+                                     absl::string_view new_object_id) {
+  KMS_RETURN_IF_ERROR(CheckObjectId(new_object_id));
+  std::string id(new_object_id);
+  KMS_RETURN_IF_ERROR(ReserveId(id));
+  absl::StatusOr<ObjectHandle> handle = UnwrapIntoToken(wrapping_key_id, algorithm, wrapped, id);
+  absl::MutexLock lock(&mu_);
+  generating_.erase(id);
+  if (!handle.ok()) return handle.status();
+  objects_.emplace(std::move(id), CachedObject{ObjectKind::kAesKey, *handle, CK_INVALID_HANDLE});
+  return absl::OkStatus();
+}
+
+absl::StatusOr<Pkcs11Hsm::ObjectHandle> Pkcs11Hsm::UnwrapIntoToken(
+    absl::string_view wrapping_key_id, WrappingAlgorithm algorithm, absl::string_view wrapped,
+    const std::string& new_object_id) {
+  absl::ReaderMutexLock lock(&mu_);  // held across the token calls: see mu_
+  auto it = objects_.find(std::string(wrapping_key_id));
+  if (it == objects_.end() || it->second.kind != ObjectKind::kWrappingKey) {
+    return NoSuchWrappingKey(wrapping_key_id, it != objects_.end());
+  }
+  const CK_OBJECT_HANDLE private_key = it->second.handle;
+  if (std::find(wrapping_algorithms_.begin(), wrapping_algorithms_.end(), algorithm) ==
+      wrapping_algorithms_.end()) {
+    std::string supported;
+    for (WrappingAlgorithm a : wrapping_algorithms_) {
+      absl::StrAppend(&supported, supported.empty() ? "" : ", ", WrappingAlgorithmName(a));
+    }
+    return absl::FailedPreconditionError(
+        absl::StrCat("this HSM cannot unwrap ", WrappingAlgorithmName(algorithm),
+                     "; it supports: ", supported.empty() ? "none" : supported));
+  }
+
+  // GenerateAesKey's template without CKA_VALUE_LEN: the material's length
+  // is whatever was wrapped, found below and refused unless 32 bytes.
+  // (SoftHSM 2.6.1 refuses CKA_VALUE_LEN in an unwrap template anyway, with
+  // CKR_ATTRIBUTE_READ_ONLY.)
+  CK_OBJECT_CLASS key_class = CKO_SECRET_KEY;
+  CK_KEY_TYPE key_type = CKK_AES;
+  CK_BBOOL yes = CK_TRUE;
+  CK_BBOOL no = CK_FALSE;
+  std::string label = absl::StrCat("kmsd:", new_object_id);
+  CK_ATTRIBUTE key_template[] = {
+      {CKA_CLASS, &key_class, sizeof(key_class)},
+      {CKA_KEY_TYPE, &key_type, sizeof(key_type)},
+      {CKA_TOKEN, &yes, sizeof(yes)},
+      {CKA_PRIVATE, &yes, sizeof(yes)},
+      {CKA_SENSITIVE, &yes, sizeof(yes)},
+      {CKA_EXTRACTABLE, &no, sizeof(no)},
+      {CKA_DERIVE, &no, sizeof(no)},
+      {CKA_ENCRYPT, &yes, sizeof(yes)},
+      {CKA_DECRYPT, &yes, sizeof(yes)},
+      {CKA_WRAP, &no, sizeof(no)},
+      {CKA_UNWRAP, &no, sizeof(no)},
+      {CKA_SIGN, &no, sizeof(no)},
+      {CKA_VERIFY, &no, sizeof(no)},
+      {CKA_ID, const_cast<char*>(new_object_id.data()), new_object_id.size()},
+      {CKA_LABEL, label.data(), label.size()},
+  };
+  constexpr CK_ULONG kTemplateSize = sizeof(key_template) / sizeof(key_template[0]);
+  const absl::Status did_not_unwrap =
+      absl::InvalidArgumentError("wrapped key material did not unwrap");
+
+  SessionPool::Lease lease(sessions_.get());
+  CK_FUNCTION_LIST* fn = lease.fn();
+  const CK_SESSION_HANDLE session = lease.session();
+  OaepMechanism oaep(OaepHash(algorithm));
+  CK_OBJECT_HANDLE handle = CK_INVALID_HANDLE;
+  size_t rsa_size = 0;  // of an RSA_AES_KEY_WRAP input
+  if (algorithm == WrappingAlgorithm::kRsaesOaepSha1 ||
+      algorithm == WrappingAlgorithm::kRsaesOaepSha256) {
+    KMS_RETURN_IF_ERROR(lease.Check(
+        fn->C_UnwrapKey(session, &oaep.mechanism, private_key, InputBytes(wrapped),
+                        wrapped.size(), key_template, kTemplateSize, &handle),
+        "C_UnwrapKey(RSA-OAEP)", CkCall::kUnwrap));
+  } else {
+    // The RSA part is exactly as long as the modulus.
+    CK_ATTRIBUTE modulus = {CKA_MODULUS, nullptr, 0};
+    KMS_RETURN_IF_ERROR(lease.Check(fn->C_GetAttributeValue(session, private_key, &modulus, 1),
+                                    "C_GetAttributeValue(CKA_MODULUS)"));
+    rsa_size = modulus.ulValueLen;
+    if (wrapped.size() <= rsa_size) return did_not_unwrap;
+    const absl::string_view rsa_part = wrapped.substr(0, rsa_size);
+    const absl::string_view kwp_part = wrapped.substr(rsa_size);
+    EphemeralKeyTemplate ephemeral_template;
+    CK_OBJECT_HANDLE ephemeral = CK_INVALID_HANDLE;
+    KMS_RETURN_IF_ERROR(lease.Check(
+        fn->C_UnwrapKey(session, &oaep.mechanism, private_key, InputBytes(rsa_part),
+                        rsa_part.size(), ephemeral_template.attributes, EphemeralKeyTemplate::kSize,
+                        &ephemeral),
+        "C_UnwrapKey(RSA-OAEP)", CkCall::kUnwrap));
+    CK_MECHANISM kwp = {CKM_AES_KEY_WRAP_PAD, nullptr, 0};
+    absl::Status status = lease.Check(
+        fn->C_UnwrapKey(session, &kwp, ephemeral, InputBytes(kwp_part), kwp_part.size(),
+                        key_template, kTemplateSize, &handle),
+        "C_UnwrapKey(AES-KWP)", CkCall::kUnwrap);
+    // On every path: the ephemeral key could unwrap the material again.
+    DestroyTransient(lease, ephemeral, "ephemeral key");
+    KMS_RETURN_IF_ERROR(status);
+  }
+
+  absl::Status status;
+  if (reports_unwrapped_length_) {
+    CK_ULONG value_size = 0;
+    CK_ATTRIBUTE length = {CKA_VALUE_LEN, &value_size, sizeof(value_size)};
+    status = lease.Check(fn->C_GetAttributeValue(session, handle, &length, 1),
+                         "C_GetAttributeValue(CKA_VALUE_LEN)");
+    if (status.ok() && value_size != kAesKeySize) {
+      status = absl::InvalidArgumentError(
+          absl::StrCat("key material must be ", kAesKeySize, " bytes, got ", value_size));
+    }
+  } else if (rsa_size == 0) {
+    // Cannot happen: plain OAEP is not offered without reported lengths.
+    status = absl::InternalError("cannot check the length of the imported material");
+  } else {
+    // Only RSA_AES_KEY_WRAP gets here (see ProbeWrappingAlgorithms). RFC 5649
+    // pads to 8 bytes and adds 8, so the wrapped length pins the material to
+    // 8 possible lengths: 32 bytes wrap to exactly 40, and of 25..32 bytes
+    // only 32 is an AES key size. An AES operation on the new key then
+    // proves it is one (a module refuses other lengths).
+    const size_t kwp_size = wrapped.size() - rsa_size;
+    if (kwp_size != kAesKeySize + 8) {
+      // The one AES key size in the range, if any, is what was most likely
+      // sent (16 and 24 bytes wrap to 24 and 32).
+      const size_t longest = kwp_size >= 16 ? kwp_size - 8 : 0;
+      status = absl::InvalidArgumentError(absl::StrCat(
+          "key material must be ", kAesKeySize, " bytes, got ",
+          longest == 16 || longest == 24 ? absl::StrCat(longest)
+                                         : absl::StrCat(kwp_size - 15, "..", longest)));
+    } else {
+      CK_MECHANISM ecb = {CKM_AES_ECB, nullptr, 0};
+      std::string block(16, '\0');
+      std::string out(16, '\0');
+      CK_ULONG out_size = out.size();
+      status = lease.Check(fn->C_EncryptInit(session, &ecb, handle), "C_EncryptInit");
+      if (status.ok()) {
+        status = lease.Check(fn->C_Encrypt(session, InputBytes(block), block.size(),
+                                           reinterpret_cast<CK_BYTE_PTR>(out.data()),
+                                           &out_size),
+                             "C_Encrypt");
+      }
+      // A token or session that is gone says nothing about the material.
+      if (!status.ok() && status.code() != absl::StatusCode::kUnavailable &&
+          status.code() != absl::StatusCode::kResourceExhausted) {
+        status = absl::InvalidArgumentError(
+            absl::StrCat("key material must be ", kAesKeySize,
+                         " bytes, got 25..31 (not an AES key size)"));
+      }
+    }
+  }
+  if (!status.ok()) {
+    absl::Status destroyed =
+        lease.Check(fn->C_DestroyObject(session, handle), "C_DestroyObject");
+    if (!destroyed.ok()) {
+      // A token object now exists that the cache does not know; reopening
+      // finds it (and the reconciler removes it as an orphan).
+      KMS_LOG(ERROR) << "cannot destroy refused imported key '" << Printable(new_object_id)
+                     << "': " << destroyed.message();
+    }
+    return status;
+  }
+  return handle;
+}
+
+absl::StatusOr<std::string> Pkcs11Hsm::EncryptBlock(absl::string_view object_id,
+                                                    absl::string_view block) {
+  absl::ReaderMutexLock lock(&mu_);  // held across the token call: see mu_
+  const CachedObject* key = FindAesKey(std::string(object_id));
+  if (key == nullptr) return NoSuchKey(object_id);
+  SessionPool::Lease lease(sessions_.get());
+  CK_FUNCTION_LIST* fn = lease.fn();
+  CK_MECHANISM ecb = {CKM_AES_ECB, nullptr, 0};
+  KMS_RETURN_IF_ERROR(
+      lease.Check(fn->C_EncryptInit(lease.session(), &ecb, key->handle), "C_EncryptInit"));
+  std::string out(block.size(), '\0');
+  CK_ULONG size = out.size();
+  KMS_RETURN_IF_ERROR(lease.Check(
+      fn->C_Encrypt(lease.session(), InputBytes(block), block.size(),
+                    reinterpret_cast<CK_BYTE_PTR>(out.data()), &size),
+      "C_Encrypt"));
+  if (size != block.size()) {
+    return absl::InternalError(absl::StrCat("C_Encrypt(AES-ECB) returned ", size, " bytes"));
+  }
+  return out;
+}
+
+absl::StatusOr<std::string> Pkcs11Hsm::KeyCheckValue(absl::string_view object_id) {
+  KMS_ASSIGN_OR_RETURN(std::string block, EncryptBlock(object_id, std::string(16, '\0')));
+  return block.substr(0, kKeyCheckValueSize);
+}
+
+absl::StatusOr<std::string> Pkcs11Hsm::KeyFingerprint(absl::string_view object_id) {
+  return EncryptBlock(object_id, kKeyFingerprintBlock);
+}
+
+absl::StatusOr<size_t> Pkcs11Hsm::CountObjectsForTesting() {
+  SessionPool::Lease lease(sessions_.get());
+  CK_FUNCTION_LIST* fn = lease.fn();
+  const CK_SESSION_HANDLE session = lease.session();
+  KMS_RETURN_IF_ERROR(
+      lease.Check(fn->C_FindObjectsInit(session, nullptr, 0), "C_FindObjectsInit"));
+  size_t total = 0;
+  absl::Status status;
+  for (;;) {
+    CK_OBJECT_HANDLE batch[256];
+    CK_ULONG count = 0;
+    status = lease.Check(fn->C_FindObjects(session, batch, 256, &count), "C_FindObjects");
+    if (!status.ok() || count == 0) break;
+    total += count;
+  }
+  absl::Status final_status =
+      lease.Check(fn->C_FindObjectsFinal(session), "C_FindObjectsFinal");
+  KMS_RETURN_IF_ERROR(status);
+  KMS_RETURN_IF_ERROR(final_status);
+  return total;
 }
 
 }  // namespace kms::hsm

@@ -3,11 +3,30 @@
 //
 // Open() loads the module (shared per process, see hsm/pkcs11_module.h),
 // finds the token by label, opens a pool of R/W sessions, logs in as the user
-// once, and reads the handles of every AES secret key on the token into a
-// cache (one C_FindObjects pass). After that no method searches the token:
-// requests go straight from the cache to C_EncryptInit / C_DecryptInit.
-// The cache assumes this process is the only one changing the token's AES
-// keys (DESIGN.md: one kmsd process owns a token).
+// once, and reads the handles of every AES secret key and every RSA wrapping
+// key pair (private key with CKA_UNWRAP, public key with CKA_WRAP, paired by
+// CKA_ID) on the token into a cache (one C_FindObjects pass per object kind).
+// After that no method searches the token: requests go straight from the
+// cache to C_EncryptInit / C_DecryptInit / C_UnwrapKey. The cache assumes
+// this process is the only one changing the token's keys (DESIGN.md: one
+// kmsd process owns a token).
+//
+// Open() also decides, once, which import wrapping algorithms the token can
+// do (SupportedWrappingAlgorithms): CKM_RSA_PKCS_KEY_PAIR_GEN and
+// CKM_RSA_PKCS_OAEP with CKF_UNWRAP must be listed; the OAEP hashes are then
+// tried for real (a throwaway session key pair, an OAEP encryption and an
+// unwrap), because a mechanism list cannot say which hashes a module takes
+// (SoftHSM 2.6.1 lists OAEP but rejects SHA-256 with CKR_ARGUMENTS_BAD); the
+// RSA_AES_KEY_WRAP variants also need CKM_AES_KEY_WRAP_PAD with CKF_UNWRAP.
+// Plain RSAES_OAEP_* is offered only if the module reports CKA_VALUE_LEN of
+// an unwrapped key (the probe checks): the OAEP ciphertext says nothing of
+// the material's length, and kmsd must refuse anything but 32 bytes without
+// seeing it. SoftHSM 2.6.1 leaves CKA_VALUE_LEN 0 on unwrapped keys, so on
+// it only RSA_AES_KEY_WRAP_SHA_1 is offered; there the length follows from
+// the AES-KWP part's size (see UnwrapIntoToken).
+// CKM_RSA_AES_KEY_WRAP itself is never used: an OAEP unwrap of the ephemeral
+// key into a session object followed by an AES_KEY_WRAP_PAD unwrap is the
+// same computation, and works on modules (SoftHSM) that lack it.
 //
 // Ownership: the caller owns the Pkcs11Hsm. Destroying it closes its sessions
 // and releases the module (the last user finalises and unloads it). It does
@@ -84,7 +103,8 @@ class Pkcs11Hsm final : public Hsm {
   // valid (the token was reset or another client deleted the object; reopen
   // to resynchronise; never reported as kNotFound); kResourceExhausted when
   // the module is out of memory. A GCM tag mismatch is kInvalidArgument
-  // whatever the module's code for it (SoftHSM: CKR_GENERAL_ERROR).
+  // whatever the module's code for it (SoftHSM: CKR_GENERAL_ERROR), and so is
+  // wrapped key material that does not unwrap.
   absl::Status GenerateAesKey(absl::string_view object_id) override;
   absl::Status DestroyKey(absl::string_view object_id) override;
   bool HasKey(absl::string_view object_id) override;
@@ -97,33 +117,80 @@ class Pkcs11Hsm final : public Hsm {
                                          absl::string_view ciphertext,
                                          absl::string_view aad) override;
   absl::StatusOr<SecretBytes> GenerateRandom(size_t length) override;
+  std::vector<WrappingAlgorithm> SupportedWrappingAlgorithms() override;
+  absl::Status GenerateRsaWrappingKey(absl::string_view object_id, int modulus_bits) override;
+  std::vector<std::string> ListWrappingKeyIds() override;
+  absl::StatusOr<std::string> GetPublicKeyDer(absl::string_view object_id) override;
+  absl::Status UnwrapAesKey(absl::string_view wrapping_key_id, WrappingAlgorithm algorithm,
+                            absl::string_view wrapped,
+                            absl::string_view new_object_id) override;
+  absl::StatusOr<std::string> KeyCheckValue(absl::string_view object_id) override;
+  absl::StatusOr<std::string> KeyFingerprint(absl::string_view object_id) override;
+
+  // Test-only: how many objects this process can see on the token, token and
+  // session objects alike (session objects of every session of the process
+  // are visible to each). Shows that no ephemeral key outlives an unwrap.
+  // Errors: as CkStatus.
+  absl::StatusOr<size_t> CountObjectsForTesting();
 
   // The label of the open token (for logs).
   const std::string& token_label() const { return token_label_; }
 
  private:
-  // CK_OBJECT_HANDLE, spelled out so this header need not include pkcs11.h
-  // (static_assert'ed in the .cc).
+  // CK_OBJECT_HANDLE and CK_SLOT_ID, spelled out so this header need not
+  // include pkcs11.h (static_assert'ed in the .cc).
   using ObjectHandle = unsigned long;
+  using SlotId = unsigned long;
+
+  enum class ObjectKind { kAesKey, kWrappingKey };
+  // One cached object id: an AES key, or both halves of a wrapping key pair.
+  struct CachedObject {
+    ObjectKind kind;
+    ObjectHandle handle;         // the AES key, or the private half
+    ObjectHandle public_handle;  // the public half of a wrapping key, else 0
+  };
 
   Pkcs11Hsm(std::shared_ptr<const internal::Pkcs11Module> module, std::string token_label);
 
-  // Fills handles_ with one C_FindObjects pass over the token's AES keys.
-  // Only Open() searches the token.
+  // Fills objects_ with one C_FindObjects pass per object kind. Only Open()
+  // searches the token.
   absl::Status LoadHandleCache();
-  absl::StatusOr<std::map<std::string, ObjectHandle>> ReadKeyHandles();
+  absl::StatusOr<std::map<std::string, CachedObject>> ReadObjects();
+  // Decides wrapping_algorithms_ (see the class comment). Only Open() calls
+  // it. Errors: those of C_GetMechanismList; a failed trial only means the
+  // algorithm is not offered.
+  absl::Status ProbeWrappingAlgorithms(SlotId slot);
+  // Checks that the id is free and reserves it in generating_.
+  absl::Status ReserveId(const std::string& id);
+  // The AES key `object_id`; mu_ must be held. nullptr if there is none.
+  const CachedObject* FindAesKey(const std::string& object_id)
+      ABSL_SHARED_LOCKS_REQUIRED(mu_);
+  // The body of UnwrapAesKey once `new_object_id` is reserved: the handle
+  // of the new AES key object.
+  absl::StatusOr<ObjectHandle> UnwrapIntoToken(absl::string_view wrapping_key_id,
+                                               WrappingAlgorithm algorithm,
+                                               absl::string_view wrapped,
+                                               const std::string& new_object_id);
+  // AES-ECB of the one block `block` under the AES key `object_id`.
+  absl::StatusOr<std::string> EncryptBlock(absl::string_view object_id, absl::string_view block);
 
   const std::shared_ptr<const internal::Pkcs11Module> module_;
   const std::string token_label_;
   std::unique_ptr<internal::SessionPool> sessions_;
+
+  // Set once by Open(), read-only afterwards.
+  std::vector<WrappingAlgorithm> wrapping_algorithms_;
+  // Whether the module sets CKA_VALUE_LEN on unwrapped AES keys.
+  bool reports_unwrapped_length_ = false;
 
   // Guards the handle cache. Calls that use a handle hold it shared for the
   // whole token call, and DestroyKey holds it exclusively: a module may hand
   // a destroyed object's handle to the next new object, and a call must never
   // run under a different key than the id it looked up.
   absl::Mutex mu_;
-  std::map<std::string, ObjectHandle> handles_ ABSL_GUARDED_BY(mu_);  // by CKA_ID
-  // Ids with a C_GenerateKey in flight, so two callers cannot both create one.
+  std::map<std::string, CachedObject> objects_ ABSL_GUARDED_BY(mu_);  // by CKA_ID
+  // Ids with a C_GenerateKey, C_GenerateKeyPair or C_UnwrapKey in flight, so
+  // two callers cannot both create one.
   std::set<std::string> generating_ ABSL_GUARDED_BY(mu_);
 };
 

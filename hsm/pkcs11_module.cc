@@ -374,6 +374,26 @@ absl::Status CkStatus(CK_RV rv, absl::string_view function, CkCall call) {
     }
   }
 
+  if (call == CkCall::kUnwrap) {
+    switch (rv) {
+      // What modules return for a wrapped key that is corrupt, under another
+      // key or of the wrong size. Like a GCM tag failure, a device fault
+      // reported this way is indistinguishable from bad input.
+      case CKR_WRAPPED_KEY_INVALID:
+      case CKR_WRAPPED_KEY_LEN_RANGE:
+      case CKR_ENCRYPTED_DATA_INVALID:
+      case CKR_ENCRYPTED_DATA_LEN_RANGE:
+      case CKR_DATA_INVALID:
+      case CKR_DATA_LEN_RANGE:
+      case CKR_GENERAL_ERROR:
+      case CKR_FUNCTION_FAILED:
+        return absl::InvalidArgumentError(
+            absl::StrCat(message, " (wrapped key material did not unwrap)"));
+      default:
+        break;
+    }
+  }
+
   switch (rv) {
     case CKR_SESSION_HANDLE_INVALID:
     case CKR_SESSION_CLOSED:

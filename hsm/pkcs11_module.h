@@ -133,6 +133,10 @@ enum class CkCall {
   // C_Decrypt of AES-GCM: data errors (and SoftHSM's CKR_GENERAL_ERROR on a
   // tag mismatch) mean the ciphertext did not authenticate.
   kDecrypt,
+  // C_UnwrapKey of caller-supplied wrapped bytes: data and padding errors
+  // (and SoftHSM's CKR_GENERAL_ERROR / CKR_FUNCTION_FAILED for a bad OAEP or
+  // key-wrap block) mean the bytes did not unwrap.
+  kUnwrap,
 };
 
 // The one place a CK_RV becomes an absl::Status. The message is
@@ -142,7 +146,8 @@ enum class CkCall {
 //                       kmsd's handle cache
 //   kPermissionDenied   wrong, locked or expired PIN
 //   kInvalidArgument    bad PIN format, data too long; with kDecrypt, any
-//                       ciphertext that fails to decrypt
+//                       ciphertext that fails to decrypt; with kUnwrap, any
+//                       wrapped key that fails to unwrap
 //   kAlreadyExists      CKR_CRYPTOKI_ALREADY_INITIALIZED,
 //                       CKR_USER_ALREADY_LOGGED_IN (callers may tolerate)
 //   kFailedPrecondition token state forbids it (PIN not set, read-only, ...)

@@ -378,6 +378,26 @@ TEST_F(Pkcs11ToolTest, TwoKeysWithOneIdStopOpen) {
   EXPECT_THAT(hsm.status().message(), HasSubstr("'k1'"));
 }
 
+TEST_F(Pkcs11ToolTest, SeesAnUnwrapOnlyWrappingKeyPair) {
+  {
+    std::unique_ptr<Pkcs11Hsm> hsm = Open();
+    ASSERT_NE(hsm, nullptr);
+    ASSERT_TRUE(hsm->GenerateRsaWrappingKey("w-1", 2048).ok());
+  }
+  const auto [exit_code, listed] = Pkcs11Tool("--list-objects --type privkey");
+  ASSERT_EQ(exit_code, 0) << listed;
+  EXPECT_THAT(listed, HasSubstr("label:      kmsd-wrap:w-1"));
+  EXPECT_THAT(listed, HasSubstr("ID:         772d31"));  // hex of "w-1"
+  EXPECT_THAT(ListedValue(listed, "Usage:"), ElementsAre("unwrap"));
+  EXPECT_THAT(ListedValue(listed, "Access:"),
+              AllOf(Contains("sensitive"), Contains("always sensitive"),
+                    Contains("never extractable"), Not(Contains("extractable"))));
+  const auto [public_exit_code, public_listing] = Pkcs11Tool("--list-objects --type pubkey");
+  ASSERT_EQ(public_exit_code, 0) << public_listing;
+  EXPECT_THAT(public_listing, HasSubstr("ID:         772d31"));
+  EXPECT_THAT(ListedValue(public_listing, "Usage:"), AllOf(Contains("encrypt"), Contains("wrap")));
+}
+
 // The fixture itself: SoftHSM's one-configuration-per-initialisation rule.
 TEST(SoftHsmTokenTest, TokensCanBeCreatedOneAfterAnother) {
   for (int i = 0; i < 3; ++i) {

@@ -1,7 +1,10 @@
 #include "tests/testing/fake_hsm.h"
 
+#include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/rand.h>
+#include <openssl/rsa.h>
+#include <openssl/x509.h>
 
 #include <limits>
 #include <memory>
@@ -64,33 +67,103 @@ absl::StatusOr<CipherContext> GcmContext(bool encrypt, const SecretBytes& key,
   return ctx;
 }
 
-}  // namespace
-
-absl::Status FakeHsm::GenerateAesKey(absl::string_view object_id) {
+absl::Status CheckObjectId(absl::string_view object_id) {
   if (object_id.empty() || object_id.size() > kMaxObjectIdSize) {
     return absl::InvalidArgumentError(absl::StrCat(
         "object id must be 1..", kMaxObjectIdSize, " bytes, got ", object_id.size()));
   }
+  return absl::OkStatus();
+}
+
+absl::Status IdExists(absl::string_view object_id) {
+  return absl::AlreadyExistsError(
+      absl::StrCat("a key with id '", absl::CHexEscape(object_id), "' already exists"));
+}
+
+absl::Status NoSuchWrappingKey(absl::string_view object_id, bool is_aes_key) {
+  return absl::NotFoundError(absl::StrCat("no RSA wrapping key with id '",
+                                          absl::CHexEscape(object_id), "'",
+                                          is_aes_key ? " (that id names an AES key)" : ""));
+}
+
+// Every unwrap failure looks the same to the caller, as on a token.
+absl::Status DidNotUnwrap() {
+  ERR_clear_error();
+  return absl::InvalidArgumentError("wrapped key material did not unwrap");
+}
+
+// RSAES-OAEP decryption of `ciphertext` with `md` for both OAEP and MGF1.
+absl::StatusOr<SecretBytes> OaepDecrypt(EVP_PKEY* key, const EVP_MD* md,
+                                        absl::string_view ciphertext) {
+  std::unique_ptr<EVP_PKEY_CTX, decltype(&EVP_PKEY_CTX_free)> ctx(
+      EVP_PKEY_CTX_new(key, nullptr), &EVP_PKEY_CTX_free);
+  size_t size = 0;
+  if (ctx == nullptr || EVP_PKEY_decrypt_init(ctx.get()) != 1 ||
+      EVP_PKEY_CTX_set_rsa_padding(ctx.get(), RSA_PKCS1_OAEP_PADDING) != 1 ||
+      EVP_PKEY_CTX_set_rsa_oaep_md(ctx.get(), md) != 1 ||
+      EVP_PKEY_CTX_set_rsa_mgf1_md(ctx.get(), md) != 1 ||
+      EVP_PKEY_decrypt(ctx.get(), nullptr, &size, Bytes(ciphertext), ciphertext.size()) != 1) {
+    ERR_clear_error();
+    return absl::InternalError("OpenSSL RSA-OAEP set-up failed");
+  }
+  SecretBytes plaintext(size);
+  if (EVP_PKEY_decrypt(ctx.get(), plaintext.mutable_data(), &size, Bytes(ciphertext),
+                       ciphertext.size()) != 1) {
+    return DidNotUnwrap();
+  }
+  plaintext.Truncate(size);
+  return plaintext;
+}
+
+// AES Key Wrap with Padding (RFC 5649) unwrap of `wrapped` under `kek`.
+absl::StatusOr<SecretBytes> KwpUnwrap(const SecretBytes& kek, absl::string_view wrapped) {
+  const EVP_CIPHER* cipher = nullptr;
+  switch (kek.size()) {
+    case 16: cipher = EVP_aes_128_wrap_pad(); break;
+    case 24: cipher = EVP_aes_192_wrap_pad(); break;
+    case 32: cipher = EVP_aes_256_wrap_pad(); break;
+    default: return DidNotUnwrap();
+  }
+  if (wrapped.size() < 16 || wrapped.size() % 8 != 0) return DidNotUnwrap();
+  KMS_RETURN_IF_ERROR(CheckEvpSize("wrapped key", wrapped.size()));
+  CipherContext ctx(EVP_CIPHER_CTX_new(), &EVP_CIPHER_CTX_free);
+  if (ctx == nullptr) return absl::InternalError("OpenSSL: no cipher context");
+  EVP_CIPHER_CTX_set_flags(ctx.get(), EVP_CIPHER_CTX_FLAG_WRAP_ALLOW);
+  SecretBytes material(wrapped.size());
+  int size = 0;
+  int final_size = 0;
+  if (EVP_DecryptInit_ex(ctx.get(), cipher, nullptr, kek.data(), nullptr) != 1 ||
+      EVP_DecryptUpdate(ctx.get(), material.mutable_data(), &size, Bytes(wrapped),
+                        static_cast<int>(wrapped.size())) != 1 ||
+      size <= 0 ||
+      EVP_DecryptFinal_ex(ctx.get(), material.mutable_data() + size, &final_size) != 1) {
+    return DidNotUnwrap();
+  }
+  material.Truncate(static_cast<size_t>(size + final_size));
+  return material;
+}
+
+}  // namespace
+
+absl::Status FakeHsm::GenerateAesKey(absl::string_view object_id) {
+  KMS_RETURN_IF_ERROR(CheckObjectId(object_id));
   SecretBytes key(hsm::kAesKeySize);
   if (RAND_bytes(key.mutable_data(), static_cast<int>(key.size())) != 1) {
     return absl::InternalError("RAND_bytes failed");
   }
   absl::MutexLock lock(&mu_);
-  auto [it, inserted] = keys_.try_emplace(std::string(object_id));
-  if (!inserted) {
-    return absl::AlreadyExistsError(
-        absl::StrCat("an AES key with id '", absl::CHexEscape(object_id), "' already exists"));
-  }
-  it->second = std::move(key);
+  std::string id(object_id);
+  if (IdTaken(id)) return IdExists(object_id);
+  keys_[id].material = std::move(key);
   return absl::OkStatus();
 }
 
 absl::Status FakeHsm::DestroyKey(absl::string_view object_id) {
   absl::MutexLock lock(&mu_);
-  auto it = keys_.find(std::string(object_id));
-  if (it == keys_.end()) return NoSuchKey(object_id);
-  keys_.erase(it);  // SecretBytes wipes the key
-  return absl::OkStatus();
+  const std::string id(object_id);
+  // SecretBytes wipes an AES key; EVP_PKEY_free clears RSA private parts.
+  if (keys_.erase(id) > 0 || wrapping_keys_.erase(id) > 0) return absl::OkStatus();
+  return NoSuchKey(object_id);
 }
 
 bool FakeHsm::HasKey(absl::string_view object_id) {
@@ -108,21 +181,35 @@ std::vector<std::string> FakeHsm::ListKeyIds() {
 
 absl::StatusOr<hsm::KeyAttributes> FakeHsm::GetKeyAttributes(absl::string_view object_id) {
   absl::ReaderMutexLock lock(&mu_);
-  if (keys_.count(std::string(object_id)) == 0) return NoSuchKey(object_id);
-  // What Pkcs11Hsm's template yields on a real token.
+  const std::string id(object_id);
   hsm::KeyAttributes attributes;
   attributes.token = true;
   attributes.is_private = true;
   attributes.sensitive = true;
-  attributes.always_sensitive = true;
   attributes.extractable = false;
-  attributes.never_extractable = true;
   attributes.derive = false;
+  attributes.wrap = false;
+  attributes.sign = false;
+  if (auto it = wrapping_keys_.find(id); it != wrapping_keys_.end()) {
+    // What Pkcs11Hsm's private-key template yields on a real token.
+    attributes.always_sensitive = true;
+    attributes.never_extractable = true;
+    attributes.encrypt = false;
+    attributes.decrypt = false;
+    attributes.unwrap = true;
+    attributes.modulus_bits = static_cast<size_t>(EVP_PKEY_get_bits(it->second.get()));
+    return attributes;
+  }
+  auto it = keys_.find(id);
+  if (it == keys_.end()) return NoSuchKey(object_id);
+  // What Pkcs11Hsm's AES template yields on a real token. PKCS#11 marks an
+  // unwrapped key as neither always sensitive nor never extractable.
+  attributes.always_sensitive = !it->second.imported;
+  attributes.never_extractable = !it->second.imported;
   attributes.encrypt = true;
   attributes.decrypt = true;
-  attributes.wrap = false;
   attributes.unwrap = false;
-  attributes.value_len = hsm::kAesKeySize;
+  attributes.value_len = it->second.material.size();
   return attributes;
 }
 
@@ -136,7 +223,8 @@ absl::StatusOr<std::string> FakeHsm::EncryptGcm(absl::string_view object_id,
   auto it = keys_.find(std::string(object_id));
   if (it == keys_.end()) return NoSuchKey(object_id);
 
-  KMS_ASSIGN_OR_RETURN(CipherContext ctx, GcmContext(/*encrypt=*/true, it->second, iv, aad));
+  KMS_ASSIGN_OR_RETURN(CipherContext ctx, GcmContext(/*encrypt=*/true, it->second.material, iv,
+                                                     aad));
   std::string ciphertext(plaintext.size() + hsm::kGcmTagSize, '\0');
   auto* out = reinterpret_cast<unsigned char*>(ciphertext.data());
   int size = 0;
@@ -167,7 +255,8 @@ absl::StatusOr<SecretBytes> FakeHsm::DecryptGcm(absl::string_view object_id,
   auto it = keys_.find(std::string(object_id));
   if (it == keys_.end()) return NoSuchKey(object_id);
 
-  KMS_ASSIGN_OR_RETURN(CipherContext ctx, GcmContext(/*encrypt=*/false, it->second, iv, aad));
+  KMS_ASSIGN_OR_RETURN(CipherContext ctx, GcmContext(/*encrypt=*/false, it->second.material, iv,
+                                                     aad));
   const size_t body_size = ciphertext.size() - hsm::kGcmTagSize;
   // EVP writes the plaintext straight into SecretBytes; on failure it is
   // wiped when `plaintext` goes out of scope.
@@ -198,6 +287,106 @@ absl::StatusOr<SecretBytes> FakeHsm::GenerateRandom(size_t length) {
     return absl::InternalError("RAND_bytes failed");
   }
   return random;
+}
+
+std::vector<hsm::WrappingAlgorithm> FakeHsm::SupportedWrappingAlgorithms() {
+  return std::vector<hsm::WrappingAlgorithm>(std::begin(hsm::kAllWrappingAlgorithms),
+                                             std::end(hsm::kAllWrappingAlgorithms));
+}
+
+absl::Status FakeHsm::GenerateRsaWrappingKey(absl::string_view object_id, int modulus_bits) {
+  KMS_RETURN_IF_ERROR(CheckObjectId(object_id));
+  if (modulus_bits != 2048 && modulus_bits != 3072 && modulus_bits != 4096) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "RSA wrapping key size must be 2048, 3072 or 4096 bits, got ", modulus_bits));
+  }
+  const std::string id(object_id);
+  {
+    absl::ReaderMutexLock lock(&mu_);
+    if (IdTaken(id)) return IdExists(object_id);
+  }
+  // Generated outside the lock (it takes a while); the id is checked again.
+  Pkey key(EVP_PKEY_Q_keygen(nullptr, nullptr, "RSA", static_cast<size_t>(modulus_bits)),
+           &EVP_PKEY_free);
+  if (key == nullptr) return absl::InternalError("OpenSSL RSA key generation failed");
+  absl::MutexLock lock(&mu_);
+  if (IdTaken(id)) return IdExists(object_id);
+  wrapping_keys_.emplace(id, std::move(key));
+  return absl::OkStatus();
+}
+
+std::vector<std::string> FakeHsm::ListWrappingKeyIds() {
+  absl::ReaderMutexLock lock(&mu_);
+  std::vector<std::string> ids;
+  for (const auto& [id, key] : wrapping_keys_) ids.push_back(id);  // std::map: sorted
+  return ids;
+}
+
+absl::StatusOr<std::string> FakeHsm::GetPublicKeyDer(absl::string_view object_id) {
+  absl::ReaderMutexLock lock(&mu_);
+  auto it = wrapping_keys_.find(std::string(object_id));
+  if (it == wrapping_keys_.end()) {
+    return NoSuchWrappingKey(object_id, keys_.count(std::string(object_id)) > 0);
+  }
+  // i2d_PUBKEY writes only the public half: SubjectPublicKeyInfo.
+  unsigned char* der = nullptr;
+  const int size = i2d_PUBKEY(it->second.get(), &der);
+  if (size <= 0) return absl::InternalError("OpenSSL i2d_PUBKEY failed");
+  std::string result(reinterpret_cast<const char*>(der), static_cast<size_t>(size));
+  OPENSSL_free(der);
+  return result;
+}
+
+absl::Status FakeHsm::UnwrapAesKey(absl::string_view wrapping_key_id,
+                                   hsm::WrappingAlgorithm algorithm, absl::string_view wrapped,
+                                   absl::string_view new_object_id) {
+  KMS_RETURN_IF_ERROR(CheckObjectId(new_object_id));
+  // Exclusive throughout, so the new id cannot be taken between the check
+  // and the insertion; a fake need not be fast.
+  absl::MutexLock lock(&mu_);
+  const std::string new_id(new_object_id);
+  if (IdTaken(new_id)) return IdExists(new_object_id);
+  auto it = wrapping_keys_.find(std::string(wrapping_key_id));
+  if (it == wrapping_keys_.end()) {
+    return NoSuchWrappingKey(wrapping_key_id, keys_.count(std::string(wrapping_key_id)) > 0);
+  }
+  EVP_PKEY* rsa = it->second.get();
+
+  const bool sha256 = algorithm == hsm::WrappingAlgorithm::kRsaesOaepSha256 ||
+                      algorithm == hsm::WrappingAlgorithm::kRsaAesKeyWrapSha256;
+  const EVP_MD* md = sha256 ? EVP_sha256() : EVP_sha1();
+  SecretBytes material;
+  if (algorithm == hsm::WrappingAlgorithm::kRsaesOaepSha1 ||
+      algorithm == hsm::WrappingAlgorithm::kRsaesOaepSha256) {
+    KMS_ASSIGN_OR_RETURN(material, OaepDecrypt(rsa, md, wrapped));
+  } else {
+    const size_t rsa_size = static_cast<size_t>(EVP_PKEY_get_size(rsa));
+    if (wrapped.size() <= rsa_size) return DidNotUnwrap();
+    KMS_ASSIGN_OR_RETURN(SecretBytes ephemeral, OaepDecrypt(rsa, md, wrapped.substr(0, rsa_size)));
+    KMS_ASSIGN_OR_RETURN(material, KwpUnwrap(ephemeral, wrapped.substr(rsa_size)));
+  }
+  if (material.size() != hsm::kAesKeySize) {
+    return absl::InvalidArgumentError(absl::StrCat("key material must be ", hsm::kAesKeySize,
+                                                   " bytes, got ", material.size()));
+  }
+  AesKey& key = keys_[new_id];
+  key.material = std::move(material);
+  key.imported = true;
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::string> FakeHsm::KeyCheckValue(absl::string_view object_id) {
+  absl::ReaderMutexLock lock(&mu_);
+  auto it = keys_.find(std::string(object_id));
+  if (it == keys_.end()) return NoSuchKey(object_id);
+  return hsm::LocalKeyCheckValue(it->second.material);
+}
+
+absl::StatusOr<std::string> FakeHsm::KeyFingerprint(absl::string_view object_id) {
+  absl::ReaderMutexLock lock(&mu_);
+  auto it = keys_.find(std::string(object_id));
+  if (it == keys_.end()) return NoSuchKey(object_id);
+  return hsm::LocalKeyFingerprint(it->second.material);
 }
 
 }  // namespace kms::testing

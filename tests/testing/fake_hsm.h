@@ -8,11 +8,20 @@
 // they cannot drift apart. It never returns kUnavailable or kInternal; wrap it
 // in FaultInjectingHsm for those.
 //
+// Import: RSA wrapping keys are OpenSSL EVP_PKEYs in memory; unwrapping is
+// RSA-OAEP (SHA-1 or SHA-256, MGF1 with the same hash) and AES Key Wrap with
+// Padding in OpenSSL. Being a fake, it supports all four wrapping algorithms
+// whatever a real token can do, so tests that compare it with a real HSM use
+// only the algorithms both report.
+//
 // Owns its keys; they vanish with it. Thread-safe.
 #ifndef KMS_TESTS_TESTING_FAKE_HSM_H_
 #define KMS_TESTS_TESTING_FAKE_HSM_H_
 
+#include <openssl/evp.h>
+
 #include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -44,10 +53,30 @@ class FakeHsm final : public hsm::Hsm {
                                          absl::string_view ciphertext,
                                          absl::string_view aad) override;
   absl::StatusOr<SecretBytes> GenerateRandom(size_t length) override;
+  std::vector<hsm::WrappingAlgorithm> SupportedWrappingAlgorithms() override;
+  absl::Status GenerateRsaWrappingKey(absl::string_view object_id, int modulus_bits) override;
+  std::vector<std::string> ListWrappingKeyIds() override;
+  absl::StatusOr<std::string> GetPublicKeyDer(absl::string_view object_id) override;
+  absl::Status UnwrapAesKey(absl::string_view wrapping_key_id, hsm::WrappingAlgorithm algorithm,
+                            absl::string_view wrapped,
+                            absl::string_view new_object_id) override;
+  absl::StatusOr<std::string> KeyCheckValue(absl::string_view object_id) override;
+  absl::StatusOr<std::string> KeyFingerprint(absl::string_view object_id) override;
 
  private:
+  struct AesKey {
+    SecretBytes material;
+    bool imported = false;  // unwrapped: never "always sensitive"
+  };
+  using Pkey = std::unique_ptr<EVP_PKEY, decltype(&EVP_PKEY_free)>;
+
+  bool IdTaken(const std::string& id) const ABSL_SHARED_LOCKS_REQUIRED(mu_) {
+    return keys_.count(id) > 0 || wrapping_keys_.count(id) > 0;
+  }
+
   absl::Mutex mu_;
-  std::map<std::string, SecretBytes> keys_ ABSL_GUARDED_BY(mu_);  // by object id
+  std::map<std::string, AesKey> keys_ ABSL_GUARDED_BY(mu_);          // by object id
+  std::map<std::string, Pkey> wrapping_keys_ ABSL_GUARDED_BY(mu_);   // by object id
 };
 
 }  // namespace kms::testing

@@ -14,7 +14,8 @@
 // there), or, with When::kAfterCall, after it (the call takes effect but the
 // caller sees the error: a crash or lost reply right after the HSM step).
 //
-// HasKey and ListKeyIds cannot report errors: they are counted but never fail,
+// HasKey, ListKeyIds, ListWrappingKeyIds and SupportedWrappingAlgorithms
+// cannot report errors: they are counted but never fail,
 // and FailNthCall counts only the fallible calls (all the others).
 //
 // Does not own the wrapped Hsm, which must outlive it. Thread-safe; faults
@@ -54,6 +55,14 @@ class FaultInjectingHsm final : public hsm::Hsm {
   static constexpr absl::string_view kEncryptGcm = "EncryptGcm";
   static constexpr absl::string_view kDecryptGcm = "DecryptGcm";
   static constexpr absl::string_view kGenerateRandom = "GenerateRandom";
+  static constexpr absl::string_view kSupportedWrappingAlgorithms =
+      "SupportedWrappingAlgorithms";
+  static constexpr absl::string_view kGenerateRsaWrappingKey = "GenerateRsaWrappingKey";
+  static constexpr absl::string_view kListWrappingKeyIds = "ListWrappingKeyIds";
+  static constexpr absl::string_view kGetPublicKeyDer = "GetPublicKeyDer";
+  static constexpr absl::string_view kUnwrapAesKey = "UnwrapAesKey";
+  static constexpr absl::string_view kKeyCheckValue = "KeyCheckValue";
+  static constexpr absl::string_view kKeyFingerprint = "KeyFingerprint";
 
   explicit FaultInjectingHsm(hsm::Hsm& target) : target_(target) {}
   FaultInjectingHsm(const FaultInjectingHsm&) = delete;
@@ -145,6 +154,34 @@ class FaultInjectingHsm final : public hsm::Hsm {
   absl::StatusOr<SecretBytes> GenerateRandom(size_t length) override {
     return Run(kGenerateRandom, [&] { return target_.GenerateRandom(length); });
   }
+  std::vector<hsm::WrappingAlgorithm> SupportedWrappingAlgorithms() override {
+    Count(kSupportedWrappingAlgorithms);
+    return target_.SupportedWrappingAlgorithms();
+  }
+  absl::Status GenerateRsaWrappingKey(absl::string_view object_id, int modulus_bits) override {
+    return Run(kGenerateRsaWrappingKey,
+               [&] { return target_.GenerateRsaWrappingKey(object_id, modulus_bits); });
+  }
+  std::vector<std::string> ListWrappingKeyIds() override {
+    Count(kListWrappingKeyIds);
+    return target_.ListWrappingKeyIds();
+  }
+  absl::StatusOr<std::string> GetPublicKeyDer(absl::string_view object_id) override {
+    return Run(kGetPublicKeyDer, [&] { return target_.GetPublicKeyDer(object_id); });
+  }
+  absl::Status UnwrapAesKey(absl::string_view wrapping_key_id,
+                            hsm::WrappingAlgorithm algorithm, absl::string_view wrapped,
+                            absl::string_view new_object_id) override {
+    return Run(kUnwrapAesKey, [&] {
+      return target_.UnwrapAesKey(wrapping_key_id, algorithm, wrapped, new_object_id);
+    });
+  }
+  absl::StatusOr<std::string> KeyCheckValue(absl::string_view object_id) override {
+    return Run(kKeyCheckValue, [&] { return target_.KeyCheckValue(object_id); });
+  }
+  absl::StatusOr<std::string> KeyFingerprint(absl::string_view object_id) override {
+    return Run(kKeyFingerprint, [&] { return target_.KeyFingerprint(object_id); });
+  }
 
  private:
   struct Fault {
@@ -158,8 +195,10 @@ class FaultInjectingHsm final : public hsm::Hsm {
   };
 
   static bool IsFallible(absl::string_view operation) {
-    for (absl::string_view name : {kGenerateAesKey, kDestroyKey, kGetKeyAttributes, kEncryptGcm,
-                                   kDecryptGcm, kGenerateRandom}) {
+    for (absl::string_view name :
+         {kGenerateAesKey, kDestroyKey, kGetKeyAttributes, kEncryptGcm, kDecryptGcm,
+          kGenerateRandom, kGenerateRsaWrappingKey, kGetPublicKeyDer, kUnwrapAesKey,
+          kKeyCheckValue, kKeyFingerprint}) {
       if (operation == name) return true;
     }
     return false;
