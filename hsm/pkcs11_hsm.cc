@@ -444,6 +444,51 @@ struct EphemeralKeyTemplate {
   };
 };
 
+// The template of every CMK key object, generated or imported. Every
+// attribute that matters is set explicitly: module defaults differ, and
+// SoftHSM's (CKA_SENSITIVE=FALSE, and CKA_VALUE in clear on disk when
+// CKA_PRIVATE=FALSE) are unsafe. One definition, so generated and imported
+// material can never drift apart. Without `with_value_len` (unwrapping) the
+// length is the material's own; SoftHSM also refuses CKA_VALUE_LEN there.
+// The attributes point into this object, so it is neither copied nor moved.
+struct CmkKeyTemplate {
+  CmkKeyTemplate(absl::string_view object_id, bool with_value_len)
+      : id(object_id), label(absl::StrCat("kmsd:", object_id)) {
+    attributes = {
+        {CKA_CLASS, &key_class, sizeof(key_class)},
+        {CKA_KEY_TYPE, &key_type, sizeof(key_type)},
+        {CKA_TOKEN, &yes, sizeof(yes)},
+        {CKA_PRIVATE, &yes, sizeof(yes)},
+        {CKA_SENSITIVE, &yes, sizeof(yes)},
+        {CKA_EXTRACTABLE, &no, sizeof(no)},
+        {CKA_DERIVE, &no, sizeof(no)},
+        {CKA_ENCRYPT, &yes, sizeof(yes)},
+        {CKA_DECRYPT, &yes, sizeof(yes)},
+        {CKA_WRAP, &no, sizeof(no)},
+        {CKA_UNWRAP, &no, sizeof(no)},
+        {CKA_SIGN, &no, sizeof(no)},
+        {CKA_VERIFY, &no, sizeof(no)},
+        {CKA_ID, id.data(), id.size()},
+        {CKA_LABEL, label.data(), label.size()},
+    };
+    if (with_value_len) attributes.push_back({CKA_VALUE_LEN, &value_size, sizeof(value_size)});
+  }
+  CmkKeyTemplate(const CmkKeyTemplate&) = delete;
+  CmkKeyTemplate& operator=(const CmkKeyTemplate&) = delete;
+
+  CK_ATTRIBUTE* data() { return attributes.data(); }
+  CK_ULONG size() const { return attributes.size(); }
+
+  CK_OBJECT_CLASS key_class = CKO_SECRET_KEY;
+  CK_KEY_TYPE key_type = CKK_AES;
+  CK_ULONG value_size = kAesKeySize;
+  CK_BBOOL yes = CK_TRUE;
+  CK_BBOOL no = CK_FALSE;
+  std::string id;
+  std::string label;
+  std::vector<CK_ATTRIBUTE> attributes;
+};
+
 // Destroys a transient object; a failure is logged, not returned: the
 // object is a session object and goes with its session anyway, and the
 // caller's own result matters more.
@@ -624,41 +669,16 @@ absl::Status Pkcs11Hsm::GenerateAesKey(absl::string_view object_id) {
   std::string id(object_id);
   KMS_RETURN_IF_ERROR(ReserveId(id));
 
-  // Every attribute that matters is set explicitly: module defaults differ,
-  // and SoftHSM's (CKA_SENSITIVE=FALSE, and CKA_VALUE in clear on disk when
-  // CKA_PRIVATE=FALSE) are unsafe.
-  CK_OBJECT_CLASS key_class = CKO_SECRET_KEY;
-  CK_KEY_TYPE key_type = CKK_AES;
-  CK_ULONG value_size = kAesKeySize;
-  CK_BBOOL yes = CK_TRUE;
-  CK_BBOOL no = CK_FALSE;
-  std::string label = absl::StrCat("kmsd:", id);
-  CK_ATTRIBUTE key_template[] = {
-      {CKA_CLASS, &key_class, sizeof(key_class)},
-      {CKA_KEY_TYPE, &key_type, sizeof(key_type)},
-      {CKA_VALUE_LEN, &value_size, sizeof(value_size)},
-      {CKA_TOKEN, &yes, sizeof(yes)},
-      {CKA_PRIVATE, &yes, sizeof(yes)},
-      {CKA_SENSITIVE, &yes, sizeof(yes)},
-      {CKA_EXTRACTABLE, &no, sizeof(no)},
-      {CKA_DERIVE, &no, sizeof(no)},
-      {CKA_ENCRYPT, &yes, sizeof(yes)},
-      {CKA_DECRYPT, &yes, sizeof(yes)},
-      {CKA_WRAP, &no, sizeof(no)},
-      {CKA_UNWRAP, &no, sizeof(no)},
-      {CKA_SIGN, &no, sizeof(no)},
-      {CKA_VERIFY, &no, sizeof(no)},
-      {CKA_ID, id.data(), id.size()},
-      {CKA_LABEL, label.data(), label.size()},
-  };
+  CmkKeyTemplate key_template(id, /*with_value_len=*/true);
+
   CK_MECHANISM mechanism = {CKM_AES_KEY_GEN, nullptr, 0};
   CK_OBJECT_HANDLE handle = CK_INVALID_HANDLE;
   absl::Status status;
   {
     SessionPool::Lease lease(sessions_.get());
     status = lease.Check(
-        lease.fn()->C_GenerateKey(lease.session(), &mechanism, key_template,
-                                  sizeof(key_template) / sizeof(key_template[0]), &handle),
+        lease.fn()->C_GenerateKey(lease.session(), &mechanism, key_template.data(),
+                                  key_template.size(), &handle),
         "C_GenerateKey");
   }
 
@@ -1108,33 +1128,8 @@ absl::StatusOr<Pkcs11Hsm::ObjectHandle> Pkcs11Hsm::UnwrapIntoToken(
                      "; it supports: ", supported.empty() ? "none" : supported));
   }
 
-  // GenerateAesKey's template without CKA_VALUE_LEN: the material's length
-  // is whatever was wrapped, found below and refused unless 32 bytes.
-  // (SoftHSM 2.6.1 refuses CKA_VALUE_LEN in an unwrap template anyway, with
-  // CKR_ATTRIBUTE_READ_ONLY.)
-  CK_OBJECT_CLASS key_class = CKO_SECRET_KEY;
-  CK_KEY_TYPE key_type = CKK_AES;
-  CK_BBOOL yes = CK_TRUE;
-  CK_BBOOL no = CK_FALSE;
-  std::string label = absl::StrCat("kmsd:", new_object_id);
-  CK_ATTRIBUTE key_template[] = {
-      {CKA_CLASS, &key_class, sizeof(key_class)},
-      {CKA_KEY_TYPE, &key_type, sizeof(key_type)},
-      {CKA_TOKEN, &yes, sizeof(yes)},
-      {CKA_PRIVATE, &yes, sizeof(yes)},
-      {CKA_SENSITIVE, &yes, sizeof(yes)},
-      {CKA_EXTRACTABLE, &no, sizeof(no)},
-      {CKA_DERIVE, &no, sizeof(no)},
-      {CKA_ENCRYPT, &yes, sizeof(yes)},
-      {CKA_DECRYPT, &yes, sizeof(yes)},
-      {CKA_WRAP, &no, sizeof(no)},
-      {CKA_UNWRAP, &no, sizeof(no)},
-      {CKA_SIGN, &no, sizeof(no)},
-      {CKA_VERIFY, &no, sizeof(no)},
-      {CKA_ID, const_cast<char*>(new_object_id.data()), new_object_id.size()},
-      {CKA_LABEL, label.data(), label.size()},
-  };
-  constexpr CK_ULONG kTemplateSize = sizeof(key_template) / sizeof(key_template[0]);
+  // The length is whatever was wrapped, found below and refused unless 32.
+  CmkKeyTemplate key_template(new_object_id, /*with_value_len=*/false);
   const absl::Status did_not_unwrap =
       absl::InvalidArgumentError("wrapped key material did not unwrap");
 
@@ -1148,7 +1143,7 @@ absl::StatusOr<Pkcs11Hsm::ObjectHandle> Pkcs11Hsm::UnwrapIntoToken(
       algorithm == WrappingAlgorithm::kRsaesOaepSha256) {
     KMS_RETURN_IF_ERROR(lease.Check(
         fn->C_UnwrapKey(session, &oaep.mechanism, private_key, InputBytes(wrapped),
-                        wrapped.size(), key_template, kTemplateSize, &handle),
+                        wrapped.size(), key_template.data(), key_template.size(), &handle),
         "C_UnwrapKey(RSA-OAEP)", CkCall::kUnwrap));
   } else {
     // The RSA part is exactly as long as the modulus.
@@ -1169,7 +1164,7 @@ absl::StatusOr<Pkcs11Hsm::ObjectHandle> Pkcs11Hsm::UnwrapIntoToken(
     CK_MECHANISM kwp = {CKM_AES_KEY_WRAP_PAD, nullptr, 0};
     absl::Status status = lease.Check(
         fn->C_UnwrapKey(session, &kwp, ephemeral, InputBytes(kwp_part), kwp_part.size(),
-                        key_template, kTemplateSize, &handle),
+                        key_template.data(), key_template.size(), &handle),
         "C_UnwrapKey(AES-KWP)", CkCall::kUnwrap);
     // On every path: the ephemeral key could unwrap the material again.
     DestroyTransient(lease, ephemeral, "ephemeral key");
