@@ -736,56 +736,16 @@ absl::StatusOr<KeyAttributes> Pkcs11Hsm::GetKeyAttributes(absl::string_view obje
   absl::ReaderMutexLock lock(&mu_);
   auto it = objects_.find(std::string(object_id));
   if (it == objects_.end()) return NoSuchKey(object_id);
-  if (it->second.kind == ObjectKind::kWrappingKey) {
-    CK_BBOOL token = CK_FALSE, is_private = CK_FALSE, sensitive = CK_FALSE,
-             always_sensitive = CK_FALSE, extractable = CK_TRUE, never_extractable = CK_FALSE,
-             derive = CK_TRUE, decrypt = CK_TRUE, unwrap = CK_FALSE, sign = CK_TRUE;
-    // A private key has no CKA_ENCRYPT, CKA_WRAP or CKA_VALUE_LEN; its
-    // CKA_MODULUS is public, and only its length is asked for.
-    CK_ATTRIBUTE attributes[] = {
-        {CKA_TOKEN, &token, sizeof(token)},
-        {CKA_PRIVATE, &is_private, sizeof(is_private)},
-        {CKA_SENSITIVE, &sensitive, sizeof(sensitive)},
-        {CKA_ALWAYS_SENSITIVE, &always_sensitive, sizeof(always_sensitive)},
-        {CKA_EXTRACTABLE, &extractable, sizeof(extractable)},
-        {CKA_NEVER_EXTRACTABLE, &never_extractable, sizeof(never_extractable)},
-        {CKA_DERIVE, &derive, sizeof(derive)},
-        {CKA_DECRYPT, &decrypt, sizeof(decrypt)},
-        {CKA_UNWRAP, &unwrap, sizeof(unwrap)},
-        {CKA_SIGN, &sign, sizeof(sign)},
-        {CKA_MODULUS, nullptr, 0},
-    };
-    {
-      SessionPool::Lease lease(sessions_.get());
-      KMS_RETURN_IF_ERROR(lease.Check(
-          lease.fn()->C_GetAttributeValue(lease.session(), it->second.handle, attributes,
-                                          sizeof(attributes) / sizeof(attributes[0])),
-          "C_GetAttributeValue"));
-    }
-    KeyAttributes result;
-    result.token = token == CK_TRUE;
-    result.is_private = is_private == CK_TRUE;
-    result.sensitive = sensitive == CK_TRUE;
-    result.always_sensitive = always_sensitive == CK_TRUE;
-    result.extractable = extractable == CK_TRUE;
-    result.never_extractable = never_extractable == CK_TRUE;
-    result.derive = derive == CK_TRUE;
-    result.encrypt = false;
-    result.decrypt = decrypt == CK_TRUE;
-    result.wrap = false;
-    result.unwrap = unwrap == CK_TRUE;
-    result.sign = sign == CK_TRUE;
-    result.modulus_bits = attributes[10].ulValueLen * 8;
-    return result;
-  }
+  const bool wrapping_key = it->second.kind == ObjectKind::kWrappingKey;
 
+  // Pessimistic until the token answers; one call reads them all.
   CK_BBOOL token = CK_FALSE, is_private = CK_FALSE, sensitive = CK_FALSE,
            always_sensitive = CK_FALSE, extractable = CK_TRUE, never_extractable = CK_FALSE,
-           derive = CK_TRUE, encrypt = CK_FALSE, decrypt = CK_FALSE, wrap = CK_FALSE,
-           unwrap = CK_FALSE, sign = CK_TRUE;
+           derive = CK_TRUE, encrypt = CK_TRUE, decrypt = CK_TRUE, wrap = CK_TRUE,
+           unwrap = CK_TRUE, sign = CK_TRUE;
   CK_ULONG value_size = 0;
   // Never CKA_VALUE: the token would refuse (sensitive), and kmsd never asks.
-  CK_ATTRIBUTE attributes[] = {
+  std::vector<CK_ATTRIBUTE> attributes = {
       {CKA_TOKEN, &token, sizeof(token)},
       {CKA_PRIVATE, &is_private, sizeof(is_private)},
       {CKA_SENSITIVE, &sensitive, sizeof(sensitive)},
@@ -793,18 +753,24 @@ absl::StatusOr<KeyAttributes> Pkcs11Hsm::GetKeyAttributes(absl::string_view obje
       {CKA_EXTRACTABLE, &extractable, sizeof(extractable)},
       {CKA_NEVER_EXTRACTABLE, &never_extractable, sizeof(never_extractable)},
       {CKA_DERIVE, &derive, sizeof(derive)},
-      {CKA_ENCRYPT, &encrypt, sizeof(encrypt)},
       {CKA_DECRYPT, &decrypt, sizeof(decrypt)},
-      {CKA_WRAP, &wrap, sizeof(wrap)},
       {CKA_UNWRAP, &unwrap, sizeof(unwrap)},
       {CKA_SIGN, &sign, sizeof(sign)},
-      {CKA_VALUE_LEN, &value_size, sizeof(value_size)},
   };
+  if (wrapping_key) {
+    // A private key has no CKA_ENCRYPT, CKA_WRAP or CKA_VALUE_LEN; its
+    // CKA_MODULUS is public, and only its length is asked for.
+    attributes.push_back({CKA_MODULUS, nullptr, 0});
+  } else {
+    attributes.push_back({CKA_ENCRYPT, &encrypt, sizeof(encrypt)});
+    attributes.push_back({CKA_WRAP, &wrap, sizeof(wrap)});
+    attributes.push_back({CKA_VALUE_LEN, &value_size, sizeof(value_size)});
+  }
   {
     SessionPool::Lease lease(sessions_.get());
     KMS_RETURN_IF_ERROR(lease.Check(
-        lease.fn()->C_GetAttributeValue(lease.session(), it->second.handle, attributes,
-                                        sizeof(attributes) / sizeof(attributes[0])),
+        lease.fn()->C_GetAttributeValue(lease.session(), it->second.handle, attributes.data(),
+                                        attributes.size()),
         "C_GetAttributeValue"));
   }
   KeyAttributes result;
@@ -815,12 +781,18 @@ absl::StatusOr<KeyAttributes> Pkcs11Hsm::GetKeyAttributes(absl::string_view obje
   result.extractable = extractable == CK_TRUE;
   result.never_extractable = never_extractable == CK_TRUE;
   result.derive = derive == CK_TRUE;
-  result.encrypt = encrypt == CK_TRUE;
   result.decrypt = decrypt == CK_TRUE;
-  result.wrap = wrap == CK_TRUE;
   result.unwrap = unwrap == CK_TRUE;
   result.sign = sign == CK_TRUE;
-  result.value_len = value_size;
+  if (wrapping_key) {
+    result.encrypt = false;
+    result.wrap = false;
+    result.modulus_bits = attributes.back().ulValueLen * 8;
+  } else {
+    result.encrypt = encrypt == CK_TRUE;
+    result.wrap = wrap == CK_TRUE;
+    result.value_len = value_size;
+  }
   return result;
 }
 
