@@ -34,6 +34,7 @@
 #include "tests/testing/fake_hsm.h"
 #include "tests/testing/fault_injecting_hsm.h"
 #include "tests/testing/softhsm_token.h"
+#include "tests/testing/status_matchers.h"
 
 namespace kms::hsm {
 namespace {
@@ -43,28 +44,6 @@ using ::testing::ElementsAre;
 using ::testing::Eq;
 using ::testing::HasSubstr;
 using ::testing::IsEmpty;
-
-absl::Status StatusOf(const absl::Status& status) { return status; }
-template <typename T>
-absl::Status StatusOf(const absl::StatusOr<T>& status_or) {
-  return status_or.status();
-}
-
-#define KMS_EXPECT_OK(expr)                 \
-  do {                                      \
-    const absl::Status s_ = StatusOf(expr); \
-    EXPECT_TRUE(s_.ok()) << s_;             \
-  } while (false)
-#define KMS_ASSERT_OK(expr)                 \
-  do {                                      \
-    const absl::Status s_ = StatusOf(expr); \
-    ASSERT_TRUE(s_.ok()) << s_;             \
-  } while (false)
-#define KMS_EXPECT_CODE(expr, expected_code)   \
-  do {                                         \
-    const absl::Status s_ = StatusOf(expr);    \
-    EXPECT_EQ(s_.code(), expected_code) << s_; \
-  } while (false)
 
 // ---- Local OpenSSL: what an operator does on the key-generation machine.
 
