@@ -191,10 +191,10 @@ class Hsm {
   // Errors:
   //   kInvalidArgument    new_object_id not 1..64 bytes; `wrapped` does not
   //                       unwrap (any corruption, another wrapping key, the
-  //                       wrong algorithm: all look the same); the material
-  //                       is not 32 bytes (the message gives its length, or
-  //                       the range it lies in where the module does not
-  //                       record lengths)
+  //                       wrong algorithm: all look the same)
+  //   kOutOfRange         it unwrapped, but the material is not 32 bytes (the
+  //                       message gives its length, or the range it lies in
+  //                       where the module does not record lengths)
   //   kNotFound           no wrapping key `wrapping_key_id` (an AES key id
   //                       is not one)
   //   kAlreadyExists      an AES key or wrapping key `new_object_id` exists

@@ -1150,7 +1150,7 @@ absl::StatusOr<Pkcs11Hsm::ObjectHandle> Pkcs11Hsm::UnwrapIntoToken(
     status = lease.Check(fn->C_GetAttributeValue(session, handle, &length, 1),
                          "C_GetAttributeValue(CKA_VALUE_LEN)");
     if (status.ok() && value_size != kAesKeySize) {
-      status = absl::InvalidArgumentError(
+      status = absl::OutOfRangeError(
           absl::StrCat("key material must be ", kAesKeySize, " bytes, got ", value_size));
     }
   } else if (rsa_size == 0) {
@@ -1167,7 +1167,7 @@ absl::StatusOr<Pkcs11Hsm::ObjectHandle> Pkcs11Hsm::UnwrapIntoToken(
       // The one AES key size in the range, if any, is what was most likely
       // sent (16 and 24 bytes wrap to 24 and 32).
       const size_t longest = kwp_size >= 16 ? kwp_size - 8 : 0;
-      status = absl::InvalidArgumentError(absl::StrCat(
+      status = absl::OutOfRangeError(absl::StrCat(
           "key material must be ", kAesKeySize, " bytes, got ",
           longest == 16 || longest == 24 ? absl::StrCat(longest)
                                          : absl::StrCat(kwp_size - 15, "..", longest)));
@@ -1186,7 +1186,7 @@ absl::StatusOr<Pkcs11Hsm::ObjectHandle> Pkcs11Hsm::UnwrapIntoToken(
       // A token or session that is gone says nothing about the material.
       if (!status.ok() && status.code() != absl::StatusCode::kUnavailable &&
           status.code() != absl::StatusCode::kResourceExhausted) {
-        status = absl::InvalidArgumentError(
+        status = absl::OutOfRangeError(
             absl::StrCat("key material must be ", kAesKeySize,
                          " bytes, got 25..31 (not an AES key size)"));
       }

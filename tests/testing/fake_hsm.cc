@@ -366,7 +366,7 @@ absl::Status FakeHsm::UnwrapAesKey(absl::string_view wrapping_key_id,
     KMS_ASSIGN_OR_RETURN(material, KwpUnwrap(ephemeral, wrapped.substr(rsa_size)));
   }
   if (material.size() != hsm::kAesKeySize) {
-    return absl::InvalidArgumentError(absl::StrCat("key material must be ", hsm::kAesKeySize,
+    return absl::OutOfRangeError(absl::StrCat("key material must be ", hsm::kAesKeySize,
                                                    " bytes, got ", material.size()));
   }
   AesKey& key = keys_[new_id];
