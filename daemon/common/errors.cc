@@ -53,6 +53,9 @@ absl::Status InvalidCiphertextError() {
           "tampered with, or the encryption context does not match"),
       error_type::kInvalidCiphertext);
 }
+absl::Status InvalidCiphertextError(absl::string_view message) {
+  return WithErrorType(absl::InvalidArgumentError(message), error_type::kInvalidCiphertext);
+}
 absl::Status IncorrectKeyError(absl::string_view message) {
   return WithErrorType(absl::InvalidArgumentError(message), error_type::kIncorrectKey);
 }
@@ -83,6 +86,15 @@ absl::Status LimitExceededError(absl::string_view message) {
 }
 absl::Status TagError(absl::string_view message) {
   return WithErrorType(absl::InvalidArgumentError(message), error_type::kTagException);
+}
+absl::Status IncorrectKeyMaterialError(absl::string_view message) {
+  return WithErrorType(absl::InvalidArgumentError(message), error_type::kIncorrectKeyMaterial);
+}
+absl::Status InvalidImportTokenError(absl::string_view message) {
+  return WithErrorType(absl::InvalidArgumentError(message), error_type::kInvalidImportToken);
+}
+absl::Status ExpiredImportTokenError(absl::string_view message) {
+  return WithErrorType(absl::InvalidArgumentError(message), error_type::kExpiredImportToken);
 }
 absl::Status KeyUnavailableError(absl::string_view message) {
   return WithErrorType(absl::UnavailableError(message), error_type::kKeyUnavailable);

@@ -37,6 +37,9 @@ inline constexpr absl::string_view kKeyUnavailable = "KeyUnavailableException";
 inline constexpr absl::string_view kDependencyTimeout = "DependencyTimeoutException";
 inline constexpr absl::string_view kInternal = "KMSInternalException";
 inline constexpr absl::string_view kTagException = "TagException";
+inline constexpr absl::string_view kIncorrectKeyMaterial = "IncorrectKeyMaterialException";
+inline constexpr absl::string_view kInvalidImportToken = "InvalidImportTokenException";
+inline constexpr absl::string_view kExpiredImportToken = "ExpiredImportTokenException";
 }  // namespace error_type
 
 // Returns `status` with its AWS exception name set to `type`.
@@ -50,6 +53,8 @@ std::string ErrorTypeOf(const absl::Status& status);
 // Constructors for the errors the service returns. Each sets code and name.
 absl::Status ValidationError(absl::string_view message);
 absl::Status InvalidCiphertextError();  // one message for every cause
+// For wrapped key material that does not unwrap (ImportKeyMaterial).
+absl::Status InvalidCiphertextError(absl::string_view message);
 absl::Status IncorrectKeyError(absl::string_view message);
 absl::Status InvalidAliasNameError(absl::string_view message);
 absl::Status NotFoundError(absl::string_view message);
@@ -59,6 +64,9 @@ absl::Status InvalidStateError(absl::string_view message);
 absl::Status UnsupportedOperationError(absl::string_view message);
 absl::Status LimitExceededError(absl::string_view message);
 absl::Status TagError(absl::string_view message);
+absl::Status IncorrectKeyMaterialError(absl::string_view message);
+absl::Status InvalidImportTokenError(absl::string_view message);
+absl::Status ExpiredImportTokenError(absl::string_view message);
 absl::Status KeyUnavailableError(absl::string_view message);
 absl::Status InternalError(absl::string_view message);
 
