@@ -55,4 +55,21 @@ absl::StatusOr<VersionOrigin> ParseVersionOrigin(absl::string_view name) {
   return absl::InternalError(absl::StrCat("unknown version origin in store: ", name));
 }
 
+absl::string_view ExpirationModelName(ExpirationModel model) {
+  switch (model) {
+    case ExpirationModel::kNone: return "NONE";
+    case ExpirationModel::kExpires: return "KEY_MATERIAL_EXPIRES";
+    case ExpirationModel::kDoesNotExpire: return "KEY_MATERIAL_DOES_NOT_EXPIRE";
+  }
+  return "UNKNOWN";
+}
+
+absl::StatusOr<ExpirationModel> ParseExpirationModel(absl::string_view name) {
+  for (ExpirationModel m :
+       {ExpirationModel::kNone, ExpirationModel::kExpires, ExpirationModel::kDoesNotExpire}) {
+    if (ExpirationModelName(m) == name) return m;
+  }
+  return absl::InternalError(absl::StrCat("unknown expiration model in store: ", name));
+}
+
 }  // namespace kms::keystore

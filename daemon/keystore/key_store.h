@@ -18,6 +18,9 @@
 //  - deletion_time is set exactly when state is kPendingDeletion;
 //  - next_rotation_time is set exactly when rotation_enabled; the rotation
 //    period is 0..36500 days;
+//  - valid_to is set exactly when expiration_model is kExpires;
+//  - a version's key_check_value is empty or 3 bytes, its fingerprint empty
+//    or 16 bytes;
 //  - CreateKey's version belongs to the key and is its current_version_id;
 //  - UpdateKey's current_version_id names a version of the same key (else
 //    kNotFound);
@@ -44,6 +47,9 @@ enum class KeyState { kEnabled, kDisabled, kPendingDeletion, kPendingImport };
 enum class KeyOrigin { kKms, kExternal };
 // How a key version came to be: with its key, or by which kind of rotation.
 enum class VersionOrigin { kCreated, kAutomatic, kOnDemand, kUsageLimit };
+// Whether a key's imported material expires (AWS ExpirationModelType);
+// kNone until material is first imported.
+enum class ExpirationModel { kNone, kExpires, kDoesNotExpire };
 
 // Stable names used in storage ("ENABLED", "AWS_KMS", ...).
 absl::string_view KeyStateName(KeyState state);
@@ -53,6 +59,9 @@ absl::StatusOr<KeyOrigin> ParseKeyOrigin(absl::string_view name);
 // "CREATED", "AUTOMATIC", "ON_DEMAND", "USAGE_LIMIT".
 absl::string_view VersionOriginName(VersionOrigin origin);
 absl::StatusOr<VersionOrigin> ParseVersionOrigin(absl::string_view name);
+// "NONE", "KEY_MATERIAL_EXPIRES", "KEY_MATERIAL_DOES_NOT_EXPIRE".
+absl::string_view ExpirationModelName(ExpirationModel model);
+absl::StatusOr<ExpirationModel> ParseExpirationModel(absl::string_view name);
 
 struct KeyRecord {
   std::string key_id;  // a UUID, lower-case, canonical form
@@ -72,6 +81,9 @@ struct KeyRecord {
   bool rotation_enabled = false;
   int rotation_period_days = 0;
   std::optional<absl::Time> next_rotation_time;
+  // Imported material (origin kExternal): whether it expires, and when.
+  ExpirationModel expiration_model = ExpirationModel::kNone;
+  std::optional<absl::Time> valid_to;
 
   bool operator==(const KeyRecord& o) const {
     return key_id == o.key_id && description == o.description && state == o.state &&
@@ -80,7 +92,8 @@ struct KeyRecord {
            current_version_id == o.current_version_id &&
            rotation_enabled == o.rotation_enabled &&
            rotation_period_days == o.rotation_period_days &&
-           next_rotation_time == o.next_rotation_time;
+           next_rotation_time == o.next_rotation_time &&
+           expiration_model == o.expiration_model && valid_to == o.valid_to;
   }
 };
 
@@ -93,11 +106,21 @@ struct KeyVersionRecord {
   // Encryptions reserved under this version: never fewer than were made,
   // because the service persists a reservation before using it.
   int64_t encryptions_reserved = 0;
+  // Imported material only (empty for material kmsd generated): its key
+  // check value (3 bytes) and fingerprint (16 bytes), both computed in the
+  // HSM (hsm::Hsm::KeyCheckValue, KeyFingerprint). Neither reveals the key.
+  std::string key_check_value;
+  std::string fingerprint;
+  // Imported material that was deleted (DeleteImportedKeyMaterial) or
+  // expired: its HSM object is gone until the same material is re-imported.
+  bool material_deleted = false;
 
   bool operator==(const KeyVersionRecord& o) const {
     return version_id == o.version_id && key_id == o.key_id &&
            creation_time == o.creation_time && origin == o.origin &&
-           encryptions_reserved == o.encryptions_reserved;
+           encryptions_reserved == o.encryptions_reserved &&
+           key_check_value == o.key_check_value && fingerprint == o.fingerprint &&
+           material_deleted == o.material_deleted;
   }
 };
 
@@ -130,6 +153,39 @@ struct Intent {
   absl::Time creation_time = absl::UnixEpoch();
 };
 
+// An outstanding GetParametersForImport: the RSA wrapping key pair in the
+// HSM (object id wrapping_key_id) and what its import token was issued for.
+// Removed when the token is used or has expired (the HSM pair with it).
+struct ImportParametersRecord {
+  std::string wrapping_key_id;     // a UUID; the HSM object id of the pair
+  std::string key_id;              // the key the token was issued for
+  std::string wrapping_algorithm;  // AWS name, e.g. "RSA_AES_KEY_WRAP_SHA_1"
+  std::string wrapping_key_spec;   // "RSA_2048", "RSA_3072" or "RSA_4096"
+  absl::Time creation_time = absl::UnixEpoch();
+  absl::Time expiration_time = absl::UnixEpoch();
+
+  bool operator==(const ImportParametersRecord& o) const {
+    return wrapping_key_id == o.wrapping_key_id && key_id == o.key_id &&
+           wrapping_algorithm == o.wrapping_algorithm &&
+           wrapping_key_spec == o.wrapping_key_spec && creation_time == o.creation_time &&
+           expiration_time == o.expiration_time;
+  }
+};
+
+// The metadata side of a successful ImportKeyMaterial, committed in one
+// transaction: the key's new mutable fields, at most one of a new version
+// or a restored one, and the import parameters the token named (consumed:
+// a token is single-use).
+struct ImportCommit {
+  KeyRecord key;  // replaces the key's mutable fields, as UpdateKey
+  // First material, or NEW_KEY_MATERIAL: added, as AddVersion.
+  std::optional<KeyVersionRecord> new_version;
+  // A re-import that brings back deleted material: this version's
+  // material_deleted is cleared. Empty otherwise.
+  std::string restored_version_id;
+  std::string consumed_wrapping_key_id;  // its ImportParametersRecord is removed
+};
+
 template <typename T>
 struct Page {
   std::vector<T> items;
@@ -154,7 +210,8 @@ class KeyStore {
   virtual absl::StatusOr<KeyRecord> GetKey(absl::string_view key_id) = 0;
 
   // Replaces the mutable fields of the key named by key.key_id: description,
-  // state, deletion_time, current_version_id and the rotation fields.
+  // state, deletion_time, current_version_id, the rotation fields and the
+  // import expiry (expiration_model, valid_to).
   // Errors: kNotFound.
   virtual absl::Status UpdateKey(const KeyRecord& key) = 0;
 
@@ -182,7 +239,9 @@ class KeyStore {
   // Keys in kPendingDeletion whose deletion_time is at or before `t`.
   virtual absl::StatusOr<std::vector<KeyRecord>> ListKeysDueForDeletion(absl::Time t) = 0;
 
-  // Removes the key with its versions, aliases and tags, in one transaction.
+  // Removes the key with its versions, aliases, tags and import parameters,
+  // in one transaction. (The caller destroys the HSM objects those name
+  // first: once the rows are gone nothing points at them.)
   // Errors: kNotFound.
   virtual absl::Status DeleteKey(absl::string_view key_id) = 0;
 
@@ -192,6 +251,48 @@ class KeyStore {
   // The key's versions, oldest first (empty for an unknown key).
   virtual absl::StatusOr<std::vector<KeyVersionRecord>> ListVersions(
       absl::string_view key_id) = 0;
+
+  // ---- imported material
+
+  // Versions (of any key) whose fingerprint is `fingerprint`, ordered by
+  // version_id. Errors: kInvalidArgument (fingerprint empty).
+  virtual absl::StatusOr<std::vector<KeyVersionRecord>> FindVersionsByFingerprint(
+      absl::string_view fingerprint) = 0;
+
+  // Keys whose valid_to is at or before `t` and that still have a version
+  // whose material is not deleted, earliest valid_to first (ties by key_id).
+  virtual absl::StatusOr<std::vector<KeyRecord>> ListKeysWithExpiredMaterial(absl::Time t) = 0;
+
+  // Applies `commit` in one transaction (neither a new nor a restored
+  // version is fine: a re-import of material that is present only updates
+  // the key). Errors: kNotFound (no such key, no such version of this key
+  // to restore, no such import parameters, or key.current_version_id names
+  // no version of the key), kAlreadyExists (new version id taken),
+  // kInvalidArgument (new_version and restored_version_id both set, the new
+  // version belongs to another key, or any rule of UpdateKey/AddVersion).
+  virtual absl::Status CommitImport(const ImportCommit& commit) = 0;
+
+  // Marks every version of key.key_id material_deleted and replaces the
+  // key's mutable fields with `key`'s, in one transaction.
+  // Errors: kNotFound (no such key), and the rules of UpdateKey.
+  virtual absl::Status MarkMaterialDeleted(const KeyRecord& key) = 0;
+
+  // Errors: kAlreadyExists (wrapping_key_id taken), kNotFound (no such key),
+  // kInvalidArgument (expiration_time before creation_time).
+  virtual absl::Status AddImportParameters(const ImportParametersRecord& record) = 0;
+  // Errors: kNotFound.
+  virtual absl::StatusOr<ImportParametersRecord> GetImportParameters(
+      absl::string_view wrapping_key_id) = 0;
+  // Errors: kNotFound.
+  virtual absl::Status DeleteImportParameters(absl::string_view wrapping_key_id) = 0;
+  // Import parameters of one key, or of every key when `key_id` is empty,
+  // ordered by creation_time then wrapping_key_id.
+  virtual absl::StatusOr<std::vector<ImportParametersRecord>> ListImportParameters(
+      absl::string_view key_id) = 0;
+  // Import parameters whose expiration_time is at or before `t`, earliest
+  // expiration first (ties by wrapping_key_id).
+  virtual absl::StatusOr<std::vector<ImportParametersRecord>> ListExpiredImportParameters(
+      absl::Time t) = 0;
 
   // ---- aliases
 

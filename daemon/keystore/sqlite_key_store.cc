@@ -107,6 +107,51 @@ ALTER TABLE key_versions ADD COLUMN origin TEXT NOT NULL DEFAULT 'CREATED'
 ALTER TABLE key_versions ADD COLUMN encryptions_reserved INTEGER NOT NULL DEFAULT 0
   CHECK (encryptions_reserved >= 0);
 )sql",
+    // 3: imported key material. As in step 2, the invariants ride on column
+    // CHECKs (valid_to_us's CHECK names expiration_model), and the defaults
+    // satisfy them for existing rows: no expiration model, no valid_to, no
+    // check value or fingerprint (material kmsd generated), material present.
+    R"sql(
+ALTER TABLE keys ADD COLUMN expiration_model TEXT NOT NULL DEFAULT 'NONE'
+  CHECK (expiration_model IN ('NONE', 'KEY_MATERIAL_EXPIRES', 'KEY_MATERIAL_DOES_NOT_EXPIRE'));
+ALTER TABLE keys ADD COLUMN valid_to_us INTEGER
+  CHECK ((valid_to_us IS NOT NULL) = (expiration_model = 'KEY_MATERIAL_EXPIRES'));
+
+-- Serves ListKeysWithExpiredMaterial, order included (no sort step).
+CREATE INDEX keys_material_expiry ON keys (valid_to_us, key_id)
+  WHERE valid_to_us IS NOT NULL;
+
+-- Both computed in the HSM; empty for material kmsd generated.
+ALTER TABLE key_versions ADD COLUMN key_check_value BLOB NOT NULL DEFAULT x''
+  CHECK (length(key_check_value) IN (0, 3));
+ALTER TABLE key_versions ADD COLUMN fingerprint BLOB NOT NULL DEFAULT x''
+  CHECK (length(fingerprint) IN (0, 16));
+ALTER TABLE key_versions ADD COLUMN material_deleted INTEGER NOT NULL DEFAULT 0
+  CHECK (material_deleted IN (0, 1));
+
+-- Serves FindVersionsByFingerprint, order included. version_id is spelled
+-- out: a rowid table's secondary index carries the rowid, not the key.
+CREATE INDEX key_versions_by_fingerprint ON key_versions (fingerprint, version_id);
+
+-- Outstanding GetParametersForImport tokens. wrapping_key_id is also the HSM
+-- object id of the RSA wrapping key pair.
+CREATE TABLE import_parameters (
+  wrapping_key_id TEXT NOT NULL PRIMARY KEY,
+  key_id TEXT NOT NULL REFERENCES keys (key_id) ON DELETE CASCADE,
+  wrapping_algorithm TEXT NOT NULL,
+  wrapping_key_spec TEXT NOT NULL,
+  creation_time_us INTEGER NOT NULL,
+  expiration_time_us INTEGER NOT NULL,
+  CHECK (expiration_time_us >= creation_time_us)
+) STRICT;
+
+-- Serve ListImportParameters of one key and ListExpiredImportParameters,
+-- orders included.
+CREATE INDEX import_parameters_by_key
+  ON import_parameters (key_id, creation_time_us, wrapping_key_id);
+CREATE INDEX import_parameters_by_expiration
+  ON import_parameters (expiration_time_us, wrapping_key_id);
+)sql",
 };
 constexpr int kLatestSchemaVersion = static_cast<int>(std::size(kMigrations));
 
@@ -197,6 +242,13 @@ absl::Status ValidateKey(const KeyRecord& key) {
         absl::StrCat("key '", key.key_id, "': rotation period must be 0..", kMaxRotationPeriodDays,
                      " days, got ", key.rotation_period_days));
   }
+  if ((key.expiration_model == ExpirationModel::kExpires) != key.valid_to.has_value()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "key '", key.key_id, "': valid_to must be set exactly when the expiration model is ",
+        ExpirationModelName(ExpirationModel::kExpires), ", got ",
+        ExpirationModelName(key.expiration_model),
+        key.valid_to.has_value() ? " with a valid_to" : " without a valid_to"));
+  }
   return absl::OkStatus();
 }
 
@@ -208,9 +260,35 @@ absl::Status CheckEncryptionsReserved(absl::string_view version_id, int64_t rese
   return absl::OkStatus();
 }
 
-// A version as CreateKey and AddVersion store it.
+constexpr size_t kKeyCheckValueSize = 3;
+constexpr size_t kFingerprintSize = 16;
+
+// A version as CreateKey, AddVersion and CommitImport store it. Messages give
+// sizes only, never the bytes.
 absl::Status ValidateVersion(const KeyVersionRecord& version) {
-  return CheckEncryptionsReserved(version.version_id, version.encryptions_reserved);
+  KMS_RETURN_IF_ERROR(CheckEncryptionsReserved(version.version_id, version.encryptions_reserved));
+  if (!version.key_check_value.empty() && version.key_check_value.size() != kKeyCheckValueSize) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("key version '", version.version_id, "': key_check_value must be empty or ",
+                     kKeyCheckValueSize, " bytes, got ", version.key_check_value.size()));
+  }
+  if (!version.fingerprint.empty() && version.fingerprint.size() != kFingerprintSize) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("key version '", version.version_id, "': fingerprint must be empty or ",
+                     kFingerprintSize, " bytes, got ", version.fingerprint.size()));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ValidateImportParameters(const ImportParametersRecord& record) {
+  if (record.expiration_time < record.creation_time) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "import parameters '", record.wrapping_key_id,
+        "': expiration_time must not be before creation_time, got expiration ",
+        absl::FormatTime(record.expiration_time), " and creation ",
+        absl::FormatTime(record.creation_time)));
+  }
+  return absl::OkStatus();
 }
 
 std::string DirectoryOf(const std::string& path) {
@@ -306,6 +384,13 @@ class SqliteKeyStore::Statement {
     }
     return BindText(text);
   }
+  // Binds a BLOB, an empty one included (never NULL).
+  Statement& BindBlob(absl::string_view bytes) {
+    // A null pointer would bind NULL, whatever the size.
+    const char* data = bytes.data() != nullptr ? bytes.data() : "";
+    Note(sqlite3_bind_blob64(stmt_, next_param_++, data, bytes.size(), SQLITE_TRANSIENT));
+    return *this;
+  }
   Statement& BindInt(int64_t value) {
     Note(sqlite3_bind_int64(stmt_, next_param_++, value));
     return *this;
@@ -342,6 +427,13 @@ class SqliteKeyStore::Statement {
     const auto* text = reinterpret_cast<const char*>(sqlite3_column_text(stmt_, column));
     if (text == nullptr) return "";  // NULL
     return std::string(text, static_cast<size_t>(sqlite3_column_bytes(stmt_, column)));
+  }
+  // A BLOB column's bytes ("" for an empty BLOB or NULL).
+  std::string Blob(int column) const {
+    const void* data = sqlite3_column_blob(stmt_, column);
+    if (data == nullptr) return "";
+    return std::string(static_cast<const char*>(data),
+                       static_cast<size_t>(sqlite3_column_bytes(stmt_, column)));
   }
   int64_t Int(int column) const { return sqlite3_column_int64(stmt_, column); }
   bool IsNull(int column) const { return sqlite3_column_type(stmt_, column) == SQLITE_NULL; }
@@ -496,6 +588,78 @@ absl::StatusOr<SqliteKeyStore::ConnectionSettings> SqliteKeyStore::Settings() {
   return settings;
 }
 
+namespace {
+
+// Every key SELECT lists these columns, in this order, for ReadKey. A macro so
+// that the SQL stays one string literal (Prepare caches by its text).
+#define KMS_KEY_COLUMNS                                                            \
+  "key_id, description, state, origin, key_usage, key_spec, creation_time_us, "    \
+  "deletion_time_us, current_version_id, rotation_enabled, rotation_period_days, " \
+  "next_rotation_time_us, expiration_model, valid_to_us"
+absl::StatusOr<KeyRecord> ReadKey(const SqliteKeyStore::Statement& row) {
+  KeyRecord key;
+  key.key_id = row.Text(0);
+  key.description = row.Text(1);
+  KMS_ASSIGN_OR_RETURN(key.state, ParseKeyState(row.Text(2)));
+  KMS_ASSIGN_OR_RETURN(key.origin, ParseKeyOrigin(row.Text(3)));
+  key.key_usage = row.Text(4);
+  key.key_spec = row.Text(5);
+  key.creation_time = row.Time(6);
+  key.deletion_time = row.OptionalTime(7);
+  key.current_version_id = row.Text(8);  // NULL reads as ""
+  key.rotation_enabled = row.Int(9) != 0;
+  // The schema keeps it in 0..36500.
+  key.rotation_period_days = static_cast<int>(row.Int(10));
+  key.next_rotation_time = row.OptionalTime(11);
+  KMS_ASSIGN_OR_RETURN(key.expiration_model, ParseExpirationModel(row.Text(12)));
+  key.valid_to = row.OptionalTime(13);
+  return key;
+}
+
+// The same for key versions and ReadVersion.
+#define KMS_VERSION_COLUMNS                                                   \
+  "version_id, key_id, creation_time_us, origin, encryptions_reserved, " \
+  "key_check_value, fingerprint, material_deleted"
+absl::StatusOr<KeyVersionRecord> ReadVersion(const SqliteKeyStore::Statement& row) {
+  KeyVersionRecord version;
+  version.version_id = row.Text(0);
+  version.key_id = row.Text(1);
+  version.creation_time = row.Time(2);
+  KMS_ASSIGN_OR_RETURN(version.origin, ParseVersionOrigin(row.Text(3)));
+  version.encryptions_reserved = row.Int(4);
+  version.key_check_value = row.Blob(5);
+  version.fingerprint = row.Blob(6);
+  version.material_deleted = row.Int(7) != 0;
+  return version;
+}
+
+// The same for import parameters and ReadImportParameters.
+#define KMS_IMPORT_PARAMETERS_COLUMNS                                 \
+  "wrapping_key_id, key_id, wrapping_algorithm, wrapping_key_spec, " \
+  "creation_time_us, expiration_time_us"
+ImportParametersRecord ReadImportParameters(const SqliteKeyStore::Statement& row) {
+  ImportParametersRecord record;
+  record.wrapping_key_id = row.Text(0);
+  record.key_id = row.Text(1);
+  record.wrapping_algorithm = row.Text(2);
+  record.wrapping_key_spec = row.Text(3);
+  record.creation_time = row.Time(4);
+  record.expiration_time = row.Time(5);
+  return record;
+}
+
+// Columns: alias_name, key_id, creation_time_us, last_updated_time_us.
+AliasRecord ReadAlias(const SqliteKeyStore::Statement& row) {
+  AliasRecord alias;
+  alias.alias_name = row.Text(0);
+  alias.key_id = row.Text(1);
+  alias.creation_time = row.Time(2);
+  alias.last_updated_time = row.Time(3);
+  return alias;
+}
+
+}  // namespace
+
 // ---- plumbing
 
 absl::StatusOr<SqliteKeyStore::Statement> SqliteKeyStore::Prepare(const char* sql) {
@@ -548,7 +712,8 @@ absl::Status SqliteKeyStore::UpdateKeyLocked(const KeyRecord& key) {
   KMS_ASSIGN_OR_RETURN(Statement stmt,
                        Prepare("UPDATE keys SET description = ?, state = ?, deletion_time_us = ?, "
                                "current_version_id = ?, rotation_enabled = ?, "
-                               "rotation_period_days = ?, next_rotation_time_us = ? "
+                               "rotation_period_days = ?, next_rotation_time_us = ?, "
+                               "expiration_model = ?, valid_to_us = ? "
                                "WHERE key_id = ?"));
   stmt.BindText(key.description)
       .BindText(KeyStateName(key.state))
@@ -557,6 +722,8 @@ absl::Status SqliteKeyStore::UpdateKeyLocked(const KeyRecord& key) {
       .BindInt(key.rotation_enabled ? 1 : 0)
       .BindInt(key.rotation_period_days)
       .BindTime(key.next_rotation_time)
+      .BindText(ExpirationModelName(key.expiration_model))
+      .BindTime(key.valid_to)
       .BindText(key.key_id);
   KMS_RETURN_IF_ERROR(stmt.Run(
       "updating key", Subject{/*already_exists=*/"",
@@ -570,13 +737,16 @@ absl::Status SqliteKeyStore::UpdateKeyLocked(const KeyRecord& key) {
 
 absl::Status SqliteKeyStore::InsertVersion(const KeyVersionRecord& version) {
   KMS_ASSIGN_OR_RETURN(Statement stmt,
-                       Prepare("INSERT INTO key_versions (version_id, key_id, creation_time_us, "
-                               "origin, encryptions_reserved) VALUES (?, ?, ?, ?, ?)"));
+                       Prepare("INSERT INTO key_versions (" KMS_VERSION_COLUMNS
+                               ") VALUES (?, ?, ?, ?, ?, ?, ?, ?)"));
   stmt.BindText(version.version_id)
       .BindText(version.key_id)
       .BindTime(version.creation_time)
       .BindText(VersionOriginName(version.origin))
-      .BindInt(version.encryptions_reserved);
+      .BindInt(version.encryptions_reserved)
+      .BindBlob(version.key_check_value)
+      .BindBlob(version.fingerprint)
+      .BindInt(version.material_deleted ? 1 : 0);
   return stmt.Run("inserting key version",
                   Subject{/*already_exists=*/
                           absl::StrCat("key version '", version.version_id, "' already exists"),
@@ -597,56 +767,6 @@ absl::Status SqliteKeyStore::UpsertTags(absl::string_view key_id,
   }
   return absl::OkStatus();
 }
-
-namespace {
-
-// Every key SELECT lists these columns, in this order, for ReadKey. A macro so
-// that the SQL stays one string literal (Prepare caches by its text).
-#define KMS_KEY_COLUMNS                                                            \
-  "key_id, description, state, origin, key_usage, key_spec, creation_time_us, "    \
-  "deletion_time_us, current_version_id, rotation_enabled, rotation_period_days, " \
-  "next_rotation_time_us"
-absl::StatusOr<KeyRecord> ReadKey(const SqliteKeyStore::Statement& row) {
-  KeyRecord key;
-  key.key_id = row.Text(0);
-  key.description = row.Text(1);
-  KMS_ASSIGN_OR_RETURN(key.state, ParseKeyState(row.Text(2)));
-  KMS_ASSIGN_OR_RETURN(key.origin, ParseKeyOrigin(row.Text(3)));
-  key.key_usage = row.Text(4);
-  key.key_spec = row.Text(5);
-  key.creation_time = row.Time(6);
-  key.deletion_time = row.OptionalTime(7);
-  key.current_version_id = row.Text(8);  // NULL reads as ""
-  key.rotation_enabled = row.Int(9) != 0;
-  // The schema keeps it in 0..36500.
-  key.rotation_period_days = static_cast<int>(row.Int(10));
-  key.next_rotation_time = row.OptionalTime(11);
-  return key;
-}
-
-// The same for key versions and ReadVersion.
-#define KMS_VERSION_COLUMNS "version_id, key_id, creation_time_us, origin, encryptions_reserved"
-absl::StatusOr<KeyVersionRecord> ReadVersion(const SqliteKeyStore::Statement& row) {
-  KeyVersionRecord version;
-  version.version_id = row.Text(0);
-  version.key_id = row.Text(1);
-  version.creation_time = row.Time(2);
-  KMS_ASSIGN_OR_RETURN(version.origin, ParseVersionOrigin(row.Text(3)));
-  version.encryptions_reserved = row.Int(4);
-  return version;
-}
-
-// Columns: alias_name, key_id, creation_time_us, last_updated_time_us.
-AliasRecord ReadAlias(const SqliteKeyStore::Statement& row) {
-  AliasRecord alias;
-  alias.alias_name = row.Text(0);
-  alias.key_id = row.Text(1);
-  alias.creation_time = row.Time(2);
-  alias.last_updated_time = row.Time(3);
-  return alias;
-}
-
-}  // namespace
 
 // ---- keys and versions
 
@@ -674,7 +794,7 @@ absl::Status SqliteKeyStore::CreateKey(const KeyRecord& key,
           // key from keys to key_versions is checked per statement.
           KMS_ASSIGN_OR_RETURN(Statement stmt,
                                Prepare("INSERT INTO keys (" KMS_KEY_COLUMNS ") "
-                                       "VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL, ?, ?, ?)"));
+                                       "VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL, ?, ?, ?, ?, ?)"));
           stmt.BindText(key.key_id)
               .BindText(key.description)
               .BindText(KeyStateName(key.state))
@@ -685,7 +805,9 @@ absl::Status SqliteKeyStore::CreateKey(const KeyRecord& key,
               .BindTime(key.deletion_time)
               .BindInt(key.rotation_enabled ? 1 : 0)
               .BindInt(key.rotation_period_days)
-              .BindTime(key.next_rotation_time);
+              .BindTime(key.next_rotation_time)
+              .BindText(ExpirationModelName(key.expiration_model))
+              .BindTime(key.valid_to);
           KMS_RETURN_IF_ERROR(stmt.Run(
               "inserting key",
               Subject{/*already_exists=*/absl::StrCat("key '", key.key_id, "' already exists"),
@@ -764,7 +886,8 @@ absl::Status SqliteKeyStore::DeleteKey(absl::string_view key_id) {
   absl::MutexLock lock(&mu_);
   return InTransaction(
       TransactionMode::kWrite, [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) -> absl::Status {
-        // Versions, aliases and tags go by ON DELETE CASCADE.
+        // Versions, aliases, tags and import parameters go by ON DELETE
+        // CASCADE.
         KMS_ASSIGN_OR_RETURN(Statement stmt, Prepare("DELETE FROM keys WHERE key_id = ?"));
         stmt.BindText(key_id);
         KMS_RETURN_IF_ERROR(stmt.Run("deleting key"));
@@ -862,6 +985,212 @@ absl::StatusOr<std::vector<KeyVersionRecord>> SqliteKeyStore::ListVersions(
     versions.push_back(std::move(version));
   }
   return versions;
+}
+
+// ---- imported material
+
+absl::StatusOr<std::vector<KeyVersionRecord>> SqliteKeyStore::FindVersionsByFingerprint(
+    absl::string_view fingerprint) {
+  // Every generated version has the empty fingerprint: searching for it would
+  // match them all.
+  if (fingerprint.empty()) return absl::InvalidArgumentError("fingerprint must not be empty");
+  absl::MutexLock lock(&mu_);
+  // key_versions_by_fingerprint gives the rows in version_id order.
+  KMS_ASSIGN_OR_RETURN(Statement stmt,
+                       Prepare("SELECT " KMS_VERSION_COLUMNS " FROM key_versions "
+                               "WHERE fingerprint = ? ORDER BY version_id"));
+  stmt.BindBlob(fingerprint);
+  std::vector<KeyVersionRecord> versions;
+  for (;;) {
+    KMS_ASSIGN_OR_RETURN(const bool row, stmt.Step("finding key versions by fingerprint"));
+    if (!row) break;
+    KMS_ASSIGN_OR_RETURN(KeyVersionRecord version, ReadVersion(stmt));
+    versions.push_back(std::move(version));
+  }
+  return versions;
+}
+
+absl::StatusOr<std::vector<KeyRecord>> SqliteKeyStore::ListKeysWithExpiredMaterial(
+    absl::Time t) {
+  absl::MutexLock lock(&mu_);
+  // "valid_to_us IS NOT NULL" repeats the partial index keys_material_expiry's
+  // condition, whose column order gives the ORDER BY. The EXISTS probes the
+  // key's versions through their UNIQUE (key_id, version_id) index.
+  KMS_ASSIGN_OR_RETURN(
+      Statement stmt,
+      Prepare("SELECT " KMS_KEY_COLUMNS " FROM keys WHERE valid_to_us IS NOT NULL "
+              "AND valid_to_us <= ? AND EXISTS (SELECT 1 FROM key_versions AS v "
+              "WHERE v.key_id = keys.key_id AND v.material_deleted = 0) "
+              "ORDER BY valid_to_us, key_id"));
+  stmt.BindTime(t);
+  std::vector<KeyRecord> keys;
+  for (;;) {
+    KMS_ASSIGN_OR_RETURN(const bool row, stmt.Step("listing keys with expired material"));
+    if (!row) break;
+    KMS_ASSIGN_OR_RETURN(KeyRecord key, ReadKey(stmt));
+    keys.push_back(std::move(key));
+  }
+  return keys;
+}
+
+absl::Status SqliteKeyStore::CommitImport(const ImportCommit& commit) {
+  const KeyRecord& key = commit.key;
+  KMS_RETURN_IF_ERROR(ValidateKey(key));
+  if (commit.new_version.has_value()) {
+    if (!commit.restored_version_id.empty()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "import into key '", key.key_id, "': either a new version ('",
+          commit.new_version->version_id, "') or a restored one ('", commit.restored_version_id,
+          "'), not both"));
+    }
+    KMS_RETURN_IF_ERROR(ValidateVersion(*commit.new_version));
+    if (commit.new_version->key_id != key.key_id) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("version '", commit.new_version->version_id, "' names key '",
+                       commit.new_version->key_id, "', not the key imported into, '", key.key_id,
+                       "'"));
+    }
+  }
+  absl::MutexLock lock(&mu_);
+  // The versions change first: the key's new current_version_id may name the
+  // new version. Any failure, the import parameters' last, rolls it all back.
+  return InTransaction(
+      TransactionMode::kWrite, [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) -> absl::Status {
+        // Explicit, so that an unknown key reads as such rather than as a
+        // missing version to restore.
+        KMS_RETURN_IF_ERROR(CheckKeyExists(key.key_id));
+        if (commit.new_version.has_value()) {
+          KMS_RETURN_IF_ERROR(InsertVersion(*commit.new_version));
+        } else if (!commit.restored_version_id.empty()) {
+          KMS_ASSIGN_OR_RETURN(Statement stmt,
+                               Prepare("UPDATE key_versions SET material_deleted = 0 "
+                                       "WHERE version_id = ? AND key_id = ?"));
+          stmt.BindText(commit.restored_version_id).BindText(key.key_id);
+          KMS_RETURN_IF_ERROR(stmt.Run("restoring key version"));
+          if (stmt.Changes() == 0) {
+            return absl::NotFoundError(absl::StrCat("key '", key.key_id, "' has no version '",
+                                                    commit.restored_version_id, "'"));
+          }
+        }
+        KMS_RETURN_IF_ERROR(UpdateKeyLocked(key));
+        KMS_ASSIGN_OR_RETURN(
+            Statement stmt, Prepare("DELETE FROM import_parameters WHERE wrapping_key_id = ?"));
+        stmt.BindText(commit.consumed_wrapping_key_id);
+        KMS_RETURN_IF_ERROR(stmt.Run("consuming import parameters"));
+        if (stmt.Changes() == 0) {
+          return absl::NotFoundError(absl::StrCat("import parameters '",
+                                                  commit.consumed_wrapping_key_id, "' not found"));
+        }
+        return absl::OkStatus();
+      });
+}
+
+absl::Status SqliteKeyStore::MarkMaterialDeleted(const KeyRecord& key) {
+  KMS_RETURN_IF_ERROR(ValidateKey(key));
+  absl::MutexLock lock(&mu_);
+  return InTransaction(
+      TransactionMode::kWrite, [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) -> absl::Status {
+        KMS_RETURN_IF_ERROR(UpdateKeyLocked(key));
+        KMS_ASSIGN_OR_RETURN(Statement stmt,
+                             Prepare("UPDATE key_versions SET material_deleted = 1 "
+                                     "WHERE key_id = ?"));
+        stmt.BindText(key.key_id);
+        return stmt.Run("marking key material deleted");
+      });
+}
+
+absl::Status SqliteKeyStore::AddImportParameters(const ImportParametersRecord& record) {
+  KMS_RETURN_IF_ERROR(ValidateImportParameters(record));
+  absl::MutexLock lock(&mu_);
+  return InTransaction(
+      TransactionMode::kWrite, [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) -> absl::Status {
+        KMS_ASSIGN_OR_RETURN(Statement stmt,
+                             Prepare("INSERT INTO import_parameters (" KMS_IMPORT_PARAMETERS_COLUMNS
+                                     ") VALUES (?, ?, ?, ?, ?, ?)"));
+        stmt.BindText(record.wrapping_key_id)
+            .BindText(record.key_id)
+            .BindText(record.wrapping_algorithm)
+            .BindText(record.wrapping_key_spec)
+            .BindTime(record.creation_time)
+            .BindTime(record.expiration_time);
+        return stmt.Run(
+            "inserting import parameters",
+            Subject{/*already_exists=*/absl::StrCat("import parameters '", record.wrapping_key_id,
+                                                    "' already exist"),
+                    /*not_found=*/absl::StrCat("key '", record.key_id, "' not found")});
+      });
+}
+
+absl::StatusOr<ImportParametersRecord> SqliteKeyStore::GetImportParameters(
+    absl::string_view wrapping_key_id) {
+  absl::MutexLock lock(&mu_);
+  KMS_ASSIGN_OR_RETURN(Statement stmt,
+                       Prepare("SELECT " KMS_IMPORT_PARAMETERS_COLUMNS
+                               " FROM import_parameters WHERE wrapping_key_id = ?"));
+  stmt.BindText(wrapping_key_id);
+  KMS_ASSIGN_OR_RETURN(const bool row, stmt.Step("reading import parameters"));
+  if (!row) {
+    return absl::NotFoundError(
+        absl::StrCat("import parameters '", wrapping_key_id, "' not found"));
+  }
+  return ReadImportParameters(stmt);
+}
+
+absl::Status SqliteKeyStore::DeleteImportParameters(absl::string_view wrapping_key_id) {
+  absl::MutexLock lock(&mu_);
+  return InTransaction(
+      TransactionMode::kWrite, [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) -> absl::Status {
+        KMS_ASSIGN_OR_RETURN(
+            Statement stmt, Prepare("DELETE FROM import_parameters WHERE wrapping_key_id = ?"));
+        stmt.BindText(wrapping_key_id);
+        KMS_RETURN_IF_ERROR(stmt.Run("deleting import parameters"));
+        if (stmt.Changes() == 0) {
+          return absl::NotFoundError(
+              absl::StrCat("import parameters '", wrapping_key_id, "' not found"));
+        }
+        return absl::OkStatus();
+      });
+}
+
+absl::StatusOr<std::vector<ImportParametersRecord>> SqliteKeyStore::ListImportParameters(
+    absl::string_view key_id) {
+  absl::MutexLock lock(&mu_);
+  // One key's: import_parameters_by_key gives the order. Every key's: a sort,
+  // of the few tokens outstanding.
+  KMS_ASSIGN_OR_RETURN(
+      Statement stmt,
+      Prepare(key_id.empty() ? "SELECT " KMS_IMPORT_PARAMETERS_COLUMNS
+                               " FROM import_parameters ORDER BY creation_time_us, wrapping_key_id"
+                             : "SELECT " KMS_IMPORT_PARAMETERS_COLUMNS
+                               " FROM import_parameters WHERE key_id = ? "
+                               "ORDER BY creation_time_us, wrapping_key_id"));
+  if (!key_id.empty()) stmt.BindText(key_id);
+  std::vector<ImportParametersRecord> records;
+  for (;;) {
+    KMS_ASSIGN_OR_RETURN(const bool row, stmt.Step("listing import parameters"));
+    if (!row) break;
+    records.push_back(ReadImportParameters(stmt));
+  }
+  return records;
+}
+
+absl::StatusOr<std::vector<ImportParametersRecord>> SqliteKeyStore::ListExpiredImportParameters(
+    absl::Time t) {
+  absl::MutexLock lock(&mu_);
+  // "Oldest first": earliest expiration_time, ties by wrapping_key_id, the
+  // order of import_parameters_by_expiration.
+  KMS_ASSIGN_OR_RETURN(Statement stmt,
+                       Prepare("SELECT " KMS_IMPORT_PARAMETERS_COLUMNS
+                               " FROM import_parameters WHERE expiration_time_us <= ? "
+                               "ORDER BY expiration_time_us, wrapping_key_id"));
+  stmt.BindTime(t);
+  std::vector<ImportParametersRecord> records;
+  for (;;) {
+    KMS_ASSIGN_OR_RETURN(const bool row, stmt.Step("listing expired import parameters"));
+    if (!row) break;
+    records.push_back(ReadImportParameters(stmt));
+  }
+  return records;
 }
 
 // ---- aliases
@@ -1065,6 +1394,7 @@ absl::StatusOr<std::vector<Intent>> SqliteKeyStore::ListIntents() {
   return intents;
 }
 
+#undef KMS_IMPORT_PARAMETERS_COLUMNS
 #undef KMS_VERSION_COLUMNS
 #undef KMS_KEY_COLUMNS
 

@@ -14,7 +14,11 @@
 // the initial schema; version 2 adds key rotation (the keys' rotation columns,
 // the versions' origin and encryptions_reserved, with defaults that an
 // upgraded version-1 database gets: rotation disabled, period 0, origin
-// CREATED, nothing reserved).
+// CREATED, nothing reserved); version 3 adds imported key material (the keys'
+// expiration_model and valid_to, the versions' key_check_value, fingerprint
+// and material_deleted, and the import_parameters table; existing rows get
+// expiration model NONE, no valid_to, empty check value and fingerprint,
+// material present).
 //
 // Times are stored as INTEGER microseconds since the Unix epoch: a time with a
 // finer part (absl::Now() has one) reads back floored to the microsecond.
@@ -36,7 +40,8 @@
 //                   (including a foreign key naming a missing key).
 //   kInvalidArgument  limit < 1 (ListKeys, ListAliases); a record that
 //                   contradicts itself or is out of range (CreateKey,
-//                   UpdateKey, AddVersion: see ValidateKey in the .cc); a
+//                   UpdateKey, AddVersion, CommitImport, MarkMaterialDeleted:
+//                   see ValidateKey and ValidateVersion in the .cc); a
 //                   negative reservation. The schema's CHECKs say the same, so
 //                   no other writer can store such a row either.
 //   kInternal       anything else SQLite reported, with its message (for the
@@ -47,8 +52,11 @@
 //                   not the given version, or a key record error: deletion_time
 //                   set outside PENDING_DELETION or missing in it,
 //                   next_rotation_time set without rotation_enabled or missing
-//                   with it, rotation_period_days outside 0..36500; or the
-//                   version's encryptions_reserved < 0).
+//                   with it, rotation_period_days outside 0..36500, valid_to
+//                   set without expiration model KEY_MATERIAL_EXPIRES or
+//                   missing with it; or the version's encryptions_reserved < 0,
+//                   key_check_value neither empty nor 3 bytes, fingerprint
+//                   neither empty nor 16 bytes).
 //   GetKey          kNotFound.
 //   UpdateKey       kNotFound (no such key, or current_version_id is not a
 //                   version of this key), kInvalidArgument (a key record error,
@@ -57,14 +65,29 @@
 //                   the new version nor another of this key), kAlreadyExists
 //                   (version id taken, by any key), kInvalidArgument
 //                   (version.key_id differs from the key's, a key record error
-//                   as in CreateKey, encryptions_reserved < 0).
+//                   as in CreateKey, a version record error as in CreateKey).
 //   ListKeysDueForRotation  only the common errors.
 //   ReserveEncryptions  kNotFound (no such version), kInvalidArgument
 //                   (reserved < 0; the contract would let it be a no-op, but a
 //                   negative count can only be a caller's bug).
 //   ListKeys        kInvalidArgument (limit < 1).
-//   DeleteKey       kNotFound. Versions, aliases and tags go with the key.
+//   DeleteKey       kNotFound. Versions, aliases, tags and import parameters
+//                   go with the key.
 //   GetVersion      kNotFound.
+//   FindVersionsByFingerprint  kInvalidArgument (empty fingerprint).
+//   CommitImport    kNotFound (no such key, restored version not of this key,
+//                   no such import parameters, current_version_id not a
+//                   version of the key after the change), kAlreadyExists (new
+//                   version id taken), kInvalidArgument (both a new and a
+//                   restored version, new version of another key, a key or
+//                   version record error as in CreateKey).
+//   MarkMaterialDeleted  kNotFound (no such key, or current_version_id not a
+//                   version of it), kInvalidArgument (a key record error).
+//   AddImportParameters  kAlreadyExists (wrapping_key_id taken), kNotFound (no
+//                   such key), kInvalidArgument (expiration before creation).
+//   GetImportParameters, DeleteImportParameters  kNotFound.
+//   ListKeysWithExpiredMaterial, ListImportParameters,
+//   ListExpiredImportParameters: only the common errors.
 //   CreateAlias     kAlreadyExists (name taken), kNotFound (no such key).
 //   UpdateAlias     kNotFound (no such alias, or no such key).
 //   DeleteAlias, GetAlias  kNotFound.
@@ -152,6 +175,23 @@ class SqliteKeyStore final : public KeyStore {
   absl::Status DeleteKey(absl::string_view key_id) override;
   absl::StatusOr<KeyVersionRecord> GetVersion(absl::string_view version_id) override;
   absl::StatusOr<std::vector<KeyVersionRecord>> ListVersions(absl::string_view key_id) override;
+
+  // Served by the index key_versions_by_fingerprint.
+  absl::StatusOr<std::vector<KeyVersionRecord>> FindVersionsByFingerprint(
+      absl::string_view fingerprint) override;
+  // Served by the partial index keys_material_expiry.
+  absl::StatusOr<std::vector<KeyRecord>> ListKeysWithExpiredMaterial(absl::Time t) override;
+  absl::Status CommitImport(const ImportCommit& commit) override;
+  absl::Status MarkMaterialDeleted(const KeyRecord& key) override;
+  absl::Status AddImportParameters(const ImportParametersRecord& record) override;
+  absl::StatusOr<ImportParametersRecord> GetImportParameters(
+      absl::string_view wrapping_key_id) override;
+  absl::Status DeleteImportParameters(absl::string_view wrapping_key_id) override;
+  absl::StatusOr<std::vector<ImportParametersRecord>> ListImportParameters(
+      absl::string_view key_id) override;
+  // Earliest expiration_time first, ties by wrapping_key_id.
+  absl::StatusOr<std::vector<ImportParametersRecord>> ListExpiredImportParameters(
+      absl::Time t) override;
 
   absl::Status CreateAlias(const AliasRecord& alias) override;
   absl::Status UpdateAlias(absl::string_view alias_name, absl::string_view key_id,

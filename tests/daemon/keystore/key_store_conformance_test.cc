@@ -24,6 +24,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
 #include "daemon/keystore/key_store.h"
@@ -46,13 +47,24 @@ void PrintTo(const KeyRecord& key, std::ostream* os) {
       << " rotation=" << (key.rotation_enabled ? "on" : "off")
       << " period_days=" << key.rotation_period_days << " next_rotation="
       << (key.next_rotation_time ? absl::FormatTime(*key.next_rotation_time) : std::string("none"))
-      << "}";
+      << " expiration_model=" << ExpirationModelName(key.expiration_model) << " valid_to="
+      << (key.valid_to ? absl::FormatTime(*key.valid_to) : std::string("none")) << "}";
 }
 void PrintTo(const KeyVersionRecord& version, std::ostream* os) {
+  // Check values and fingerprints do not reveal key material: printable.
   *os << "{version_id=" << version.version_id << " key_id=" << version.key_id
       << " created=" << absl::FormatTime(version.creation_time)
       << " origin=" << VersionOriginName(version.origin)
-      << " reserved=" << version.encryptions_reserved << "}";
+      << " reserved=" << version.encryptions_reserved
+      << " kcv=" << absl::BytesToHexString(version.key_check_value)
+      << " fingerprint=" << absl::BytesToHexString(version.fingerprint)
+      << " material_deleted=" << version.material_deleted << "}";
+}
+void PrintTo(const ImportParametersRecord& record, std::ostream* os) {
+  *os << "{wrapping_key_id=" << record.wrapping_key_id << " key_id=" << record.key_id
+      << " algorithm=" << record.wrapping_algorithm << " spec=" << record.wrapping_key_spec
+      << " created=" << absl::FormatTime(record.creation_time)
+      << " expires=" << absl::FormatTime(record.expiration_time) << "}";
 }
 void PrintTo(const AliasRecord& alias, std::ostream* os) {
   *os << "{alias_name=" << alias.alias_name << " key_id=" << alias.key_id
@@ -679,6 +691,38 @@ TEST_P(KeyStoreTimeTest, TimesRoundTripExactly) {
   ASSERT_THAT(got_alias.status(), IsOk());
   EXPECT_EQ(got_alias->creation_time, t);
   EXPECT_EQ(got_alias->last_updated_time, t + absl::Microseconds(1));
+
+  // So do the expiry of imported material and of import parameters.
+  KeyRecord expiring = WithCurrent(NewKey(KeyId(3)), VersionId(3));
+  expiring.origin = KeyOrigin::kExternal;
+  expiring.expiration_model = ExpirationModel::kExpires;
+  expiring.valid_to = t;
+  ASSERT_THAT(store().CreateKey(expiring, NewVersion(VersionId(3), KeyId(3)), {}), IsOk());
+  got_key = store().GetKey(KeyId(3));
+  ASSERT_THAT(got_key.status(), IsOk());
+  EXPECT_EQ(*got_key, expiring);
+  due = store().ListKeysWithExpiredMaterial(t);
+  ASSERT_THAT(due.status(), IsOk());
+  EXPECT_THAT(KeyIdsOf(*due), ElementsAre(KeyId(3)));
+  due = store().ListKeysWithExpiredMaterial(t - absl::Microseconds(1));
+  ASSERT_THAT(due.status(), IsOk());
+  EXPECT_THAT(*due, IsEmpty());
+  ImportParametersRecord parameters;
+  parameters.wrapping_key_id = "w";
+  parameters.key_id = KeyId(3);
+  parameters.creation_time = t;
+  parameters.expiration_time = t;
+  ASSERT_THAT(store().AddImportParameters(parameters), IsOk());
+  absl::StatusOr<ImportParametersRecord> got_parameters = store().GetImportParameters("w");
+  ASSERT_THAT(got_parameters.status(), IsOk());
+  EXPECT_EQ(*got_parameters, parameters);
+  absl::StatusOr<std::vector<ImportParametersRecord>> expired =
+      store().ListExpiredImportParameters(t);
+  ASSERT_THAT(expired.status(), IsOk());
+  EXPECT_THAT(*expired, ElementsAre(parameters));
+  expired = store().ListExpiredImportParameters(t - absl::Microseconds(1));
+  ASSERT_THAT(expired.status(), IsOk());
+  EXPECT_THAT(*expired, IsEmpty());
 }
 
 INSTANTIATE_TEST_SUITE_P(
@@ -1116,20 +1160,52 @@ INSTANTIATE_TEST_SUITE_P(Stores, KeyStoreAddVersionFailureTest,
 
 // ---- key records that contradict themselves
 
-// A method that writes a key record: CreateKey (key 3 with version 3),
-// UpdateKey (key 1) or AddVersion (version 3 to key 1).
-enum class KeyWriter { kCreateKey, kUpdateKey, kAddVersion };
+std::string WrappingKeyId(int n) {
+  return absl::StrCat(absl::Dec(n, absl::kZeroPad8), "-2222-4000-8000-00000000000c");
+}
 
-absl::Status WriteKey(KeyStore& store, KeyWriter writer, const KeyRecord& key) {
+// Import parameters `wrapping_key_id` for `key_id`, issued at `created` and
+// valid for a day.
+ImportParametersRecord NewImportParameters(const std::string& wrapping_key_id,
+                                           const std::string& key_id, absl::Time created = kT0) {
+  ImportParametersRecord record;
+  record.wrapping_key_id = wrapping_key_id;
+  record.key_id = key_id;
+  record.wrapping_algorithm = "RSAES_OAEP_SHA_256";
+  record.wrapping_key_spec = "RSA_2048";
+  record.creation_time = created;
+  record.expiration_time = created + absl::Hours(24);
+  return record;
+}
+
+// A method that writes a key record: CreateKey (key 3 with version 3),
+// UpdateKey (key 1), AddVersion (version 3 to key 1), CommitImport (version
+// 3 to key 1, consuming import parameters 1) or MarkMaterialDeleted (key 1).
+enum class KeyWriter { kCreateKey, kUpdateKey, kAddVersion, kCommitImport, kMarkMaterialDeleted };
+
+absl::Status WriteKey(KeyStore& store, KeyWriter writer, const KeyRecord& key,
+                      const KeyVersionRecord& version) {
   switch (writer) {
     case KeyWriter::kCreateKey:
-      return store.CreateKey(key, NewVersion(key.current_version_id, key.key_id), {});
+      return store.CreateKey(key, version, {});
     case KeyWriter::kUpdateKey:
       return store.UpdateKey(key);
     case KeyWriter::kAddVersion:
-      return store.AddVersion(NewVersion(key.current_version_id, key.key_id), key);
+      return store.AddVersion(version, key);
+    case KeyWriter::kCommitImport: {
+      ImportCommit commit;
+      commit.key = key;
+      commit.new_version = version;
+      commit.consumed_wrapping_key_id = WrappingKeyId(1);
+      return store.CommitImport(commit);
+    }
+    case KeyWriter::kMarkMaterialDeleted:
+      return store.MarkMaterialDeleted(key);
   }
   return absl::InternalError("unknown writer");
+}
+absl::Status WriteKey(KeyStore& store, KeyWriter writer, const KeyRecord& key) {
+  return WriteKey(store, writer, key, NewVersion(key.current_version_id, key.key_id));
 }
 
 KeyRecord KeyFor(KeyWriter writer) {
@@ -1137,8 +1213,10 @@ KeyRecord KeyFor(KeyWriter writer) {
     case KeyWriter::kCreateKey:
       return WithCurrent(NewKey(KeyId(3)), VersionId(3));
     case KeyWriter::kUpdateKey:
+    case KeyWriter::kMarkMaterialDeleted:
       return WithCurrent(NewKey(KeyId(1)), VersionId(1));
     case KeyWriter::kAddVersion:
+    case KeyWriter::kCommitImport:
       return WithCurrent(NewKey(KeyId(1)), VersionId(3));
   }
   return KeyRecord();
@@ -1158,6 +1236,8 @@ using KeyStoreInvalidKeyTest = StoreTest<std::tuple<StoreKind, InvalidKeyCase>>;
 TEST_P(KeyStoreInvalidKeyTest, IsRefusedAndChangesNothing) {
   const KeyRecord key1 = WithCurrent(NewKey(KeyId(1)), VersionId(1));
   ASSERT_THAT(store().CreateKey(key1, NewVersion(VersionId(1), KeyId(1)), {}), IsOk());
+  const ImportParametersRecord parameters = NewImportParameters(WrappingKeyId(1), KeyId(1));
+  ASSERT_THAT(store().AddImportParameters(parameters), IsOk());
 
   const InvalidKeyCase& c = std::get<1>(GetParam());
   KeyRecord key = KeyFor(c.writer);
@@ -1173,6 +1253,10 @@ TEST_P(KeyStoreInvalidKeyTest, IsRefusedAndChangesNothing) {
   EXPECT_THAT(*versions, ElementsAre(NewVersion(VersionId(1), KeyId(1))));
   EXPECT_THAT(store().GetKey(KeyId(3)).status(), StatusIs(absl::StatusCode::kNotFound));
   EXPECT_THAT(store().GetVersion(VersionId(3)).status(), StatusIs(absl::StatusCode::kNotFound));
+  absl::StatusOr<ImportParametersRecord> got_parameters =
+      store().GetImportParameters(WrappingKeyId(1));
+  ASSERT_THAT(got_parameters.status(), IsOk());
+  EXPECT_EQ(*got_parameters, parameters);
 }
 
 // Every rule, through every method that writes a key record.
@@ -1204,11 +1288,23 @@ std::vector<InvalidKeyCase> InvalidKeyCases() {
        "deletion_time"},
       {"PendingDeletionWithoutDeletionTime",
        [](KeyRecord& k) { k.state = KeyState::kPendingDeletion; }, "deletion_time"},
+      {"ExpiresWithoutValidTo",
+       [](KeyRecord& k) { k.expiration_model = ExpirationModel::kExpires; }, "valid_to"},
+      {"ValidToWithDoesNotExpire",
+       [](KeyRecord& k) {
+         k.expiration_model = ExpirationModel::kDoesNotExpire;
+         k.valid_to = kT0 + absl::Hours(1);
+       },
+       "valid_to"},
+      {"ValidToWithoutExpirationModel", [](KeyRecord& k) { k.valid_to = kT0 + absl::Hours(1); },
+       "valid_to"},
   };
   const std::vector<std::pair<std::string, KeyWriter>> writers = {
       {"CreateKey", KeyWriter::kCreateKey},
       {"UpdateKey", KeyWriter::kUpdateKey},
-      {"AddVersion", KeyWriter::kAddVersion}};
+      {"AddVersion", KeyWriter::kAddVersion},
+      {"CommitImport", KeyWriter::kCommitImport},
+      {"MarkMaterialDeleted", KeyWriter::kMarkMaterialDeleted}};
   std::vector<InvalidKeyCase> cases;
   for (const auto& [writer_name, writer] : writers) {
     for (const Spoiler& spoiler : spoilers) {
@@ -1252,6 +1348,771 @@ TEST_P(KeyStoreConformanceTest, RotationPeriodBoundsAreAccepted) {
       EXPECT_EQ(*got, created);
     }
   }
+}
+
+// ---- version records that break the rules
+
+struct InvalidVersionCase {
+  std::string name;
+  KeyWriter writer;  // kCreateKey, kAddVersion or kCommitImport
+  std::function<void(KeyVersionRecord&)> spoil;
+  std::string message_has;
+};
+
+void PrintTo(const InvalidVersionCase& c, std::ostream* os) { *os << c.name; }
+
+using KeyStoreInvalidVersionTest = StoreTest<std::tuple<StoreKind, InvalidVersionCase>>;
+
+TEST_P(KeyStoreInvalidVersionTest, IsRefusedAndChangesNothing) {
+  const KeyRecord key1 = WithCurrent(NewKey(KeyId(1)), VersionId(1));
+  ASSERT_THAT(store().CreateKey(key1, NewVersion(VersionId(1), KeyId(1)), {}), IsOk());
+  const ImportParametersRecord parameters = NewImportParameters(WrappingKeyId(1), KeyId(1));
+  ASSERT_THAT(store().AddImportParameters(parameters), IsOk());
+
+  const InvalidVersionCase& c = std::get<1>(GetParam());
+  const KeyRecord key = KeyFor(c.writer);
+  KeyVersionRecord version = NewVersion(key.current_version_id, key.key_id);
+  c.spoil(version);
+  EXPECT_THAT(WriteKey(store(), c.writer, key, version),
+              StatusIs(absl::StatusCode::kInvalidArgument, c.message_has));
+
+  absl::StatusOr<KeyRecord> got = store().GetKey(KeyId(1));
+  ASSERT_THAT(got.status(), IsOk());
+  EXPECT_EQ(*got, key1);
+  absl::StatusOr<std::vector<KeyVersionRecord>> versions = store().ListVersions(KeyId(1));
+  ASSERT_THAT(versions.status(), IsOk());
+  EXPECT_THAT(*versions, ElementsAre(NewVersion(VersionId(1), KeyId(1))));
+  EXPECT_THAT(store().GetKey(KeyId(3)).status(), StatusIs(absl::StatusCode::kNotFound));
+  EXPECT_THAT(store().GetVersion(VersionId(3)).status(), StatusIs(absl::StatusCode::kNotFound));
+  EXPECT_THAT(store().GetImportParameters(WrappingKeyId(1)).status(), IsOk());
+}
+
+std::vector<InvalidVersionCase> InvalidVersionCases() {
+  struct Spoiler {
+    std::string name;
+    std::function<void(KeyVersionRecord&)> spoil;
+    std::string message_has;
+  };
+  const std::vector<Spoiler> spoilers = {
+      {"KeyCheckValueOfOneByte", [](KeyVersionRecord& v) { v.key_check_value = "k"; },
+       "key_check_value"},
+      {"KeyCheckValueOfTwoBytes",
+       [](KeyVersionRecord& v) { v.key_check_value = std::string("\0k", 2); }, "key_check_value"},
+      {"KeyCheckValueOfFourBytes", [](KeyVersionRecord& v) { v.key_check_value = "kcv4"; },
+       "key_check_value"},
+      {"FingerprintOfFifteenBytes",
+       [](KeyVersionRecord& v) { v.fingerprint = std::string(15, '\xf1'); }, "fingerprint"},
+      {"FingerprintOfSeventeenBytes",
+       [](KeyVersionRecord& v) { v.fingerprint = std::string(17, '\0'); }, "fingerprint"},
+      {"FingerprintOfThreeBytes", [](KeyVersionRecord& v) { v.fingerprint = "abc"; },
+       "fingerprint"},
+  };
+  const std::vector<std::pair<std::string, KeyWriter>> writers = {
+      {"CreateKey", KeyWriter::kCreateKey},
+      {"AddVersion", KeyWriter::kAddVersion},
+      {"CommitImport", KeyWriter::kCommitImport}};
+  std::vector<InvalidVersionCase> cases;
+  for (const auto& [writer_name, writer] : writers) {
+    for (const Spoiler& spoiler : spoilers) {
+      cases.push_back(
+          {absl::StrCat(writer_name, spoiler.name), writer, spoiler.spoil, spoiler.message_has});
+    }
+  }
+  return cases;
+}
+
+INSTANTIATE_TEST_SUITE_P(Stores, KeyStoreInvalidVersionTest,
+                         ::testing::Combine(::testing::ValuesIn(AllStores()),
+                                            ::testing::ValuesIn(InvalidVersionCases())),
+                         KindAndCaseName<InvalidVersionCase>);
+
+// ======================================================================
+// Imported material
+
+// Raw bytes, NUL and high bytes included: stored verbatim, never as text.
+std::string KeyCheckValue(int n) { return std::string("\0\xff", 2) + static_cast<char>(n); }
+std::string Fingerprint(int n) {
+  std::string fingerprint(16, '\xa5');
+  fingerprint[0] = '\0';
+  fingerprint[15] = static_cast<char>(n);
+  return fingerprint;
+}
+
+// An imported version: with its check value and fingerprint number `n`.
+KeyVersionRecord ImportedVersion(const std::string& version_id, const std::string& key_id,
+                                 int n) {
+  KeyVersionRecord version = NewVersion(version_id, key_id);
+  version.key_check_value = KeyCheckValue(n);
+  version.fingerprint = Fingerprint(n);
+  return version;
+}
+
+// An EXTERNAL key waiting for its first material.
+KeyRecord ExternalKey(const std::string& key_id) {
+  KeyRecord key = NewKey(key_id);
+  key.origin = KeyOrigin::kExternal;
+  key.state = KeyState::kPendingImport;
+  return key;
+}
+
+// `key` enabled on imported material that expires at `valid_to`.
+KeyRecord Imported(KeyRecord key, const std::string& current, absl::Time valid_to) {
+  key.state = KeyState::kEnabled;
+  key.current_version_id = current;
+  key.expiration_model = ExpirationModel::kExpires;
+  key.valid_to = valid_to;
+  return key;
+}
+
+TEST_P(KeyStoreConformanceTest, ImportedFieldsRoundTripThroughEveryReadPath) {
+  const absl::Time valid_to = kT0 + absl::Hours(24 * 30);
+  const KeyRecord expiring = Imported(ExternalKey(KeyId(1)), VersionId(1), valid_to);
+  KeyVersionRecord v1 = ImportedVersion(VersionId(1), KeyId(1), 1);
+  v1.encryptions_reserved = 7;
+  ASSERT_THAT(store().CreateKey(expiring, v1, {}), IsOk());
+  KeyRecord doomed = WithCurrent(ExternalKey(KeyId(2)), VersionId(2));
+  doomed.state = KeyState::kPendingDeletion;
+  doomed.deletion_time = kT0 + absl::Hours(24 * 7);
+  doomed.expiration_model = ExpirationModel::kDoesNotExpire;
+  KeyVersionRecord v2 = ImportedVersion(VersionId(2), KeyId(2), 2);
+  v2.material_deleted = true;
+  ASSERT_THAT(store().CreateKey(doomed, v2, {}), IsOk());
+  KeyRecord rotating = WithRotation(WithCurrent(NewKey(KeyId(3)), VersionId(3)), 90, kT0);
+  ASSERT_THAT(store().CreateKey(rotating, NewVersion(VersionId(3), KeyId(3)), {}), IsOk());
+
+  absl::StatusOr<KeyRecord> key = store().GetKey(KeyId(1));
+  ASSERT_THAT(key.status(), IsOk());
+  EXPECT_EQ(*key, expiring);
+  key = store().GetKey(KeyId(2));
+  ASSERT_THAT(key.status(), IsOk());
+  EXPECT_EQ(*key, doomed);
+  absl::StatusOr<Page<KeyRecord>> page = store().ListKeys(10, "");
+  ASSERT_THAT(page.status(), IsOk());
+  EXPECT_THAT(page->items, ElementsAre(expiring, doomed, rotating));
+  absl::StatusOr<std::vector<KeyRecord>> keys = store().ListKeysWithExpiredMaterial(valid_to);
+  ASSERT_THAT(keys.status(), IsOk());
+  EXPECT_THAT(*keys, ElementsAre(expiring));
+  keys = store().ListKeysDueForDeletion(*doomed.deletion_time);
+  ASSERT_THAT(keys.status(), IsOk());
+  EXPECT_THAT(*keys, ElementsAre(doomed));
+  keys = store().ListKeysDueForRotation(kT0);
+  ASSERT_THAT(keys.status(), IsOk());
+  EXPECT_THAT(*keys, ElementsAre(rotating));
+
+  absl::StatusOr<KeyVersionRecord> version = store().GetVersion(VersionId(1));
+  ASSERT_THAT(version.status(), IsOk());
+  EXPECT_EQ(*version, v1);
+  version = store().GetVersion(VersionId(2));
+  ASSERT_THAT(version.status(), IsOk());
+  EXPECT_EQ(*version, v2);
+  absl::StatusOr<std::vector<KeyVersionRecord>> versions = store().ListVersions(KeyId(2));
+  ASSERT_THAT(versions.status(), IsOk());
+  EXPECT_THAT(*versions, ElementsAre(v2));
+  versions = store().FindVersionsByFingerprint(Fingerprint(1));
+  ASSERT_THAT(versions.status(), IsOk());
+  EXPECT_THAT(*versions, ElementsAre(v1));
+
+  // UpdateKey and AddVersion carry the new fields too.
+  KeyRecord updated = expiring;
+  updated.expiration_model = ExpirationModel::kDoesNotExpire;
+  updated.valid_to = std::nullopt;
+  ASSERT_THAT(store().UpdateKey(updated), IsOk());
+  key = store().GetKey(KeyId(1));
+  ASSERT_THAT(key.status(), IsOk());
+  EXPECT_EQ(*key, updated);
+  KeyRecord readded = WithCurrent(expiring, VersionId(4));
+  readded.valid_to = valid_to + absl::Microseconds(1);
+  KeyVersionRecord v4 = ImportedVersion(VersionId(4), KeyId(1), 4);
+  v4.origin = VersionOrigin::kOnDemand;
+  v4.creation_time = kT0 + absl::Hours(1);
+  ASSERT_THAT(store().AddVersion(v4, readded), IsOk());
+  key = store().GetKey(KeyId(1));
+  ASSERT_THAT(key.status(), IsOk());
+  EXPECT_EQ(*key, readded);
+  versions = store().ListVersions(KeyId(1));
+  ASSERT_THAT(versions.status(), IsOk());
+  EXPECT_THAT(*versions, ElementsAre(v1, v4));
+
+  if (!persistent()) return;
+  Reopen();
+  page = store().ListKeys(10, "");
+  ASSERT_THAT(page.status(), IsOk());
+  EXPECT_THAT(page->items, ElementsAre(readded, doomed, rotating));
+  versions = store().ListVersions(KeyId(1));
+  ASSERT_THAT(versions.status(), IsOk());
+  EXPECT_THAT(*versions, ElementsAre(v1, v4));
+  version = store().GetVersion(VersionId(2));
+  ASSERT_THAT(version.status(), IsOk());
+  EXPECT_EQ(*version, v2);
+}
+
+TEST_P(KeyStoreConformanceTest, FindVersionsByFingerprintSearchesEveryKey) {
+  // Fingerprint 1 is on versions 5 (key 1, written first), 2 (key 2, material
+  // deleted) and 7 (key 3); fingerprint 2 on version 6 only. Version 1 was
+  // generated: no fingerprint.
+  ASSERT_THAT(CreateKeyWithVersion(store(), KeyId(1), VersionId(1)), IsOk());
+  const KeyVersionRecord v5 = ImportedVersion(VersionId(5), KeyId(1), 1);
+  ASSERT_THAT(store().AddVersion(v5, WithCurrent(NewKey(KeyId(1)), VersionId(5))), IsOk());
+  KeyVersionRecord v2 = ImportedVersion(VersionId(2), KeyId(2), 1);
+  v2.material_deleted = true;
+  ASSERT_THAT(store().CreateKey(WithCurrent(ExternalKey(KeyId(2)), VersionId(2)), v2, {}), IsOk());
+  const KeyVersionRecord v6 = ImportedVersion(VersionId(6), KeyId(2), 2);
+  ASSERT_THAT(store().AddVersion(v6, WithCurrent(ExternalKey(KeyId(2)), VersionId(6))), IsOk());
+  const KeyVersionRecord v7 = ImportedVersion(VersionId(7), KeyId(3), 1);
+  ASSERT_THAT(store().CreateKey(WithCurrent(ExternalKey(KeyId(3)), VersionId(7)), v7, {}), IsOk());
+
+  absl::StatusOr<std::vector<KeyVersionRecord>> found =
+      store().FindVersionsByFingerprint(Fingerprint(1));
+  ASSERT_THAT(found.status(), IsOk());
+  EXPECT_THAT(*found, ElementsAre(v2, v5, v7));
+  found = store().FindVersionsByFingerprint(Fingerprint(2));
+  ASSERT_THAT(found.status(), IsOk());
+  EXPECT_THAT(*found, ElementsAre(v6));
+  found = store().FindVersionsByFingerprint(Fingerprint(3));
+  ASSERT_THAT(found.status(), IsOk());
+  EXPECT_THAT(*found, IsEmpty());
+  // A prefix is not a match.
+  found = store().FindVersionsByFingerprint(Fingerprint(1).substr(0, 15));
+  ASSERT_THAT(found.status(), IsOk());
+  EXPECT_THAT(*found, IsEmpty());
+  // The empty fingerprint of generated material is not searchable.
+  EXPECT_THAT(store().FindVersionsByFingerprint("").status(),
+              StatusIs(absl::StatusCode::kInvalidArgument, "fingerprint"));
+}
+
+TEST_P(KeyStoreConformanceTest, ListKeysWithExpiredMaterialIsEarliestFirst) {
+  const absl::Time t = kT0 + absl::Hours(24 * 30);
+  // Written out of order: key 4 expires last, keys 2 and 3 tie.
+  const struct {
+    int n;
+    absl::Time valid_to;
+  } keys[] = {{4, t}, {3, t - absl::Hours(2)}, {5, t + absl::Microseconds(1)},
+              {2, t - absl::Hours(2)}, {1, t - absl::Hours(1)}};
+  for (const auto& k : keys) {
+    ASSERT_THAT(store().CreateKey(Imported(ExternalKey(KeyId(k.n)), VersionId(k.n), k.valid_to),
+                                  ImportedVersion(VersionId(k.n), KeyId(k.n), k.n), {}),
+                IsOk());
+  }
+  absl::StatusOr<std::vector<KeyRecord>> expired = store().ListKeysWithExpiredMaterial(t);
+  ASSERT_THAT(expired.status(), IsOk());
+  EXPECT_THAT(KeyIdsOf(*expired), ElementsAre(KeyId(2), KeyId(3), KeyId(1), KeyId(4)));
+  for (const KeyRecord& key : *expired) {
+    EXPECT_EQ(key, Imported(ExternalKey(key.key_id), key.current_version_id, *key.valid_to));
+  }
+
+  // Once their material is deleted, keys 2 and 4 are done with.
+  for (int n : {2, 4}) {
+    KeyRecord key = WithCurrent(ExternalKey(KeyId(n)), VersionId(n));
+    key.expiration_model = ExpirationModel::kExpires;
+    key.valid_to = t;
+    ASSERT_THAT(store().MarkMaterialDeleted(key), IsOk());
+  }
+  expired = store().ListKeysWithExpiredMaterial(t);
+  ASSERT_THAT(expired.status(), IsOk());
+  EXPECT_THAT(KeyIdsOf(*expired), ElementsAre(KeyId(3), KeyId(1)));
+  expired = store().ListKeysWithExpiredMaterial(absl::InfiniteFuture());
+  ASSERT_THAT(expired.status(), IsOk());
+  EXPECT_THAT(KeyIdsOf(*expired), ElementsAre(KeyId(3), KeyId(1), KeyId(5)));
+  expired = store().ListKeysWithExpiredMaterial(absl::InfinitePast());
+  ASSERT_THAT(expired.status(), IsOk());
+  EXPECT_THAT(*expired, IsEmpty());
+}
+
+struct ExpiredMaterialCase {
+  std::string name;
+  ExpirationModel model;
+  std::optional<absl::Duration> valid_to_offset;  // from the query time
+  // The key's versions, by material_deleted (none: the key has no material).
+  std::vector<bool> versions_deleted;
+  bool listed;
+};
+
+void PrintTo(const ExpiredMaterialCase& c, std::ostream* os) { *os << c.name; }
+
+using KeyStoreExpiredMaterialTest = StoreTest<std::tuple<StoreKind, ExpiredMaterialCase>>;
+
+TEST_P(KeyStoreExpiredMaterialTest, IncludesExactlyTheKeysExpiredAtT) {
+  const ExpiredMaterialCase& c = std::get<1>(GetParam());
+  const absl::Time t = kT0 + absl::Hours(24 * 30);
+  KeyRecord key = ExternalKey(KeyId(1));
+  key.expiration_model = c.model;
+  if (c.valid_to_offset.has_value()) key.valid_to = t + *c.valid_to_offset;
+  ASSERT_THAT(store().CreateKey(key, std::nullopt, {}), IsOk());
+  for (size_t i = 0; i < c.versions_deleted.size(); ++i) {
+    KeyVersionRecord version = ImportedVersion(VersionId(static_cast<int>(i) + 1), KeyId(1), 1);
+    version.material_deleted = c.versions_deleted[i];
+    key.current_version_id = version.version_id;
+    ASSERT_THAT(store().AddVersion(version, key), IsOk());
+  }
+
+  absl::StatusOr<std::vector<KeyRecord>> expired = store().ListKeysWithExpiredMaterial(t);
+  ASSERT_THAT(expired.status(), IsOk());
+  if (c.listed) {
+    EXPECT_THAT(*expired, ElementsAre(key));
+  } else {
+    EXPECT_THAT(*expired, IsEmpty());
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Stores, KeyStoreExpiredMaterialTest,
+    ::testing::Combine(
+        ::testing::ValuesIn(AllStores()),
+        ::testing::Values(
+            ExpiredMaterialCase{"ExactlyAtT", ExpirationModel::kExpires, absl::ZeroDuration(),
+                                {false}, true},
+            ExpiredMaterialCase{"OneMicrosecondBefore", ExpirationModel::kExpires,
+                                -absl::Microseconds(1), {false}, true},
+            ExpiredMaterialCase{"OneMicrosecondAfter", ExpirationModel::kExpires,
+                                absl::Microseconds(1), {false}, false},
+            ExpiredMaterialCase{"DoesNotExpire", ExpirationModel::kDoesNotExpire, std::nullopt,
+                                {false}, false},
+            ExpiredMaterialCase{"NoExpirationModel", ExpirationModel::kNone, std::nullopt,
+                                {false}, false},
+            ExpiredMaterialCase{"NoVersions", ExpirationModel::kExpires, -absl::Hours(1), {},
+                                false},
+            ExpiredMaterialCase{"EveryVersionDeleted", ExpirationModel::kExpires,
+                                -absl::Hours(1), {true, true}, false},
+            ExpiredMaterialCase{"OneVersionLeft", ExpirationModel::kExpires, -absl::Hours(1),
+                                {true, false, true}, true})),
+    KindAndCaseName<ExpiredMaterialCase>);
+
+// ---- CommitImport
+
+TEST_P(KeyStoreConformanceTest, CommitImportOfFirstMaterialAddsTheVersion) {
+  ASSERT_THAT(store().CreateKey(ExternalKey(KeyId(1)), std::nullopt, {}), IsOk());
+  const ImportParametersRecord used = NewImportParameters(WrappingKeyId(1), KeyId(1));
+  const ImportParametersRecord other =
+      NewImportParameters(WrappingKeyId(2), KeyId(1), kT0 + absl::Minutes(1));
+  ASSERT_THAT(store().AddImportParameters(used), IsOk());
+  ASSERT_THAT(store().AddImportParameters(other), IsOk());
+
+  ImportCommit commit;
+  commit.key = Imported(ExternalKey(KeyId(1)), VersionId(1), kT0 + absl::Hours(24 * 365));
+  commit.new_version = ImportedVersion(VersionId(1), KeyId(1), 1);
+  commit.consumed_wrapping_key_id = WrappingKeyId(1);
+  ASSERT_THAT(store().CommitImport(commit), IsOk());
+
+  absl::StatusOr<KeyRecord> key = store().GetKey(KeyId(1));
+  ASSERT_THAT(key.status(), IsOk());
+  EXPECT_EQ(*key, commit.key);
+  absl::StatusOr<std::vector<KeyVersionRecord>> versions = store().ListVersions(KeyId(1));
+  ASSERT_THAT(versions.status(), IsOk());
+  EXPECT_THAT(*versions, ElementsAre(*commit.new_version));
+  // The token is single-use; the key's other one stays.
+  EXPECT_THAT(store().GetImportParameters(WrappingKeyId(1)).status(),
+              StatusIs(absl::StatusCode::kNotFound));
+  absl::StatusOr<std::vector<ImportParametersRecord>> parameters =
+      store().ListImportParameters(KeyId(1));
+  ASSERT_THAT(parameters.status(), IsOk());
+  EXPECT_THAT(*parameters, ElementsAre(other));
+}
+
+TEST_P(KeyStoreConformanceTest, CommitImportRestoresDeletedMaterial) {
+  // Key 1 with versions 1 and 2, both deleted; key 2 with version 3, deleted.
+  KeyRecord key1 = Imported(ExternalKey(KeyId(1)), VersionId(1), kT0 + absl::Hours(1));
+  ASSERT_THAT(store().CreateKey(key1, ImportedVersion(VersionId(1), KeyId(1), 1), {}), IsOk());
+  ASSERT_THAT(store().AddVersion(ImportedVersion(VersionId(2), KeyId(1), 2),
+                                 WithCurrent(key1, VersionId(2))),
+              IsOk());
+  const KeyRecord key2 = Imported(ExternalKey(KeyId(2)), VersionId(3), kT0 + absl::Hours(1));
+  ASSERT_THAT(store().CreateKey(key2, ImportedVersion(VersionId(3), KeyId(2), 3), {}), IsOk());
+  KeyRecord pending1 = WithCurrent(ExternalKey(KeyId(1)), VersionId(2));
+  ASSERT_THAT(store().MarkMaterialDeleted(pending1), IsOk());
+  KeyRecord pending2 = WithCurrent(ExternalKey(KeyId(2)), VersionId(3));
+  ASSERT_THAT(store().MarkMaterialDeleted(pending2), IsOk());
+  ASSERT_THAT(store().AddImportParameters(NewImportParameters(WrappingKeyId(1), KeyId(1))),
+              IsOk());
+
+  // Version 1's material comes back and becomes current again.
+  ImportCommit commit;
+  commit.key = Imported(ExternalKey(KeyId(1)), VersionId(1), kT0 + absl::Hours(48));
+  commit.restored_version_id = VersionId(1);
+  commit.consumed_wrapping_key_id = WrappingKeyId(1);
+  ASSERT_THAT(store().CommitImport(commit), IsOk());
+
+  absl::StatusOr<KeyRecord> key = store().GetKey(KeyId(1));
+  ASSERT_THAT(key.status(), IsOk());
+  EXPECT_EQ(*key, commit.key);
+  KeyVersionRecord v2 = ImportedVersion(VersionId(2), KeyId(1), 2);
+  v2.material_deleted = true;
+  absl::StatusOr<std::vector<KeyVersionRecord>> versions = store().ListVersions(KeyId(1));
+  ASSERT_THAT(versions.status(), IsOk());
+  EXPECT_THAT(*versions, ElementsAre(ImportedVersion(VersionId(1), KeyId(1), 1), v2));
+  // The other key is untouched.
+  key = store().GetKey(KeyId(2));
+  ASSERT_THAT(key.status(), IsOk());
+  EXPECT_EQ(*key, pending2);
+  KeyVersionRecord v3 = ImportedVersion(VersionId(3), KeyId(2), 3);
+  v3.material_deleted = true;
+  absl::StatusOr<KeyVersionRecord> version = store().GetVersion(VersionId(3));
+  ASSERT_THAT(version.status(), IsOk());
+  EXPECT_EQ(*version, v3);
+  EXPECT_THAT(store().GetImportParameters(WrappingKeyId(1)).status(),
+              StatusIs(absl::StatusCode::kNotFound));
+}
+
+TEST_P(KeyStoreConformanceTest, CommitImportOfPresentMaterialOnlyUpdatesTheKey) {
+  const KeyRecord key1 = Imported(ExternalKey(KeyId(1)), VersionId(1), kT0 + absl::Hours(1));
+  const KeyVersionRecord v1 = ImportedVersion(VersionId(1), KeyId(1), 1);
+  ASSERT_THAT(store().CreateKey(key1, v1, {}), IsOk());
+  ASSERT_THAT(store().AddImportParameters(NewImportParameters(WrappingKeyId(1), KeyId(1))),
+              IsOk());
+
+  ImportCommit commit;
+  commit.key = key1;
+  commit.key.expiration_model = ExpirationModel::kDoesNotExpire;
+  commit.key.valid_to = std::nullopt;
+  commit.consumed_wrapping_key_id = WrappingKeyId(1);
+  ASSERT_THAT(store().CommitImport(commit), IsOk());
+
+  absl::StatusOr<KeyRecord> key = store().GetKey(KeyId(1));
+  ASSERT_THAT(key.status(), IsOk());
+  EXPECT_EQ(*key, commit.key);
+  absl::StatusOr<std::vector<KeyVersionRecord>> versions = store().ListVersions(KeyId(1));
+  ASSERT_THAT(versions.status(), IsOk());
+  EXPECT_THAT(*versions, ElementsAre(v1));
+  EXPECT_THAT(store().GetImportParameters(WrappingKeyId(1)).status(),
+              StatusIs(absl::StatusCode::kNotFound));
+}
+
+struct CommitImportFailureCase {
+  std::string name;
+  std::function<void(ImportCommit&)> spoil;  // of a valid new-version commit
+  absl::StatusCode code;
+  std::string message_has;
+};
+
+void PrintTo(const CommitImportFailureCase& c, std::ostream* os) { *os << c.name; }
+
+// Key 1: EXTERNAL, pending import, current version 1 whose material is
+// deleted. Key 2: enabled, current version 2. Import parameters 1 for key 1
+// and 2 for key 2.
+KeyRecord PendingKey1() {
+  KeyRecord key = WithCurrent(ExternalKey(KeyId(1)), VersionId(1));
+  key.expiration_model = ExpirationModel::kExpires;
+  key.valid_to = kT0 + absl::Hours(1);
+  return key;
+}
+KeyVersionRecord DeletedVersion1() {
+  KeyVersionRecord version = ImportedVersion(VersionId(1), KeyId(1), 1);
+  version.material_deleted = true;
+  return version;
+}
+
+// A commit that would succeed: version 3 for key 1, consuming parameters 1.
+ImportCommit GoodCommit() {
+  ImportCommit commit;
+  commit.key = Imported(ExternalKey(KeyId(1)), VersionId(3), kT0 + absl::Hours(24));
+  commit.key.description = "imported";
+  commit.new_version = ImportedVersion(VersionId(3), KeyId(1), 3);
+  commit.consumed_wrapping_key_id = WrappingKeyId(1);
+  return commit;
+}
+
+using KeyStoreCommitImportFailureTest = StoreTest<std::tuple<StoreKind, CommitImportFailureCase>>;
+
+TEST_P(KeyStoreCommitImportFailureTest, ChangesNothing) {
+  ASSERT_THAT(store().CreateKey(PendingKey1(), DeletedVersion1(), {}), IsOk());
+  ASSERT_THAT(store().CreateKey(Key2(), NewVersion(VersionId(2), KeyId(2)), {}), IsOk());
+  const ImportParametersRecord parameters1 = NewImportParameters(WrappingKeyId(1), KeyId(1));
+  const ImportParametersRecord parameters2 = NewImportParameters(WrappingKeyId(2), KeyId(2));
+  ASSERT_THAT(store().AddImportParameters(parameters1), IsOk());
+  ASSERT_THAT(store().AddImportParameters(parameters2), IsOk());
+
+  const CommitImportFailureCase& c = std::get<1>(GetParam());
+  ImportCommit commit = GoodCommit();
+  c.spoil(commit);
+  EXPECT_THAT(store().CommitImport(commit), StatusIs(c.code, c.message_has));
+
+  absl::StatusOr<KeyRecord> key = store().GetKey(KeyId(1));
+  ASSERT_THAT(key.status(), IsOk());
+  EXPECT_EQ(*key, PendingKey1());
+  key = store().GetKey(KeyId(2));
+  ASSERT_THAT(key.status(), IsOk());
+  EXPECT_EQ(*key, Key2());
+  EXPECT_THAT(store().GetKey(KeyId(9)).status(), StatusIs(absl::StatusCode::kNotFound));
+  absl::StatusOr<std::vector<KeyVersionRecord>> versions = store().ListVersions(KeyId(1));
+  ASSERT_THAT(versions.status(), IsOk());
+  EXPECT_THAT(*versions, ElementsAre(DeletedVersion1()));
+  versions = store().ListVersions(KeyId(2));
+  ASSERT_THAT(versions.status(), IsOk());
+  EXPECT_THAT(*versions, ElementsAre(NewVersion(VersionId(2), KeyId(2))));
+  EXPECT_THAT(store().GetVersion(VersionId(3)).status(), StatusIs(absl::StatusCode::kNotFound));
+  // The token was not consumed.
+  absl::StatusOr<std::vector<ImportParametersRecord>> parameters =
+      store().ListImportParameters("");
+  ASSERT_THAT(parameters.status(), IsOk());
+  EXPECT_THAT(*parameters, ElementsAre(parameters1, parameters2));
+
+  // Nothing left behind blocks a correct retry.
+  ASSERT_THAT(store().CommitImport(GoodCommit()), IsOk());
+}
+
+std::vector<CommitImportFailureCase> CommitImportFailureCases() {
+  using absl::StatusCode;
+  return {
+      {"UnknownKey",
+       [](ImportCommit& c) {
+         c.key.key_id = KeyId(9);
+         c.new_version->key_id = KeyId(9);
+       },
+       StatusCode::kNotFound, KeyId(9)},
+      {"UnknownKeyToRestore",
+       [](ImportCommit& c) {
+         c.key = WithCurrent(ExternalKey(KeyId(9)), "");
+         c.new_version.reset();
+         c.restored_version_id = VersionId(1);
+       },
+       StatusCode::kNotFound, KeyId(9)},
+      {"NewVersionIdTaken",
+       [](ImportCommit& c) {
+         c.new_version->version_id = VersionId(2);
+         c.key.current_version_id = VersionId(2);
+       },
+       StatusCode::kAlreadyExists, VersionId(2)},
+      {"NewVersionOfAnotherKey", [](ImportCommit& c) { c.new_version->key_id = KeyId(2); },
+       StatusCode::kInvalidArgument, KeyId(2)},
+      {"NewAndRestoredVersion", [](ImportCommit& c) { c.restored_version_id = VersionId(1); },
+       StatusCode::kInvalidArgument, VersionId(1)},
+      {"RestoredVersionOfAnotherKey",
+       [](ImportCommit& c) {
+         c.new_version.reset();
+         c.restored_version_id = VersionId(2);
+         c.key.current_version_id = VersionId(1);
+       },
+       StatusCode::kNotFound, VersionId(2)},
+      {"RestoredVersionMissing",
+       [](ImportCommit& c) {
+         c.new_version.reset();
+         c.restored_version_id = VersionId(8);
+         c.key.current_version_id = VersionId(1);
+       },
+       StatusCode::kNotFound, VersionId(8)},
+      // These fail after the version is in or restored: it must roll back.
+      {"CurrentVersionMissing", [](ImportCommit& c) { c.key.current_version_id = VersionId(8); },
+       StatusCode::kNotFound, VersionId(8)},
+      {"CurrentVersionOfAnotherKey",
+       [](ImportCommit& c) { c.key.current_version_id = VersionId(2); }, StatusCode::kNotFound,
+       VersionId(2)},
+      {"RestoreWithCurrentVersionMissing",
+       [](ImportCommit& c) {
+         c.new_version.reset();
+         c.restored_version_id = VersionId(1);
+         c.key.current_version_id = VersionId(8);
+       },
+       StatusCode::kNotFound, VersionId(8)},
+      {"ImportParametersMissing",
+       [](ImportCommit& c) { c.consumed_wrapping_key_id = WrappingKeyId(9); },
+       StatusCode::kNotFound, WrappingKeyId(9)},
+      {"RestoreWithImportParametersMissing",
+       [](ImportCommit& c) {
+         c.new_version.reset();
+         c.restored_version_id = VersionId(1);
+         c.key.current_version_id = VersionId(1);
+         c.consumed_wrapping_key_id = WrappingKeyId(9);
+       },
+       StatusCode::kNotFound, WrappingKeyId(9)},
+      {"KeyOnlyWithImportParametersMissing",
+       [](ImportCommit& c) {
+         c.new_version.reset();
+         c.key.current_version_id = VersionId(1);
+         c.consumed_wrapping_key_id = WrappingKeyId(9);
+       },
+       StatusCode::kNotFound, WrappingKeyId(9)},
+      {"NoImportParametersNamed", [](ImportCommit& c) { c.consumed_wrapping_key_id = ""; },
+       StatusCode::kNotFound, "import parameters"},
+      {"InvalidKeyRecord", [](ImportCommit& c) { c.key.valid_to = std::nullopt; },
+       StatusCode::kInvalidArgument, "valid_to"},
+      {"InvalidVersionRecord", [](ImportCommit& c) { c.new_version->fingerprint = "short"; },
+       StatusCode::kInvalidArgument, "fingerprint"},
+  };
+}
+
+INSTANTIATE_TEST_SUITE_P(Stores, KeyStoreCommitImportFailureTest,
+                         ::testing::Combine(::testing::ValuesIn(AllStores()),
+                                            ::testing::ValuesIn(CommitImportFailureCases())),
+                         KindAndCaseName<CommitImportFailureCase>);
+
+// ---- MarkMaterialDeleted
+
+TEST_P(KeyStoreConformanceTest, MarkMaterialDeletedMarksEveryVersionOfTheKeyOnly) {
+  const KeyRecord key1 = Imported(ExternalKey(KeyId(1)), VersionId(1), kT0 + absl::Hours(1));
+  ASSERT_THAT(store().CreateKey(key1, ImportedVersion(VersionId(1), KeyId(1), 1), {}), IsOk());
+  ASSERT_THAT(store().AddVersion(ImportedVersion(VersionId(2), KeyId(1), 2),
+                                 WithCurrent(key1, VersionId(2))),
+              IsOk());
+  const KeyRecord key2 = Imported(ExternalKey(KeyId(2)), VersionId(3), kT0 + absl::Hours(1));
+  const KeyVersionRecord v3 = ImportedVersion(VersionId(3), KeyId(2), 3);
+  ASSERT_THAT(store().CreateKey(key2, v3, {}), IsOk());
+
+  KeyRecord pending = WithCurrent(ExternalKey(KeyId(1)), VersionId(2));
+  pending.expiration_model = ExpirationModel::kExpires;
+  pending.valid_to = kT0 + absl::Hours(1);
+  ASSERT_THAT(store().MarkMaterialDeleted(pending), IsOk());
+
+  absl::StatusOr<KeyRecord> key = store().GetKey(KeyId(1));
+  ASSERT_THAT(key.status(), IsOk());
+  EXPECT_EQ(*key, pending);
+  absl::StatusOr<std::vector<KeyVersionRecord>> versions = store().ListVersions(KeyId(1));
+  ASSERT_THAT(versions.status(), IsOk());
+  ASSERT_THAT(*versions, SizeIs(2));
+  for (const KeyVersionRecord& version : *versions) EXPECT_TRUE(version.material_deleted);
+  // Deleted versions stay findable: a re-import of the same material finds them.
+  versions = store().FindVersionsByFingerprint(Fingerprint(2));
+  ASSERT_THAT(versions.status(), IsOk());
+  ASSERT_THAT(*versions, SizeIs(1));
+  EXPECT_TRUE((*versions)[0].material_deleted);
+  key = store().GetKey(KeyId(2));
+  ASSERT_THAT(key.status(), IsOk());
+  EXPECT_EQ(*key, key2);
+  absl::StatusOr<KeyVersionRecord> version = store().GetVersion(VersionId(3));
+  ASSERT_THAT(version.status(), IsOk());
+  EXPECT_EQ(*version, v3);
+
+  // Again is harmless; a key without versions works too.
+  ASSERT_THAT(store().MarkMaterialDeleted(pending), IsOk());
+  ASSERT_THAT(store().CreateKey(ExternalKey(KeyId(4)), std::nullopt, {}), IsOk());
+  ASSERT_THAT(store().MarkMaterialDeleted(ExternalKey(KeyId(4))), IsOk());
+}
+
+// ---- import parameters
+
+TEST_P(KeyStoreConformanceTest, ImportParametersAddGetDelete) {
+  ASSERT_THAT(store().CreateKey(ExternalKey(KeyId(1)), std::nullopt, {}), IsOk());
+  ImportParametersRecord record = NewImportParameters(WrappingKeyId(1), KeyId(1));
+  record.wrapping_algorithm = "RSA_AES_KEY_WRAP_SHA_256";
+  record.wrapping_key_spec = "RSA_4096";
+  ASSERT_THAT(store().AddImportParameters(record), IsOk());
+  // Expiring at once is allowed.
+  ImportParametersRecord instant = NewImportParameters(WrappingKeyId(2), KeyId(1));
+  instant.expiration_time = instant.creation_time;
+  ASSERT_THAT(store().AddImportParameters(instant), IsOk());
+
+  absl::StatusOr<ImportParametersRecord> got = store().GetImportParameters(WrappingKeyId(1));
+  ASSERT_THAT(got.status(), IsOk());
+  EXPECT_EQ(*got, record);
+  got = store().GetImportParameters(WrappingKeyId(2));
+  ASSERT_THAT(got.status(), IsOk());
+  EXPECT_EQ(*got, instant);
+
+  // A taken id keeps the first record.
+  ImportParametersRecord clash = NewImportParameters(WrappingKeyId(1), KeyId(1));
+  EXPECT_THAT(store().AddImportParameters(clash),
+              StatusIs(absl::StatusCode::kAlreadyExists, WrappingKeyId(1)));
+  got = store().GetImportParameters(WrappingKeyId(1));
+  ASSERT_THAT(got.status(), IsOk());
+  EXPECT_EQ(*got, record);
+
+  ASSERT_THAT(store().DeleteImportParameters(WrappingKeyId(1)), IsOk());
+  EXPECT_THAT(store().GetImportParameters(WrappingKeyId(1)).status(),
+              StatusIs(absl::StatusCode::kNotFound, WrappingKeyId(1)));
+  EXPECT_THAT(store().DeleteImportParameters(WrappingKeyId(1)),
+              StatusIs(absl::StatusCode::kNotFound, WrappingKeyId(1)));
+  got = store().GetImportParameters(WrappingKeyId(2));
+  ASSERT_THAT(got.status(), IsOk());
+  EXPECT_EQ(*got, instant);
+}
+
+TEST_P(KeyStoreConformanceTest, AddImportParametersRefusesBadRecords) {
+  ASSERT_THAT(store().CreateKey(ExternalKey(KeyId(1)), std::nullopt, {}), IsOk());
+  ImportParametersRecord backwards = NewImportParameters(WrappingKeyId(1), KeyId(1));
+  backwards.expiration_time = backwards.creation_time - absl::Microseconds(1);
+  EXPECT_THAT(store().AddImportParameters(backwards),
+              StatusIs(absl::StatusCode::kInvalidArgument, "expiration_time"));
+  EXPECT_THAT(store().AddImportParameters(NewImportParameters(WrappingKeyId(2), KeyId(9))),
+              StatusIs(absl::StatusCode::kNotFound, KeyId(9)));
+  absl::StatusOr<std::vector<ImportParametersRecord>> all = store().ListImportParameters("");
+  ASSERT_THAT(all.status(), IsOk());
+  EXPECT_THAT(*all, IsEmpty());
+}
+
+TEST_P(KeyStoreConformanceTest, ListImportParametersIsByCreationTimeThenId) {
+  ASSERT_THAT(store().CreateKey(ExternalKey(KeyId(1)), std::nullopt, {}), IsOk());
+  ASSERT_THAT(store().CreateKey(ExternalKey(KeyId(2)), std::nullopt, {}), IsOk());
+  // Written out of order; 3 and 1 tie on creation time.
+  const ImportParametersRecord p4 = NewImportParameters(WrappingKeyId(4), KeyId(1), kT0);
+  const ImportParametersRecord p3 =
+      NewImportParameters(WrappingKeyId(3), KeyId(1), kT0 - absl::Hours(1));
+  const ImportParametersRecord p2 =
+      NewImportParameters(WrappingKeyId(2), KeyId(2), kT0 - absl::Hours(2));
+  const ImportParametersRecord p1 =
+      NewImportParameters(WrappingKeyId(1), KeyId(1), kT0 - absl::Hours(1));
+  for (const ImportParametersRecord& p : {p4, p3, p2, p1}) {
+    ASSERT_THAT(store().AddImportParameters(p), IsOk());
+  }
+
+  absl::StatusOr<std::vector<ImportParametersRecord>> listed = store().ListImportParameters("");
+  ASSERT_THAT(listed.status(), IsOk());
+  EXPECT_THAT(*listed, ElementsAre(p2, p1, p3, p4));
+  listed = store().ListImportParameters(KeyId(1));
+  ASSERT_THAT(listed.status(), IsOk());
+  EXPECT_THAT(*listed, ElementsAre(p1, p3, p4));
+  listed = store().ListImportParameters(KeyId(2));
+  ASSERT_THAT(listed.status(), IsOk());
+  EXPECT_THAT(*listed, ElementsAre(p2));
+  listed = store().ListImportParameters(KeyId(9));
+  ASSERT_THAT(listed.status(), IsOk());
+  EXPECT_THAT(*listed, IsEmpty());
+}
+
+TEST_P(KeyStoreConformanceTest, ListExpiredImportParametersIncludesExactlyThoseDue) {
+  ASSERT_THAT(store().CreateKey(ExternalKey(KeyId(1)), std::nullopt, {}), IsOk());
+  ASSERT_THAT(store().CreateKey(ExternalKey(KeyId(2)), std::nullopt, {}), IsOk());
+  const absl::Time t = kT0 + absl::Hours(24);
+  // Each valid for a day, so creation and expiration order agree; 2 and 1
+  // tie.
+  const ImportParametersRecord at_t = NewImportParameters(WrappingKeyId(3), KeyId(1), kT0);
+  const ImportParametersRecord after_t =
+      NewImportParameters(WrappingKeyId(4), KeyId(2), kT0 + absl::Microseconds(1));
+  const ImportParametersRecord before_t =
+      NewImportParameters(WrappingKeyId(2), KeyId(2), kT0 - absl::Microseconds(1));
+  const ImportParametersRecord tie =
+      NewImportParameters(WrappingKeyId(1), KeyId(1), kT0 - absl::Microseconds(1));
+  for (const ImportParametersRecord& p : {at_t, after_t, before_t, tie}) {
+    ASSERT_THAT(store().AddImportParameters(p), IsOk());
+  }
+
+  absl::StatusOr<std::vector<ImportParametersRecord>> expired =
+      store().ListExpiredImportParameters(t);
+  ASSERT_THAT(expired.status(), IsOk());
+  EXPECT_THAT(*expired, ElementsAre(tie, before_t, at_t));
+  expired = store().ListExpiredImportParameters(t - absl::Microseconds(2));
+  ASSERT_THAT(expired.status(), IsOk());
+  EXPECT_THAT(*expired, IsEmpty());
+  expired = store().ListExpiredImportParameters(absl::InfiniteFuture());
+  ASSERT_THAT(expired.status(), IsOk());
+  EXPECT_THAT(*expired, ElementsAre(tie, before_t, at_t, after_t));
+}
+
+TEST_P(KeyStoreConformanceTest, DeleteKeyRemovesItsImportParameters) {
+  ASSERT_THAT(store().CreateKey(ExternalKey(KeyId(1)), std::nullopt, {}), IsOk());
+  ASSERT_THAT(store().CreateKey(ExternalKey(KeyId(2)), std::nullopt, {}), IsOk());
+  ASSERT_THAT(store().AddImportParameters(NewImportParameters(WrappingKeyId(1), KeyId(1))),
+              IsOk());
+  ASSERT_THAT(store().AddImportParameters(NewImportParameters(WrappingKeyId(3), KeyId(1))),
+              IsOk());
+  const ImportParametersRecord kept = NewImportParameters(WrappingKeyId(2), KeyId(2));
+  ASSERT_THAT(store().AddImportParameters(kept), IsOk());
+
+  ASSERT_THAT(store().DeleteKey(KeyId(1)), IsOk());
+
+  EXPECT_THAT(store().GetImportParameters(WrappingKeyId(1)).status(),
+              StatusIs(absl::StatusCode::kNotFound));
+  EXPECT_THAT(store().GetImportParameters(WrappingKeyId(3)).status(),
+              StatusIs(absl::StatusCode::kNotFound));
+  absl::StatusOr<std::vector<ImportParametersRecord>> listed = store().ListImportParameters("");
+  ASSERT_THAT(listed.status(), IsOk());
+  EXPECT_THAT(*listed, ElementsAre(kept));
+  listed = store().ListExpiredImportParameters(absl::InfiniteFuture());
+  ASSERT_THAT(listed.status(), IsOk());
+  EXPECT_THAT(*listed, ElementsAre(kept));
+
+  // Nothing comes back with a new key of the same id.
+  ASSERT_THAT(store().CreateKey(ExternalKey(KeyId(1)), std::nullopt, {}), IsOk());
+  listed = store().ListImportParameters(KeyId(1));
+  ASSERT_THAT(listed.status(), IsOk());
+  EXPECT_THAT(*listed, IsEmpty());
 }
 
 // ======================================================================
@@ -1587,6 +2448,38 @@ std::vector<ErrorCase> ErrorCases() {
        StatusCode::kNotFound, missing},
       {"RemoveMissingIntent", [](KeyStore& s) { return s.RemoveIntent(987654321); },
        StatusCode::kNotFound, "987654321"},
+      {"MarkMaterialDeletedOfMissingKey",
+       [=](KeyStore& s) { return s.MarkMaterialDeleted(NewKey(missing)); },
+       StatusCode::kNotFound, missing},
+      // Fails on the key; the versions must stay as they were.
+      {"MarkMaterialDeletedWithMissingCurrentVersion",
+       [](KeyStore& s) {
+         return s.MarkMaterialDeleted(WithCurrent(NewKey(KeyId(1)), VersionId(9)));
+       },
+       StatusCode::kNotFound, VersionId(9)},
+      {"CommitImportForMissingKey",
+       [=](KeyStore& s) {
+         ImportCommit commit;
+         commit.key = NewKey(missing);
+         commit.consumed_wrapping_key_id = WrappingKeyId(1);
+         return s.CommitImport(commit);
+       },
+       StatusCode::kNotFound, missing},
+      {"AddImportParametersForMissingKey",
+       [=](KeyStore& s) {
+         return s.AddImportParameters(NewImportParameters(WrappingKeyId(1), missing));
+       },
+       StatusCode::kNotFound, missing},
+      {"GetMissingImportParameters",
+       [](KeyStore& s) { return s.GetImportParameters(WrappingKeyId(9)).status(); },
+       StatusCode::kNotFound, WrappingKeyId(9)},
+      {"DeleteMissingImportParameters",
+       [](KeyStore& s) { return s.DeleteImportParameters(WrappingKeyId(9)); },
+       StatusCode::kNotFound, WrappingKeyId(9)},
+      // kInvalidArgument
+      {"FindVersionsByEmptyFingerprint",
+       [](KeyStore& s) { return s.FindVersionsByFingerprint("").status(); },
+       StatusCode::kInvalidArgument, "fingerprint"},
   };
 }
 

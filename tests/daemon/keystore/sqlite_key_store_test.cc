@@ -38,6 +38,7 @@ void PrintTo(const KeyRecord& key, std::ostream* os);
 void PrintTo(const KeyVersionRecord& version, std::ostream* os);
 void PrintTo(const AliasRecord& alias, std::ostream* os);
 void PrintTo(const TagRecord& tag, std::ostream* os);
+void PrintTo(const ImportParametersRecord& record, std::ostream* os);
 
 namespace {
 
@@ -449,7 +450,7 @@ TEST_F(SqliteKeyStoreTest, Version1DatabaseUpgradesInPlace) {
   ASSERT_NE(store, nullptr);
   absl::StatusOr<SqliteKeyStore::ConnectionSettings> settings = store->Settings();
   ASSERT_THAT(settings.status(), IsOk());
-  EXPECT_EQ(settings->schema_version, 2);
+  EXPECT_EQ(settings->schema_version, 3);
   EXPECT_EQ(settings->schema_version, SqliteKeyStore::LatestSchemaVersion());
 
   // Every record is intact, and the new fields read as their defaults.
@@ -502,7 +503,7 @@ TEST_F(SqliteKeyStoreTest, Version1DatabaseUpgradesInPlace) {
   ASSERT_THAT(store->ReserveEncryptions(VersionId(1), 42), IsOk());
   store.reset();
 
-  // Reopening finds version 2 and runs nothing.
+  // Reopening finds version 3 and runs nothing.
   store = OpenOrDie(DbPath());
   ASSERT_NE(store, nullptr);
   absl::StatusOr<KeyRecord> got = store->GetKey(KeyId(1));
@@ -516,7 +517,7 @@ TEST_F(SqliteKeyStoreTest, Version1DatabaseUpgradesInPlace) {
 
   RawDatabase raw(DbPath());
   ASSERT_TRUE(raw.ok());
-  EXPECT_EQ(raw.QueryText("PRAGMA user_version"), "2");
+  EXPECT_EQ(raw.QueryText("PRAGMA user_version"), "3");
   EXPECT_EQ(raw.QueryText("SELECT name FROM sqlite_master WHERE type = 'index' "
                           "AND name = 'keys_due_for_rotation'"),
             "keys_due_for_rotation");
@@ -551,6 +552,271 @@ TEST_F(SqliteKeyStoreTest, FailedMigrationLeavesTheDatabaseAsItWas) {
   ASSERT_THAT(key.status(), IsOk());
   EXPECT_EQ(key->current_version_id, VersionId(1));
   EXPECT_FALSE(key->rotation_enabled);
+}
+
+// What migration 2 added, exactly as it wrote it (copied, not shared, for the
+// same reason as kSchemaVersion1).
+constexpr char kSchemaVersion2Additions[] = R"sql(
+ALTER TABLE keys ADD COLUMN rotation_enabled INTEGER NOT NULL DEFAULT 0
+  CHECK (rotation_enabled IN (0, 1));
+-- Kept while rotation is disabled (0: never set).
+ALTER TABLE keys ADD COLUMN rotation_period_days INTEGER NOT NULL DEFAULT 0
+  CHECK (rotation_period_days BETWEEN 0 AND 36500);
+ALTER TABLE keys ADD COLUMN next_rotation_time_us INTEGER
+  CHECK ((next_rotation_time_us IS NOT NULL) = (rotation_enabled = 1));
+
+-- Serves ListKeysDueForRotation, order included (no sort step).
+CREATE INDEX keys_due_for_rotation ON keys (next_rotation_time_us, key_id)
+  WHERE state = 'ENABLED' AND rotation_enabled = 1;
+
+ALTER TABLE key_versions ADD COLUMN origin TEXT NOT NULL DEFAULT 'CREATED'
+  CHECK (origin IN ('CREATED', 'AUTOMATIC', 'ON_DEMAND', 'USAGE_LIMIT'));
+ALTER TABLE key_versions ADD COLUMN encryptions_reserved INTEGER NOT NULL DEFAULT 0
+  CHECK (encryptions_reserved >= 0);
+)sql";
+
+// Writes a version-2 database at `path` as kmsd 2 left it, with `extra_sql`
+// run before user_version is set. Holds key 1 (enabled, rotating every 365
+// days, current version 1: ON_DEMAND, 5 reserved; alias "alias/legacy", tag
+// team=payments), key 2 (pending deletion, no material), key 3 (EXTERNAL,
+// pending import, no material) and one intent.
+::testing::AssertionResult WriteVersion2Database(const std::string& path,
+                                                 const std::string& extra_sql = "") {
+  RawDatabase raw(path, /*create=*/true);
+  if (!raw.ok()) return ::testing::AssertionFailure() << "cannot create " << path;
+  const int64_t t0 = absl::ToUnixMicros(kT0);
+  const int64_t next_rotation = absl::ToUnixMicros(kT0 + absl::Hours(24 * 365));
+  const std::string sql = absl::StrCat(
+      "PRAGMA journal_mode = WAL;", kSchemaVersion1, kSchemaVersion2Additions,
+      "INSERT INTO keys VALUES ('", KeyId(1), "', 'legacy key', 'ENABLED', 'AWS_KMS', ",
+      "'ENCRYPT_DECRYPT', 'SYMMETRIC_DEFAULT', ", t0, ", NULL, NULL, 1, 365, ", next_rotation,
+      ");", "INSERT INTO key_versions VALUES ('", VersionId(1), "', '", KeyId(1), "', ", t0,
+      ", 'ON_DEMAND', 5);", "UPDATE keys SET current_version_id = '", VersionId(1),
+      "' WHERE key_id = '", KeyId(1), "';", "INSERT INTO keys VALUES ('", KeyId(2),
+      "', 'doomed', 'PENDING_DELETION', 'AWS_KMS', ", "'ENCRYPT_DECRYPT', 'SYMMETRIC_DEFAULT', ",
+      t0, ", ", t0 + 7, ", NULL, 0, 90, NULL);", "INSERT INTO keys VALUES ('", KeyId(3),
+      "', 'importing', 'PENDING_IMPORT', 'EXTERNAL', ", "'ENCRYPT_DECRYPT', 'SYMMETRIC_DEFAULT', ",
+      t0, ", NULL, NULL, 0, 0, NULL);", "INSERT INTO aliases VALUES ('alias/legacy', '", KeyId(1),
+      "', ", t0, ", ", t0, ");", "INSERT INTO tags VALUES ('", KeyId(1), "', 'team', 'payments');",
+      "INSERT INTO intents (kind, key_id, version_id, creation_time_us) VALUES ",
+      "('create_version', '", KeyId(1), "', '", VersionId(7), "', ", t0, ");", extra_sql,
+      "PRAGMA user_version = 2;");
+  if (!raw.Exec(sql)) return ::testing::AssertionFailure() << raw.LastError();
+  if (chmod(path.c_str(), 0600) != 0) return ::testing::AssertionFailure() << "chmod failed";
+  return ::testing::AssertionSuccess();
+}
+
+TEST_F(SqliteKeyStoreTest, Version2DatabaseUpgradesInPlace) {
+  ASSERT_TRUE(WriteVersion2Database(DbPath()));
+  std::unique_ptr<SqliteKeyStore> store = OpenOrDie(DbPath());
+  ASSERT_NE(store, nullptr);
+  absl::StatusOr<SqliteKeyStore::ConnectionSettings> settings = store->Settings();
+  ASSERT_THAT(settings.status(), IsOk());
+  EXPECT_EQ(settings->schema_version, 3);
+  EXPECT_EQ(settings->schema_version, SqliteKeyStore::LatestSchemaVersion());
+
+  // Every record is intact, and the new fields read as their defaults.
+  KeyRecord key1 = NewKey(KeyId(1));
+  key1.description = "legacy key";
+  key1.current_version_id = VersionId(1);
+  key1.rotation_enabled = true;
+  key1.rotation_period_days = 365;
+  key1.next_rotation_time = kT0 + absl::Hours(24 * 365);
+  KeyRecord key2 = NewKey(KeyId(2));
+  key2.description = "doomed";
+  key2.state = KeyState::kPendingDeletion;
+  key2.deletion_time = kT0 + absl::Microseconds(7);
+  key2.rotation_period_days = 90;
+  KeyRecord key3 = NewKey(KeyId(3));
+  key3.description = "importing";
+  key3.state = KeyState::kPendingImport;
+  key3.origin = KeyOrigin::kExternal;
+  absl::StatusOr<Page<KeyRecord>> keys = store->ListKeys(10, "");
+  ASSERT_THAT(keys.status(), IsOk());
+  EXPECT_THAT(keys->items, ElementsAre(key1, key2, key3));
+  for (const KeyRecord& key : keys->items) {
+    EXPECT_EQ(key.expiration_model, ExpirationModel::kNone);
+    EXPECT_EQ(key.valid_to, std::nullopt);
+  }
+  KeyVersionRecord v1 = NewVersion(VersionId(1), KeyId(1));
+  v1.origin = VersionOrigin::kOnDemand;
+  v1.encryptions_reserved = 5;
+  absl::StatusOr<std::vector<KeyVersionRecord>> versions = store->ListVersions(KeyId(1));
+  ASSERT_THAT(versions.status(), IsOk());
+  EXPECT_THAT(*versions, ElementsAre(v1));
+  EXPECT_EQ((*versions)[0].key_check_value, "");
+  EXPECT_EQ((*versions)[0].fingerprint, "");
+  EXPECT_FALSE((*versions)[0].material_deleted);
+  absl::StatusOr<AliasRecord> alias = store->GetAlias("alias/legacy");
+  ASSERT_THAT(alias.status(), IsOk());
+  EXPECT_EQ(*alias, NewAlias("alias/legacy", KeyId(1)));
+  absl::StatusOr<std::vector<TagRecord>> tags = store->ListTags(KeyId(1));
+  ASSERT_THAT(tags.status(), IsOk());
+  EXPECT_THAT(*tags, ElementsAre(TagRecord{"team", "payments"}));
+  absl::StatusOr<std::vector<Intent>> intents = store->ListIntents();
+  ASSERT_THAT(intents.status(), IsOk());
+  ASSERT_THAT(*intents, SizeIs(1));
+  EXPECT_EQ((*intents)[0].version_id, VersionId(7));
+  absl::StatusOr<std::vector<KeyRecord>> due =
+      store->ListKeysDueForRotation(absl::InfiniteFuture());
+  ASSERT_THAT(due.status(), IsOk());
+  EXPECT_THAT(*due, ElementsAre(key1));
+  due = store->ListKeysDueForDeletion(kT0 + absl::Hours(1));
+  ASSERT_THAT(due.status(), IsOk());
+  EXPECT_THAT(*due, ElementsAre(key2));
+  due = store->ListKeysWithExpiredMaterial(absl::InfiniteFuture());
+  ASSERT_THAT(due.status(), IsOk());
+  EXPECT_THAT(*due, IsEmpty());
+  absl::StatusOr<std::vector<ImportParametersRecord>> parameters = store->ListImportParameters("");
+  ASSERT_THAT(parameters.status(), IsOk());
+  EXPECT_THAT(*parameters, IsEmpty());
+
+  // The old rows take the new features: key 3 gets its material.
+  ImportParametersRecord token;
+  token.wrapping_key_id = "wrapping-1";
+  token.key_id = KeyId(3);
+  token.wrapping_algorithm = "RSAES_OAEP_SHA_256";
+  token.wrapping_key_spec = "RSA_3072";
+  token.creation_time = kT0;
+  token.expiration_time = kT0 + absl::Hours(24);
+  ASSERT_THAT(store->AddImportParameters(token), IsOk());
+  ImportCommit commit;
+  commit.key = key3;
+  commit.key.state = KeyState::kEnabled;
+  commit.key.current_version_id = VersionId(3);
+  commit.key.expiration_model = ExpirationModel::kExpires;
+  commit.key.valid_to = kT0 + absl::Hours(24 * 30);
+  KeyVersionRecord v3 = NewVersion(VersionId(3), KeyId(3));
+  v3.key_check_value = "kcv";
+  v3.fingerprint = std::string(16, '\x7f');
+  commit.new_version = v3;
+  commit.consumed_wrapping_key_id = token.wrapping_key_id;
+  ASSERT_THAT(store->CommitImport(commit), IsOk());
+  KeyRecord key1_deleted = key1;
+  key1_deleted.state = KeyState::kPendingImport;
+  ASSERT_THAT(store->MarkMaterialDeleted(key1_deleted), IsOk());
+  store.reset();
+
+  // Reopening finds version 3 and runs nothing.
+  store = OpenOrDie(DbPath());
+  ASSERT_NE(store, nullptr);
+  absl::StatusOr<KeyRecord> got = store->GetKey(KeyId(3));
+  ASSERT_THAT(got.status(), IsOk());
+  EXPECT_EQ(*got, commit.key);
+  got = store->GetKey(KeyId(1));
+  ASSERT_THAT(got.status(), IsOk());
+  EXPECT_EQ(*got, key1_deleted);
+  versions = store->FindVersionsByFingerprint(v3.fingerprint);
+  ASSERT_THAT(versions.status(), IsOk());
+  EXPECT_THAT(*versions, ElementsAre(v3));
+  v1.material_deleted = true;
+  versions = store->ListVersions(KeyId(1));
+  ASSERT_THAT(versions.status(), IsOk());
+  EXPECT_THAT(*versions, ElementsAre(v1));
+  parameters = store->ListImportParameters("");
+  ASSERT_THAT(parameters.status(), IsOk());
+  EXPECT_THAT(*parameters, IsEmpty());
+
+  RawDatabase raw(DbPath());
+  ASSERT_TRUE(raw.ok());
+  EXPECT_EQ(raw.QueryText("PRAGMA user_version"), "3");
+  EXPECT_EQ(raw.QueryText("SELECT COUNT(*) FROM sqlite_master WHERE type = 'index' AND name IN "
+                          "('keys_material_expiry', 'key_versions_by_fingerprint', "
+                          "'import_parameters_by_key', 'import_parameters_by_expiration')"),
+            "4");
+}
+
+TEST_F(SqliteKeyStoreTest, FailedMigrationToVersion3LeavesTheDatabaseAsItWas) {
+  // A table under the name migration 3 creates makes it fail after its
+  // ALTER TABLEs have run: they must roll back with it.
+  ASSERT_TRUE(WriteVersion2Database(DbPath(), "CREATE TABLE import_parameters (x INTEGER);"));
+
+  absl::StatusOr<std::unique_ptr<SqliteKeyStore>> failed = SqliteKeyStore::Open(DbPath());
+  EXPECT_THAT(failed.status(),
+              StatusIs(absl::StatusCode::kInternal, "migrating to schema version 3"));
+  {
+    RawDatabase raw(DbPath());
+    ASSERT_TRUE(raw.ok());
+    EXPECT_EQ(raw.QueryText("PRAGMA user_version"), "2");
+    EXPECT_EQ(raw.QueryText("SELECT COUNT(*) FROM pragma_table_info('keys') "
+                            "WHERE name IN ('expiration_model', 'valid_to_us')"),
+              "0");
+    EXPECT_EQ(raw.QueryText("SELECT COUNT(*) FROM pragma_table_info('key_versions') "
+                            "WHERE name IN ('key_check_value', 'fingerprint', 'material_deleted')"),
+              "0");
+    ASSERT_TRUE(raw.Exec("DROP TABLE import_parameters")) << raw.LastError();
+  }
+
+  std::unique_ptr<SqliteKeyStore> store = OpenOrDie(DbPath());
+  ASSERT_NE(store, nullptr);
+  absl::StatusOr<KeyRecord> key = store->GetKey(KeyId(1));
+  ASSERT_THAT(key.status(), IsOk());
+  EXPECT_EQ(key->current_version_id, VersionId(1));
+  EXPECT_EQ(key->expiration_model, ExpirationModel::kNone);
+}
+
+TEST_F(SqliteKeyStoreTest, ImportStateSurvivesCloseAndReopen) {
+  KeyRecord key = NewKey(KeyId(1));
+  key.origin = KeyOrigin::kExternal;
+  key.current_version_id = VersionId(1);
+  key.expiration_model = ExpirationModel::kExpires;
+  key.valid_to = kT0 + absl::Hours(24 * 30);
+  KeyVersionRecord v1 = NewVersion(VersionId(1), KeyId(1));
+  v1.key_check_value = std::string("\0\x80\xff", 3);
+  v1.fingerprint = std::string("\0fingerprint\0\x01\x02\xff", 16);
+  KeyVersionRecord v2 = NewVersion(VersionId(2), KeyId(1), kT0 + absl::Hours(1));
+  v2.key_check_value = "abc";
+  v2.fingerprint = std::string(16, 'f');
+  v2.material_deleted = true;
+  KeyRecord forever = NewKey(KeyId(2));
+  forever.origin = KeyOrigin::kExternal;
+  forever.expiration_model = ExpirationModel::kDoesNotExpire;
+  ImportParametersRecord token;
+  token.wrapping_key_id = "wrapping-1";
+  token.key_id = KeyId(2);
+  token.wrapping_algorithm = "RSA_AES_KEY_WRAP_SHA_256";
+  token.wrapping_key_spec = "RSA_4096";
+  token.creation_time = kT0;
+  token.expiration_time = kT0 + absl::Hours(24);
+  {
+    std::unique_ptr<SqliteKeyStore> store = OpenOrDie(DbPath());
+    ASSERT_NE(store, nullptr);
+    ASSERT_THAT(store->CreateKey(key, v1, {}), IsOk());
+    ASSERT_THAT(store->AddVersion(v2, key), IsOk());
+    ASSERT_THAT(store->CreateKey(forever, std::nullopt, {}), IsOk());
+    ASSERT_THAT(store->AddImportParameters(token), IsOk());
+  }
+
+  std::unique_ptr<SqliteKeyStore> store = OpenOrDie(DbPath());
+  ASSERT_NE(store, nullptr);
+  absl::StatusOr<Page<KeyRecord>> keys = store->ListKeys(10, "");
+  ASSERT_THAT(keys.status(), IsOk());
+  EXPECT_THAT(keys->items, ElementsAre(key, forever));
+  absl::StatusOr<std::vector<KeyVersionRecord>> versions = store->ListVersions(KeyId(1));
+  ASSERT_THAT(versions.status(), IsOk());
+  EXPECT_THAT(*versions, ElementsAre(v1, v2));
+  versions = store->FindVersionsByFingerprint(v1.fingerprint);
+  ASSERT_THAT(versions.status(), IsOk());
+  EXPECT_THAT(*versions, ElementsAre(v1));
+  absl::StatusOr<std::vector<KeyRecord>> expired =
+      store->ListKeysWithExpiredMaterial(*key.valid_to);
+  ASSERT_THAT(expired.status(), IsOk());
+  EXPECT_THAT(*expired, ElementsAre(key));
+  absl::StatusOr<ImportParametersRecord> got_token = store->GetImportParameters("wrapping-1");
+  ASSERT_THAT(got_token.status(), IsOk());
+  EXPECT_EQ(*got_token, token);
+  absl::StatusOr<std::vector<ImportParametersRecord>> tokens =
+      store->ListExpiredImportParameters(token.expiration_time);
+  ASSERT_THAT(tokens.status(), IsOk());
+  EXPECT_THAT(*tokens, ElementsAre(token));
+
+  // Stored as BLOBs, not text.
+  store.reset();
+  RawDatabase raw(DbPath());
+  ASSERT_TRUE(raw.ok());
+  EXPECT_EQ(raw.QueryText("SELECT COUNT(*) FROM key_versions WHERE typeof(key_check_value) = "
+                          "'blob' AND typeof(fingerprint) = 'blob'"),
+            "2");
 }
 
 // ---- the schema's own checks
@@ -604,7 +870,24 @@ INSTANTIATE_TEST_SUITE_P(
         SchemaCheckCase{"PeriodAboveMaximum", "UPDATE keys SET rotation_period_days = 36501"},
         SchemaCheckCase{"UnknownVersionOrigin", "UPDATE key_versions SET origin = 'MANUAL'"},
         SchemaCheckCase{"NegativeReservation",
-                        "UPDATE key_versions SET encryptions_reserved = -1"}),
+                        "UPDATE key_versions SET encryptions_reserved = -1"},
+        SchemaCheckCase{"UnknownExpirationModel",
+                        "UPDATE keys SET expiration_model = 'SOMETIMES'"},
+        SchemaCheckCase{"ExpiresWithoutValidTo",
+                        "UPDATE keys SET expiration_model = 'KEY_MATERIAL_EXPIRES'"},
+        SchemaCheckCase{"ValidToWithoutExpires", "UPDATE keys SET valid_to_us = 0"},
+        SchemaCheckCase{"ValidToWithDoesNotExpire",
+                        "UPDATE keys SET expiration_model = 'KEY_MATERIAL_DOES_NOT_EXPIRE', "
+                        "valid_to_us = 0"},
+        SchemaCheckCase{"KeyCheckValueOfTwoBytes",
+                        "UPDATE key_versions SET key_check_value = x'0102'"},
+        SchemaCheckCase{"FingerprintOfFifteenBytes",
+                        "UPDATE key_versions SET fingerprint = zeroblob(15)"},
+        SchemaCheckCase{"MaterialDeletedNotABoolean",
+                        "UPDATE key_versions SET material_deleted = 2"},
+        SchemaCheckCase{"ImportParametersExpiringBeforeCreation",
+                        "INSERT INTO import_parameters SELECT 'w', key_id, 'a', 'RSA_2048', 10, 9 "
+                        "FROM keys"}),
     [](const ::testing::TestParamInfo<SchemaCheckCase>& info) { return info.param.name; });
 
 // ---- opening bad paths, as a table
