@@ -140,6 +140,9 @@ absl::Status Serve(const server::Config& config, const std::string& port_file,
   options.usage_hard_limit = config.rotation.usage_hard_limit;
   options.usage_reservation_block = config.rotation.usage_reservation_block;
   options.compliance_max_age_days = config.rotation.compliance_max_age_days;
+  options.import_parameters_lifetime = config.import.parameters_lifetime;
+  options.max_outstanding_import_parameters = config.import.max_outstanding_parameters;
+  options.max_import_valid_days = config.import.max_valid_days;
   if (!config.testing_crash_point.empty()) {
     KMS_LOG(WARNING) << "TEST SETTING testing.crash_point='" << config.testing_crash_point
                      << "': kmsd will kill itself there. Never use this in production.";
@@ -182,6 +185,10 @@ absl::Status Serve(const server::Config& config, const std::string& port_file,
   PeriodicTask rotation_scheduler(config.rotation.check_interval, [&key_service] {
     absl::StatusOr<int> rotated = key_service.RotateDueKeys();
     if (!rotated.ok()) KMS_LOG(ERROR) << "rotation check failed, will retry: " << rotated.status();
+  });
+  PeriodicTask import_expiry(config.import.check_interval, [&key_service] {
+    absl::StatusOr<int> expired = key_service.ExpireImports();
+    if (!expired.ok()) KMS_LOG(ERROR) << "import expiry sweep failed, will retry: " << expired.status();
   });
   if (!port_file.empty()) KMS_RETURN_IF_ERROR(WritePortFile(port_file, port));
   KMS_LOG(INFO) << "kmsd serving on port " << port << " (listen " << config.listen << ")";

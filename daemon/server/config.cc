@@ -107,6 +107,28 @@ Keys() {
          c.rotation.check_interval = absl::Seconds(s);
          return absl::OkStatus();
        }},
+      {"import.parameters_valid_hours",
+       [](const std::string& key, const YAML::Node& n, Config& c) -> absl::Status {
+         KMS_ASSIGN_OR_RETURN(long long h, AsInt(key, n, 1, 720));
+         c.import.parameters_lifetime = absl::Hours(h);
+         return absl::OkStatus();
+       }},
+      {"import.max_outstanding_parameters",
+       [](const std::string& key, const YAML::Node& n, Config& c) -> absl::Status {
+         KMS_ASSIGN_OR_RETURN(c.import.max_outstanding_parameters, AsInt(key, n, 1, 1000));
+         return absl::OkStatus();
+       }},
+      {"import.max_valid_days",
+       [](const std::string& key, const YAML::Node& n, Config& c) -> absl::Status {
+         KMS_ASSIGN_OR_RETURN(c.import.max_valid_days, AsInt(key, n, 1, 365));
+         return absl::OkStatus();
+       }},
+      {"import.check_interval_seconds",
+       [](const std::string& key, const YAML::Node& n, Config& c) -> absl::Status {
+         KMS_ASSIGN_OR_RETURN(long long s, AsInt(key, n, 1, 86400));
+         c.import.check_interval = absl::Seconds(s);
+         return absl::OkStatus();
+       }},
       {"testing.crash_point", str([](Config& c) { return &c.testing_crash_point; })},
       {"shutdown_grace_seconds",
        [](const std::string& key, const YAML::Node& n, Config& c) -> absl::Status {

@@ -53,6 +53,14 @@ struct Config {
     absl::Duration check_interval = absl::Seconds(60);
   } rotation;
 
+  // Import of key material (keys of origin EXTERNAL).
+  struct Import {
+    absl::Duration parameters_lifetime = absl::Hours(24);  // token + wrapping key
+    int max_outstanding_parameters = 10;                   // unused, per key
+    int max_valid_days = 365;                              // ImportKeyMaterial valid_to
+    absl::Duration check_interval = absl::Seconds(60);     // expiry sweep
+  } import;
+
   // Test only: the name of a crash point ("rotate:after-generate", ...) at
   // which kmsd kills itself with SIGKILL. Used by the crash-safety tests;
   // kmsd logs loudly when it is set. Never set it in production.

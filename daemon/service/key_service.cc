@@ -3,21 +3,22 @@
 #include <algorithm>
 #include <utility>
 
+#include "absl/strings/ascii.h"
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "daemon/common/errors.h"
 #include "daemon/common/logging.h"
 #include "daemon/common/status_macros.h"
 #include "daemon/common/uuid.h"
+#include "daemon/service/service_internal.h"
 #include "google/protobuf/timestamp.pb.h"
 
 namespace kms::service {
-namespace {
+
+namespace internal {
 
 using keystore::KeyRecord;
 using keystore::KeyState;
-
-// Intent kinds written to the store (see Recover()).
-constexpr absl::string_view kIntentCreateVersion = "create_version";
 
 google::protobuf::Timestamp ToTimestamp(absl::Time t) {
   google::protobuf::Timestamp ts;
@@ -33,6 +34,35 @@ google::protobuf::Timestamp ToTimestamp(absl::Time t) {
   return ts;
 }
 
+absl::Time NowMicros(const Clock& clock) {
+  return absl::FromUnixMicros(absl::ToUnixMicros(clock.Now()));
+}
+
+absl::Status FromHsm(const absl::Status& status, absl::string_view operation) {
+  if (status.code() == absl::StatusCode::kUnavailable) {
+    KMS_LOG(WARNING) << operation << ": HSM unavailable: " << status.message();
+    return KeyUnavailableError("the HSM is unavailable; retry later");
+  }
+  KMS_LOG(ERROR) << operation << ": HSM error: " << status;
+  return InternalError("internal HSM error");
+}
+
+absl::Status RefuseIfPendingDeletion(const KeyRecord& key, absl::string_view name) {
+  if (key.state != KeyState::kPendingDeletion) return absl::OkStatus();
+  return InvalidStateError(absl::StrCat("key '", name, "' is pending deletion"));
+}
+
+}  // namespace internal
+
+namespace {
+
+using keystore::KeyRecord;
+using keystore::KeyState;
+using internal::FromHsm;
+using internal::NowMicros;
+using internal::RefuseIfPendingDeletion;
+using internal::ToTimestamp;
+
 v1::KeyState ToProtoState(KeyState state) {
   switch (state) {
     case KeyState::kEnabled: return v1::ENABLED;
@@ -43,37 +73,12 @@ v1::KeyState ToProtoState(KeyState state) {
   return v1::KEY_STATE_UNSPECIFIED;
 }
 
-// The store keeps microseconds; so do responses, so what CreateKey returns
-// equals what DescribeKey later reads.
-absl::Time NowMicros(const Clock& clock) {
-  return absl::FromUnixMicros(absl::ToUnixMicros(clock.Now()));
-}
-
 std::string StateText(KeyState state) { return std::string(keystore::KeyStateName(state)); }
 
 // NotFound from the store for a key named in a request becomes the caller's
 // NotFoundException with the name they used; other errors pass through.
 absl::Status KeyNotFound(absl::string_view key_id) {
   return NotFoundError(absl::StrCat("key '", key_id, "' does not exist"));
-}
-
-// The HSM speaks kInvalidArgument for a failed authentication; anything it
-// says that isn't a transient outage is logged and becomes a generic error
-// for the caller (its text may carry token details).
-absl::Status FromHsm(const absl::Status& status, absl::string_view operation) {
-  if (status.code() == absl::StatusCode::kUnavailable) {
-    KMS_LOG(WARNING) << operation << ": HSM unavailable: " << status.message();
-    return KeyUnavailableError("the HSM is unavailable; retry later");
-  }
-  KMS_LOG(ERROR) << operation << ": HSM error: " << status;
-  return InternalError("internal HSM error");
-}
-
-// Control-plane changes a key pending deletion refuses (AWS KMS does the
-// same): its metadata is frozen until the deletion is cancelled.
-absl::Status RefuseIfPendingDeletion(const KeyRecord& key, absl::string_view name) {
-  if (key.state != KeyState::kPendingDeletion) return absl::OkStatus();
-  return InvalidStateError(absl::StrCat("key '", name, "' is pending deletion"));
 }
 
 }  // namespace
@@ -88,7 +93,9 @@ absl::Status CheckUsableForCrypto(const KeyRecord& key, absl::string_view name) 
       return InvalidStateError(absl::StrCat("key '", name, "' is pending deletion"));
     case KeyState::kPendingImport:
       return InvalidStateError(
-          absl::StrCat("key '", name, "' is pending import: it has no key material yet"));
+          absl::StrCat("key '", name,
+                       "' is pending import: it has no key material (import it with "
+                       "ImportKeyMaterial)"));
   }
   return InternalError("unknown key state");
 }
@@ -108,6 +115,14 @@ absl::Status KeyService::Recover() {
     absl::MutexLock lock(&control_mu_);
     KMS_ASSIGN_OR_RETURN(std::vector<keystore::Intent> intents, store_.ListIntents());
     for (const keystore::Intent& intent : intents) {
+      if (intent.kind == kIntentDeleteMaterial) {
+        // The metadata already says the material is gone; finish the job.
+        KMS_RETURN_IF_ERROR(DestroyDeletedMaterial(intent.key_id));
+        KMS_LOG(INFO) << "recovery: finished deleting the imported material of key "
+                      << intent.key_id;
+        KMS_RETURN_IF_ERROR(store_.RemoveIntent(intent.id));
+        continue;
+      }
       if (intent.kind != kIntentCreateVersion) {
         // An intent from a newer kmsd: leave it for that version to finish.
         KMS_LOG(WARNING) << "recovery: leaving intent " << intent.id << " of unknown kind '"
@@ -115,26 +130,30 @@ absl::Status KeyService::Recover() {
         continue;
       }
       absl::StatusOr<keystore::KeyVersionRecord> version = store_.GetVersion(intent.version_id);
-      if (version.ok()) {
+      if (!version.ok() && !absl::IsNotFound(version.status())) return version.status();
+      if (version.ok() && !version->material_deleted) {
         // The metadata commit happened; only the intent's removal was lost.
         KMS_LOG(INFO) << "recovery: key version " << intent.version_id << " of key "
                       << intent.key_id << " was committed; clearing its intent";
-      } else if (absl::IsNotFound(version.status())) {
-        // Crashed between the HSM step and the commit: roll back.
-        if (hsm_.HasKey(intent.version_id)) {
-          absl::Status destroyed = hsm_.DestroyKey(intent.version_id);
-          if (!destroyed.ok() && !absl::IsNotFound(destroyed)) return destroyed;
-          KMS_LOG(INFO) << "recovery: removed orphan HSM object " << intent.version_id
-                        << " left by an interrupted CreateKey";
-        }
-      } else {
-        return version.status();
+      } else if (hsm_.HasKey(intent.version_id)) {
+        // Crashed between the HSM step and the commit (of a new version, or
+        // of a re-import restoring a deleted one): roll back.
+        absl::Status destroyed = hsm_.DestroyKey(intent.version_id);
+        if (!destroyed.ok() && !absl::IsNotFound(destroyed)) return destroyed;
+        KMS_LOG(INFO) << "recovery: removed orphan HSM object " << intent.version_id
+                      << " of key " << intent.key_id << " left by an interrupted change";
       }
       KMS_RETURN_IF_ERROR(store_.RemoveIntent(intent.id));
     }
+    KMS_RETURN_IF_ERROR(RemoveOrphanWrappingKeys());
   }
   KMS_ASSIGN_OR_RETURN(int erased, DeleteDueKeys());
   if (erased > 0) KMS_LOG(INFO) << "recovery: erased " << erased << " key(s) past their deletion date";
+  KMS_ASSIGN_OR_RETURN(int expired, ExpireImports());
+  if (expired > 0) {
+    KMS_LOG(INFO) << "recovery: destroyed the expired imported material of " << expired
+                  << " key(s)";
+  }
   return absl::OkStatus();
 }
 
@@ -160,10 +179,16 @@ absl::StatusOr<int> KeyService::DeleteDueKeys() {
 absl::Status KeyService::EraseKey(const KeyRecord& key) {
   KMS_ASSIGN_OR_RETURN(std::vector<keystore::KeyVersionRecord> versions,
                        store_.ListVersions(key.key_id));
+  KMS_ASSIGN_OR_RETURN(std::vector<keystore::ImportParametersRecord> imports,
+                       store_.ListImportParameters(key.key_id));
   // Crypto-erase first, rows last: if we crash in between, the key is still
   // PENDING_DELETION and past due, so the next sweep finishes the job.
   for (const auto& version : versions) {
     absl::Status s = hsm_.DestroyKey(version.version_id);
+    if (!s.ok() && !absl::IsNotFound(s)) return s;
+  }
+  for (const auto& import : imports) {
+    absl::Status s = hsm_.DestroyKey(import.wrapping_key_id);
     if (!s.ok() && !absl::IsNotFound(s)) return s;
   }
   KMS_RETURN_IF_ERROR(store_.DeleteKey(key.key_id));
@@ -217,6 +242,16 @@ v1::KeyMetadata KeyService::ToMetadata(const KeyRecord& key) const {
   m.set_key_spec(v1::SYMMETRIC_DEFAULT);
   m.set_current_key_version_id(key.current_version_id);
   m.add_encryption_algorithms(v1::SYMMETRIC_DEFAULT_ALGORITHM);
+  switch (key.expiration_model) {
+    case keystore::ExpirationModel::kNone: break;
+    case keystore::ExpirationModel::kExpires:
+      m.set_expiration_model(v1::KEY_MATERIAL_EXPIRES);
+      break;
+    case keystore::ExpirationModel::kDoesNotExpire:
+      m.set_expiration_model(v1::KEY_MATERIAL_DOES_NOT_EXPIRE);
+      break;
+  }
+  if (key.valid_to) *m.mutable_valid_to() = ToTimestamp(*key.valid_to);
   return m;
 }
 
@@ -269,6 +304,12 @@ absl::StatusOr<KeyService::Decrypted> KeyService::DecryptBlob(
   if (absl::IsNotFound(version.status())) return InvalidCiphertextError();
   KMS_RETURN_IF_ERROR(version.status());
   if (version->key_id != blob.key_id) return InvalidCiphertextError();
+  if (version->material_deleted) {
+    return InvalidStateError(absl::StrCat(
+        "the imported key material ", version->version_id, " of key '",
+        names_.KeyArn(key->key_id),
+        "' was deleted or has expired; re-import the same material to decrypt this"));
+  }
 
   absl::StatusOr<SecretBytes> plaintext = hsm_.DecryptGcm(
       blob.key_version_id, blob.iv, blob.ciphertext, BlobAad(blob, CanonicalContext(context)));
@@ -333,7 +374,10 @@ absl::StatusOr<v1::CreateKeyResponse> KeyService::CreateKey(const v1::CreateKeyR
   } else {
     key.origin = keystore::KeyOrigin::kKms;
     key.state = KeyState::kEnabled;
-    version = keystore::KeyVersionRecord{NewUuid(), key.key_id, now};
+    version.emplace();
+    version->version_id = NewUuid();
+    version->key_id = key.key_id;
+    version->creation_time = now;
     key.current_version_id = version->version_id;
     if (request.enable_key_rotation()) {
       key.rotation_enabled = true;
@@ -485,8 +529,14 @@ absl::StatusOr<v1::CancelKeyDeletionResponse> KeyService::CancelKeyDeletion(
                                           StateText(key.state), ", not pending deletion"));
   }
   // As in AWS KMS: a cancelled key comes back disabled, so nothing starts
-  // using it again by surprise; one that never had material waits for import.
-  key.state = key.current_version_id.empty() ? KeyState::kPendingImport : KeyState::kDisabled;
+  // using it again by surprise; one without material waits for import.
+  bool has_material = !key.current_version_id.empty();
+  if (has_material) {
+    KMS_ASSIGN_OR_RETURN(keystore::KeyVersionRecord current,
+                         store_.GetVersion(key.current_version_id));
+    has_material = !current.material_deleted;
+  }
+  key.state = has_material ? KeyState::kDisabled : KeyState::kPendingImport;
   key.deletion_time.reset();
   KMS_RETURN_IF_ERROR(store_.UpdateKey(key));
   KMS_LOG(INFO) << "deletion of key " << key.key_id << " cancelled";
@@ -646,7 +696,9 @@ v1::RotationType ToRotationType(keystore::VersionOrigin origin) {
 absl::Status KeyService::CheckRotatable(const KeyRecord& key, absl::string_view name) const {
   if (key.origin == keystore::KeyOrigin::kExternal) {
     return UnsupportedOperationError(absl::StrCat(
-        "key '", name, "' has imported material (origin EXTERNAL); kmsd does not rotate it"));
+        "key '", name,
+        "' has imported material (origin EXTERNAL): kmsd cannot rotate it; rotate it by "
+        "importing new material (ImportKeyMaterial with import_type NEW_KEY_MATERIAL)"));
   }
   return CheckUsableForCrypto(key, name);
 }
@@ -654,7 +706,11 @@ absl::Status KeyService::CheckRotatable(const KeyRecord& key, absl::string_view 
 absl::StatusOr<std::string> KeyService::RotateLocked(KeyRecord key,
                                                      keystore::VersionOrigin origin) {
   const absl::Time now = NowMicros(clock_);
-  keystore::KeyVersionRecord version{NewUuid(), key.key_id, now, origin, 0};
+  keystore::KeyVersionRecord version;
+  version.version_id = NewUuid();
+  version.key_id = key.key_id;
+  version.creation_time = now;
+  version.origin = origin;
   // Same protocol as CreateKey, and the same intent kind, so Recover() rolls
   // an interrupted rotation back: the key stays on its old current version.
   KMS_ASSIGN_OR_RETURN(const int64_t intent_id,
@@ -823,7 +879,8 @@ absl::StatusOr<v1::RotateKeyOnDemandResponse> KeyService::RotateKeyOnDemand(
   if (key.origin == keystore::KeyOrigin::kExternal) {
     return UnsupportedOperationError(absl::StrCat(
         "key '", request.key_id(),
-        "' has imported material (origin EXTERNAL): rotate it by importing new material"));
+        "' has imported material (origin EXTERNAL): rotate it by importing new material "
+        "(ImportKeyMaterial with import_type NEW_KEY_MATERIAL)"));
   }
   KMS_RETURN_IF_ERROR(CheckUsableForCrypto(key, request.key_id()));
   KMS_ASSIGN_OR_RETURN(std::vector<keystore::KeyVersionRecord> versions,
@@ -885,6 +942,10 @@ absl::StatusOr<v1::ListKeyRotationsResponse> KeyService::ListKeyRotations(
     *entry->mutable_rotation_date() = ToTimestamp(it->creation_time);
     entry->set_rotation_type(ToRotationType(it->origin));
     entry->set_current(it->version_id == key.current_version_id);
+    if (key.origin == keystore::KeyOrigin::kExternal) {
+      entry->set_import_state(it->material_deleted ? v1::PENDING_REIMPORT : v1::IMPORTED);
+      entry->set_key_check_value(absl::AsciiStrToUpper(absl::BytesToHexString(it->key_check_value)));
+    }
   }
   return response;
 }

@@ -31,11 +31,25 @@
 #include "daemon/keystore/key_store.h"
 #include "daemon/service/ciphertext_blob.h"
 #include "daemon/service/encryption_context.h"
+#include "daemon/service/import_token.h"
 #include "daemon/service/validation.h"
 #include "hsm/hsm.h"
 #include "kms/v1/kms.pb.h"
 
 namespace kms::service {
+
+// Intent kinds written to the store before multi-step changes (Recover()).
+// create_version: an AES key object `version_id` is about to be made (created,
+//   rotated, imported or restored by re-import). Committed once the version
+//   row exists with its material present; otherwise the object is destroyed.
+// delete_material: the imported material of `key_id` is being destroyed; the
+//   HSM objects of versions marked material_deleted are removed.
+inline constexpr absl::string_view kIntentCreateVersion = "create_version";
+inline constexpr absl::string_view kIntentDeleteMaterial = "delete_material";
+
+// The HSM object id of the AES key that MACs import tokens (import_token.h).
+// Made on first use; never a key version (those are UUIDs).
+inline constexpr absl::string_view kImportTokenKeyId = "kmsd-import-token-key";
 
 struct ServiceOptions {
   // Resource names are "<prefix>:key/<id>" and "<prefix>:alias/<name>".
@@ -58,6 +72,15 @@ struct ServiceOptions {
   // GetRotationComplianceReport's default maximum age of current material.
   int compliance_max_age_days = 365;
 
+  // Import of key material (keys of origin EXTERNAL).
+  // How long an import token and its wrapping key pair stay usable.
+  absl::Duration import_parameters_lifetime = absl::Hours(24);
+  // ImportKeyMaterial's valid_to may be at most this far ahead.
+  int max_import_valid_days = 365;
+  // Unused GetParametersForImport results a key may have at once; each is an
+  // RSA key pair in the HSM until it is used or expires.
+  int max_outstanding_import_parameters = 10;
+
   // Test hook: called at named points of multi-step changes ("rotate:after-
   // generate", ...). The crash-point test makes it kill the process.
   std::function<void(absl::string_view point)> crash_hook;
@@ -71,8 +94,10 @@ class KeyService {
   KeyService& operator=(const KeyService&) = delete;
 
   // Start-up: rolls back or completes every intent a crash left behind
-  // (removing HSM objects that never got a metadata row), then erases keys
-  // whose deletion date has passed. Call once before serving.
+  // (removing HSM objects that never got a metadata row), removes wrapping
+  // key pairs with no import parameters, then erases keys whose deletion
+  // date has passed and imported material past its valid_to. Call once
+  // before serving.
   absl::Status Recover();
 
   // Erases every key whose deletion date is at or before Clock::Now(): its HSM
@@ -80,6 +105,12 @@ class KeyService {
   // many keys were erased. A failure leaves the key PENDING_DELETION for the
   // next call. The daemon calls this periodically.
   absl::StatusOr<int> DeleteDueKeys();
+
+  // Destroys imported material whose valid_to is at or before Clock::Now()
+  // (the key goes to PENDING_IMPORT; one pending deletion stays so), and
+  // expired import parameters with their wrapping key pairs. Returns how
+  // many keys lost their material. The daemon calls this periodically.
+  absl::StatusOr<int> ExpireImports();
 
   // Rotates every ENABLED key whose next rotation date is at or before
   // Clock::Now(), once each however long it was overdue, and schedules the
@@ -147,6 +178,33 @@ class KeyService {
   // material is older than max_age_in_days.
   absl::StatusOr<v1::GetRotationComplianceReportResponse> GetRotationComplianceReport(
       const v1::GetRotationComplianceReportRequest& request);
+
+  // ---- control plane: import of key material (keys of origin EXTERNAL;
+  // UnsupportedOperationException for others, KMSInvalidStateException when
+  // pending deletion).
+  // GetParametersForImport: a new RSA wrapping key pair in the HSM and a
+  // token for it, both valid import_parameters_lifetime.
+  // UnsupportedOperationException for a wrapping algorithm this HSM cannot
+  // unwrap (the message lists those it can); LimitExceededException past
+  // max_outstanding_import_parameters unused ones.
+  absl::StatusOr<v1::GetParametersForImportResponse> GetParametersForImport(
+      const v1::GetParametersForImportRequest& request);
+  // ImportKeyMaterial: unwraps the material straight into the HSM, checks
+  // it there, and commits it; any failure leaves nothing behind and the
+  // token usable. InvalidImportTokenException (altered, for another key,
+  // already used), ExpiredImportTokenException, InvalidCiphertextException
+  // (does not unwrap), IncorrectKeyMaterialException (not 32 bytes, weak,
+  // not the expected KCV, not the material this key had before, already in
+  // another key without allow_duplicate_key_material, already a version of
+  // this key), LimitExceededException (NEW_KEY_MATERIAL past the on-demand
+  // rotation limit).
+  absl::StatusOr<v1::ImportKeyMaterialResponse> ImportKeyMaterial(
+      const v1::ImportKeyMaterialRequest& request);
+  // DeleteImportedKeyMaterial: destroys every version's material at once;
+  // the key goes to PENDING_IMPORT until the same material is re-imported.
+  // Succeeds and changes nothing for a key without material.
+  absl::StatusOr<v1::DeleteImportedKeyMaterialResponse> DeleteImportedKeyMaterial(
+      const v1::DeleteImportedKeyMaterialRequest& request);
 
   // ---- data plane. Keys must be ENABLED: DisabledException for a disabled
   // key, KMSInvalidStateException for one pending deletion or import.
@@ -228,6 +286,20 @@ class KeyService {
 
   // Removes one key's HSM objects and rows. Requires control_mu_.
   absl::Status EraseKey(const keystore::KeyRecord& key);
+
+  // ---- import (daemon/service/key_import.cc); all require control_mu_.
+  // Marks every version's material deleted (the key to PENDING_IMPORT
+  // unless pending deletion), then destroys the HSM objects, under a
+  // delete_material intent. `why` is for the log.
+  absl::Status DeleteMaterialLocked(keystore::KeyRecord key, absl::string_view why);
+  // Removes the HSM objects of the key's versions marked material_deleted.
+  absl::Status DestroyDeletedMaterial(const std::string& key_id);
+  // The import token MAC (import_token.h), made in the HSM.
+  absl::StatusOr<std::string> ImportTokenMac(const ImportToken& token);
+  // Parses `bytes` and checks its MAC: InvalidImportTokenException.
+  absl::StatusOr<ImportToken> VerifyImportToken(absl::string_view bytes);
+  // Destroys wrapping key pairs the store has no import parameters for.
+  absl::Status RemoveOrphanWrappingKeys();
 
   hsm::Hsm& hsm_;
   keystore::KeyStore& store_;

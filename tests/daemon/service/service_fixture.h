@@ -1,6 +1,7 @@
 // The fixture the KeyService tests share: a KeyService over a FakeHsm (behind
 // a FaultInjectingHsm), SQLite ":memory:" and a FakeClock, with helpers for
-// the calls most tests make.
+// the calls most tests make. A derived fixture may point base_hsm_ at another
+// Hsm (a SoftHSM token) before calling SetUp().
 #ifndef KMS_TESTS_DAEMON_SERVICE_SERVICE_FIXTURE_H_
 #define KMS_TESTS_DAEMON_SERVICE_SERVICE_FIXTURE_H_
 
@@ -24,7 +25,7 @@ class ServiceTest : public ::testing::Test {
     auto store = keystore::SqliteKeyStore::Open(":memory:");
     ASSERT_TRUE(store.ok()) << store.status();
     store_ = *std::move(store);
-    faulty_ = std::make_unique<testing::FaultInjectingHsm>(fake_hsm_);
+    faulty_ = std::make_unique<testing::FaultInjectingHsm>(*base_hsm_);
     Restart();
   }
 
@@ -74,6 +75,7 @@ class ServiceTest : public ::testing::Test {
   ServiceOptions options_;
   testing::FakeClock clock_;
   testing::FakeHsm fake_hsm_;
+  hsm::Hsm* base_hsm_ = &fake_hsm_;  // what faulty_ wraps
   std::unique_ptr<testing::FaultInjectingHsm> faulty_;
   std::unique_ptr<keystore::SqliteKeyStore> store_;
   std::unique_ptr<KeyService> service_;
