@@ -147,6 +147,18 @@ absl::StatusOr<v1::GetRotationComplianceReportResponse> KmsClient::GetRotationCo
     const v1::GetRotationComplianceReportRequest& request) const {
   return Call(&Stub::GetRotationComplianceReport, request);
 }
+absl::StatusOr<v1::GetParametersForImportResponse> KmsClient::GetParametersForImport(
+    const v1::GetParametersForImportRequest& request) const {
+  return Call(&Stub::GetParametersForImport, request);
+}
+absl::StatusOr<v1::ImportKeyMaterialResponse> KmsClient::ImportKeyMaterial(
+    const v1::ImportKeyMaterialRequest& request) const {
+  return Call(&Stub::ImportKeyMaterial, request);
+}
+absl::StatusOr<v1::DeleteImportedKeyMaterialResponse> KmsClient::DeleteImportedKeyMaterial(
+    const v1::DeleteImportedKeyMaterialRequest& request) const {
+  return Call(&Stub::DeleteImportedKeyMaterial, request);
+}
 absl::StatusOr<v1::EncryptResponse> KmsClient::Encrypt(const v1::EncryptRequest& request) const {
   return Call(&Stub::Encrypt, request);
 }

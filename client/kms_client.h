@@ -98,6 +98,15 @@ class KmsClient final : public DataKeySource {
   absl::StatusOr<v1::GetRotationComplianceReportResponse> GetRotationComplianceReport(
       const v1::GetRotationComplianceReportRequest& request) const;
 
+  // Control plane: import of key material into keys of origin EXTERNAL
+  // (client/key_material.h wraps the material).
+  absl::StatusOr<v1::GetParametersForImportResponse> GetParametersForImport(
+      const v1::GetParametersForImportRequest& request) const;
+  absl::StatusOr<v1::ImportKeyMaterialResponse> ImportKeyMaterial(
+      const v1::ImportKeyMaterialRequest& request) const;
+  absl::StatusOr<v1::DeleteImportedKeyMaterialResponse> DeleteImportedKeyMaterial(
+      const v1::DeleteImportedKeyMaterialRequest& request) const;
+
   // Data plane.
   absl::StatusOr<v1::EncryptResponse> Encrypt(const v1::EncryptRequest& request) const;
   absl::StatusOr<v1::DecryptResponse> Decrypt(const v1::DecryptRequest& request) const;

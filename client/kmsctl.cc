@@ -2,23 +2,33 @@
 // kms/v1/kms.proto, named as the AWS CLI names it (describe-key,
 // generate-data-key, ...; kmsd's own GetRotationComplianceReport is
 // rotation-compliance-report), plus encrypt-file / decrypt-file /
-// envelope-info for envelope-encrypted files (client/envelope.h).
-// describe-key alone makes two RPCs: without --json it also lists the key's
-// versions (ListKeyRotations).
+// envelope-info for envelope-encrypted files (client/envelope.h), and
+// generate-key-material / key-check-value for key material to import
+// (client/key_material.h), which work on local files only and never call
+// kmsd. Two commands make more than one RPC: describe-key, which without
+// --json also lists the key's versions (ListKeyRotations), and
+// import-key-material, which gets a wrapping key (GetParametersForImport,
+// again for each algorithm kmsd does not support if --wrapping-algorithm is
+// auto), wraps the material locally and imports it (ImportKeyMaterial).
 //
 // Exit codes (also printed by `kmsctl --help`; see kmsctl_support.h):
 //   0  success
 //   1  kmsd returned an error; stderr: "kmsctl: <ExceptionName>: <message>"
 //   2  usage error: bad flags or arguments, caught before any RPC
 //   3  kmsd unreachable, or no answer within --timeout
-//   4  local failure: file I/O, or an envelope file that fails verification
+//   4  local failure: file I/O, an envelope file that fails verification, or
+//      key material that fails a local check (size, key check value)
 //
 // Each command is registered by an Add* function below, which declares its
 // flags and a runner. Runners check every argument first (usage errors), then
 // read input files, then call kmsd, so a usage error never reaches kmsd.
 // CLI11 reports its own parse errors by throwing; main() catches them and
 // turns them into exit code 2. Nothing else here throws.
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <functional>
+#include <iterator>
 #include <map>
 #include <memory>
 #include <string>
@@ -33,8 +43,11 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "client/data_key_source.h"
 #include "client/envelope.h"
+#include "client/key_material.h"
 #include "client/kms_client.h"
 #include "client/kmsctl_output.h"
 #include "client/kmsctl_support.h"
@@ -720,6 +733,543 @@ void AddListResourceTags(CommandTable& commands) {
   args->pages.AddFlags(command);
 }
 
+// ---------------------------------------------------------------- import
+
+constexpr char kAutoWrappingAlgorithm[] = "auto";
+constexpr char kDefaultWrappingKeySpec[] = "RSA_3072";
+constexpr int kMaxKeyComponents = 16;
+
+// What --wrapping-algorithm auto tries, strongest first; the next only when
+// kmsd (its HSM) does not support the previous one.
+constexpr v1::AlgorithmSpec kAutoWrappingOrder[] = {
+    v1::RSA_AES_KEY_WRAP_SHA_256,
+    v1::RSAES_OAEP_SHA_256,
+    v1::RSA_AES_KEY_WRAP_SHA_1,
+    v1::RSAES_OAEP_SHA_1,
+};
+
+const std::vector<std::string> kWrappingAlgorithmNames = {
+    "RSA_AES_KEY_WRAP_SHA_256", "RSAES_OAEP_SHA_256", "RSA_AES_KEY_WRAP_SHA_1", "RSAES_OAEP_SHA_1"};
+const std::vector<std::string> kWrappingKeySpecNames = {"RSA_2048", "RSA_3072", "RSA_4096"};
+
+v1::AlgorithmSpec ParseAlgorithmSpec(const std::string& name) {
+  v1::AlgorithmSpec spec = v1::ALGORITHM_SPEC_UNSPECIFIED;
+  v1::AlgorithmSpec_Parse(name, &spec);  // IsMember checked the name
+  return spec;
+}
+
+v1::WrappingKeySpec ParseWrappingKeySpec(const std::string& name) {
+  v1::WrappingKeySpec spec = v1::WRAPPING_KEY_SPEC_UNSPECIFIED;
+  v1::WrappingKeySpec_Parse(name, &spec);  // IsMember checked the name
+  return spec;
+}
+
+// A KCV given on the command line.
+absl::StatusOr<std::string> ParseKcvArgument(const std::string& text, absl::string_view flag) {
+  absl::StatusOr<std::string> kcv = client::ParseKeyCheckValue(text);
+  if (!kcv.ok()) return UsageError(absl::StrCat(flag, ": ", kcv.status().message()));
+  return kcv;
+}
+
+// The KCV of each key material file, and of their XOR.
+struct MaterialFiles {
+  std::vector<std::vector<std::string>> kcvs;  // rows {file, kcv}, in order
+  SecretBytes material;                        // the one file, or the XOR of all
+  std::string kcv;                             // of `material`
+};
+
+// Reads `paths` (each exactly 32 bytes) and computes their KCVs. Errors are
+// local failures (exit 4): a file that cannot be read or has the wrong size.
+absl::StatusOr<MaterialFiles> LoadMaterialFiles(const std::vector<std::string>& paths) {
+  MaterialFiles files;
+  std::vector<SecretBytes> parts;
+  for (const std::string& path : paths) {
+    absl::StatusOr<SecretBytes> part = client::ReadKeyMaterialFile(path);
+    if (!part.ok()) return AsLocalFailure(part.status());
+    absl::StatusOr<std::string> kcv = client::KeyCheckValue(*part);
+    if (!kcv.ok()) return AsLocalFailure(kcv.status());
+    files.kcvs.push_back({path, *kcv});
+    parts.push_back(*std::move(part));
+  }
+  if (parts.size() == 1) {
+    files.material = std::move(parts.front());
+    files.kcv = files.kcvs.front()[1];
+    return files;
+  }
+  absl::StatusOr<SecretBytes> combined = client::CombineKeyComponents(parts);
+  if (!combined.ok()) return AsLocalFailure(combined.status());
+  files.material = *std::move(combined);
+  absl::StatusOr<std::string> kcv = client::KeyCheckValue(files.material);
+  if (!kcv.ok()) return AsLocalFailure(kcv.status());
+  files.kcv = *kcv;
+  return files;
+}
+
+// People's view of KCVs: a FILE / KCV table, then the combined KCV if
+// `combined` is not empty.
+std::string FormatKcvTable(const std::vector<std::vector<std::string>>& rows,
+                           const std::string& combined) {
+  std::string text = FormatTable({"FILE", "KCV"}, rows);
+  if (!combined.empty()) absl::StrAppend(&text, FormatFields({{"combined_kcv", combined}}));
+  return text;
+}
+
+// Prints KCVs: FormatKcvTable, or with --json
+// {"files":[{"file":..,"key_check_value":..},...],"combined_key_check_value":..}
+// (the last only when `combined` is not empty).
+absl::Status EmitKcvs(const Session& session, const std::vector<std::vector<std::string>>& rows,
+                      const std::string& combined) {
+  if (!session.json) return WriteStdout(FormatKcvTable(rows, combined));
+  std::string json = "{\"files\":[";
+  for (size_t i = 0; i < rows.size(); ++i) {
+    absl::StrAppend(&json, i == 0 ? "" : ",", "{\"file\":", JsonQuote(rows[i][0]),
+                    ",\"key_check_value\":", JsonQuote(rows[i][1]), "}");
+  }
+  absl::StrAppend(&json, "]");
+  if (!combined.empty()) {
+    absl::StrAppend(&json, ",\"combined_key_check_value\":", JsonQuote(combined));
+  }
+  absl::StrAppend(&json, "}\n");
+  return WriteStdout(json);
+}
+
+void AddGetParametersForImport(CommandTable& commands) {
+  struct Args {
+    std::string key_id;
+    std::string wrapping_algorithm;
+    std::string wrapping_key_spec = kDefaultWrappingKeySpec;
+    std::string public_key_out;
+    std::string import_token_out;
+  };
+  auto args = std::make_shared<Args>();
+  CLI::App* command = commands.Add(
+      "get-parameters-for-import",
+      "Get a wrapping public key and import token, to wrap key material yourself (e.g. with "
+      "openssl) for import-key-material --import-token/--encrypted-key-material",
+      [args](Session& session) -> absl::Status {
+        v1::GetParametersForImportRequest request;
+        request.set_key_id(args->key_id);
+        request.set_wrapping_algorithm(ParseAlgorithmSpec(args->wrapping_algorithm));
+        request.set_wrapping_key_spec(ParseWrappingKeySpec(args->wrapping_key_spec));
+        KMS_ASSIGN_OR_RETURN(v1::GetParametersForImportResponse response,
+                             session.client.GetParametersForImport(request));
+        // Neither is secret: the public key is public, and the token is
+        // useless without the private key that stays in kmsd's HSM.
+        KMS_RETURN_IF_ERROR(
+            WriteOutputFile(args->public_key_out, response.public_key(), FileMode::kPublic));
+        KMS_RETURN_IF_ERROR(
+            WriteOutputFile(args->import_token_out, response.import_token(), FileMode::kPublic));
+        return Emit(session, response, [&] {
+          return FormatFields({
+              {"key_id", response.key_id()},
+              {"wrapping_algorithm", args->wrapping_algorithm},
+              {"wrapping_key_spec", args->wrapping_key_spec},
+              {"public_key_file", args->public_key_out},
+              {"import_token_file", args->import_token_out},
+              {"parameters_valid_to",
+               FormatTimestamp(response.parameters_valid_to(), response.has_parameters_valid_to())},
+          });
+        });
+      });
+  AddKeyArgument(command, &args->key_id);
+  command
+      ->add_option("--wrapping-algorithm", args->wrapping_algorithm,
+                   "How you will wrap the material (see import-key-material --help)")
+      ->check(CLI::IsMember(kWrappingAlgorithmNames))
+      ->required();
+  command->add_option("--wrapping-key-spec", args->wrapping_key_spec, "RSA wrapping key size")
+      ->check(CLI::IsMember(kWrappingKeySpecNames))
+      ->capture_default_str();
+  command
+      ->add_option("--public-key-out", args->public_key_out,
+                   "Write the wrapping public key (DER SubjectPublicKeyInfo) here")
+      ->type_name("FILE")
+      ->required();
+  command
+      ->add_option("--import-token-out", args->import_token_out,
+                   "Write the raw import token here (single use; expires at "
+                   "parameters_valid_to)")
+      ->type_name("FILE")
+      ->required();
+}
+
+void AddImportKeyMaterial(CommandTable& commands) {
+  struct Args {
+    std::string key_id;
+    std::string material;
+    std::vector<std::string> components;
+    std::vector<std::string> component_kcvs;
+    std::string expected_kcv;
+    std::string import_token;
+    std::string encrypted_key_material;
+    std::string wrapping_algorithm = kAutoWrappingAlgorithm;
+    std::string wrapping_key_spec = kDefaultWrappingKeySpec;
+    std::string valid_to;
+    int32_t valid_for_days = 0;
+    bool new_material = false;
+    std::string key_material_id;
+    bool allow_duplicate_material = false;
+    CLI::Option* material_flag = nullptr;
+    CLI::Option* component_flag = nullptr;
+    CLI::Option* component_kcv_flag = nullptr;
+    CLI::Option* expected_kcv_flag = nullptr;
+    CLI::Option* import_token_flag = nullptr;
+    CLI::Option* encrypted_flag = nullptr;
+    CLI::Option* wrapping_algorithm_flag = nullptr;
+    CLI::Option* wrapping_key_spec_flag = nullptr;
+    CLI::Option* valid_to_flag = nullptr;
+    CLI::Option* valid_for_days_flag = nullptr;
+    CLI::Option* key_material_id_flag = nullptr;
+  };
+  auto args = std::make_shared<Args>();
+  CLI::App* command = commands.Add(
+      "import-key-material",
+      "Import key material into a key of origin EXTERNAL: kmsctl wraps it for kmsd's HSM",
+      [args](Session& session) -> absl::Status {
+        // Usage first: nothing is read and nothing is sent before these.
+        const bool from_material = args->material_flag->count() > 0;
+        const bool from_components = args->component_flag->count() > 0;
+        const bool prewrapped =
+            args->import_token_flag->count() > 0 || args->encrypted_flag->count() > 0;
+        if (from_material + from_components + prewrapped != 1) {
+          return UsageError(
+              "give exactly one of --material, --component (repeated), and --import-token with "
+              "--encrypted-key-material");
+        }
+        if (prewrapped &&
+            (args->import_token_flag->count() == 0 || args->encrypted_flag->count() == 0)) {
+          return UsageError("--import-token and --encrypted-key-material go together");
+        }
+        if (from_components &&
+            (args->components.size() < 2 || args->components.size() > kMaxKeyComponents)) {
+          return UsageError(absl::StrCat("--component needs 2 to ", kMaxKeyComponents,
+                                         " component files, got ", args->components.size()));
+        }
+        std::vector<std::string> component_kcvs;
+        if (args->component_kcv_flag->count() > 0) {
+          if (!from_components) return UsageError("--component-kcv needs --component");
+          if (args->component_kcvs.size() != args->components.size()) {
+            return UsageError(absl::StrCat(
+                "give one --component-kcv per --component, in the same order: got ",
+                args->component_kcvs.size(), " for ", args->components.size(), " components"));
+          }
+          for (const std::string& text : args->component_kcvs) {
+            KMS_ASSIGN_OR_RETURN(std::string kcv, ParseKcvArgument(text, "--component-kcv"));
+            component_kcvs.push_back(kcv);
+          }
+        }
+        std::string expected_kcv;
+        if (args->expected_kcv_flag->count() > 0) {
+          KMS_ASSIGN_OR_RETURN(expected_kcv,
+                               ParseKcvArgument(args->expected_kcv, "--expected-kcv"));
+        }
+        if (prewrapped && (args->wrapping_algorithm_flag->count() > 0 ||
+                           args->wrapping_key_spec_flag->count() > 0)) {
+          return UsageError(
+              "--wrapping-algorithm and --wrapping-key-spec do not apply to pre-wrapped material "
+              "(the import token fixes them)");
+        }
+        if (args->key_material_id_flag->count() > 0 && args->new_material) {
+          return UsageError(
+              "--key-material-id names existing material to re-import; it does not go with "
+              "--new-material");
+        }
+        v1::ImportKeyMaterialRequest request;
+        request.set_key_id(args->key_id);
+        if (args->valid_to_flag->count() > 0 && args->valid_for_days_flag->count() > 0) {
+          return UsageError("give at most one of --valid-to and --valid-for-days");
+        }
+        if (args->valid_to_flag->count() > 0 || args->valid_for_days_flag->count() > 0) {
+          absl::Time valid_to;
+          if (args->valid_to_flag->count() > 0) {
+            std::string error;
+            if (!absl::ParseTime(absl::RFC3339_full, args->valid_to, &valid_to, &error)) {
+              return UsageError(absl::StrCat(
+                  "--valid-to must be an RFC 3339 time such as 2027-01-15T08:00:00Z, got '",
+                  args->valid_to, "'"));
+            }
+          } else {
+            valid_to = absl::Now() + absl::Hours(24) * args->valid_for_days;
+          }
+          request.set_expiration_model(v1::KEY_MATERIAL_EXPIRES);
+          request.mutable_valid_to()->set_seconds(absl::ToUnixSeconds(valid_to));
+        } else {
+          request.set_expiration_model(v1::KEY_MATERIAL_DOES_NOT_EXPIRE);
+        }
+        request.set_import_type(args->new_material ? v1::NEW_KEY_MATERIAL
+                                                   : v1::EXISTING_KEY_MATERIAL);
+        request.set_key_material_id(args->key_material_id);
+        request.set_allow_duplicate_key_material(args->allow_duplicate_material);
+
+        std::string used_algorithm = "as the import token says";
+        std::string local_kcv;
+        if (prewrapped) {
+          KMS_ASSIGN_OR_RETURN(*request.mutable_import_token(), ReadInputFile(args->import_token));
+          KMS_ASSIGN_OR_RETURN(*request.mutable_encrypted_key_material(),
+                               ReadInputFile(args->encrypted_key_material));
+          // kmsctl never sees this material; kmsd checks the KCV if given.
+          request.set_expected_key_check_value(expected_kcv);
+        } else {
+          KMS_ASSIGN_OR_RETURN(
+              MaterialFiles files,
+              LoadMaterialFiles(from_material ? std::vector<std::string>{args->material}
+                                              : args->components));
+          // The custodians compare their KCVs before anything leaves.
+          if (from_components && !session.json) {
+            KMS_RETURN_IF_ERROR(WriteStdout(FormatKcvTable(files.kcvs, files.kcv)));
+          }
+          for (size_t i = 0; i < component_kcvs.size(); ++i) {
+            if (!client::SameKeyCheckValue(files.kcvs[i][1], component_kcvs[i])) {
+              return AsLocalFailure(absl::FailedPreconditionError(absl::StrCat(
+                  "component ", i + 1, " ('", files.kcvs[i][0], "') has key check value ",
+                  files.kcvs[i][1], ", expected ", component_kcvs[i], "; nothing was sent")));
+            }
+          }
+          if (!expected_kcv.empty() && !client::SameKeyCheckValue(files.kcv, expected_kcv)) {
+            return AsLocalFailure(absl::FailedPreconditionError(
+                absl::StrCat("the key material has key check value ", files.kcv, ", expected ",
+                             expected_kcv, " (--expected-kcv); nothing was sent")));
+          }
+          local_kcv = files.kcv;
+
+          std::vector<v1::AlgorithmSpec> algorithms;
+          if (args->wrapping_algorithm == kAutoWrappingAlgorithm) {
+            algorithms.assign(std::begin(kAutoWrappingOrder), std::end(kAutoWrappingOrder));
+          } else {
+            algorithms.push_back(ParseAlgorithmSpec(args->wrapping_algorithm));
+          }
+          v1::GetParametersForImportRequest parameters_request;
+          parameters_request.set_key_id(args->key_id);
+          parameters_request.set_wrapping_key_spec(ParseWrappingKeySpec(args->wrapping_key_spec));
+          absl::StatusOr<v1::GetParametersForImportResponse> parameters;
+          v1::AlgorithmSpec algorithm = v1::ALGORITHM_SPEC_UNSPECIFIED;
+          for (v1::AlgorithmSpec candidate : algorithms) {
+            algorithm = candidate;
+            parameters_request.set_wrapping_algorithm(candidate);
+            parameters = session.client.GetParametersForImport(parameters_request);
+            if (parameters.ok() ||
+                ErrorTypeOf(parameters.status()) != error_type::kUnsupportedOperation) {
+              break;
+            }
+          }
+          if (!parameters.ok()) return parameters.status();
+          absl::StatusOr<std::string> wrapped =
+              client::WrapKeyMaterial(parameters->public_key(), algorithm, files.material);
+          if (!wrapped.ok()) {
+            return InternalError(absl::StrCat("cannot wrap for the public key kmsd returned: ",
+                                              wrapped.status().message()));
+          }
+          used_algorithm = AlgorithmSpecName(algorithm);
+          // By the resolved key: an alias could be pointed elsewhere between
+          // the two calls.
+          if (!parameters->key_id().empty()) request.set_key_id(parameters->key_id());
+          request.set_import_token(parameters->import_token());
+          request.set_encrypted_key_material(*std::move(wrapped));
+          // kmsd proves it unwrapped exactly this material.
+          request.set_expected_key_check_value(local_kcv);
+        }
+        KMS_ASSIGN_OR_RETURN(v1::ImportKeyMaterialResponse response,
+                             session.client.ImportKeyMaterial(request));
+        if (!local_kcv.empty() && !response.key_check_value().empty() &&
+            !client::SameKeyCheckValue(response.key_check_value(), local_kcv)) {
+          return InternalError(absl::StrCat("kmsd reports key check value ",
+                                            response.key_check_value(), ", but the material's is ",
+                                            local_kcv));
+        }
+        return Emit(session, response, [&] {
+          return FormatFields({
+              {"key_id", response.key_id()},
+              {"key_material_id", response.key_material_id()},
+              {"key_check_value",
+               response.key_check_value().empty() ? "-" : response.key_check_value()},
+              {"wrapping_algorithm", used_algorithm},
+              {"expiration_model", ExpirationModelName(request.expiration_model())},
+              {"valid_to", FormatTimestamp(request.valid_to(), request.has_valid_to())},
+          });
+        });
+      });
+  AddKeyArgument(command, &args->key_id);
+  command->footer(
+      "Key material is 32 raw bytes (an AES-256 key): from one --material file, or the XOR of\n"
+      "2..16 --component files made by generate-key-material --components (a key ceremony:\n"
+      "no one custodian holds the key). kmsctl prints each component's key check value\n"
+      "(KCV) and checks --component-kcv / --expected-kcv before anything is sent, then gets\n"
+      "a wrapping key from kmsd, wraps the material locally, and imports it with its KCV,\n"
+      "so kmsd proves it received exactly this material.\n"
+      "Material wrapped elsewhere (e.g. with openssl, after get-parameters-for-import):\n"
+      "--import-token with --encrypted-key-material, sent as they are.\n"
+      "--wrapping-algorithm auto tries RSA_AES_KEY_WRAP_SHA_256, RSAES_OAEP_SHA_256,\n"
+      "RSA_AES_KEY_WRAP_SHA_1, RSAES_OAEP_SHA_1, in that order, moving on only when kmsd\n"
+      "answers UnsupportedOperationException.\n");
+  args->material_flag = command
+                            ->add_option("--material", args->material,
+                                         "File holding the 32 raw bytes of key material")
+                            ->type_name("FILE");
+  args->component_flag =
+      command
+          ->add_option("--component", args->components,
+                       "Key component file (32 raw bytes); repeat, 2..16; the material is their "
+                       "XOR")
+          ->type_name("FILE")
+          ->allow_extra_args(false);
+  args->component_kcv_flag =
+      command
+          ->add_option("--component-kcv", args->component_kcvs,
+                       "Expected KCV (6 hex digits) of each --component, in order; repeat")
+          ->type_name("HEX")
+          ->allow_extra_args(false);
+  args->expected_kcv_flag =
+      command
+          ->add_option("--expected-kcv", args->expected_kcv,
+                       "Expected KCV (6 hex digits) of the material; with pre-wrapped material "
+                       "kmsd checks it")
+          ->type_name("HEX");
+  args->import_token_flag =
+      command
+          ->add_option("--import-token", args->import_token,
+                       "Pre-wrapped path: import token file from get-parameters-for-import")
+          ->type_name("FILE");
+  args->encrypted_flag =
+      command
+          ->add_option("--encrypted-key-material", args->encrypted_key_material,
+                       "Pre-wrapped path: the material wrapped for that token's public key")
+          ->type_name("FILE");
+  std::vector<std::string> algorithm_names = {kAutoWrappingAlgorithm};
+  algorithm_names.insert(algorithm_names.end(), kWrappingAlgorithmNames.begin(),
+                         kWrappingAlgorithmNames.end());
+  args->wrapping_algorithm_flag = command
+                                      ->add_option("--wrapping-algorithm", args->wrapping_algorithm,
+                                                   "How kmsctl wraps the material for kmsd")
+                                      ->check(CLI::IsMember(algorithm_names))
+                                      ->capture_default_str();
+  args->wrapping_key_spec_flag =
+      command->add_option("--wrapping-key-spec", args->wrapping_key_spec, "RSA wrapping key size")
+          ->check(CLI::IsMember(kWrappingKeySpecNames))
+          ->capture_default_str();
+  args->valid_to_flag =
+      command
+          ->add_option("--valid-to", args->valid_to,
+                       "The material expires then (RFC 3339, e.g. 2027-01-15T08:00:00Z; at most "
+                       "365 days ahead); default: never")
+          ->type_name("TIME");
+  args->valid_for_days_flag = command
+                                  ->add_option("--valid-for-days", args->valid_for_days,
+                                               "The material expires this many days from now")
+                                  ->check(CLI::Range(1, 365));
+  command->add_flag("--new-material", args->new_material,
+                    "Import new material that becomes current (an on-demand rotation); "
+                    "default: the key's first or existing material");
+  args->key_material_id_flag = command->add_option(
+      "--key-material-id", args->key_material_id,
+      "Re-import of existing material: the key version to restore (default: the current one)");
+  command->add_flag("--allow-duplicate-material", args->allow_duplicate_material,
+                    "Accept material that another key already has");
+}
+
+void AddGenerateKeyMaterial(CommandTable& commands) {
+  struct Args {
+    std::string out;
+    int components = 0;
+    std::string out_prefix;
+    CLI::Option* out_flag = nullptr;
+    CLI::Option* components_flag = nullptr;
+    CLI::Option* out_prefix_flag = nullptr;
+  };
+  auto args = std::make_shared<Args>();
+  CLI::App* command = commands.Add(
+      "generate-key-material",
+      "Make key material for import with OpenSSL's CSPRNG, as one file or as components "
+      "(no call to kmsd)",
+      [args](Session& session) -> absl::Status {
+        KMS_RETURN_IF_ERROR(RequireExactlyOne(args->out_flag, args->components_flag));
+        if ((args->components_flag->count() > 0) != (args->out_prefix_flag->count() > 0)) {
+          return UsageError("--components and --out-prefix go together");
+        }
+        std::vector<std::string> paths;
+        if (args->out_flag->count() > 0) {
+          paths.push_back(args->out);
+        } else {
+          for (int i = 1; i <= args->components; ++i) {
+            paths.push_back(absl::StrCat(args->out_prefix, ".", i));
+          }
+        }
+        // Refuse before writing anything, rather than leave a partial set.
+        for (const std::string& path : paths) {
+          struct stat st;
+          if (lstat(path.c_str(), &st) == 0) {
+            return AsLocalFailure(absl::AlreadyExistsError(
+                absl::StrCat("'", path, "' exists; key material files are never overwritten")));
+          }
+        }
+        std::vector<std::vector<std::string>> rows;
+        std::vector<SecretBytes> parts;
+        std::vector<std::string> written;
+        absl::Cleanup remove_partial_set = [&written] {
+          for (const std::string& path : written) unlink(path.c_str());
+        };
+        for (const std::string& path : paths) {
+          absl::StatusOr<SecretBytes> material = client::GenerateKeyMaterial();
+          if (!material.ok()) return AsLocalFailure(material.status());
+          absl::Status status = client::WriteNewKeyMaterialFile(path, *material);
+          if (!status.ok()) return AsLocalFailure(status);
+          written.push_back(path);
+          absl::StatusOr<std::string> kcv = client::KeyCheckValue(*material);
+          if (!kcv.ok()) return AsLocalFailure(kcv.status());
+          rows.push_back({path, *kcv});
+          parts.push_back(*std::move(material));
+        }
+        std::string combined;
+        if (parts.size() > 1) {
+          absl::StatusOr<SecretBytes> material = client::CombineKeyComponents(parts);
+          if (!material.ok()) return AsLocalFailure(material.status());
+          absl::StatusOr<std::string> kcv = client::KeyCheckValue(*material);
+          if (!kcv.ok()) return AsLocalFailure(kcv.status());
+          combined = *kcv;
+        }
+        std::move(remove_partial_set).Cancel();
+        return EmitKcvs(session, rows, combined);
+      });
+  args->out_flag =
+      command
+          ->add_option("--out", args->out,
+                       "Write 32 raw bytes of key material to this new file (mode 0600)")
+          ->type_name("FILE");
+  args->components_flag =
+      command
+          ->add_option("--components", args->components,
+                       "Make this many components instead (2..16), one per custodian; the "
+                       "material is their XOR")
+          ->check(CLI::Range(2, kMaxKeyComponents));
+  args->out_prefix_flag =
+      command
+          ->add_option("--out-prefix", args->out_prefix,
+                       "With --components: write PREFIX.1 .. PREFIX.N, new files, mode 0600")
+          ->type_name("PREFIX");
+  command->footer(
+      "Existing files are never overwritten. Prints each file's key check value (KCV) and,\n"
+      "for components, the KCV of the combined material; never the key bytes.\n");
+}
+
+void AddKeyCheckValue(CommandTable& commands) {
+  auto paths = std::make_shared<std::vector<std::string>>();
+  CLI::App* command =
+      commands.Add("key-check-value",
+                   "Show the key check value of key material files and, for several, of their XOR "
+                   "(no call to kmsd)",
+                   [paths](Session& session) -> absl::Status {
+                     if (paths->size() > kMaxKeyComponents) {
+                       return UsageError(absl::StrCat("at most ", kMaxKeyComponents, " files, got ",
+                                                      paths->size()));
+                     }
+                     KMS_ASSIGN_OR_RETURN(MaterialFiles files, LoadMaterialFiles(*paths));
+                     return EmitKcvs(session, files.kcvs, paths->size() > 1 ? files.kcv : "");
+                   });
+  command->add_option("FILE", *paths, "Key material or component file (32 raw bytes)")->required();
+  command->footer(
+      "The key check value (KCV) is the first 3 bytes of AES-256-ECB(material, 16 zero\n"
+      "bytes), in hex, as kmsd reports it: it identifies material without revealing it.\n");
+}
+
 // ---------------------------------------------------------------- data plane
 
 // A ciphertext blob to --output (raw) or stdout (base64); bytes that went to
@@ -1091,6 +1641,13 @@ void AddCommands(CommandTable& commands) {
   AddRotateKeyOnDemand(commands);
   AddListKeyRotations(commands);
   AddRotationComplianceReport(commands);
+  AddGetParametersForImport(commands);
+  AddImportKeyMaterial(commands);
+  AddKeyOnlyCommand(commands, "delete-imported-key-material",
+                    "Delete a key's imported material; the key waits for a re-import",
+                    &KmsClient::DeleteImportedKeyMaterial);
+  AddGenerateKeyMaterial(commands);
+  AddKeyCheckValue(commands);
   AddAliasTargetCommand(commands, "create-alias", "Name a key with a new alias",
                         &KmsClient::CreateAlias);
   AddAliasTargetCommand(commands, "update-alias", "Point an alias at another key",

@@ -157,6 +157,14 @@ std::string RotationTypeName(v1::RotationType type) {
   return EnumName(v1::RotationType_descriptor(), type);
 }
 
+std::string AlgorithmSpecName(v1::AlgorithmSpec spec) {
+  return EnumName(v1::AlgorithmSpec_descriptor(), spec);
+}
+
+std::string ExpirationModelName(v1::ExpirationModelType model) {
+  return EnumName(v1::ExpirationModelType_descriptor(), model);
+}
+
 std::string RotationComplianceStatusName(v1::RotationComplianceStatus status) {
   return EnumName(v1::RotationComplianceStatus_descriptor(), status);
 }
@@ -167,7 +175,7 @@ std::vector<Field> KeyMetadataFields(const v1::KeyMetadata& m) {
     algorithms.push_back(EnumName(v1::EncryptionAlgorithmSpec_descriptor(), algorithm));
   }
   auto or_dash = [](const std::string& s) { return s.empty() ? std::string("-") : s; };
-  return {
+  std::vector<Field> fields = {
       {"key_id", m.key_id()},
       {"arn", m.arn()},
       {"creation_date", FormatTimestamp(m.creation_date(), m.has_creation_date())},
@@ -182,6 +190,12 @@ std::vector<Field> KeyMetadataFields(const v1::KeyMetadata& m) {
       {"encryption_algorithms", algorithms.empty() ? "-" : absl::StrJoin(algorithms, ", ")},
       {"key_version_count", absl::StrCat(m.key_version_count())},
   };
+  // Only keys with imported material have an expiration model.
+  if (m.expiration_model() != v1::EXPIRATION_MODEL_TYPE_UNSPECIFIED) {
+    fields.push_back({"expiration_model", ExpirationModelName(m.expiration_model())});
+    fields.push_back({"valid_to", FormatTimestamp(m.valid_to(), m.has_valid_to())});
+  }
+  return fields;
 }
 
 std::string FormatKeyVersions(const v1::KeyMetadata& metadata,
@@ -198,13 +212,31 @@ std::string FormatKeyVersions(const v1::KeyMetadata& metadata,
       "ORIGINAL",
       rotated_current ? "" : "current",
   }};
+  // Import columns only for keys with imported versions, so other keys'
+  // lists stay as they were.
+  bool imported = false;
   for (const v1::RotationsListEntry& rotation : rotations) {
-    rows.push_back({rotation.key_version_id(),
-                    FormatTimestamp(rotation.rotation_date(), rotation.has_rotation_date()),
-                    RotationTypeName(rotation.rotation_type()),
-                    rotation.current() ? "current" : ""});
+    imported |= rotation.import_state() != v1::IMPORT_STATE_UNSPECIFIED ||
+                !rotation.key_check_value().empty();
   }
-  return absl::StrCat("versions:\n", AlignColumns(rows, 4, "  "));
+  if (imported) rows.front().insert(rows.front().begin() + 3, {"-", "-"});
+  for (const v1::RotationsListEntry& rotation : rotations) {
+    std::vector<std::string> row = {
+        rotation.key_version_id(),
+        FormatTimestamp(rotation.rotation_date(), rotation.has_rotation_date()),
+        RotationTypeName(rotation.rotation_type())};
+    if (imported) {
+      row.push_back(rotation.import_state() == v1::IMPORT_STATE_UNSPECIFIED
+                        ? std::string("-")
+                        : EnumName(v1::ImportState_descriptor(), rotation.import_state()));
+      row.push_back(rotation.key_check_value().empty()
+                        ? std::string("-")
+                        : absl::StrCat("kcv=", rotation.key_check_value()));
+    }
+    row.push_back(rotation.current() ? "current" : "");
+    rows.push_back(std::move(row));
+  }
+  return absl::StrCat("versions:\n", AlignColumns(rows, imported ? 6 : 4, "  "));
 }
 
 }  // namespace kms::kmsctl

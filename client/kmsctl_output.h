@@ -58,15 +58,19 @@ std::string JsonObject(const std::map<std::string, std::string>& pairs);
 // "K=V" lines, one per pair; "-" if there are none.
 std::string FormatPairs(const std::map<std::string, std::string>& pairs);
 
-// Every KeyMetadata field, in proto order.
+// Every KeyMetadata field, in proto order; expiration_model and valid_to only
+// when expiration_model is set (keys with imported material).
 std::vector<Field> KeyMetadataFields(const v1::KeyMetadata& metadata);
 
 // describe-key's "versions:" section: a line for the key's original material
 // (type ORIGINAL, dated at the key's creation; its id is shown only while it is
 // current, since kmsd names it nowhere else), then one line per rotation,
 // oldest first, the current version marked "current". Columns are aligned and
-// indented by two spaces. "versions: -" for a key without material
-// (key_version_count 0, e.g. PENDING_IMPORT).
+// indented by two spaces. If any rotation reports an import state or a key
+// check value (imported material), two columns come before "current": the
+// ImportState name and "kcv=<KCV>", "-" where unset (always for the original
+// material, which ListKeyRotations does not describe). "versions: -" for a
+// key without material (key_version_count 0, e.g. PENDING_IMPORT).
 std::string FormatKeyVersions(const v1::KeyMetadata& metadata,
                               const std::vector<v1::RotationsListEntry>& rotations);
 
@@ -80,6 +84,8 @@ std::string NumberOrDash(int64_t value);
 std::string KeyStateName(v1::KeyState state);
 std::string RotationTypeName(v1::RotationType type);
 std::string RotationComplianceStatusName(v1::RotationComplianceStatus status);
+std::string AlgorithmSpecName(v1::AlgorithmSpec spec);
+std::string ExpirationModelName(v1::ExpirationModelType model);
 
 }  // namespace kms::kmsctl
 

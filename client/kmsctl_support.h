@@ -26,7 +26,8 @@ enum ExitCode : int {
   kExitServiceError = 1,  // kmsd returned an error
   kExitUsage = 2,         // bad flags or arguments; no RPC was made
   kExitUnreachable = 3,   // kmsd unreachable or no answer before the timeout
-  kExitLocalFailure = 4,  // local file I/O, or an envelope file failed verification
+  kExitLocalFailure = 4,  // local file I/O, a failed envelope file, or key material failing a
+                          // local check (size, key check value)
 };
 
 // The exit-code table as printed at the end of `kmsctl --help`.
@@ -34,8 +35,8 @@ extern const char kExitCodeHelp[];
 
 // A bad argument that CLI11 could not catch by itself (exit 2).
 absl::Status UsageError(absl::string_view message);
-// `status` (not OK), tagged as a local failure: file I/O or envelope
-// verification (exit 4).
+// `status` (not OK), tagged as a local failure: file I/O, envelope
+// verification, or a local check of key material (exit 4).
 absl::Status AsLocalFailure(absl::Status status);
 
 // The exit code for a failed command's status (see ExitCode).

@@ -4,7 +4,8 @@
 // from a script: canned responses (a queue per method; the last one repeats),
 // or a canned error with an optional `kms-error-type` trailer. It counts calls
 // and keeps each request, so tests can check what reached the "daemon" and
-// that a usage error reached nothing. Hold() makes calls wait, to let a
+// that a usage error reached nothing. A handler (SetHandler) answers by the
+// request instead, where a script is not enough. Hold() makes calls wait, to let a
 // client's deadline pass without sleeping.
 //
 // Also ClosedPort: a loopback port where nothing listens.
@@ -20,8 +21,10 @@
 #include <unistd.h>
 
 #include <deque>
+#include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -53,6 +56,17 @@ class FakeKmsService final : public v1::KeyManagementService::Service {
   void SetError(const std::string& method, CannedError error) {
     absl::MutexLock lock(&mu_);
     errors_[method] = std::move(error);
+  }
+
+  // Calls of `method` are answered by `handler` (after a SetError error, before
+  // canned responses): it sees the request and fills the response, or returns
+  // an error. For answers that depend on the request. Runs under the fake's
+  // lock: it must not call back into the fake.
+  using Handler = std::function<std::optional<CannedError>(const google::protobuf::Message& request,
+                                                           google::protobuf::Message& response)>;
+  void SetHandler(const std::string& method, Handler handler) {
+    absl::MutexLock lock(&mu_);
+    handlers_[method] = std::move(handler);
   }
 
   // Calls wait until Release() (at most a minute, so a broken test ends).
@@ -129,6 +143,9 @@ class FakeKmsService final : public v1::KeyManagementService::Service {
   KMS_FAKE_RPC(RotateKeyOnDemand)
   KMS_FAKE_RPC(ListKeyRotations)
   KMS_FAKE_RPC(GetRotationComplianceReport)
+  KMS_FAKE_RPC(GetParametersForImport)
+  KMS_FAKE_RPC(ImportKeyMaterial)
+  KMS_FAKE_RPC(DeleteImportedKeyMaterial)
   KMS_FAKE_RPC(Encrypt)
   KMS_FAKE_RPC(Decrypt)
   KMS_FAKE_RPC(ReEncrypt)
@@ -150,6 +167,14 @@ class FakeKmsService final : public v1::KeyManagementService::Service {
       }
       return grpc::Status(it->second.code, it->second.message);
     }
+    if (auto it = handlers_.find(method); it != handlers_.end()) {
+      std::optional<CannedError> error = it->second(request, response);
+      if (!error.has_value()) return grpc::Status::OK;
+      if (!error->error_type.empty()) {
+        context.AddTrailingMetadata("kms-error-type", error->error_type);
+      }
+      return grpc::Status(error->code, error->message);
+    }
     if (auto it = responses_.find(method); it != responses_.end() && !it->second.empty()) {
       response.ParseFromString(it->second.front());
       if (it->second.size() > 1) it->second.pop_front();
@@ -163,6 +188,7 @@ class FakeKmsService final : public v1::KeyManagementService::Service {
   std::map<std::string, std::vector<std::string>> requests_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, std::deque<std::string>> responses_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, CannedError> errors_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, Handler> handlers_ ABSL_GUARDED_BY(mu_);
   bool holding_ ABSL_GUARDED_BY(mu_) = false;
 };
 

@@ -122,6 +122,73 @@ TEST_F(KmsClientTest, RotationMethodsCallTheirOwnRpcsWithTheirRequests) {
   EXPECT_TRUE(sent_report.include_compliant());
 }
 
+TEST_F(KmsClientTest, ImportMethodsCallTheirOwnRpcsAndReturnTheirResponses) {
+  v1::GetParametersForImportResponse parameters;
+  parameters.set_key_id(kKeyArn);
+  parameters.set_import_token(std::string("tok\0en", 6));
+  parameters.set_public_key("DER");
+  parameters.mutable_parameters_valid_to()->set_seconds(1800086400);
+  server_.service().AddResponse("GetParametersForImport", parameters);
+  v1::ImportKeyMaterialResponse imported;
+  imported.set_key_id(kKeyArn);
+  imported.set_key_material_id("version-0001");
+  imported.set_key_check_value("DC95C0");
+  server_.service().AddResponse("ImportKeyMaterial", imported);
+
+  v1::GetParametersForImportRequest get;
+  get.set_key_id(kKeyId);
+  get.set_wrapping_algorithm(v1::RSA_AES_KEY_WRAP_SHA_256);
+  get.set_wrapping_key_spec(v1::RSA_4096);
+  absl::StatusOr<v1::GetParametersForImportResponse> got = client_->GetParametersForImport(get);
+  v1::ImportKeyMaterialRequest import;
+  import.set_key_id(kKeyArn);
+  import.set_import_token(std::string("tok\0en", 6));
+  import.set_encrypted_key_material("wrapped");
+  import.set_expected_key_check_value("DC95C0");
+  import.set_import_type(v1::NEW_KEY_MATERIAL);
+  absl::StatusOr<v1::ImportKeyMaterialResponse> import_response =
+      client_->ImportKeyMaterial(import);
+  v1::DeleteImportedKeyMaterialRequest remove;
+  remove.set_key_id("alias/byok");
+  absl::StatusOr<v1::DeleteImportedKeyMaterialResponse> removed =
+      client_->DeleteImportedKeyMaterial(remove);
+
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_EQ(got->import_token(), std::string("tok\0en", 6));
+  EXPECT_EQ(got->public_key(), "DER");
+  EXPECT_EQ(got->parameters_valid_to().seconds(), 1800086400);
+  ASSERT_TRUE(import_response.ok()) << import_response.status();
+  EXPECT_EQ(import_response->key_material_id(), "version-0001");
+  EXPECT_EQ(import_response->key_check_value(), "DC95C0");
+  ASSERT_TRUE(removed.ok()) << removed.status();
+  const ::kms::testing::FakeKmsService& service = server_.service();
+  EXPECT_EQ(service.total_calls(), 3);
+  v1::GetParametersForImportRequest sent_get =
+      service.last_request<v1::GetParametersForImportRequest>("GetParametersForImport");
+  EXPECT_EQ(sent_get.wrapping_algorithm(), v1::RSA_AES_KEY_WRAP_SHA_256);
+  EXPECT_EQ(sent_get.wrapping_key_spec(), v1::RSA_4096);
+  v1::ImportKeyMaterialRequest sent_import =
+      service.last_request<v1::ImportKeyMaterialRequest>("ImportKeyMaterial");
+  EXPECT_EQ(sent_import.encrypted_key_material(), "wrapped");
+  EXPECT_EQ(sent_import.expected_key_check_value(), "DC95C0");
+  EXPECT_EQ(sent_import.import_type(), v1::NEW_KEY_MATERIAL);
+  EXPECT_EQ(service.last_request<v1::DeleteImportedKeyMaterialRequest>("DeleteImportedKeyMaterial")
+                .key_id(),
+            "alias/byok");
+}
+
+TEST_F(KmsClientTest, ImportErrorsKeepTheirExceptionName) {
+  server_.service().SetError(
+      "ImportKeyMaterial",
+      {grpc::StatusCode::INVALID_ARGUMENT, "import token expired", "ExpiredImportTokenException"});
+
+  absl::StatusOr<v1::ImportKeyMaterialResponse> response =
+      client_->ImportKeyMaterial(v1::ImportKeyMaterialRequest());
+
+  EXPECT_EQ(response.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(ErrorTypeOf(response.status()), "ExpiredImportTokenException");
+}
+
 TEST_F(KmsClientTest, RotationResponsesCrossTheWireIntact) {
   v1::RotateKeyOnDemandResponse rotated;
   rotated.set_key_id(kKeyArn);

@@ -11,11 +11,18 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/escaping.h"
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+#include "client/key_material.h"
+#include "daemon/common/secret_bytes.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "kms/v1/kms.pb.h"
 #include "tests/client/fake_kms_server.h"
+#include "tests/client/test_wrapping_key.h"
 #include "tests/testing/daemon_process.h"
 
 namespace kms {
@@ -227,6 +234,11 @@ TEST_F(KmsctlTest, HelpListsTheExitCodesAndExitsZero) {
   EXPECT_THAT(outcome.out, HasSubstr("3  kmsd unreachable"));
   EXPECT_THAT(outcome.out, HasSubstr("generate-data-key-without-plaintext"));
   EXPECT_THAT(outcome.out, HasSubstr("rotation-compliance-report"));
+  for (const char* command :
+       {"get-parameters-for-import", "import-key-material", "delete-imported-key-material",
+        "generate-key-material", "key-check-value"}) {
+    EXPECT_THAT(outcome.out, HasSubstr(command));
+  }
 }
 
 // ------------------------------------------------------------ errors
@@ -1031,6 +1043,634 @@ TEST_F(KmsctlEnvelopeTest, EnvelopeInfoOfAMissingFileExitsFour) {
   EXPECT_THAT(outcome.err, StartsWith("kmsctl: "));
   EXPECT_EQ(server_.service().total_calls(), 0);
 }
+
+// ------------------------------------------------------------ key material import
+
+// AES-256-ECB(zero key, zero block) begins DC95C0.
+constexpr char kZeroKcv[] = "DC95C0";
+
+class KmsctlImportTest : public KmsctlTest {
+ protected:
+  static void SetUpTestSuite() { wrapping_key_ = new ::kms::testing::TestWrappingKey(2048); }
+  static void TearDownTestSuite() {
+    delete wrapping_key_;
+    wrapping_key_ = nullptr;
+  }
+
+  static v1::GetParametersForImportResponse Parameters() {
+    v1::GetParametersForImportResponse p;
+    p.set_key_id(kKeyArn);
+    p.set_import_token("import-token-0001");
+    p.set_public_key(wrapping_key_->PublicKeyDer());
+    p.mutable_parameters_valid_to()->set_seconds(1800086400);  // 2027-01-16T08:00:00Z
+    return p;
+  }
+
+  static v1::ImportKeyMaterialResponse Imported(const std::string& kcv) {
+    v1::ImportKeyMaterialResponse r;
+    r.set_key_id(kKeyArn);
+    r.set_key_material_id("version-0001");
+    r.set_key_check_value(kcv);
+    return r;
+  }
+
+  // 32 distinct bytes; `seed` makes different materials.
+  static std::string MaterialBytes(int seed) {
+    std::string m(32, '\0');
+    for (int i = 0; i < 32; ++i) m[i] = static_cast<char>(seed * 31 + i * 7 + 1);
+    return m;
+  }
+
+  static std::string Kcv(const std::string& material) {
+    return *client::KeyCheckValue(SecretBytes::CopyFrom(material));
+  }
+
+  // The material inside the last ImportKeyMaterial request.
+  std::string ImportedMaterial(v1::AlgorithmSpec algorithm) {
+    v1::ImportKeyMaterialRequest request =
+        server_.service().last_request<v1::ImportKeyMaterialRequest>("ImportKeyMaterial");
+    absl::StatusOr<SecretBytes> material =
+        wrapping_key_->Unwrap(algorithm, request.encrypted_key_material());
+    if (!material.ok()) {
+      ADD_FAILURE() << material.status();
+      return "";
+    }
+    return std::string(material->secret());
+  }
+
+  // Neither stdout nor stderr shows `material` in any usual encoding.
+  static void ExpectNoKeyBytes(const CommandResult& outcome, const std::string& material) {
+    for (const std::string& form :
+         {absl::BytesToHexString(material), absl::AsciiStrToUpper(absl::BytesToHexString(material)),
+          absl::Base64Escape(material), absl::WebSafeBase64Escape(material), material}) {
+      EXPECT_THAT(outcome.out, ::testing::Not(HasSubstr(form)));
+      EXPECT_THAT(outcome.err, ::testing::Not(HasSubstr(form)));
+    }
+  }
+
+  static ::kms::testing::TestWrappingKey* wrapping_key_;
+};
+
+::kms::testing::TestWrappingKey* KmsctlImportTest::wrapping_key_ = nullptr;
+
+TEST_F(KmsctlImportTest, ImportsAMaterialFileWrappedForKmsdsKeyWithItsKcv) {
+  const std::string material = MaterialBytes(1);
+  WriteFile(Path("material"), material);
+  server_.service().AddResponse("GetParametersForImport", Parameters());
+  server_.service().AddResponse("ImportKeyMaterial", Imported(Kcv(material)));
+
+  CommandResult outcome =
+      RunAgainstServer({"import-key-material", "alias/byok", "--material", Path("material")});
+
+  ASSERT_EQ(outcome.exit_code, 0) << outcome.err;
+  auto parameters =
+      server_.service().last_request<v1::GetParametersForImportRequest>("GetParametersForImport");
+  EXPECT_EQ(parameters.key_id(), "alias/byok");
+  EXPECT_EQ(parameters.wrapping_algorithm(), v1::RSA_AES_KEY_WRAP_SHA_256);
+  EXPECT_EQ(parameters.wrapping_key_spec(), v1::RSA_3072);
+  auto request = server_.service().last_request<v1::ImportKeyMaterialRequest>("ImportKeyMaterial");
+  EXPECT_EQ(request.key_id(), kKeyArn);  // the resolved key, not the alias
+  EXPECT_EQ(request.import_token(), "import-token-0001");
+  EXPECT_EQ(ImportedMaterial(v1::RSA_AES_KEY_WRAP_SHA_256), material);
+  EXPECT_EQ(request.expected_key_check_value(), Kcv(material));
+  EXPECT_EQ(request.expiration_model(), v1::KEY_MATERIAL_DOES_NOT_EXPIRE);
+  EXPECT_FALSE(request.has_valid_to());
+  EXPECT_EQ(request.import_type(), v1::EXISTING_KEY_MATERIAL);
+  EXPECT_EQ(request.key_material_id(), "");
+  EXPECT_FALSE(request.allow_duplicate_key_material());
+  EXPECT_EQ(outcome.out, absl::StrCat("key_id:             ", kKeyArn,
+                                      "\n"
+                                      "key_material_id:    version-0001\n"
+                                      "key_check_value:    ",
+                                      Kcv(material),
+                                      "\n"
+                                      "wrapping_algorithm: RSA_AES_KEY_WRAP_SHA_256\n"
+                                      "expiration_model:   KEY_MATERIAL_DOES_NOT_EXPIRE\n"
+                                      "valid_to:           -\n"));
+  ExpectNoKeyBytes(outcome, material);
+}
+
+TEST_F(KmsctlImportTest, ImportsTheXorOfComponentsAndPrintsEachKcv) {
+  const std::vector<std::string> components = {MaterialBytes(1), MaterialBytes(2),
+                                               MaterialBytes(3)};
+  std::string combined(32, '\0');
+  std::vector<std::string> args = {"import-key-material", kKeyId};
+  for (size_t i = 0; i < components.size(); ++i) {
+    WriteFile(Path(absl::StrCat("c.", i + 1)), components[i]);
+    for (int j = 0; j < 32; ++j) combined[j] ^= components[i][j];
+    args.insert(args.end(), {"--component", Path(absl::StrCat("c.", i + 1))});
+  }
+  for (const std::string& c : components) {
+    // Custodians may type their KCVs in lower case.
+    args.insert(args.end(), {"--component-kcv", absl::AsciiStrToLower(Kcv(c))});
+  }
+  args.insert(args.end(), {"--expected-kcv", Kcv(combined)});
+  server_.service().AddResponse("GetParametersForImport", Parameters());
+  server_.service().AddResponse("ImportKeyMaterial", Imported(Kcv(combined)));
+
+  CommandResult outcome = RunAgainstServer(args);
+
+  ASSERT_EQ(outcome.exit_code, 0) << outcome.err;
+  EXPECT_EQ(ImportedMaterial(v1::RSA_AES_KEY_WRAP_SHA_256), combined);
+  EXPECT_EQ(server_.service()
+                .last_request<v1::ImportKeyMaterialRequest>("ImportKeyMaterial")
+                .expected_key_check_value(),
+            Kcv(combined));
+  for (size_t i = 0; i < components.size(); ++i) {
+    EXPECT_THAT(outcome.out, HasSubstr(absl::StrCat(Path(absl::StrCat("c.", i + 1)), "  ",
+                                                    Kcv(components[i]), "\n")));
+    ExpectNoKeyBytes(outcome, components[i]);
+  }
+  EXPECT_THAT(outcome.out, HasSubstr("combined_kcv: " + Kcv(combined) + "\n"));
+  EXPECT_THAT(outcome.out, HasSubstr("key_check_value:    " + Kcv(combined) + "\n"));
+  ExpectNoKeyBytes(outcome, combined);
+}
+
+TEST_F(KmsctlImportTest, AutoFallsBackToTheNextAlgorithmOnlyWhenUnsupported) {
+  const std::string material = MaterialBytes(4);
+  WriteFile(Path("material"), material);
+  // An HSM without AES key wrap: kmsd refuses both RSA_AES_KEY_WRAP_*.
+  v1::GetParametersForImportResponse parameters = Parameters();
+  server_.service().SetHandler(
+      "GetParametersForImport",
+      [parameters](const google::protobuf::Message& request, google::protobuf::Message& response)
+          -> std::optional<::kms::testing::CannedError> {
+        auto algorithm =
+            static_cast<const v1::GetParametersForImportRequest&>(request).wrapping_algorithm();
+        if (algorithm == v1::RSA_AES_KEY_WRAP_SHA_256 || algorithm == v1::RSA_AES_KEY_WRAP_SHA_1) {
+          return ::kms::testing::CannedError{
+              grpc::StatusCode::FAILED_PRECONDITION,
+              "the HSM supports RSAES_OAEP_SHA_1, RSAES_OAEP_SHA_256",
+              "UnsupportedOperationException"};
+        }
+        response.CopyFrom(parameters);
+        return std::nullopt;
+      });
+  server_.service().AddResponse("ImportKeyMaterial", Imported(Kcv(material)));
+
+  CommandResult outcome = RunAgainstServer({"import-key-material", kKeyId, "--material",
+                                            Path("material"), "--wrapping-key-spec", "RSA_2048"});
+
+  ASSERT_EQ(outcome.exit_code, 0) << outcome.err;
+  std::vector<v1::GetParametersForImportRequest> tries =
+      server_.service().requests<v1::GetParametersForImportRequest>("GetParametersForImport");
+  ASSERT_EQ(tries.size(), 2u);
+  EXPECT_EQ(tries[0].wrapping_algorithm(), v1::RSA_AES_KEY_WRAP_SHA_256);
+  EXPECT_EQ(tries[1].wrapping_algorithm(), v1::RSAES_OAEP_SHA_256);
+  EXPECT_EQ(tries[1].wrapping_key_spec(), v1::RSA_2048);
+  EXPECT_EQ(ImportedMaterial(v1::RSAES_OAEP_SHA_256), material);
+  EXPECT_THAT(outcome.out, HasSubstr("wrapping_algorithm: RSAES_OAEP_SHA_256\n"));
+}
+
+TEST_F(KmsctlImportTest, AutoStopsAtAnyOtherError) {
+  WriteFile(Path("material"), MaterialBytes(5));
+  server_.service().SetError("GetParametersForImport",
+                             {grpc::StatusCode::FAILED_PRECONDITION,
+                              "key origin is AWS_KMS, not EXTERNAL", "KMSInvalidStateException"});
+
+  CommandResult outcome =
+      RunAgainstServer({"import-key-material", kKeyId, "--material", Path("material")});
+
+  EXPECT_EQ(outcome.exit_code, 1);
+  EXPECT_EQ(outcome.err, "kmsctl: KMSInvalidStateException: key origin is AWS_KMS, not EXTERNAL\n");
+  EXPECT_EQ(server_.service().calls("GetParametersForImport"), 1);
+  EXPECT_EQ(server_.service().calls("ImportKeyMaterial"), 0);
+}
+
+TEST_F(KmsctlImportTest, AChosenAlgorithmIsNotReplacedWhenUnsupported) {
+  WriteFile(Path("material"), MaterialBytes(5));
+  server_.service().SetError(
+      "GetParametersForImport",
+      {grpc::StatusCode::FAILED_PRECONDITION, "not on this HSM", "UnsupportedOperationException"});
+
+  CommandResult outcome =
+      RunAgainstServer({"import-key-material", kKeyId, "--material", Path("material"),
+                        "--wrapping-algorithm", "RSA_AES_KEY_WRAP_SHA_1"});
+
+  EXPECT_EQ(outcome.exit_code, 1);
+  EXPECT_EQ(outcome.err, "kmsctl: UnsupportedOperationException: not on this HSM\n");
+  EXPECT_EQ(server_.service().calls("GetParametersForImport"), 1);
+  EXPECT_EQ(server_.service()
+                .last_request<v1::GetParametersForImportRequest>("GetParametersForImport")
+                .wrapping_algorithm(),
+            v1::RSA_AES_KEY_WRAP_SHA_1);
+}
+
+TEST_F(KmsctlImportTest, AllAlgorithmsUnsupportedTriesEachOnceInOrder) {
+  WriteFile(Path("material"), MaterialBytes(5));
+  server_.service().SetError("GetParametersForImport",
+                             {grpc::StatusCode::FAILED_PRECONDITION, "no unwrap mechanism",
+                              "UnsupportedOperationException"});
+
+  CommandResult outcome =
+      RunAgainstServer({"import-key-material", kKeyId, "--material", Path("material")});
+
+  EXPECT_EQ(outcome.exit_code, 1);
+  std::vector<v1::GetParametersForImportRequest> tries =
+      server_.service().requests<v1::GetParametersForImportRequest>("GetParametersForImport");
+  ASSERT_EQ(tries.size(), 4u);
+  EXPECT_EQ(tries[0].wrapping_algorithm(), v1::RSA_AES_KEY_WRAP_SHA_256);
+  EXPECT_EQ(tries[1].wrapping_algorithm(), v1::RSAES_OAEP_SHA_256);
+  EXPECT_EQ(tries[2].wrapping_algorithm(), v1::RSA_AES_KEY_WRAP_SHA_1);
+  EXPECT_EQ(tries[3].wrapping_algorithm(), v1::RSAES_OAEP_SHA_1);
+  EXPECT_EQ(server_.service().calls("ImportKeyMaterial"), 0);
+}
+
+TEST_F(KmsctlImportTest, ComponentKcvMismatchExitsFourBeforeAnyCall) {
+  WriteFile(Path("c.1"), MaterialBytes(1));
+  WriteFile(Path("c.2"), MaterialBytes(2));
+
+  CommandResult outcome = RunAgainstServer(
+      {"import-key-material", kKeyId, "--component", Path("c.1"), "--component", Path("c.2"),
+       "--component-kcv", Kcv(MaterialBytes(1)), "--component-kcv", "ABCDEF"});
+
+  EXPECT_EQ(outcome.exit_code, 4) << outcome.err;
+  EXPECT_THAT(outcome.err, HasSubstr("component 2 ('" + Path("c.2") + "') has key check value " +
+                                     Kcv(MaterialBytes(2)) + ", expected ABCDEF"));
+  // The custodians still see every KCV.
+  EXPECT_THAT(outcome.out, HasSubstr(Kcv(MaterialBytes(1))));
+  EXPECT_EQ(server_.service().total_calls(), 0);
+}
+
+TEST_F(KmsctlImportTest, ExpectedKcvMismatchExitsFourBeforeAnyCall) {
+  WriteFile(Path("material"), std::string(32, '\0'));
+
+  CommandResult outcome = RunAgainstServer(
+      {"import-key-material", kKeyId, "--material", Path("material"), "--expected-kcv", "123456"});
+
+  EXPECT_EQ(outcome.exit_code, 4) << outcome.err;
+  EXPECT_THAT(outcome.err,
+              HasSubstr(absl::StrCat("key check value ", kZeroKcv, ", expected 123456")));
+  EXPECT_EQ(server_.service().total_calls(), 0);
+}
+
+TEST_F(KmsctlImportTest, MaterialFileOfTheWrongSizeExitsFourBeforeAnyCall) {
+  WriteFile(Path("material"), absl::BytesToHexString(MaterialBytes(1)));  // 64 hex digits
+
+  CommandResult outcome =
+      RunAgainstServer({"import-key-material", kKeyId, "--material", Path("material")});
+
+  EXPECT_EQ(outcome.exit_code, 4) << outcome.err;
+  EXPECT_THAT(outcome.err, HasSubstr("must hold exactly 32 raw bytes"));
+  EXPECT_THAT(outcome.err, HasSubstr("holds 64 bytes"));
+  EXPECT_EQ(server_.service().total_calls(), 0);
+}
+
+TEST_F(KmsctlImportTest, KmsdReportingAnotherKcvIsAnError) {
+  WriteFile(Path("material"), MaterialBytes(1));
+  server_.service().AddResponse("GetParametersForImport", Parameters());
+  server_.service().AddResponse("ImportKeyMaterial", Imported("000000"));
+
+  CommandResult outcome =
+      RunAgainstServer({"import-key-material", kKeyId, "--material", Path("material")});
+
+  EXPECT_EQ(outcome.exit_code, 1);
+  EXPECT_THAT(outcome.err, HasSubstr("kmsd reports key check value 000000"));
+}
+
+TEST_F(KmsctlImportTest, SendsExpiryTypeAndMaterialChoices) {
+  WriteFile(Path("material"), MaterialBytes(1));
+  server_.service().AddResponse("GetParametersForImport", Parameters());
+  server_.service().AddResponse("ImportKeyMaterial", Imported(Kcv(MaterialBytes(1))));
+
+  CommandResult outcome =
+      RunAgainstServer({"import-key-material", kKeyId, "--material", Path("material"), "--valid-to",
+                        "2027-06-01T00:00:00Z", "--key-material-id", "version-0002",
+                        "--allow-duplicate-material", "--wrapping-algorithm", "RSAES_OAEP_SHA_1"});
+
+  ASSERT_EQ(outcome.exit_code, 0) << outcome.err;
+  auto request = server_.service().last_request<v1::ImportKeyMaterialRequest>("ImportKeyMaterial");
+  EXPECT_EQ(request.expiration_model(), v1::KEY_MATERIAL_EXPIRES);
+  EXPECT_EQ(request.valid_to().seconds(), 1811808000);  // 2027-06-01T00:00:00Z
+  EXPECT_EQ(request.key_material_id(), "version-0002");
+  EXPECT_TRUE(request.allow_duplicate_key_material());
+  EXPECT_EQ(ImportedMaterial(v1::RSAES_OAEP_SHA_1), MaterialBytes(1));
+  EXPECT_THAT(outcome.out, HasSubstr("expiration_model:   KEY_MATERIAL_EXPIRES\n"));
+  EXPECT_THAT(outcome.out, HasSubstr("valid_to:           2027-06-01T00:00:00Z\n"));
+  EXPECT_THAT(outcome.out, HasSubstr("wrapping_algorithm: RSAES_OAEP_SHA_1\n"));
+}
+
+TEST_F(KmsctlImportTest, ValidForDaysCountsFromNowAndNewMaterialIsSent) {
+  WriteFile(Path("material"), MaterialBytes(1));
+  server_.service().AddResponse("GetParametersForImport", Parameters());
+  server_.service().AddResponse("ImportKeyMaterial", Imported(Kcv(MaterialBytes(1))));
+  int64_t before = absl::ToUnixSeconds(absl::Now());
+
+  CommandResult outcome =
+      RunAgainstServer({"import-key-material", kKeyId, "--material", Path("material"),
+                        "--valid-for-days", "30", "--new-material"});
+
+  int64_t after = absl::ToUnixSeconds(absl::Now());
+  ASSERT_EQ(outcome.exit_code, 0) << outcome.err;
+  auto request = server_.service().last_request<v1::ImportKeyMaterialRequest>("ImportKeyMaterial");
+  EXPECT_EQ(request.expiration_model(), v1::KEY_MATERIAL_EXPIRES);
+  EXPECT_GE(request.valid_to().seconds(), before + 30 * 86400);
+  EXPECT_LE(request.valid_to().seconds(), after + 30 * 86400);
+  EXPECT_EQ(request.import_type(), v1::NEW_KEY_MATERIAL);
+}
+
+TEST_F(KmsctlImportTest, PreWrappedMaterialIsSentAsItIs) {
+  WriteFile(Path("token"), "token bytes");
+  WriteFile(Path("wrapped"), std::string("\x00\x01wrapped\xff", 10));
+  server_.service().AddResponse("ImportKeyMaterial", Imported("1A2B3C"));
+
+  CommandResult outcome =
+      RunAgainstServer({"import-key-material", kKeyId, "--import-token", Path("token"),
+                        "--encrypted-key-material", Path("wrapped"), "--expected-kcv", "1a2b3c"});
+
+  ASSERT_EQ(outcome.exit_code, 0) << outcome.err;
+  EXPECT_EQ(server_.service().calls("GetParametersForImport"), 0);
+  auto request = server_.service().last_request<v1::ImportKeyMaterialRequest>("ImportKeyMaterial");
+  EXPECT_EQ(request.key_id(), kKeyId);
+  EXPECT_EQ(request.import_token(), "token bytes");
+  EXPECT_EQ(request.encrypted_key_material(), std::string("\x00\x01wrapped\xff", 10));
+  EXPECT_EQ(request.expected_key_check_value(), "1A2B3C");
+  EXPECT_THAT(outcome.out, HasSubstr("key_check_value:    1A2B3C\n"));
+}
+
+TEST_F(KmsctlImportTest, PreWrappedWithAMissingFileExitsFour) {
+  WriteFile(Path("token"), "token bytes");
+
+  CommandResult outcome =
+      RunAgainstServer({"import-key-material", kKeyId, "--import-token", Path("token"),
+                        "--encrypted-key-material", Path("absent")});
+
+  EXPECT_EQ(outcome.exit_code, 4) << outcome.err;
+  EXPECT_EQ(server_.service().total_calls(), 0);
+}
+
+TEST_F(KmsctlImportTest, JsonPrintsTheImportResponse) {
+  WriteFile(Path("material"), MaterialBytes(1));
+  server_.service().AddResponse("GetParametersForImport", Parameters());
+  server_.service().AddResponse("ImportKeyMaterial", Imported(Kcv(MaterialBytes(1))));
+
+  CommandResult outcome =
+      RunAgainstServer({"--json", "import-key-material", kKeyId, "--material", Path("material")});
+
+  ASSERT_EQ(outcome.exit_code, 0) << outcome.err;
+  EXPECT_EQ(outcome.out, absl::StrCat("{\"key_id\":\"", kKeyArn,
+                                      "\",\"key_material_id\":\"version-0001\","
+                                      "\"key_check_value\":\"",
+                                      Kcv(MaterialBytes(1)), "\"}\n"));
+}
+
+TEST_F(KmsctlImportTest, GetParametersForImportWritesTheKeyAndToken) {
+  server_.service().AddResponse("GetParametersForImport", Parameters());
+
+  CommandResult outcome =
+      RunAgainstServer({"get-parameters-for-import", kKeyId, "--wrapping-algorithm",
+                        "RSAES_OAEP_SHA_1", "--wrapping-key-spec", "RSA_4096", "--public-key-out",
+                        Path("public.der"), "--import-token-out", Path("token")});
+
+  ASSERT_EQ(outcome.exit_code, 0) << outcome.err;
+  auto request =
+      server_.service().last_request<v1::GetParametersForImportRequest>("GetParametersForImport");
+  EXPECT_EQ(request.key_id(), kKeyId);
+  EXPECT_EQ(request.wrapping_algorithm(), v1::RSAES_OAEP_SHA_1);
+  EXPECT_EQ(request.wrapping_key_spec(), v1::RSA_4096);
+  EXPECT_EQ(ReadFile(Path("public.der")), wrapping_key_->PublicKeyDer());
+  EXPECT_EQ(ReadFile(Path("token")), "import-token-0001");
+  EXPECT_THAT(outcome.out, HasSubstr("public_key_file:     " + Path("public.der") + "\n"));
+  EXPECT_THAT(outcome.out, HasSubstr("import_token_file:   " + Path("token") + "\n"));
+  EXPECT_THAT(outcome.out, HasSubstr("parameters_valid_to: 2027-01-16T08:00:00Z\n"));
+}
+
+TEST_F(KmsctlImportTest, GetParametersForImportJsonIsTheResponse) {
+  server_.service().AddResponse("GetParametersForImport", Parameters());
+
+  CommandResult outcome =
+      RunAgainstServer({"--json", "get-parameters-for-import", kKeyId, "--wrapping-algorithm",
+                        "RSA_AES_KEY_WRAP_SHA_256", "--public-key-out", Path("public.der"),
+                        "--import-token-out", Path("token")});
+
+  ASSERT_EQ(outcome.exit_code, 0) << outcome.err;
+  EXPECT_THAT(outcome.out,
+              HasSubstr("\"import_token\":\"" + absl::Base64Escape("import-token-0001") + "\""));
+  EXPECT_THAT(outcome.out, HasSubstr("\"parameters_valid_to\":\"2027-01-16T08:00:00Z\""));
+  EXPECT_EQ(server_.service()
+                .last_request<v1::GetParametersForImportRequest>("GetParametersForImport")
+                .wrapping_key_spec(),
+            v1::RSA_3072);
+}
+
+TEST_F(KmsctlImportTest, DeleteImportedKeyMaterialSendsTheKey) {
+  CommandResult outcome = RunAgainstServer({"delete-imported-key-material", "alias/byok"});
+
+  ASSERT_EQ(outcome.exit_code, 0) << outcome.err;
+  EXPECT_EQ(server_.service()
+                .last_request<v1::DeleteImportedKeyMaterialRequest>("DeleteImportedKeyMaterial")
+                .key_id(),
+            "alias/byok");
+}
+
+TEST_F(KmsctlImportTest, GenerateKeyMaterialWritesAPrivateFileAndPrintsOnlyItsKcv) {
+  CommandResult outcome = RunAgainstServer({"generate-key-material", "--out", Path("key")});
+
+  ASSERT_EQ(outcome.exit_code, 0) << outcome.err;
+  std::string material = ReadFile(Path("key"));
+  ASSERT_EQ(material.size(), 32u);
+  EXPECT_EQ(FileMode(Path("key")), 0600u);
+  EXPECT_EQ(outcome.out, absl::StrCat("FILE", std::string(Path("key").size() - 2, ' '), "KCV\n",
+                                      Path("key"), "  ", Kcv(material), "\n"));
+  ExpectNoKeyBytes(outcome, material);
+  EXPECT_EQ(server_.service().total_calls(), 0);
+}
+
+TEST_F(KmsctlImportTest, GenerateKeyMaterialNeverOverwrites) {
+  WriteFile(Path("key"), "precious");
+
+  CommandResult outcome = RunAgainstServer({"generate-key-material", "--out", Path("key")});
+
+  EXPECT_EQ(outcome.exit_code, 4) << outcome.err;
+  EXPECT_THAT(outcome.err, HasSubstr("exists"));
+  EXPECT_EQ(ReadFile(Path("key")), "precious");
+}
+
+TEST_F(KmsctlImportTest, GenerateKeyMaterialRefusesAComponentSetWithAnExistingFile) {
+  WriteFile(Path("part.2"), "precious");
+
+  CommandResult outcome = RunAgainstServer(
+      {"generate-key-material", "--components", "3", "--out-prefix", Path("part")});
+
+  EXPECT_EQ(outcome.exit_code, 4) << outcome.err;
+  EXPECT_EQ(ReadFile(Path("part.2")), "precious");
+  EXPECT_NE(access(Path("part.1").c_str(), F_OK), 0);  // nothing half-written
+  EXPECT_NE(access(Path("part.3").c_str(), F_OK), 0);
+}
+
+TEST_F(KmsctlImportTest, GenerateKeyComponentsPrintsEachKcvAndTheCombined) {
+  CommandResult outcome = RunAgainstServer(
+      {"generate-key-material", "--components", "3", "--out-prefix", Path("part")});
+
+  ASSERT_EQ(outcome.exit_code, 0) << outcome.err;
+  std::string combined(32, '\0');
+  for (int i = 1; i <= 3; ++i) {
+    std::string path = Path(absl::StrCat("part.", i));
+    std::string component = ReadFile(path);
+    ASSERT_EQ(component.size(), 32u);
+    EXPECT_EQ(FileMode(path), 0600u);
+    for (int j = 0; j < 32; ++j) combined[j] ^= component[j];
+    EXPECT_THAT(outcome.out, HasSubstr(path + "  " + Kcv(component) + "\n"));
+    ExpectNoKeyBytes(outcome, component);
+  }
+  EXPECT_THAT(outcome.out, ::testing::EndsWith("combined_kcv: " + Kcv(combined) + "\n"));
+  ExpectNoKeyBytes(outcome, combined);
+}
+
+TEST_F(KmsctlImportTest, KeyCheckValueOfOneFile) {
+  WriteFile(Path("zero"), std::string(32, '\0'));
+
+  CommandResult outcome = RunAgainstServer({"key-check-value", Path("zero")});
+
+  ASSERT_EQ(outcome.exit_code, 0) << outcome.err;
+  EXPECT_THAT(outcome.out, ::testing::EndsWith(Path("zero") + "  " + kZeroKcv + "\n"));
+  EXPECT_THAT(outcome.out, ::testing::Not(HasSubstr("combined")));
+}
+
+TEST_F(KmsctlImportTest, KeyCheckValueOfSeveralFilesAddsTheirXor) {
+  WriteFile(Path("a"), MaterialBytes(1));
+  WriteFile(Path("b"), MaterialBytes(1));  // a ^ b is zero
+
+  CommandResult outcome = RunAgainstServer({"--json", "key-check-value", Path("a"), Path("b")});
+
+  ASSERT_EQ(outcome.exit_code, 0) << outcome.err;
+  EXPECT_EQ(outcome.out,
+            absl::StrCat("{\"files\":[{\"file\":\"", Path("a"), "\",\"key_check_value\":\"",
+                         Kcv(MaterialBytes(1)), "\"},{\"file\":\"", Path("b"),
+                         "\",\"key_check_value\":\"", Kcv(MaterialBytes(1)),
+                         "\"}],\"combined_key_check_value\":\"", kZeroKcv, "\"}\n"));
+  ExpectNoKeyBytes(outcome, MaterialBytes(1));
+  EXPECT_EQ(server_.service().total_calls(), 0);
+}
+
+TEST_F(KmsctlImportTest, KeyCheckValueOfAShortFileExitsFour) {
+  WriteFile(Path("short"), "0123456789abcdef");
+
+  CommandResult outcome = RunAgainstServer({"key-check-value", Path("short")});
+
+  EXPECT_EQ(outcome.exit_code, 4);
+  EXPECT_THAT(outcome.err, HasSubstr("holds 16 bytes"));
+}
+
+TEST_F(KmsctlImportTest, DescribeKeyShowsExpiryAndEachVersionsImportStateAndKcv) {
+  v1::DescribeKeyResponse canned;
+  *canned.mutable_key_metadata() = Metadata();
+  v1::KeyMetadata& m = *canned.mutable_key_metadata();
+  m.set_origin(v1::EXTERNAL);
+  m.set_current_key_version_id("version-0002");
+  m.set_key_version_count(2);
+  m.set_expiration_model(v1::KEY_MATERIAL_EXPIRES);
+  m.mutable_valid_to()->set_seconds(1811808000);
+  server_.service().AddResponse("DescribeKey", canned);
+  v1::ListKeyRotationsResponse rotations;
+  v1::RotationsListEntry r = Rotation("version-0002", 1800086400, v1::ON_DEMAND, true);
+  r.set_import_state(v1::IMPORTED);
+  r.set_key_check_value("1A2B3C");
+  *rotations.add_rotations() = r;
+  server_.service().AddResponse("ListKeyRotations", rotations);
+
+  CommandResult outcome = RunAgainstServer({"describe-key", kKeyId});
+
+  ASSERT_EQ(outcome.exit_code, 0) << outcome.err;
+  EXPECT_THAT(outcome.out, HasSubstr("key_version_count:      2\n"
+                                     "expiration_model:       KEY_MATERIAL_EXPIRES\n"
+                                     "valid_to:               2027-06-01T00:00:00Z\n"));
+  EXPECT_THAT(outcome.out,
+              ::testing::EndsWith("versions:\n"
+                                  "  -             2027-01-15T08:00:00Z  ORIGINAL   -         -\n"
+                                  "  version-0002  2027-01-16T08:00:00Z  ON_DEMAND  IMPORTED  "
+                                  "kcv=1A2B3C  current\n"));
+}
+
+TEST_F(KmsctlImportTest, DescribeKeyOfAGeneratedKeyShowsNoImportFields) {
+  v1::DescribeKeyResponse canned;
+  *canned.mutable_key_metadata() = Metadata();
+  server_.service().AddResponse("DescribeKey", canned);
+
+  CommandResult outcome = RunAgainstServer({"describe-key", kKeyId});
+
+  ASSERT_EQ(outcome.exit_code, 0) << outcome.err;
+  EXPECT_THAT(outcome.out, ::testing::Not(HasSubstr("expiration_model")));
+  EXPECT_THAT(outcome.out, ::testing::Not(HasSubstr("valid_to")));
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    ImportArguments, KmsctlUsageTest,
+    ::testing::Values(
+        UsageCase{"ImportWithoutMaterial", {"import-key-material", "k"}, "give exactly one of"},
+        UsageCase{
+            "ImportMaterialAndComponents",
+            {"import-key-material", "k", "--material", "m", "--component", "a", "--component", "b"},
+            "give exactly one of"},
+        UsageCase{"ImportMaterialAndPreWrapped",
+                  {"import-key-material", "k", "--material", "m", "--import-token", "t",
+                   "--encrypted-key-material", "e"},
+                  "give exactly one of"},
+        UsageCase{"ImportOneComponent",
+                  {"import-key-material", "k", "--component", "a"},
+                  "--component needs 2 to 16 component files, got 1"},
+        UsageCase{"ImportTokenWithoutMaterial",
+                  {"import-key-material", "k", "--import-token", "t"},
+                  "--import-token and --encrypted-key-material go together"},
+        UsageCase{"ImportComponentKcvWithoutComponents",
+                  {"import-key-material", "k", "--material", "m", "--component-kcv", "ABCDEF"},
+                  "--component-kcv needs --component"},
+        UsageCase{"ImportComponentKcvCount",
+                  {"import-key-material", "k", "--component", "a", "--component", "b",
+                   "--component-kcv", "ABCDEF"},
+                  "one --component-kcv per --component"},
+        UsageCase{"ImportBadComponentKcv",
+                  {"import-key-material", "k", "--component", "a", "--component", "b",
+                   "--component-kcv", "ABCDEF", "--component-kcv", "XYZ123"},
+                  "6 hex digits, got 'XYZ123'"},
+        UsageCase{"ImportBadExpectedKcv",
+                  {"import-key-material", "k", "--material", "m", "--expected-kcv", "ABCD"},
+                  "--expected-kcv: a key check value is 6 hex digits"},
+        UsageCase{"ImportBothExpiries",
+                  {"import-key-material", "k", "--material", "m", "--valid-to",
+                   "2027-01-01T00:00:00Z", "--valid-for-days", "3"},
+                  "at most one of --valid-to and --valid-for-days"},
+        UsageCase{"ImportBadValidTo",
+                  {"import-key-material", "k", "--material", "m", "--valid-to", "next week"},
+                  "--valid-to must be an RFC 3339 time"},
+        UsageCase{"ImportValidForTooManyDays",
+                  {"import-key-material", "k", "--material", "m", "--valid-for-days", "366"},
+                  "--valid-for-days"},
+        UsageCase{"ImportUnknownAlgorithm",
+                  {"import-key-material", "k", "--material", "m", "--wrapping-algorithm",
+                   "RSAES_PKCS1_V1_5"},
+                  "--wrapping-algorithm"},
+        UsageCase{"ImportPreWrappedWithAlgorithm",
+                  {"import-key-material", "k", "--import-token", "t", "--encrypted-key-material",
+                   "e", "--wrapping-algorithm", "RSAES_OAEP_SHA_1"},
+                  "do not apply to pre-wrapped material"},
+        UsageCase{"ImportMaterialIdWithNewMaterial",
+                  {"import-key-material", "k", "--material", "m", "--new-material",
+                   "--key-material-id", "v"},
+                  "does not go with --new-material"},
+        UsageCase{
+            "GetParametersWithoutAlgorithm",
+            {"get-parameters-for-import", "k", "--public-key-out", "p", "--import-token-out", "t"},
+            "--wrapping-algorithm is required"},
+        UsageCase{"GetParametersWithoutOutputs",
+                  {"get-parameters-for-import", "k", "--wrapping-algorithm", "RSAES_OAEP_SHA_256"},
+                  "is required"},
+        UsageCase{"GenerateWithoutOutput", {"generate-key-material"}, "exactly one of --out"},
+        UsageCase{"GenerateBothOutputs",
+                  {"generate-key-material", "--out", "f", "--components", "2", "--out-prefix", "p"},
+                  "exactly one of --out"},
+        UsageCase{"GenerateComponentsWithoutPrefix",
+                  {"generate-key-material", "--components", "2"},
+                  "--components and --out-prefix go together"},
+        UsageCase{"GenerateOneComponent",
+                  {"generate-key-material", "--components", "1", "--out-prefix", "p"},
+                  "--components"},
+        UsageCase{"GenerateSeventeenComponents",
+                  {"generate-key-material", "--components", "17", "--out-prefix", "p"},
+                  "--components"},
+        UsageCase{"KeyCheckValueWithoutFile", {"key-check-value"}, "FILE is required"},
+        UsageCase{"DeleteImportedWithoutKey", {"delete-imported-key-material"}, "KEY is required"}),
+    [](const ::testing::TestParamInfo<UsageCase>& info) { return info.param.name; });
 
 }  // namespace
 }  // namespace kms
