@@ -319,6 +319,7 @@ void AddDescribeKey(CommandTable& commands) {
         // pointed at another key in between.
         v1::ListKeyRotationsRequest list;
         list.set_key_id(metadata.key_id());
+        list.set_include_key_material(v1::ALL_KEY_MATERIAL);
         absl::StatusOr<v1::ListKeyRotationsResponse> rotations =
             FetchPages<v1::ListKeyRotationsRequest, v1::ListKeyRotationsResponse>(
                 list, /*all=*/true, [&](const v1::ListKeyRotationsRequest& r) {
@@ -515,14 +516,18 @@ void AddRotateKeyOnDemand(CommandTable& commands) {
 void AddListKeyRotations(CommandTable& commands) {
   struct Args {
     std::string key_id;
+    bool all_key_material = false;
     PageFlags pages;
   };
   auto args = std::make_shared<Args>();
   CLI::App* command = commands.Add(
-      "list-key-rotations", "List a key's rotations, oldest first (not its original material)",
+      "list-key-rotations",
+      "List a key's rotations, oldest first (its original material too with "
+      "--all-key-material)",
       [args](Session& session) -> absl::Status {
         v1::ListKeyRotationsRequest request;
         request.set_key_id(args->key_id);
+        if (args->all_key_material) request.set_include_key_material(v1::ALL_KEY_MATERIAL);
         args->pages.Apply(&request);
         KMS_ASSIGN_OR_RETURN(
             v1::ListKeyRotationsResponse response,
@@ -543,6 +548,8 @@ void AddListKeyRotations(CommandTable& commands) {
         });
       });
   AddKeyArgument(command, &args->key_id);
+  command->add_flag("--all-key-material", args->all_key_material,
+                    "Also list the key's original material (type ORIGINAL)");
   args->pages.AddFlags(command);
 }
 

@@ -203,15 +203,22 @@ std::string FormatKeyVersions(const v1::KeyMetadata& metadata,
   if (metadata.key_version_count() == 0) return "versions: -\n";
   bool rotated_current = false;
   for (const v1::RotationsListEntry& rotation : rotations) rotated_current |= rotation.current();
-  // The original material is current until the first rotation.
-  std::vector<std::vector<std::string>> rows = {{
-      rotated_current || metadata.current_key_version_id().empty()
-          ? std::string("-")
-          : metadata.current_key_version_id(),
-      FormatTimestamp(metadata.creation_date(), metadata.has_creation_date()),
-      "ORIGINAL",
-      rotated_current ? "" : "current",
-  }};
+  // kmsd lists the original material itself when asked (ALL_KEY_MATERIAL);
+  // otherwise it is made up from the metadata: current until the first
+  // rotation, its id unknown after that.
+  const bool listed_original =
+      !rotations.empty() && rotations.front().rotation_type() == v1::ORIGINAL;
+  std::vector<std::vector<std::string>> rows;
+  if (!listed_original) {
+    rows.push_back({
+        rotated_current || metadata.current_key_version_id().empty()
+            ? std::string("-")
+            : metadata.current_key_version_id(),
+        FormatTimestamp(metadata.creation_date(), metadata.has_creation_date()),
+        "ORIGINAL",
+        rotated_current ? "" : "current",
+    });
+  }
   // Import columns only for keys with imported versions, so other keys'
   // lists stay as they were.
   bool imported = false;
@@ -219,7 +226,7 @@ std::string FormatKeyVersions(const v1::KeyMetadata& metadata,
     imported |= rotation.import_state() != v1::IMPORT_STATE_UNSPECIFIED ||
                 !rotation.key_check_value().empty();
   }
-  if (imported) rows.front().insert(rows.front().begin() + 3, {"-", "-"});
+  if (imported && !listed_original) rows.front().insert(rows.front().begin() + 3, {"-", "-"});
   for (const v1::RotationsListEntry& rotation : rotations) {
     std::vector<std::string> row = {
         rotation.key_version_id(),

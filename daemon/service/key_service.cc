@@ -687,7 +687,7 @@ v1::RotationType ToRotationType(keystore::VersionOrigin origin) {
     case keystore::VersionOrigin::kAutomatic: return v1::AUTOMATIC;
     case keystore::VersionOrigin::kOnDemand: return v1::ON_DEMAND;
     case keystore::VersionOrigin::kUsageLimit: return v1::USAGE_LIMIT;
-    case keystore::VersionOrigin::kCreated: break;
+    case keystore::VersionOrigin::kCreated: return v1::ORIGINAL;
   }
   return v1::ROTATION_TYPE_UNSPECIFIED;
 }
@@ -928,9 +928,16 @@ absl::StatusOr<v1::ListKeyRotationsResponse> KeyService::ListKeyRotations(
     }
     ++start;
   }
+  if (!v1::IncludeKeyMaterial_IsValid(request.include_key_material())) {
+    return ValidationError(absl::StrCat(
+        "include_key_material must be ROTATIONS_ONLY or ALL_KEY_MATERIAL, got ",
+        static_cast<int>(request.include_key_material())));
+  }
+  // The key's first material is not a rotation; it is listed only on request.
+  const bool all_material = request.include_key_material() == v1::ALL_KEY_MATERIAL;
   v1::ListKeyRotationsResponse response;
   for (auto it = start; it != versions.end(); ++it) {
-    if (it->origin == keystore::VersionOrigin::kCreated) continue;  // not a rotation
+    if (it->origin == keystore::VersionOrigin::kCreated && !all_material) continue;
     if (response.rotations_size() == limit) {
       response.set_next_marker(response.rotations(limit - 1).key_version_id());
       response.set_truncated(true);

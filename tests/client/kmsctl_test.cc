@@ -361,6 +361,36 @@ TEST_F(KmsctlTest, DescribeKeyListsEveryVersionAndMarksTheCurrent) {
   EXPECT_FALSE(requests[0].has_limit());
   EXPECT_EQ(requests[1].key_id(), kKeyId);
   EXPECT_EQ(requests[1].marker(), "version-0002");
+  EXPECT_EQ(requests[0].include_key_material(), v1::ALL_KEY_MATERIAL);
+}
+
+// A kmsd that lists the original material itself (ALL_KEY_MATERIAL) names it
+// even after rotations: an operator re-importing deleted material needs its
+// version id.
+TEST_F(KmsctlTest, DescribeKeyShowsTheOriginalMaterialKmsdLists) {
+  v1::DescribeKeyResponse canned;
+  *canned.mutable_key_metadata() = Metadata();
+  canned.mutable_key_metadata()->set_current_key_version_id("version-0002");
+  canned.mutable_key_metadata()->set_key_version_count(2);
+  server_.service().AddResponse("DescribeKey", canned);
+  v1::ListKeyRotationsResponse listed;
+  *listed.add_rotations() = Rotation("version-0001", 1800000000, v1::ORIGINAL, false);
+  *listed.add_rotations() = Rotation("version-0002", 1800086400, v1::ON_DEMAND, true);
+  listed.mutable_rotations(0)->set_import_state(v1::PENDING_REIMPORT);
+  listed.mutable_rotations(0)->set_key_check_value("ABC123");
+  listed.mutable_rotations(1)->set_import_state(v1::IMPORTED);
+  listed.mutable_rotations(1)->set_key_check_value("DEF456");
+  server_.service().AddResponse("ListKeyRotations", listed);
+
+  CommandResult outcome = RunAgainstServer({"describe-key", kKeyId});
+
+  ASSERT_EQ(outcome.exit_code, 0) << outcome.err;
+  EXPECT_THAT(outcome.out,
+              ::testing::EndsWith(
+                  "versions:\n"
+                  "  version-0001  2027-01-15T08:00:00Z  ORIGINAL   PENDING_REIMPORT  kcv=ABC123\n"
+                  "  version-0002  2027-01-16T08:00:00Z  ON_DEMAND  IMPORTED          kcv=DEF456  "
+                  "current\n"));
 }
 
 TEST_F(KmsctlTest, DescribeKeyOfANeverRotatedKeyMarksTheOriginalCurrent) {

@@ -698,6 +698,37 @@ TEST_P(ImportTest, NewKeyMaterialRotatesTheKey) {
   EXPECT_THAT(refused.status().message(), HasSubstr("NEW_KEY_MATERIAL"));
 }
 
+// Every version with its KCV and whether its material is in the HSM: what
+// an operator needs to re-import deleted material (key_material_id).
+TEST_P(ImportTest, AllKeyMaterialListsTheOriginalWithItsImportState) {
+  const std::string key = NewExternalKey();
+  const std::string first = KnownMaterial(32, 0x01);
+  auto original = Import(key, first);
+  ASSERT_TRUE(original.ok());
+  KMS_ASSERT_OK(Import(key, KnownMaterial(32, 0x02), [](auto& r) {
+                  r.set_import_type(v1::NEW_KEY_MATERIAL);
+                }).status());
+  KMS_ASSERT_OK(DeleteMaterial(key));
+  v1::ListKeyRotationsRequest list;
+  list.set_key_id(key);
+  list.set_include_key_material(v1::ALL_KEY_MATERIAL);
+  auto all = service_->ListKeyRotations(list);
+  ASSERT_TRUE(all.ok()) << all.status();
+  ASSERT_EQ(all->rotations_size(), 2);
+  EXPECT_EQ(all->rotations(0).key_version_id(), original->key_material_id());
+  EXPECT_EQ(all->rotations(0).rotation_type(), v1::ORIGINAL);
+  EXPECT_EQ(all->rotations(0).key_check_value(), KcvHex(first));
+  EXPECT_FALSE(all->rotations(0).current());
+  for (const auto& entry : all->rotations()) EXPECT_EQ(entry.import_state(), v1::PENDING_REIMPORT);
+
+  list.set_include_key_material(v1::ROTATIONS_ONLY);
+  auto rotations = service_->ListKeyRotations(list);
+  ASSERT_TRUE(rotations.ok());
+  EXPECT_EQ(rotations->rotations_size(), 1);
+  list.set_include_key_material(static_cast<v1::IncludeKeyMaterial>(9));
+  EXPECT_ERROR(service_->ListKeyRotations(list), kInvalidArgument, "ValidationException");
+}
+
 TEST_P(ImportTest, NewKeyMaterialNeedsCurrentMaterialAndRespectsTheRotationLimit) {
   options_.on_demand_rotation_limit = 1;
   Restart();
