@@ -50,11 +50,23 @@ TEST_F(ConfigFileTest, ReadsNestedKeys) {
   EXPECT_EQ(config->deletion_check_interval, absl::Seconds(5));
 }
 
+TEST_F(ConfigFileTest, ReadsImportSettings) {
+  auto config = Load("import:\n  parameters_valid_hours: 2\n  max_outstanding_parameters: 3\n"
+                     "  max_valid_days: 30\n  check_interval_seconds: 7\n");
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_EQ(config->import.parameters_lifetime, absl::Hours(2));
+  EXPECT_EQ(config->import.max_outstanding_parameters, 3);
+  EXPECT_EQ(config->import.max_valid_days, 30);
+  EXPECT_EQ(config->import.check_interval, absl::Seconds(7));
+}
+
 TEST_F(ConfigFileTest, EmptyFileGivesDefaults) {
   auto config = Load("");
   ASSERT_TRUE(config.ok());
   EXPECT_EQ(config->listen, "127.0.0.1:7700");
   EXPECT_EQ(config->hsm.sessions, 4);
+  EXPECT_EQ(config->import.parameters_lifetime, absl::Hours(24));
+  EXPECT_EQ(config->import.max_valid_days, 365);
 }
 
 struct BadCase {
@@ -83,6 +95,8 @@ INSTANTIATE_TEST_SUITE_P(
         BadCase{"OutOfRange", "hsm:\n  sessions: 0\n", "hsm.sessions: must be 1..64, got 0"},
         BadCase{"IntervalOutOfRange", "deletion:\n  check_interval_seconds: 0\n",
                 "deletion.check_interval_seconds: must be 1..86400, got 0"},
+        BadCase{"ImportValidityBeyondAYear", "import:\n  max_valid_days: 366\n",
+                "import.max_valid_days: must be 1..365, got 366"},
         BadCase{"StringWanted", "listen: [a, b]\n", "listen: must be a string"},
         BadCase{"NotAMap", "- a\n- b\n", "must be a map"},
         BadCase{"Unparseable", "listen: [\n", "line"}),
