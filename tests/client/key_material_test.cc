@@ -38,16 +38,7 @@ SecretBytes CountingMaterial() {
   return m;
 }
 
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream contents;
-  contents << in.rdbuf();
-  return contents.str();
-}
 
-void WriteFile(const std::string& path, const std::string& contents) {
-  std::ofstream(path, std::ios::binary | std::ios::trunc) << contents;
-}
 
 // One RSA key for the whole suite: generation takes a while.
 const TestWrappingKey& WrappingKey() {
@@ -273,7 +264,7 @@ class KeyMaterialFileTest : public ::testing::Test {
 };
 
 TEST_F(KeyMaterialFileTest, ReadsExactly32Bytes) {
-  WriteFile(Path("m"), std::string(32, 'm'));
+  testing::WriteTestFile(Path("m"), std::string(32, 'm'));
   absl::StatusOr<SecretBytes> material = ReadKeyMaterialFile(Path("m"));
   ASSERT_TRUE(material.ok()) << material.status();
   EXPECT_TRUE(material->Equals(Material('m')));
@@ -281,7 +272,7 @@ TEST_F(KeyMaterialFileTest, ReadsExactly32Bytes) {
 
 TEST_F(KeyMaterialFileTest, RejectsOtherSizesNamingTheSize) {
   for (size_t size : {0, 31, 33, 64, 1000}) {
-    WriteFile(Path("m"), std::string(size, 'a'));
+    testing::WriteTestFile(Path("m"), std::string(size, 'a'));
     absl::StatusOr<SecretBytes> material = ReadKeyMaterialFile(Path("m"));
     EXPECT_EQ(material.status().code(), absl::StatusCode::kInvalidArgument) << size;
     EXPECT_THAT(std::string(material.status().message()),
@@ -317,10 +308,10 @@ TEST_F(KeyMaterialFileTest, GeneratedMaterialDiffersEachTime) {
 }
 
 TEST_F(KeyMaterialFileTest, NeverOverwritesAFile) {
-  WriteFile(Path("existing"), "keep me");
+  testing::WriteTestFile(Path("existing"), "keep me");
   absl::Status status = WriteNewKeyMaterialFile(Path("existing"), Material('x'));
   EXPECT_EQ(status.code(), absl::StatusCode::kAlreadyExists) << status;
-  EXPECT_EQ(ReadFile(Path("existing")), "keep me");
+  EXPECT_EQ(testing::ReadTestFile(Path("existing")), "keep me");
 }
 
 TEST_F(KeyMaterialFileTest, NeverFollowsALink) {

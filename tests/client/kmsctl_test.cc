@@ -43,16 +43,7 @@ constexpr char kKeyId[] = "1234abcd-12ab-34cd-56ef-1234567890ab";
 constexpr char kKeyArn[] =
     "arn:kmsd:kms:local:000000000000:key/1234abcd-12ab-34cd-56ef-1234567890ab";
 
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream contents;
-  contents << in.rdbuf();
-  return contents.str();
-}
 
-void WriteFile(const std::string& path, const std::string& contents) {
-  std::ofstream(path, std::ios::binary | std::ios::trunc) << contents;
-}
 
 mode_t FileMode(const std::string& path) {
   struct stat st {};
@@ -849,14 +840,14 @@ TEST_F(KmsctlTest, EncryptReadsAPlaintextFileAndWritesTheRawBlob) {
   v1::EncryptResponse canned;
   canned.set_ciphertext_blob(std::string("raw\0blob", 8));
   server_.service().AddResponse("Encrypt", canned);
-  WriteFile(Path("plain"), std::string("bin\0ary", 7));
+  testing::WriteTestFile(Path("plain"), std::string("bin\0ary", 7));
 
   CommandResult outcome = RunAgainstServer(
       {"encrypt", kKeyId, "--plaintext-file", Path("plain"), "--output", Path("blob")});
 
   ASSERT_EQ(outcome.exit_code, 0) << outcome.err;
   EXPECT_EQ(outcome.out, "");
-  EXPECT_EQ(ReadFile(Path("blob")), std::string("raw\0blob", 8));
+  EXPECT_EQ(testing::ReadTestFile(Path("blob")), std::string("raw\0blob", 8));
   EXPECT_EQ(server_.service().last_request<v1::EncryptRequest>("Encrypt").plaintext(),
             std::string("bin\0ary", 7));
 }
@@ -883,8 +874,8 @@ TEST_F(KmsctlTest, DecryptToAFileMakesItPrivateAndPrintsNothing) {
   v1::DecryptResponse canned;
   canned.set_plaintext("secret");
   server_.service().AddResponse("Decrypt", canned);
-  WriteFile(Path("blob"), "the blob");
-  WriteFile(Path("plain"), "old contents, world-readable");
+  testing::WriteTestFile(Path("blob"), "the blob");
+  testing::WriteTestFile(Path("plain"), "old contents, world-readable");
   chmod(Path("plain").c_str(), 0644);
 
   CommandResult outcome =
@@ -892,7 +883,7 @@ TEST_F(KmsctlTest, DecryptToAFileMakesItPrivateAndPrintsNothing) {
 
   ASSERT_EQ(outcome.exit_code, 0) << outcome.err;
   EXPECT_EQ(outcome.out, "");
-  EXPECT_EQ(ReadFile(Path("plain")), "secret");
+  EXPECT_EQ(testing::ReadTestFile(Path("plain")), "secret");
   EXPECT_EQ(FileMode(Path("plain")), 0600u);
   EXPECT_EQ(server_.service().last_request<v1::DecryptRequest>("Decrypt").ciphertext_blob(),
             "the blob");
@@ -902,7 +893,7 @@ TEST_F(KmsctlTest, DecryptToASymlinkWritesThroughItAndKeepsTheLink) {
   v1::DecryptResponse canned;
   canned.set_plaintext("secret");
   server_.service().AddResponse("Decrypt", canned);
-  WriteFile(Path("target"), "old");
+  testing::WriteTestFile(Path("target"), "old");
   ASSERT_EQ(symlink(Path("target").c_str(), Path("link").c_str()), 0);
 
   CommandResult outcome =
@@ -912,7 +903,7 @@ TEST_F(KmsctlTest, DecryptToASymlinkWritesThroughItAndKeepsTheLink) {
   struct stat st {};
   ASSERT_EQ(lstat(Path("link").c_str(), &st), 0);
   EXPECT_TRUE(S_ISLNK(st.st_mode));
-  EXPECT_EQ(ReadFile(Path("target")), "secret");
+  EXPECT_EQ(testing::ReadTestFile(Path("target")), "secret");
   EXPECT_EQ(FileMode(Path("target")), 0600u);
 }
 
@@ -966,9 +957,9 @@ TEST_F(KmsctlTest, GenerateDataKeyWritesRawFilesAndKeepsTheKeyOffStdout) {
                                             Path("key"), "--ciphertext-output", Path("key.blob")});
 
   ASSERT_EQ(outcome.exit_code, 0) << outcome.err;
-  EXPECT_EQ(ReadFile(Path("key")), std::string(24, '\x42'));
+  EXPECT_EQ(testing::ReadTestFile(Path("key")), std::string(24, '\x42'));
   EXPECT_EQ(FileMode(Path("key")), 0600u);
-  EXPECT_EQ(ReadFile(Path("key.blob")), "wrapped");
+  EXPECT_EQ(testing::ReadTestFile(Path("key.blob")), "wrapped");
   EXPECT_THAT(outcome.out, HasSubstr("\"key_id\":\"" + std::string(kKeyArn) + "\""));
   EXPECT_THAT(outcome.out, ::testing::Not(HasSubstr(absl::Base64Escape(std::string(24, '\x42')))));
   EXPECT_EQ(server_.service()
@@ -1014,7 +1005,7 @@ class KmsctlEnvelopeTest : public KmsctlTest {
 TEST_F(KmsctlEnvelopeTest, EncryptFileThenDecryptFileGivesTheInputBack) {
   std::string contents;
   for (int i = 0; i < 5000; ++i) contents += static_cast<char>(i * 7);
-  WriteFile(Path("in"), contents);
+  testing::WriteTestFile(Path("in"), contents);
 
   CommandResult encrypted =
       RunAgainstServer({"encrypt-file", "alias/files", Path("in"), Path("env"), "--context",
@@ -1029,7 +1020,7 @@ TEST_F(KmsctlEnvelopeTest, EncryptFileThenDecryptFileGivesTheInputBack) {
 
   CommandResult decrypted = RunAgainstServer({"decrypt-file", Path("env"), Path("out")});
   ASSERT_EQ(decrypted.exit_code, 0) << decrypted.err;
-  EXPECT_EQ(ReadFile(Path("out")), contents);
+  EXPECT_EQ(testing::ReadTestFile(Path("out")), contents);
 
   v1::GenerateDataKeyRequest generate =
       server_.service().last_request<v1::GenerateDataKeyRequest>("GenerateDataKey");
@@ -1041,11 +1032,11 @@ TEST_F(KmsctlEnvelopeTest, EncryptFileThenDecryptFileGivesTheInputBack) {
 }
 
 TEST_F(KmsctlEnvelopeTest, TamperedEnvelopeFileExitsFour) {
-  WriteFile(Path("in"), std::string(3000, 'x'));
+  testing::WriteTestFile(Path("in"), std::string(3000, 'x'));
   ASSERT_EQ(RunAgainstServer({"encrypt-file", kKeyId, Path("in"), Path("env")}).exit_code, 0);
-  std::string envelope = ReadFile(Path("env"));
+  std::string envelope = testing::ReadTestFile(Path("env"));
   envelope.back() ^= 0x01;
-  WriteFile(Path("env"), envelope);
+  testing::WriteTestFile(Path("env"), envelope);
 
   CommandResult outcome = RunAgainstServer({"decrypt-file", Path("env"), Path("out")});
 
@@ -1055,7 +1046,7 @@ TEST_F(KmsctlEnvelopeTest, TamperedEnvelopeFileExitsFour) {
 }
 
 TEST_F(KmsctlEnvelopeTest, DataKeyRefusedByKmsdExitsOne) {
-  WriteFile(Path("in"), "data");
+  testing::WriteTestFile(Path("in"), "data");
   ASSERT_EQ(RunAgainstServer({"encrypt-file", kKeyId, Path("in"), Path("env")}).exit_code, 0);
   server_.service().SetError(
       "Decrypt", {grpc::StatusCode::FAILED_PRECONDITION, "key is disabled", "DisabledException"});
@@ -1145,7 +1136,7 @@ class KmsctlImportTest : public KmsctlTest {
 
 TEST_F(KmsctlImportTest, ImportsAMaterialFileWrappedForKmsdsKeyWithItsKcv) {
   const std::string material = MaterialBytes(1);
-  WriteFile(Path("material"), material);
+  testing::WriteTestFile(Path("material"), material);
   server_.service().AddResponse("GetParametersForImport", Parameters());
   server_.service().AddResponse("ImportKeyMaterial", Imported(Kcv(material)));
 
@@ -1186,7 +1177,7 @@ TEST_F(KmsctlImportTest, ImportsTheXorOfComponentsAndPrintsEachKcv) {
   std::string combined(32, '\0');
   std::vector<std::string> args = {"import-key-material", kKeyId};
   for (size_t i = 0; i < components.size(); ++i) {
-    WriteFile(Path(absl::StrCat("c.", i + 1)), components[i]);
+    testing::WriteTestFile(Path(absl::StrCat("c.", i + 1)), components[i]);
     for (int j = 0; j < 32; ++j) combined[j] ^= components[i][j];
     args.insert(args.end(), {"--component", Path(absl::StrCat("c.", i + 1))});
   }
@@ -1218,7 +1209,7 @@ TEST_F(KmsctlImportTest, ImportsTheXorOfComponentsAndPrintsEachKcv) {
 
 TEST_F(KmsctlImportTest, AutoFallsBackToTheNextAlgorithmOnlyWhenUnsupported) {
   const std::string material = MaterialBytes(4);
-  WriteFile(Path("material"), material);
+  testing::WriteTestFile(Path("material"), material);
   // An HSM without AES key wrap: kmsd refuses both RSA_AES_KEY_WRAP_*.
   v1::GetParametersForImportResponse parameters = Parameters();
   server_.service().SetHandler(
@@ -1253,7 +1244,7 @@ TEST_F(KmsctlImportTest, AutoFallsBackToTheNextAlgorithmOnlyWhenUnsupported) {
 }
 
 TEST_F(KmsctlImportTest, AutoStopsAtAnyOtherError) {
-  WriteFile(Path("material"), MaterialBytes(5));
+  testing::WriteTestFile(Path("material"), MaterialBytes(5));
   server_.service().SetError("GetParametersForImport",
                              {grpc::StatusCode::FAILED_PRECONDITION,
                               "key origin is AWS_KMS, not EXTERNAL", "KMSInvalidStateException"});
@@ -1268,7 +1259,7 @@ TEST_F(KmsctlImportTest, AutoStopsAtAnyOtherError) {
 }
 
 TEST_F(KmsctlImportTest, AChosenAlgorithmIsNotReplacedWhenUnsupported) {
-  WriteFile(Path("material"), MaterialBytes(5));
+  testing::WriteTestFile(Path("material"), MaterialBytes(5));
   server_.service().SetError(
       "GetParametersForImport",
       {grpc::StatusCode::FAILED_PRECONDITION, "not on this HSM", "UnsupportedOperationException"});
@@ -1287,7 +1278,7 @@ TEST_F(KmsctlImportTest, AChosenAlgorithmIsNotReplacedWhenUnsupported) {
 }
 
 TEST_F(KmsctlImportTest, AllAlgorithmsUnsupportedTriesEachOnceInOrder) {
-  WriteFile(Path("material"), MaterialBytes(5));
+  testing::WriteTestFile(Path("material"), MaterialBytes(5));
   server_.service().SetError("GetParametersForImport",
                              {grpc::StatusCode::FAILED_PRECONDITION, "no unwrap mechanism",
                               "UnsupportedOperationException"});
@@ -1307,8 +1298,8 @@ TEST_F(KmsctlImportTest, AllAlgorithmsUnsupportedTriesEachOnceInOrder) {
 }
 
 TEST_F(KmsctlImportTest, ComponentKcvMismatchExitsFourBeforeAnyCall) {
-  WriteFile(Path("c.1"), MaterialBytes(1));
-  WriteFile(Path("c.2"), MaterialBytes(2));
+  testing::WriteTestFile(Path("c.1"), MaterialBytes(1));
+  testing::WriteTestFile(Path("c.2"), MaterialBytes(2));
 
   CommandResult outcome = RunAgainstServer(
       {"import-key-material", kKeyId, "--component", Path("c.1"), "--component", Path("c.2"),
@@ -1323,7 +1314,7 @@ TEST_F(KmsctlImportTest, ComponentKcvMismatchExitsFourBeforeAnyCall) {
 }
 
 TEST_F(KmsctlImportTest, ExpectedKcvMismatchExitsFourBeforeAnyCall) {
-  WriteFile(Path("material"), std::string(32, '\0'));
+  testing::WriteTestFile(Path("material"), std::string(32, '\0'));
 
   CommandResult outcome = RunAgainstServer(
       {"import-key-material", kKeyId, "--material", Path("material"), "--expected-kcv", "123456"});
@@ -1335,7 +1326,7 @@ TEST_F(KmsctlImportTest, ExpectedKcvMismatchExitsFourBeforeAnyCall) {
 }
 
 TEST_F(KmsctlImportTest, MaterialFileOfTheWrongSizeExitsFourBeforeAnyCall) {
-  WriteFile(Path("material"), absl::BytesToHexString(MaterialBytes(1)));  // 64 hex digits
+  testing::WriteTestFile(Path("material"), absl::BytesToHexString(MaterialBytes(1)));  // 64 hex digits
 
   CommandResult outcome =
       RunAgainstServer({"import-key-material", kKeyId, "--material", Path("material")});
@@ -1347,7 +1338,7 @@ TEST_F(KmsctlImportTest, MaterialFileOfTheWrongSizeExitsFourBeforeAnyCall) {
 }
 
 TEST_F(KmsctlImportTest, KmsdReportingAnotherKcvIsAnError) {
-  WriteFile(Path("material"), MaterialBytes(1));
+  testing::WriteTestFile(Path("material"), MaterialBytes(1));
   server_.service().AddResponse("GetParametersForImport", Parameters());
   server_.service().AddResponse("ImportKeyMaterial", Imported("000000"));
 
@@ -1359,7 +1350,7 @@ TEST_F(KmsctlImportTest, KmsdReportingAnotherKcvIsAnError) {
 }
 
 TEST_F(KmsctlImportTest, SendsExpiryTypeAndMaterialChoices) {
-  WriteFile(Path("material"), MaterialBytes(1));
+  testing::WriteTestFile(Path("material"), MaterialBytes(1));
   server_.service().AddResponse("GetParametersForImport", Parameters());
   server_.service().AddResponse("ImportKeyMaterial", Imported(Kcv(MaterialBytes(1))));
 
@@ -1381,7 +1372,7 @@ TEST_F(KmsctlImportTest, SendsExpiryTypeAndMaterialChoices) {
 }
 
 TEST_F(KmsctlImportTest, ValidForDaysCountsFromNowAndNewMaterialIsSent) {
-  WriteFile(Path("material"), MaterialBytes(1));
+  testing::WriteTestFile(Path("material"), MaterialBytes(1));
   server_.service().AddResponse("GetParametersForImport", Parameters());
   server_.service().AddResponse("ImportKeyMaterial", Imported(Kcv(MaterialBytes(1))));
   int64_t before = absl::ToUnixSeconds(absl::Now());
@@ -1400,8 +1391,8 @@ TEST_F(KmsctlImportTest, ValidForDaysCountsFromNowAndNewMaterialIsSent) {
 }
 
 TEST_F(KmsctlImportTest, PreWrappedMaterialIsSentAsItIs) {
-  WriteFile(Path("token"), "token bytes");
-  WriteFile(Path("wrapped"), std::string("\x00\x01wrapped\xff", 10));
+  testing::WriteTestFile(Path("token"), "token bytes");
+  testing::WriteTestFile(Path("wrapped"), std::string("\x00\x01wrapped\xff", 10));
   server_.service().AddResponse("ImportKeyMaterial", Imported("1A2B3C"));
 
   CommandResult outcome =
@@ -1419,7 +1410,7 @@ TEST_F(KmsctlImportTest, PreWrappedMaterialIsSentAsItIs) {
 }
 
 TEST_F(KmsctlImportTest, PreWrappedWithAMissingFileExitsFour) {
-  WriteFile(Path("token"), "token bytes");
+  testing::WriteTestFile(Path("token"), "token bytes");
 
   CommandResult outcome =
       RunAgainstServer({"import-key-material", kKeyId, "--import-token", Path("token"),
@@ -1430,7 +1421,7 @@ TEST_F(KmsctlImportTest, PreWrappedWithAMissingFileExitsFour) {
 }
 
 TEST_F(KmsctlImportTest, JsonPrintsTheImportResponse) {
-  WriteFile(Path("material"), MaterialBytes(1));
+  testing::WriteTestFile(Path("material"), MaterialBytes(1));
   server_.service().AddResponse("GetParametersForImport", Parameters());
   server_.service().AddResponse("ImportKeyMaterial", Imported(Kcv(MaterialBytes(1))));
 
@@ -1458,8 +1449,8 @@ TEST_F(KmsctlImportTest, GetParametersForImportWritesTheKeyAndToken) {
   EXPECT_EQ(request.key_id(), kKeyId);
   EXPECT_EQ(request.wrapping_algorithm(), v1::RSAES_OAEP_SHA_1);
   EXPECT_EQ(request.wrapping_key_spec(), v1::RSA_4096);
-  EXPECT_EQ(ReadFile(Path("public.der")), wrapping_key_->PublicKeyDer());
-  EXPECT_EQ(ReadFile(Path("token")), "import-token-0001");
+  EXPECT_EQ(testing::ReadTestFile(Path("public.der")), wrapping_key_->PublicKeyDer());
+  EXPECT_EQ(testing::ReadTestFile(Path("token")), "import-token-0001");
   EXPECT_THAT(outcome.out, HasSubstr("public_key_file:     " + Path("public.der") + "\n"));
   EXPECT_THAT(outcome.out, HasSubstr("import_token_file:   " + Path("token") + "\n"));
   EXPECT_THAT(outcome.out, HasSubstr("parameters_valid_to: 2027-01-16T08:00:00Z\n"));
@@ -1497,7 +1488,7 @@ TEST_F(KmsctlImportTest, GenerateKeyMaterialWritesAPrivateFileAndPrintsOnlyItsKc
   CommandResult outcome = RunAgainstServer({"generate-key-material", "--out", Path("key")});
 
   ASSERT_EQ(outcome.exit_code, 0) << outcome.err;
-  std::string material = ReadFile(Path("key"));
+  std::string material = testing::ReadTestFile(Path("key"));
   ASSERT_EQ(material.size(), 32u);
   EXPECT_EQ(FileMode(Path("key")), 0600u);
   EXPECT_EQ(outcome.out, absl::StrCat("FILE", std::string(Path("key").size() - 2, ' '), "KCV\n",
@@ -1507,23 +1498,23 @@ TEST_F(KmsctlImportTest, GenerateKeyMaterialWritesAPrivateFileAndPrintsOnlyItsKc
 }
 
 TEST_F(KmsctlImportTest, GenerateKeyMaterialNeverOverwrites) {
-  WriteFile(Path("key"), "precious");
+  testing::WriteTestFile(Path("key"), "precious");
 
   CommandResult outcome = RunAgainstServer({"generate-key-material", "--out", Path("key")});
 
   EXPECT_EQ(outcome.exit_code, 4) << outcome.err;
   EXPECT_THAT(outcome.err, HasSubstr("exists"));
-  EXPECT_EQ(ReadFile(Path("key")), "precious");
+  EXPECT_EQ(testing::ReadTestFile(Path("key")), "precious");
 }
 
 TEST_F(KmsctlImportTest, GenerateKeyMaterialRefusesAComponentSetWithAnExistingFile) {
-  WriteFile(Path("part.2"), "precious");
+  testing::WriteTestFile(Path("part.2"), "precious");
 
   CommandResult outcome = RunAgainstServer(
       {"generate-key-material", "--components", "3", "--out-prefix", Path("part")});
 
   EXPECT_EQ(outcome.exit_code, 4) << outcome.err;
-  EXPECT_EQ(ReadFile(Path("part.2")), "precious");
+  EXPECT_EQ(testing::ReadTestFile(Path("part.2")), "precious");
   EXPECT_NE(access(Path("part.1").c_str(), F_OK), 0);  // nothing half-written
   EXPECT_NE(access(Path("part.3").c_str(), F_OK), 0);
 }
@@ -1536,7 +1527,7 @@ TEST_F(KmsctlImportTest, GenerateKeyComponentsPrintsEachKcvAndTheCombined) {
   std::string combined(32, '\0');
   for (int i = 1; i <= 3; ++i) {
     std::string path = Path(absl::StrCat("part.", i));
-    std::string component = ReadFile(path);
+    std::string component = testing::ReadTestFile(path);
     ASSERT_EQ(component.size(), 32u);
     EXPECT_EQ(FileMode(path), 0600u);
     for (int j = 0; j < 32; ++j) combined[j] ^= component[j];
@@ -1548,7 +1539,7 @@ TEST_F(KmsctlImportTest, GenerateKeyComponentsPrintsEachKcvAndTheCombined) {
 }
 
 TEST_F(KmsctlImportTest, KeyCheckValueOfOneFile) {
-  WriteFile(Path("zero"), std::string(32, '\0'));
+  testing::WriteTestFile(Path("zero"), std::string(32, '\0'));
 
   CommandResult outcome = RunAgainstServer({"key-check-value", Path("zero")});
 
@@ -1558,8 +1549,8 @@ TEST_F(KmsctlImportTest, KeyCheckValueOfOneFile) {
 }
 
 TEST_F(KmsctlImportTest, KeyCheckValueOfSeveralFilesAddsTheirXor) {
-  WriteFile(Path("a"), MaterialBytes(1));
-  WriteFile(Path("b"), MaterialBytes(1));  // a ^ b is zero
+  testing::WriteTestFile(Path("a"), MaterialBytes(1));
+  testing::WriteTestFile(Path("b"), MaterialBytes(1));  // a ^ b is zero
 
   CommandResult outcome = RunAgainstServer({"--json", "key-check-value", Path("a"), Path("b")});
 
@@ -1574,7 +1565,7 @@ TEST_F(KmsctlImportTest, KeyCheckValueOfSeveralFilesAddsTheirXor) {
 }
 
 TEST_F(KmsctlImportTest, KeyCheckValueOfAShortFileExitsFour) {
-  WriteFile(Path("short"), "0123456789abcdef");
+  testing::WriteTestFile(Path("short"), "0123456789abcdef");
 
   CommandResult outcome = RunAgainstServer({"key-check-value", Path("short")});
 

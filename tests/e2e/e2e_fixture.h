@@ -114,6 +114,16 @@ inline std::vector<std::string> FakeTimeEnv(const std::string& offset) {
           "ASAN_OPTIONS=detect_leaks=0:abort_on_error=1:verify_asan_link_order=0"};
 }
 
+// A gtest parameter name for a crash point: "rotate:after-commit" becomes
+// "rotate_after_commit".
+inline std::string CrashPointTestName(const ::testing::TestParamInfo<std::string>& info) {
+  std::string name = info.param;
+  for (char& c : name) {
+    if (c == ':' || c == '-') c = '_';
+  }
+  return name;
+}
+
 inline bool HaveFaketime() {
   struct stat st {};
   return ::stat("/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1", &st) == 0;

@@ -26,16 +26,7 @@ using testing::CommandResult;
 using testing::RunCommand;
 using testing::RunKmsctl;
 
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream buffer;
-  buffer << in.rdbuf();
-  return buffer.str();
-}
 
-void WriteFile(const std::string& path, const std::string& bytes) {
-  std::ofstream(path, std::ios::binary) << bytes;
-}
 
 std::string KcvHex(const std::string& material) {
   return absl::AsciiStrToUpper(absl::BytesToHexString(testing::Kcv(material)));
@@ -74,7 +65,7 @@ TEST_F(ImportE2eTest, KmsctlImportsGeneratedMaterialThatOpenSslThenDecryptsWith)
   ASSERT_FALSE(key.empty());
   CommandResult generated = Kmsctl({"generate-key-material", "--out", Path("material.bin")});
   ASSERT_EQ(generated.exit_code, 0) << generated.err;
-  const std::string material = ReadFile(Path("material.bin"));
+  const std::string material = testing::ReadTestFile(Path("material.bin"));
   ASSERT_EQ(material.size(), 32u);
   struct stat st {};
   ASSERT_EQ(::stat(Path("material.bin").c_str(), &st), 0);
@@ -114,7 +105,7 @@ TEST_F(ImportE2eTest, ComponentsAreCheckedAndCombined) {
   std::vector<std::string> parts;
   std::string combined(32, '\0');
   for (int i = 1; i <= 3; ++i) {
-    parts.push_back(ReadFile(Path(absl::StrCat("part.", i))));
+    parts.push_back(testing::ReadTestFile(Path(absl::StrCat("part.", i))));
     ASSERT_EQ(parts.back().size(), 32u);
     for (size_t j = 0; j < 32; ++j) combined[j] ^= parts.back()[j];
     EXPECT_TRUE(absl::StrContains(generated.out, KcvHex(parts.back()))) << generated.out;
@@ -144,7 +135,7 @@ TEST_F(ImportE2eTest, ComponentsAreCheckedAndCombined) {
 TEST_F(ImportE2eTest, MaterialWrappedByTheOpenSslScriptImports) {
   const std::string key = NewExternalKey();
   const std::string material = testing::KnownMaterial(32, 0x42);
-  WriteFile(Path("material.bin"), material);
+  testing::WriteTestFile(Path("material.bin"), material);
   CommandResult parameters = Kmsctl(
       {"get-parameters-for-import", key, "--wrapping-algorithm", "RSA_AES_KEY_WRAP_SHA_1",
        "--wrapping-key-spec", "RSA_3072", "--public-key-out", Path("public.der"),
@@ -155,7 +146,7 @@ TEST_F(ImportE2eTest, MaterialWrappedByTheOpenSslScriptImports) {
        "RSA_AES_KEY_WRAP_SHA_1", Path("public.der"), Path("material.bin"), Path("wrapped.bin")},
       {});
   ASSERT_EQ(wrapped.exit_code, 0) << wrapped.err;
-  EXPECT_EQ(ReadFile(Path("wrapped.bin")).size(), 384u + 40u);
+  EXPECT_EQ(testing::ReadTestFile(Path("wrapped.bin")).size(), 384u + 40u);
 
   CommandResult imported =
       Kmsctl({"import-key-material", key, "--import-token", Path("token.bin"),
@@ -185,7 +176,7 @@ TEST_F(ImportE2eTest, MaterialWrappedByTheOpenSslScriptImports) {
 TEST_F(ImportE2eTest, ExpiryHappensAcrossARestartAndReimportRestores) {
   if (!testing::HaveFaketime()) GTEST_SKIP() << "libfaketime not installed";
   const std::string key = NewExternalKey();
-  WriteFile(Path("material.bin"), testing::KnownMaterial(32, 0x17));
+  testing::WriteTestFile(Path("material.bin"), testing::KnownMaterial(32, 0x17));
   CommandResult imported = Kmsctl({"import-key-material", key, "--material",
                                    Path("material.bin"), "--valid-for-days", "1"});
   ASSERT_EQ(imported.exit_code, 0) << imported.err;
@@ -221,7 +212,7 @@ TEST_P(ImportCrashPointTest, KillAtThisPointLeavesOldStateOrNewAndNoOrphans) {
   const std::string point = GetParam();
   const bool deleting = absl::StartsWith(point, "delete-material:");
   const std::string key = NewExternalKey();
-  WriteFile(Path("material.bin"), testing::KnownMaterial(32, 0x29));
+  testing::WriteTestFile(Path("material.bin"), testing::KnownMaterial(32, 0x29));
   if (deleting) {
     CommandResult imported = Kmsctl({"import-key-material", key, "--material", Path("material.bin")});
     ASSERT_EQ(imported.exit_code, 0) << imported.err;
@@ -268,13 +259,7 @@ INSTANTIATE_TEST_SUITE_P(
     Points, ImportCrashPointTest,
     ::testing::Values("import:after-intent", "import:after-unwrap", "import:after-commit",
                       "delete-material:after-commit"),
-    [](const auto& info) {
-      std::string name = info.param;
-      for (char& c : name) {
-        if (c == ':' || c == '-') c = '_';
-      }
-      return name;
-    });
+    testing::CrashPointTestName);
 
 }  // namespace
 }  // namespace kms

@@ -21,16 +21,7 @@ using testing::DaemonProcess;
 using testing::RunKmsctl;
 using testing::TempDir;
 
-std::string ReadAll(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
 
-void WriteAll(const std::string& path, const std::string& data) {
-  std::ofstream(path, std::ios::binary) << data;
-}
 
 bool Exists(const std::string& path) {
   struct stat st {};
@@ -110,7 +101,7 @@ TEST_F(KmsctlE2eTest, KeyLifecycleThroughTheCli) {
 TEST_F(KmsctlE2eTest, EncryptDecryptAndReEncryptFiles) {
   NewKey("alias/a");
   NewKey("alias/b");
-  WriteAll(Path("secret.txt"), "the launch codes");
+  testing::WriteTestFile(Path("secret.txt"), "the launch codes");
   CommandResult enc = Kmsctl({"encrypt", "alias/a", "--plaintext-file", Path("secret.txt"),
                               "--context", "purpose=test", "--output", Path("blob")});
   ASSERT_EQ(enc.exit_code, 0) << enc.err;
@@ -143,7 +134,7 @@ TEST_F(KmsctlE2eTest, EnvelopeFilesRoundTripAndTamperingLeavesNoOutput) {
   std::string data(1 << 20, '\0');  // 1 MiB: sixteen 64 KiB chunks
   std::mt19937 rng(7);
   for (char& c : data) c = static_cast<char>(rng());
-  WriteAll(Path("in.bin"), data);
+  testing::WriteTestFile(Path("in.bin"), data);
   CommandResult enc = Kmsctl({"encrypt-file", "alias/files", Path("in.bin"), Path("in.kms"),
                               "--context", "file=in.bin"});
   ASSERT_EQ(enc.exit_code, 0) << enc.err;
@@ -151,18 +142,18 @@ TEST_F(KmsctlE2eTest, EnvelopeFilesRoundTripAndTamperingLeavesNoOutput) {
   EXPECT_TRUE(absl::StrContains(info.out, "file=in.bin")) << info.out;
   CommandResult dec = Kmsctl({"decrypt-file", Path("in.kms"), Path("out.bin")});
   ASSERT_EQ(dec.exit_code, 0) << dec.err;
-  EXPECT_EQ(ReadAll(Path("out.bin")), data);
+  EXPECT_EQ(testing::ReadTestFile(Path("out.bin")), data);
 
-  std::string tampered = ReadAll(Path("in.kms"));
+  std::string tampered = testing::ReadTestFile(Path("in.kms"));
   tampered[tampered.size() / 2] ^= 0x01;
-  WriteAll(Path("bad.kms"), tampered);
+  testing::WriteTestFile(Path("bad.kms"), tampered);
   CommandResult bad = Kmsctl({"decrypt-file", Path("bad.kms"), Path("bad.out")});
   EXPECT_EQ(bad.exit_code, 4) << bad.err;
   EXPECT_FALSE(Exists(Path("bad.out")));
 
-  std::string truncated = ReadAll(Path("in.kms"));
+  std::string truncated = testing::ReadTestFile(Path("in.kms"));
   truncated.resize(truncated.size() - 100);
-  WriteAll(Path("short.kms"), truncated);
+  testing::WriteTestFile(Path("short.kms"), truncated);
   CommandResult shortened = Kmsctl({"decrypt-file", Path("short.kms"), Path("short.out")});
   EXPECT_EQ(shortened.exit_code, 4) << shortened.err;
   EXPECT_FALSE(Exists(Path("short.out")));
@@ -189,10 +180,10 @@ TEST_F(KmsctlE2eTest, DataKeysAndRandomFromTheCli) {
   struct stat st {};
   ASSERT_EQ(::stat(Path("dk.plain").c_str(), &st), 0);
   EXPECT_EQ(st.st_mode & 0777, 0600u);
-  EXPECT_EQ(ReadAll(Path("dk.plain")).size(), 32u);
+  EXPECT_EQ(testing::ReadTestFile(Path("dk.plain")).size(), 32u);
   CommandResult dec = Kmsctl({"decrypt", "--ciphertext-file", Path("dk.blob")});
   ASSERT_EQ(dec.exit_code, 0) << dec.err;
-  EXPECT_EQ(dec.out, ReadAll(Path("dk.plain")));
+  EXPECT_EQ(dec.out, testing::ReadTestFile(Path("dk.plain")));
   CommandResult both = Kmsctl({"generate-data-key", "alias/dk", "--key-spec", "AES_256",
                                "--number-of-bytes", "16"});
   EXPECT_NE(both.exit_code, 0);

@@ -197,13 +197,7 @@ INSTANTIATE_TEST_SUITE_P(
     Points, CrashPointTest,
     ::testing::Values("create:after-intent", "create:after-generate", "create:after-commit",
                       "rotate:after-intent", "rotate:after-generate", "rotate:after-commit"),
-    [](const auto& info) {
-      std::string name = info.param;
-      for (char& c : name) {
-        if (c == ':' || c == '-') c = '_';
-      }
-      return name;
-    });
+    testing::CrashPointTestName);
 
 }  // namespace
 }  // namespace kms

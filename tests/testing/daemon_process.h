@@ -19,6 +19,11 @@
 
 namespace kms::testing {
 
+// The bytes of the file at `path`; empty if it cannot be read.
+std::string ReadTestFile(const std::string& path);
+// Replaces the file at `path` with `bytes` (tests check the outcome).
+void WriteTestFile(const std::string& path, const std::string& bytes);
+
 // A fresh directory under $TMPDIR (or /tmp), removed with its contents on
 // destruction.
 class TempDir {
