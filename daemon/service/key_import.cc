@@ -158,6 +158,26 @@ absl::StatusOr<ImportToken> KeyService::VerifyImportToken(absl::string_view byte
 
 // ------------------------------------------------------------------ parameters
 
+absl::StatusOr<KeyRecord> KeyService::KeyForImportParameters(absl::string_view key_id) {
+  KMS_ASSIGN_OR_RETURN(KeyRecord key, ResolveKey("key_id", key_id));
+  if (key.origin != keystore::KeyOrigin::kExternal) {
+    return UnsupportedOperationError(absl::StrCat(
+        "key '", key_id,
+        "' was created with origin AWS_KMS: its material was generated in the HSM and cannot "
+        "be imported; create a key with origin EXTERNAL"));
+  }
+  KMS_RETURN_IF_ERROR(RefuseIfPendingDeletion(key, key_id));
+  KMS_ASSIGN_OR_RETURN(std::vector<keystore::ImportParametersRecord> outstanding,
+                       store_.ListImportParameters(key.key_id));
+  if (static_cast<int>(outstanding.size()) >= options_.max_outstanding_import_parameters) {
+    return LimitExceededError(absl::StrCat(
+        "key '", key_id, "' has ", outstanding.size(),
+        " unused import parameters, the limit; use one, or wait until the oldest expires at ",
+        TimeText(outstanding.front().expiration_time)));
+  }
+  return key;
+}
+
 absl::StatusOr<v1::GetParametersForImportResponse> KeyService::GetParametersForImport(
     const v1::GetParametersForImportRequest& request) {
   KMS_ASSIGN_OR_RETURN(hsm::WrappingAlgorithm algorithm, FromProto(request.wrapping_algorithm()));
@@ -169,29 +189,19 @@ absl::StatusOr<v1::GetParametersForImportResponse> KeyService::GetParametersForI
         " without exposing the key material; it supports: ", AlgorithmList(supported)));
   }
 
-  absl::MutexLock lock(&control_mu_);
-  KMS_ASSIGN_OR_RETURN(KeyRecord key, ResolveKey("key_id", request.key_id()));
-  if (key.origin != keystore::KeyOrigin::kExternal) {
-    return UnsupportedOperationError(absl::StrCat(
-        "key '", request.key_id(),
-        "' was created with origin AWS_KMS: its material was generated in the HSM and cannot "
-        "be imported; create a key with origin EXTERNAL"));
-  }
-  KMS_RETURN_IF_ERROR(RefuseIfPendingDeletion(key, request.key_id()));
-  KMS_ASSIGN_OR_RETURN(std::vector<keystore::ImportParametersRecord> outstanding,
-                       store_.ListImportParameters(key.key_id));
-  if (static_cast<int>(outstanding.size()) >= options_.max_outstanding_import_parameters) {
-    return LimitExceededError(absl::StrCat(
-        "key '", request.key_id(), "' has ", outstanding.size(),
-        " unused import parameters, the limit; use one, or wait until the oldest expires at ",
-        TimeText(outstanding.front().expiration_time)));
-  }
-  if (!hsm_.HasKey(kImportTokenKeyId)) {
-    absl::Status made = hsm_.GenerateAesKey(kImportTokenKeyId);
-    if (!made.ok() && !absl::IsAlreadyExists(made)) {
-      return FromHsm(made, "GenerateAesKey(import token key)");
+  // The pair is generated without the control-plane lock (RSA-4096 takes
+  // seconds in SoftHSM); the rules are checked before and again at commit.
+  KeyRecord key;
+  {
+    absl::MutexLock lock(&control_mu_);
+    KMS_ASSIGN_OR_RETURN(key, KeyForImportParameters(request.key_id()));
+    if (!hsm_.HasKey(kImportTokenKeyId)) {
+      absl::Status made = hsm_.GenerateAesKey(kImportTokenKeyId);
+      if (!made.ok() && !absl::IsAlreadyExists(made)) {
+        return FromHsm(made, "GenerateAesKey(import token key)");
+      }
+      KMS_LOG(INFO) << "created the import token key in the HSM";
     }
-    KMS_LOG(INFO) << "created the import token key in the HSM";
   }
 
   const absl::Time now = NowMicros(clock_);
@@ -229,7 +239,14 @@ absl::StatusOr<v1::GetParametersForImportResponse> KeyService::GetParametersForI
   if (!mac.ok()) return fail(FromHsm(mac.status(), "EncryptGcm(import token)"));
   token.mac = *std::move(mac);
 
-  if (absl::Status s = store_.AddImportParameters(record); !s.ok()) return fail(s);
+  {
+    absl::MutexLock lock(&control_mu_);
+    // By key id: an alias may have been pointed elsewhere meanwhile.
+    if (absl::StatusOr<KeyRecord> again = KeyForImportParameters(key.key_id); !again.ok()) {
+      return fail(again.status());
+    }
+    if (absl::Status s = store_.AddImportParameters(record); !s.ok()) return fail(s);
+  }
   KMS_LOG(INFO) << "import parameters for key " << key.key_id << ": wrapping key "
                 << record.wrapping_key_id << " (" << record.wrapping_key_spec << ", "
                 << record.wrapping_algorithm << "), valid until "

@@ -298,6 +298,10 @@ class KeyService {
   absl::StatusOr<std::string> ImportTokenMac(const ImportToken& token);
   // Parses `bytes` and checks its MAC: InvalidImportTokenException.
   absl::StatusOr<ImportToken> VerifyImportToken(absl::string_view bytes);
+  // The key `key_id` names, if GetParametersForImport may make parameters
+  // for it: origin EXTERNAL, not pending deletion, under the limit of unused
+  // parameters.
+  absl::StatusOr<keystore::KeyRecord> KeyForImportParameters(absl::string_view key_id);
   // Destroys wrapping key pairs the store has no import parameters for.
   absl::Status RemoveOrphanWrappingKeys();
 
