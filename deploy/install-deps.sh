@@ -7,7 +7,7 @@ set -eu
 PACKAGES="
   build-essential cmake pkg-config git
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler libabsl-dev
-  libssl-dev libsqlite3-dev libyaml-cpp-dev libcli11-dev libp11-kit-dev
+  libssl-dev libsqlite3-dev libyaml-cpp-dev libcli11-dev libp11-kit-dev nlohmann-json3-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   softhsm2 opensc faketime python3 python3-grpcio python3-protobuf
   clang libclang-rt-14-dev
