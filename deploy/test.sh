@@ -2,7 +2,8 @@
 # Installs dependencies, builds everything with AddressSanitizer and
 # UndefinedBehaviorSanitizer, warnings as errors, and runs the whole test
 # suite: unit, SoftHSM, keystore, end-to-end (real kmsd processes), Python
-# client, and the blob fuzzer (a short libFuzzer run when clang is present).
+# client, and the fuzzers of the blob, import token and key policy parsers
+# (short libFuzzer runs when clang is present; corpus replays in any build).
 # Usage: deploy/test.sh [extra ctest arguments]
 set -eu
 cd "$(dirname "$0")/.."
@@ -16,8 +17,11 @@ if command -v clang++ >/dev/null 2>&1; then
   # The libFuzzer build of the blob parser needs clang; only that target.
   cmake -S . -B build/fuzz -DCMAKE_BUILD_TYPE=Debug -DCMAKE_C_COMPILER=clang \
     -DCMAKE_CXX_COMPILER=clang++ >/dev/null
-  cmake --build build/fuzz -j"$jobs" --target ciphertext_blob_fuzzer
+  cmake --build build/fuzz -j"$jobs" \
+    --target ciphertext_blob_fuzzer import_token_fuzzer policy_fuzzer
   tests/fuzz/fuzz_smoke.sh build/fuzz/tests/fuzz/ciphertext_blob_fuzzer tests/fuzz/corpus 20000
+  tests/fuzz/fuzz_smoke.sh build/fuzz/tests/fuzz/import_token_fuzzer tests/fuzz/corpus_import_token 20000
+  tests/fuzz/fuzz_smoke.sh build/fuzz/tests/fuzz/policy_fuzzer tests/fuzz/corpus_policy 20000
 fi
 
 cd build/test

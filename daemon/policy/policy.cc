@@ -415,8 +415,10 @@ absl::Status ParseActions(const Json& value, const std::string& path, Statement*
     }
     if (!action.empty() && action.back() == '*') {
       const auto& known = KnownActions();
+      // A named copy: C++17 lambdas cannot capture a structured binding.
+      const std::string& pattern = action;
       const bool any = std::any_of(known.begin(), known.end(),
-                                   [&](const std::string& k) { return PatternMatches(action, k); });
+                                   [&](const std::string& k) { return PatternMatches(pattern, k); });
       if (!any) {
         return Error(item_path,
                      absl::StrCat("action pattern ", Quote(action), " matches no known action"));

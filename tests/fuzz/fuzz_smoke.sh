@@ -1,5 +1,5 @@
 #!/bin/sh
-# Runs the blob fuzzer briefly from the seed corpus. libFuzzer writes new
+# Runs a fuzzer briefly from its seed corpus. libFuzzer writes new
 # inputs into its first corpus directory, so that one is a scratch copy and
 # the checked-in seeds stay as they are.
 # Usage: fuzz_smoke.sh FUZZER CORPUS_DIR [RUNS]
