@@ -287,7 +287,8 @@ class KeyService {
   // Removes one key's HSM objects and rows. Requires control_mu_.
   absl::Status EraseKey(const keystore::KeyRecord& key);
 
-  // ---- import (daemon/service/key_import.cc); all require control_mu_.
+  // ---- import (daemon/service/key_import.cc). All but the two token
+  // helpers (ImportTokenMac, VerifyImportToken) require control_mu_.
   // Marks every version's material deleted (the key to PENDING_IMPORT
   // unless pending deletion), then destroys the HSM objects, under a
   // delete_material intent. `why` is for the log.
