@@ -18,7 +18,7 @@
 #include "hsm/pkcs11_hsm.h"
 #include "tests/testing/fake_hsm.h"
 #include "tests/testing/fault_injecting_hsm.h"
-#include "tests/testing/softhsm_token.h"
+#include "tests/testing/hsm_under_test.h"
 #include "tests/testing/status_matchers.h"
 
 namespace kms::hsm {
@@ -27,58 +27,8 @@ namespace {
 using ::testing::ElementsAre;
 using ::testing::IsEmpty;
 
-// One Hsm implementation and whatever it needs to live.
-class HsmUnderTest {
- public:
-  virtual ~HsmUnderTest() = default;
-  virtual Hsm& hsm() = 0;
-};
-
-class FakeHsmUnderTest final : public HsmUnderTest {
- public:
-  Hsm& hsm() override { return fake_; }
-
- private:
-  kms::testing::FakeHsm fake_;
-};
-
-class SoftHsmUnderTest final : public HsmUnderTest {
- public:
-  static absl::StatusOr<std::unique_ptr<HsmUnderTest>> Create() {
-    auto under_test = std::make_unique<SoftHsmUnderTest>();
-    auto token = kms::testing::SoftHsmToken::Create();
-    if (!token.ok()) return token.status();
-    under_test->token_ = std::move(*token);
-    auto hsm = under_test->token_->OpenHsm();
-    if (!hsm.ok()) return hsm.status();
-    under_test->hsm_ = std::move(*hsm);
-    return under_test;
-  }
-  Hsm& hsm() override { return *hsm_; }
-
- private:
-  // Declared in this order so the Hsm is closed before its token goes.
-  std::unique_ptr<kms::testing::SoftHsmToken> token_;
-  std::unique_ptr<Pkcs11Hsm> hsm_;
-};
-
-// FaultInjectingHsm with no faults set must be invisible.
-class UnfaultedHsmUnderTest final : public HsmUnderTest {
- public:
-  Hsm& hsm() override { return wrapper_; }
-
- private:
-  kms::testing::FakeHsm fake_;
-  kms::testing::FaultInjectingHsm wrapper_{fake_};
-};
-
-struct HsmFactory {
-  std::string name;
-  std::function<absl::StatusOr<std::unique_ptr<HsmUnderTest>>()> make;
-};
-
-// So test names and failures say which implementation, not a byte dump.
-void PrintTo(const HsmFactory& factory, std::ostream* os) { *os << factory.name; }
+using testing::HsmFactory;
+using testing::HsmUnderTest;
 
 class HsmConformanceTest : public ::testing::TestWithParam<HsmFactory> {
  protected:
@@ -365,17 +315,7 @@ TEST_P(HsmConformanceTest, ConcurrentGenerateOfOneIdCreatesOneKey) {
 
 INSTANTIATE_TEST_SUITE_P(
     AllHsms, HsmConformanceTest,
-    ::testing::Values(
-        HsmFactory{"FakeHsm",
-                   []() -> absl::StatusOr<std::unique_ptr<HsmUnderTest>> {
-                     return std::make_unique<FakeHsmUnderTest>();
-                   }},
-        HsmFactory{"FaultInjectingHsmWithoutFaults",
-                   []() -> absl::StatusOr<std::unique_ptr<HsmUnderTest>> {
-                     return std::make_unique<UnfaultedHsmUnderTest>();
-                   }},
-        HsmFactory{"SoftHsm", &SoftHsmUnderTest::Create}),
-    [](const ::testing::TestParamInfo<HsmFactory>& info) { return info.param.name; });
+    testing::AllHsmFactories(), testing::HsmFactoryName);
 
 // The fault injector itself, over a FakeHsm.
 using kms::testing::FaultInjectingHsm;

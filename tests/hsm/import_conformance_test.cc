@@ -30,7 +30,7 @@
 #include "tests/testing/fake_hsm.h"
 #include "tests/testing/fault_injecting_hsm.h"
 #include "tests/testing/local_crypto.h"
-#include "tests/testing/softhsm_token.h"
+#include "tests/testing/hsm_under_test.h"
 #include "tests/testing/status_matchers.h"
 
 namespace kms::hsm {
@@ -50,65 +50,8 @@ using testing::KnownMaterial;
 using testing::ParsePublicKey;
 using testing::WrapLocally;
 
-// ---- The implementations under test.
-
-class HsmUnderTest {
- public:
-  virtual ~HsmUnderTest() = default;
-  virtual Hsm& hsm() = 0;
-  // Every object the token holds, session objects included; nullopt where
-  // there is no token to count (the fakes).
-  virtual std::optional<size_t> ObjectCount() { return std::nullopt; }
-};
-
-class FakeHsmUnderTest final : public HsmUnderTest {
- public:
-  Hsm& hsm() override { return fake_; }
-
- private:
-  kms::testing::FakeHsm fake_;
-};
-
-class UnfaultedHsmUnderTest final : public HsmUnderTest {
- public:
-  Hsm& hsm() override { return wrapper_; }
-
- private:
-  kms::testing::FakeHsm fake_;
-  kms::testing::FaultInjectingHsm wrapper_{fake_};
-};
-
-class SoftHsmUnderTest final : public HsmUnderTest {
- public:
-  static absl::StatusOr<std::unique_ptr<HsmUnderTest>> Create() {
-    auto under_test = std::make_unique<SoftHsmUnderTest>();
-    auto token = kms::testing::SoftHsmToken::Create();
-    if (!token.ok()) return token.status();
-    under_test->token_ = std::move(*token);
-    auto hsm = under_test->token_->OpenHsm();
-    if (!hsm.ok()) return hsm.status();
-    under_test->hsm_ = std::move(*hsm);
-    return under_test;
-  }
-  Hsm& hsm() override { return *hsm_; }
-  std::optional<size_t> ObjectCount() override {
-    auto count = hsm_->CountObjectsForTesting();
-    EXPECT_TRUE(count.ok()) << count.status();
-    return count.ok() ? std::optional<size_t>(*count) : std::nullopt;
-  }
-
- private:
-  // Declared in this order so the Hsm is closed before its token goes.
-  std::unique_ptr<kms::testing::SoftHsmToken> token_;
-  std::unique_ptr<Pkcs11Hsm> hsm_;
-};
-
-struct HsmFactory {
-  std::string name;
-  std::function<absl::StatusOr<std::unique_ptr<HsmUnderTest>>()> make;
-};
-
-void PrintTo(const HsmFactory& factory, std::ostream* os) { *os << factory.name; }
+using testing::HsmFactory;
+using testing::HsmUnderTest;
 
 class ImportConformanceTest : public ::testing::TestWithParam<HsmFactory> {
  protected:
@@ -518,17 +461,7 @@ TEST_P(ImportConformanceTest, ConcurrentImportsOfOneIdCreateOneKey) {
 
 INSTANTIATE_TEST_SUITE_P(
     AllHsms, ImportConformanceTest,
-    ::testing::Values(
-        HsmFactory{"FakeHsm",
-                   []() -> absl::StatusOr<std::unique_ptr<HsmUnderTest>> {
-                     return std::make_unique<FakeHsmUnderTest>();
-                   }},
-        HsmFactory{"FaultInjectingHsmWithoutFaults",
-                   []() -> absl::StatusOr<std::unique_ptr<HsmUnderTest>> {
-                     return std::make_unique<UnfaultedHsmUnderTest>();
-                   }},
-        HsmFactory{"SoftHsm", &SoftHsmUnderTest::Create}),
-    [](const ::testing::TestParamInfo<HsmFactory>& info) { return info.param.name; });
+    testing::AllHsmFactories(), testing::HsmFactoryName);
 
 // ---- What only one implementation promises.
 

@@ -17,10 +17,9 @@
 #include "daemon/service/encryption_context.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "hsm/pkcs11_hsm.h"
 #include "tests/daemon/service/service_fixture.h"
+#include "tests/testing/hsm_under_test.h"
 #include "tests/testing/local_crypto.h"
-#include "tests/testing/softhsm_token.h"
 #include "tests/testing/status_matchers.h"
 
 namespace kms::service {
@@ -64,13 +63,10 @@ class ImportTest : public ServiceTest, public ::testing::WithParamInterface<bool
  protected:
   void SetUp() override {
     if (GetParam()) {
-      auto token = testing::SoftHsmToken::Create();
-      ASSERT_TRUE(token.ok()) << token.status();
-      token_ = *std::move(token);
-      auto hsm = token_->OpenHsm();
-      ASSERT_TRUE(hsm.ok()) << hsm.status();
-      softhsm_ = *std::move(hsm);
-      base_hsm_ = softhsm_.get();
+      auto softhsm = testing::SoftHsmUnderTest::Create();
+      ASSERT_TRUE(softhsm.ok()) << softhsm.status();
+      softhsm_ = *std::move(softhsm);
+      base_hsm_ = &softhsm_->hsm();
     }
     ServiceTest::SetUp();
     algorithm_ = base_hsm_->SupportedWrappingAlgorithms().front();
@@ -131,8 +127,7 @@ class ImportTest : public ServiceTest, public ::testing::WithParamInterface<bool
     return ids;
   }
 
-  std::unique_ptr<testing::SoftHsmToken> token_;
-  std::unique_ptr<hsm::Pkcs11Hsm> softhsm_;
+  std::unique_ptr<testing::HsmUnderTest> softhsm_;
   hsm::WrappingAlgorithm algorithm_ = hsm::WrappingAlgorithm::kRsaAesKeyWrapSha1;
 };
 
