@@ -4,13 +4,19 @@
 //   EXPECT_ERROR(service.Encrypt(r), kFailedPrecondition, "DisabledException");
 //   KMS_ASSERT_OK(hsm.GenerateAesKey("k"));
 //   KMS_EXPECT_CODE(hsm.DestroyKey("k"), absl::StatusCode::kNotFound);
+//
+// And gmock matchers on an absl::Status (Debian's Abseil ships none):
+//   EXPECT_THAT(store.CreateKey(...), IsOk());
+//   EXPECT_THAT(store.GetKey(id).status(), StatusIs(absl::StatusCode::kNotFound, "no key"));
 #ifndef KMS_TESTS_TESTING_STATUS_MATCHERS_H_
 #define KMS_TESTS_TESTING_STATUS_MATCHERS_H_
 
+#include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/str_cat.h"
 #include "daemon/common/errors.h"
 
 namespace kms::testing {
@@ -29,6 +35,23 @@ template <typename S>
   return ::testing::AssertionFailure()
          << "expected " << absl::StatusCodeToString(code) << " / " << type << ", got "
          << s.ToString() << " / " << ErrorTypeOf(s);
+}
+
+MATCHER(IsOk, "is OK") {
+  *result_listener << arg;
+  return arg.ok();
+}
+
+MATCHER_P(StatusIs, code, absl::StrCat("has code ", absl::StatusCodeToString(code))) {
+  *result_listener << arg;
+  return arg.code() == code;
+}
+
+MATCHER_P2(StatusIs, code, substring,
+           absl::StrCat("has code ", absl::StatusCodeToString(code), " and a message with '",
+                        substring, "'")) {
+  *result_listener << arg;
+  return arg.code() == code && arg.message().find(substring) != absl::string_view::npos;
 }
 
 }  // namespace kms::testing

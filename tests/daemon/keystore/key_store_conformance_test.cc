@@ -6,12 +6,9 @@
 // Behaviour that only one implementation has belongs in that
 // implementation's own test (e.g. sqlite_key_store_test.cc), not here.
 
-#include <stdlib.h>
-
 #include <algorithm>
 #include <climits>
 #include <cstdint>
-#include <filesystem>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -31,6 +28,8 @@
 #include "daemon/keystore/sqlite_key_store.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/testing/daemon_process.h"
+#include "tests/testing/status_matchers.h"
 
 namespace kms::keystore {
 
@@ -83,45 +82,11 @@ using ::testing::IsEmpty;
 using ::testing::SizeIs;
 using ::testing::UnorderedElementsAre;
 
-// ---- status matchers (Debian's Abseil ships none)
-
-MATCHER(IsOk, "is OK") {
-  *result_listener << arg;
-  return arg.ok();
-}
-
-MATCHER_P(StatusIs, code, absl::StrCat("has code ", absl::StatusCodeToString(code))) {
-  *result_listener << arg;
-  return arg.code() == code;
-}
-
-MATCHER_P2(StatusIs, code, substring,
-           absl::StrCat("has code ", absl::StatusCodeToString(code), " and a message with '",
-                        substring, "'")) {
-  *result_listener << arg;
-  return arg.code() == code && arg.message().find(substring) != absl::string_view::npos;
-}
+using testing::IsOk;
+using testing::StatusIs;
 
 // ---- the implementations under test
 
-// A directory for one test, removed with everything in it afterwards.
-class TempDir {
- public:
-  TempDir() {
-    std::string pattern = ::testing::TempDir() + "kms_keystore_XXXXXX";
-    if (mkdtemp(pattern.data()) != nullptr) path_ = pattern;
-  }
-  ~TempDir() {
-    std::error_code ignored;
-    if (!path_.empty()) std::filesystem::remove_all(path_, ignored);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
 
 struct StoreKind {
   std::string name;
@@ -159,8 +124,10 @@ template <typename Param>
 class StoreTest : public ::testing::TestWithParam<Param> {
  protected:
   void SetUp() override {
-    ASSERT_FALSE(dir_.path().empty()) << "mkdtemp failed";
-    absl::StatusOr<std::unique_ptr<KeyStore>> store = KindOf(this->GetParam()).open(dir_.path());
+    auto dir = testing::TempDir::Create("kms_keystore");
+    ASSERT_TRUE(dir.ok()) << dir.status();
+    dir_ = *std::move(dir);
+    absl::StatusOr<std::unique_ptr<KeyStore>> store = KindOf(this->GetParam()).open(dir_->path());
     ASSERT_THAT(store.status(), IsOk());
     store_ = *std::move(store);
   }
@@ -170,13 +137,13 @@ class StoreTest : public ::testing::TestWithParam<Param> {
   // Closes the store and opens it again on the same directory.
   void Reopen() {
     store_.reset();
-    absl::StatusOr<std::unique_ptr<KeyStore>> store = KindOf(this->GetParam()).open(dir_.path());
+    absl::StatusOr<std::unique_ptr<KeyStore>> store = KindOf(this->GetParam()).open(dir_->path());
     ASSERT_THAT(store.status(), IsOk());
     store_ = *std::move(store);
   }
 
  private:
-  TempDir dir_;
+  std::unique_ptr<testing::TempDir> dir_;
   std::unique_ptr<KeyStore> store_;
 };
 

@@ -6,7 +6,6 @@
 #include "daemon/keystore/sqlite_key_store.h"
 
 #include <sqlite3.h>
-#include <stdlib.h>
 #include <sys/stat.h>
 
 #include <cstdint>
@@ -29,6 +28,8 @@
 #include "daemon/keystore/key_store.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/testing/daemon_process.h"
+#include "tests/testing/status_matchers.h"
 
 namespace kms::keystore {
 
@@ -47,40 +48,9 @@ using ::testing::HasSubstr;
 using ::testing::IsEmpty;
 using ::testing::SizeIs;
 
-MATCHER(IsOk, "is OK") {
-  *result_listener << arg;
-  return arg.ok();
-}
+using testing::IsOk;
+using testing::StatusIs;
 
-MATCHER_P(StatusIs, code, absl::StrCat("has code ", absl::StatusCodeToString(code))) {
-  *result_listener << arg;
-  return arg.code() == code;
-}
-
-MATCHER_P2(StatusIs, code, substring,
-           absl::StrCat("has code ", absl::StatusCodeToString(code), " and a message with '",
-                        substring, "'")) {
-  *result_listener << arg;
-  return arg.code() == code && arg.message().find(substring) != absl::string_view::npos;
-}
-
-class TempDir {
- public:
-  TempDir() {
-    std::string pattern = ::testing::TempDir() + "kms_sqlite_XXXXXX";
-    if (mkdtemp(pattern.data()) != nullptr) path_ = pattern;
-  }
-  ~TempDir() {
-    std::error_code ignored;
-    if (!path_.empty()) std::filesystem::remove_all(path_, ignored);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
 
 const absl::Time kT0 = absl::FromUnixMicros(1'800'000'000'123'456);
 
@@ -173,15 +143,19 @@ mode_t ModeOf(const std::string& path) {
 
 class SqliteKeyStoreTest : public ::testing::Test {
  protected:
-  void SetUp() override { ASSERT_FALSE(dir_.path().empty()) << "mkdtemp failed"; }
-  std::string DbPath() const { return dir_.path() + "/keystore.db"; }
+  void SetUp() override {
+    auto dir = testing::TempDir::Create("kms_sqlite");
+    ASSERT_TRUE(dir.ok()) << dir.status();
+    dir_ = *std::move(dir);
+  }
+  std::string DbPath() const { return dir_->path() + "/keystore.db"; }
   std::unique_ptr<SqliteKeyStore> OpenOrDie(const std::string& path) {
     absl::StatusOr<std::unique_ptr<SqliteKeyStore>> store = SqliteKeyStore::Open(path);
     EXPECT_THAT(store.status(), IsOk());
     return store.ok() ? *std::move(store) : nullptr;
   }
 
-  TempDir dir_;
+  std::unique_ptr<testing::TempDir> dir_;
 };
 
 // ---- the file
@@ -834,9 +808,9 @@ void PrintTo(const SchemaCheckCase& c, std::ostream* os) { *os << c.name; }
 class SqliteKeyStoreSchemaCheckTest : public ::testing::TestWithParam<SchemaCheckCase> {};
 
 TEST_P(SqliteKeyStoreSchemaCheckTest, RefusesRowBreakingTheRule) {
-  TempDir dir;
-  ASSERT_FALSE(dir.path().empty());
-  const std::string path = dir.path() + "/keystore.db";
+  auto dir = testing::TempDir::Create("kms_sqlite");
+  ASSERT_TRUE(dir.ok()) << dir.status();
+  const std::string path = (*dir)->path() + "/keystore.db";
   KeyRecord key = NewKey(KeyId(1));
   key.current_version_id = VersionId(1);
   {
@@ -905,10 +879,10 @@ void PrintTo(const BadPathCase& c, std::ostream* os) { *os << c.name; }
 class SqliteKeyStoreBadPathTest : public ::testing::TestWithParam<BadPathCase> {};
 
 TEST_P(SqliteKeyStoreBadPathTest, OpenFailsWithClearError) {
-  TempDir dir;
-  ASSERT_FALSE(dir.path().empty());
+  auto dir = testing::TempDir::Create("kms_sqlite");
+  ASSERT_TRUE(dir.ok()) << dir.status();
   const BadPathCase& c = GetParam();
-  const std::string path = c.make(dir.path());
+  const std::string path = c.make((*dir)->path());
   absl::StatusOr<std::unique_ptr<SqliteKeyStore>> store = SqliteKeyStore::Open(path);
   EXPECT_THAT(store.status(), StatusIs(c.code, c.message_has));
 }
