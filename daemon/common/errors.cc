@@ -80,6 +80,10 @@ absl::Status UnsupportedOperationError(absl::string_view message) {
   return WithErrorType(absl::FailedPreconditionError(message),
                        error_type::kUnsupportedOperation);
 }
+absl::Status AccessDeniedError(absl::string_view message) {
+  return WithErrorType(absl::PermissionDeniedError(message), error_type::kAccessDenied);
+}
+
 absl::Status LimitExceededError(absl::string_view message) {
   return WithErrorType(absl::ResourceExhaustedError(message),
                        error_type::kLimitExceeded);

@@ -62,6 +62,7 @@ absl::Status AlreadyExistsError(absl::string_view message);
 absl::Status DisabledError(absl::string_view message);
 absl::Status InvalidStateError(absl::string_view message);
 absl::Status UnsupportedOperationError(absl::string_view message);
+absl::Status AccessDeniedError(absl::string_view message);
 absl::Status LimitExceededError(absl::string_view message);
 absl::Status TagError(absl::string_view message);
 absl::Status IncorrectKeyMaterialError(absl::string_view message);

@@ -61,16 +61,14 @@ bool IsKnownAction(absl::string_view action) {
                             [](absl::string_view a, absl::string_view b) { return a < b; });
 }
 
-namespace {
-
-// "abc*" matches every string starting with "abc"; anything else matches
-// itself only.
 bool PatternMatches(absl::string_view pattern, absl::string_view value) {
   if (!pattern.empty() && pattern.back() == '*') {
     return absl::StartsWith(value, pattern.substr(0, pattern.size() - 1));
   }
   return pattern == value;
 }
+
+namespace {
 
 // Length of the UTF-8 character starting at s[i], clamped to the string.
 std::size_t CharLength(absl::string_view s, std::size_t i) {

@@ -142,6 +142,11 @@ struct Decision {
   std::string reason;
 };
 
+// Principal and action pattern match: "abc*" matches every string starting
+// with "abc" ("abc" included); any other pattern matches itself only. Also
+// used for the configured roles (access.administrators, access.auditors).
+bool PatternMatches(absl::string_view pattern, absl::string_view value);
+
 // Glob match used by StringLike: '*' matches any run (possibly empty), '?'
 // exactly one UTF-8 character; everything else literally. Exposed for tests.
 bool StringLikeMatch(absl::string_view pattern, absl::string_view value);
