@@ -424,7 +424,7 @@ TEST_F(SqliteKeyStoreTest, Version1DatabaseUpgradesInPlace) {
   ASSERT_NE(store, nullptr);
   absl::StatusOr<SqliteKeyStore::ConnectionSettings> settings = store->Settings();
   ASSERT_THAT(settings.status(), IsOk());
-  EXPECT_EQ(settings->schema_version, 3);
+  EXPECT_EQ(settings->schema_version, 4);
   EXPECT_EQ(settings->schema_version, SqliteKeyStore::LatestSchemaVersion());
 
   // Every record is intact, and the new fields read as their defaults.
@@ -477,7 +477,7 @@ TEST_F(SqliteKeyStoreTest, Version1DatabaseUpgradesInPlace) {
   ASSERT_THAT(store->ReserveEncryptions(VersionId(1), 42), IsOk());
   store.reset();
 
-  // Reopening finds version 3 and runs nothing.
+  // Reopening finds the latest version and runs nothing.
   store = OpenOrDie(DbPath());
   ASSERT_NE(store, nullptr);
   absl::StatusOr<KeyRecord> got = store->GetKey(KeyId(1));
@@ -491,7 +491,7 @@ TEST_F(SqliteKeyStoreTest, Version1DatabaseUpgradesInPlace) {
 
   RawDatabase raw(DbPath());
   ASSERT_TRUE(raw.ok());
-  EXPECT_EQ(raw.QueryText("PRAGMA user_version"), "3");
+  EXPECT_EQ(raw.QueryText("PRAGMA user_version"), "4");
   EXPECT_EQ(raw.QueryText("SELECT name FROM sqlite_master WHERE type = 'index' "
                           "AND name = 'keys_due_for_rotation'"),
             "keys_due_for_rotation");
@@ -586,7 +586,7 @@ TEST_F(SqliteKeyStoreTest, Version2DatabaseUpgradesInPlace) {
   ASSERT_NE(store, nullptr);
   absl::StatusOr<SqliteKeyStore::ConnectionSettings> settings = store->Settings();
   ASSERT_THAT(settings.status(), IsOk());
-  EXPECT_EQ(settings->schema_version, 3);
+  EXPECT_EQ(settings->schema_version, 4);
   EXPECT_EQ(settings->schema_version, SqliteKeyStore::LatestSchemaVersion());
 
   // Every record is intact, and the new fields read as their defaults.
@@ -671,7 +671,7 @@ TEST_F(SqliteKeyStoreTest, Version2DatabaseUpgradesInPlace) {
   ASSERT_THAT(store->MarkMaterialDeleted(key1_deleted), IsOk());
   store.reset();
 
-  // Reopening finds version 3 and runs nothing.
+  // Reopening finds the latest version and runs nothing.
   store = OpenOrDie(DbPath());
   ASSERT_NE(store, nullptr);
   absl::StatusOr<KeyRecord> got = store->GetKey(KeyId(3));
@@ -693,7 +693,7 @@ TEST_F(SqliteKeyStoreTest, Version2DatabaseUpgradesInPlace) {
 
   RawDatabase raw(DbPath());
   ASSERT_TRUE(raw.ok());
-  EXPECT_EQ(raw.QueryText("PRAGMA user_version"), "3");
+  EXPECT_EQ(raw.QueryText("PRAGMA user_version"), "4");
   EXPECT_EQ(raw.QueryText("SELECT COUNT(*) FROM sqlite_master WHERE type = 'index' AND name IN "
                           "('keys_material_expiry', 'key_versions_by_fingerprint', "
                           "'import_parameters_by_key', 'import_parameters_by_expiration')"),
