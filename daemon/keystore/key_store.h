@@ -1,5 +1,5 @@
-// KeyStore: durable metadata for keys, key versions, aliases, tags and
-// crash-recovery intents. The HSM holds every secret; the KeyStore holds
+// KeyStore: durable metadata for keys (policies included), key versions,
+// aliases, tags, grants and crash-recovery intents. The HSM holds every secret; the KeyStore holds
 // everything else and no secret at all.
 //
 // Implementations: SqliteKeyStore (daemon/keystore/sqlite_key_store.h). Every
@@ -21,17 +21,25 @@
 //  - valid_to is set exactly when expiration_model is kExpires;
 //  - a version's key_check_value is empty or 3 bytes, its fingerprint empty
 //    or 16 bytes;
+//  - a key's policy is at most kMaxPolicyBytes (32768) bytes; it is stored
+//    and returned byte for byte, never parsed;
+//  - a grant's grant_id is 64 lower-case hex characters, its token_hash 32
+//    bytes, and it has at least one operation;
 //  - CreateKey's version belongs to the key and is its current_version_id;
 //  - UpdateKey's current_version_id names a version of the same key (else
 //    kNotFound);
 //  - list markers need not exist (listing resumes after where they would
-//    sort); ListAliases with an unknown key filter gives an empty page;
+//    sort); ListAliases with an unknown key filter gives an empty page, and
+//    so do ListGrants, ListGrantsForKey (empty list) and CountGrants (0) for
+//    an unknown key;
 //  - duplicate tag keys in one PutTags: the last wins; intent ids are never
 //    reused.
 #ifndef KMS_DAEMON_KEYSTORE_KEY_STORE_H_
 #define KMS_DAEMON_KEYSTORE_KEY_STORE_H_
 
+#include <cstddef>
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -63,9 +71,15 @@ absl::StatusOr<VersionOrigin> ParseVersionOrigin(absl::string_view name);
 absl::string_view ExpirationModelName(ExpirationModel model);
 absl::StatusOr<ExpirationModel> ParseExpirationModel(absl::string_view name);
 
+// The largest key policy a store accepts, in bytes (AWS KMS's limit).
+inline constexpr size_t kMaxPolicyBytes = 32768;
+
 struct KeyRecord {
   std::string key_id;  // a UUID, lower-case, canonical form
   std::string description;
+  // The key policy document (JSON text) exactly as set; opaque to the store.
+  // Empty for keys created before schema 4: they have no statements.
+  std::string policy;
   KeyState state = KeyState::kEnabled;
   KeyOrigin origin = KeyOrigin::kKms;
   std::string key_usage = "ENCRYPT_DECRYPT";
@@ -86,7 +100,8 @@ struct KeyRecord {
   std::optional<absl::Time> valid_to;
 
   bool operator==(const KeyRecord& o) const {
-    return key_id == o.key_id && description == o.description && state == o.state &&
+    return key_id == o.key_id && description == o.description && policy == o.policy &&
+           state == o.state &&
            origin == o.origin && key_usage == o.key_usage && key_spec == o.key_spec &&
            creation_time == o.creation_time && deletion_time == o.deletion_time &&
            current_version_id == o.current_version_id &&
@@ -186,6 +201,35 @@ struct ImportCommit {
   std::string consumed_wrapping_key_id;  // its ImportParametersRecord is removed
 };
 
+// A grant (AWS KMS CreateGrant): delegated use of one key by one principal.
+// Immutable once stored: it is added, read and deleted, never updated.
+struct GrantRecord {
+  std::string grant_id;            // 64 lower-case hex characters
+  std::string key_id;
+  std::string name;                // optional
+  std::string grantee_principal;
+  std::string retiring_principal;  // optional
+  std::string issuing_principal;   // who created it
+  std::vector<std::string> operations;  // grant operation names ("Decrypt", ...), order kept
+  // Grant constraints: the encryption context must equal, or contain, these
+  // pairs. Any strings (empty ones, separators, any bytes) round-trip exactly.
+  std::map<std::string, std::string> encryption_context_equals;
+  std::map<std::string, std::string> encryption_context_subset;
+  // SHA-256 of the grant token: 32 bytes. The token itself is never stored.
+  std::string token_hash;
+  absl::Time creation_time = absl::UnixEpoch();
+
+  bool operator==(const GrantRecord& o) const {
+    return grant_id == o.grant_id && key_id == o.key_id && name == o.name &&
+           grantee_principal == o.grantee_principal &&
+           retiring_principal == o.retiring_principal &&
+           issuing_principal == o.issuing_principal && operations == o.operations &&
+           encryption_context_equals == o.encryption_context_equals &&
+           encryption_context_subset == o.encryption_context_subset &&
+           token_hash == o.token_hash && creation_time == o.creation_time;
+  }
+};
+
 template <typename T>
 struct Page {
   std::vector<T> items;
@@ -199,9 +243,10 @@ class KeyStore {
 
   // ---- keys and versions
 
-  // Inserts `key`, its first `version` (absent for a key without material)
-  // and its `tags`, in one transaction.
-  // Errors: kAlreadyExists (key id or version id taken).
+  // Inserts `key` (its policy included), its first `version` (absent for a
+  // key without material) and its `tags`, in one transaction.
+  // Errors: kAlreadyExists (key id or version id taken), kInvalidArgument
+  // (policy longer than kMaxPolicyBytes).
   virtual absl::Status CreateKey(const KeyRecord& key,
                                  const std::optional<KeyVersionRecord>& version,
                                  const std::vector<TagRecord>& tags) = 0;
@@ -210,9 +255,11 @@ class KeyStore {
   virtual absl::StatusOr<KeyRecord> GetKey(absl::string_view key_id) = 0;
 
   // Replaces the mutable fields of the key named by key.key_id: description,
-  // state, deletion_time, current_version_id, the rotation fields and the
-  // import expiry (expiration_model, valid_to).
-  // Errors: kNotFound.
+  // policy, state, deletion_time, current_version_id, the rotation fields and
+  // the import expiry (expiration_model, valid_to). Every method below that
+  // "replaces the key's mutable fields" replaces the same set, policy
+  // included: pass the record as read, with the changes made.
+  // Errors: kNotFound, kInvalidArgument (policy longer than kMaxPolicyBytes).
   virtual absl::Status UpdateKey(const KeyRecord& key) = 0;
 
   // Adds `version` to its key and replaces the key's mutable fields with
@@ -239,8 +286,8 @@ class KeyStore {
   // Keys in kPendingDeletion whose deletion_time is at or before `t`.
   virtual absl::StatusOr<std::vector<KeyRecord>> ListKeysDueForDeletion(absl::Time t) = 0;
 
-  // Removes the key with its versions, aliases, tags and import parameters,
-  // in one transaction. (The caller destroys the HSM objects those name
+  // Removes the key with its versions, aliases, tags, grants and import
+  // parameters, in one transaction. (The caller destroys the HSM objects those name
   // first: once the rows are gone nothing points at them.)
   // Errors: kNotFound.
   virtual absl::Status DeleteKey(absl::string_view key_id) = 0;
@@ -314,6 +361,31 @@ class KeyStore {
   // (>= 1) after `marker`. Errors: kInvalidArgument (limit < 1).
   virtual absl::StatusOr<Page<AliasRecord>> ListAliases(
       const std::optional<std::string>& key_id, int limit, absl::string_view marker) = 0;
+
+  // ---- grants
+
+  // Stores a grant. Errors: kNotFound (no such key), kAlreadyExists (grant
+  // id or token hash already stored), kInvalidArgument (grant_id not 64 hex,
+  // token_hash not 32 bytes, no operations).
+  virtual absl::Status AddGrant(const GrantRecord& grant) = 0;
+  // Errors: kNotFound.
+  virtual absl::StatusOr<GrantRecord> GetGrant(absl::string_view grant_id) = 0;
+  // The grant whose token hashes to `token_hash`. Errors: kNotFound (also for
+  // a hash that is not 32 bytes).
+  virtual absl::StatusOr<GrantRecord> FindGrantByTokenHash(absl::string_view token_hash) = 0;
+  // Every grant on the key, by grant_id; empty (not an error) if none or no
+  // such key.
+  virtual absl::StatusOr<std::vector<GrantRecord>> ListGrantsForKey(
+      absl::string_view key_id) = 0;
+  // A page of the key's grants, by grant_id, at most `limit` (>= 1), resuming
+  // after `marker` (empty: from the start). An unknown key gives an empty
+  // page. Errors: kInvalidArgument (limit < 1).
+  virtual absl::StatusOr<Page<GrantRecord>> ListGrants(absl::string_view key_id, int limit,
+                                                       absl::string_view marker) = 0;
+  // How many grants the key has (0 for an unknown key).
+  virtual absl::StatusOr<int64_t> CountGrants(absl::string_view key_id) = 0;
+  // Errors: kNotFound.
+  virtual absl::Status DeleteGrant(absl::string_view grant_id) = 0;
 
   // ---- tags
 

@@ -5,12 +5,16 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdint>
 #include <iterator>
+#include <map>
 #include <utility>
+#include <vector>
 
 #include "absl/memory/memory.h"
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "daemon/common/logging.h"
 #include "daemon/common/status_macros.h"
@@ -152,6 +156,52 @@ CREATE INDEX import_parameters_by_key
 CREATE INDEX import_parameters_by_expiration
   ON import_parameters (expiration_time_us, wrapping_key_id);
 )sql",
+    // 4: key policies and grants. Existing keys get the empty policy (no
+    // statements). The policy is opaque text; its limit is in bytes, hence the
+    // CAST (length() of TEXT counts characters, up to the first NUL).
+    //
+    // A grant's list and maps are child rows, so that no string, whatever it
+    // holds, needs an encoding: its operations in grant_operations, in the
+    // caller's order (position 0, 1, ...), and its encryption-context
+    // constraints in grant_context, one row per pair, kind 'EQUALS'
+    // (encryption_context_equals) or 'SUBSET' (encryption_context_subset).
+    // Deleting a key cascades to its grants, and a grant to its child rows.
+    R"sql(
+ALTER TABLE keys ADD COLUMN policy TEXT NOT NULL DEFAULT ''
+  CHECK (length(CAST(policy AS BLOB)) <= 32768);
+
+CREATE TABLE grants (
+  grant_id TEXT NOT NULL PRIMARY KEY
+    CHECK (length(grant_id) = 64 AND grant_id NOT GLOB '*[^0-9a-f]*'),
+  key_id TEXT NOT NULL REFERENCES keys (key_id) ON DELETE CASCADE,
+  name TEXT NOT NULL,
+  grantee_principal TEXT NOT NULL,
+  retiring_principal TEXT NOT NULL,
+  issuing_principal TEXT NOT NULL,
+  -- SHA-256 of the grant token; the UNIQUE index serves FindGrantByTokenHash.
+  token_hash BLOB NOT NULL UNIQUE CHECK (length(token_hash) = 32),
+  creation_time_us INTEGER NOT NULL
+) STRICT;
+
+-- Serves ListGrants, ListGrantsForKey and CountGrants, order included, and
+-- the cascade from keys.
+CREATE INDEX grants_by_key ON grants (key_id, grant_id);
+
+CREATE TABLE grant_operations (
+  grant_id TEXT NOT NULL REFERENCES grants (grant_id) ON DELETE CASCADE,
+  position INTEGER NOT NULL CHECK (position >= 0),
+  operation TEXT NOT NULL,
+  PRIMARY KEY (grant_id, position)
+) STRICT, WITHOUT ROWID;
+
+CREATE TABLE grant_context (
+  grant_id TEXT NOT NULL REFERENCES grants (grant_id) ON DELETE CASCADE,
+  kind TEXT NOT NULL CHECK (kind IN ('EQUALS', 'SUBSET')),
+  context_key TEXT NOT NULL,
+  context_value TEXT NOT NULL,
+  PRIMARY KEY (grant_id, kind, context_key)
+) STRICT, WITHOUT ROWID;
+)sql",
 };
 constexpr int kLatestSchemaVersion = static_cast<int>(std::size(kMigrations));
 
@@ -242,6 +292,11 @@ absl::Status ValidateKey(const KeyRecord& key) {
         absl::StrCat("key '", key.key_id, "': rotation period must be 0..", kMaxRotationPeriodDays,
                      " days, got ", key.rotation_period_days));
   }
+  if (key.policy.size() > kMaxPolicyBytes) {
+    return absl::InvalidArgumentError(absl::StrCat("key '", key.key_id,
+                                                   "': policy must be at most ", kMaxPolicyBytes,
+                                                   " bytes, got ", key.policy.size()));
+  }
   if ((key.expiration_model == ExpirationModel::kExpires) != key.valid_to.has_value()) {
     return absl::InvalidArgumentError(absl::StrCat(
         "key '", key.key_id, "': valid_to must be set exactly when the expiration model is ",
@@ -287,6 +342,31 @@ absl::Status ValidateImportParameters(const ImportParametersRecord& record) {
         "': expiration_time must not be before creation_time, got expiration ",
         absl::FormatTime(record.expiration_time), " and creation ",
         absl::FormatTime(record.creation_time)));
+  }
+  return absl::OkStatus();
+}
+
+constexpr size_t kGrantIdSize = 64;
+constexpr size_t kTokenHashSize = 32;
+
+// A grant as AddGrant stores it. Messages give the token hash's size only.
+absl::Status ValidateGrant(const GrantRecord& grant) {
+  const bool lower_hex =
+      std::all_of(grant.grant_id.begin(), grant.grant_id.end(),
+                  [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); });
+  if (grant.grant_id.size() != kGrantIdSize || !lower_hex) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("grant_id must be ", kGrantIdSize, " lower-case hex characters, got '",
+                     absl::CHexEscape(grant.grant_id), "'"));
+  }
+  if (grant.token_hash.size() != kTokenHashSize) {
+    return absl::InvalidArgumentError(absl::StrCat("grant '", grant.grant_id,
+                                                   "': token_hash must be ", kTokenHashSize,
+                                                   " bytes, got ", grant.token_hash.size()));
+  }
+  if (grant.operations.empty()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("grant '", grant.grant_id, "': operations must not be empty"));
   }
   return absl::OkStatus();
 }
@@ -595,7 +675,7 @@ namespace {
 #define KMS_KEY_COLUMNS                                                            \
   "key_id, description, state, origin, key_usage, key_spec, creation_time_us, "    \
   "deletion_time_us, current_version_id, rotation_enabled, rotation_period_days, " \
-  "next_rotation_time_us, expiration_model, valid_to_us"
+  "next_rotation_time_us, expiration_model, valid_to_us, policy"
 absl::StatusOr<KeyRecord> ReadKey(const SqliteKeyStore::Statement& row) {
   KeyRecord key;
   key.key_id = row.Text(0);
@@ -613,6 +693,7 @@ absl::StatusOr<KeyRecord> ReadKey(const SqliteKeyStore::Statement& row) {
   key.next_rotation_time = row.OptionalTime(11);
   KMS_ASSIGN_OR_RETURN(key.expiration_model, ParseExpirationModel(row.Text(12)));
   key.valid_to = row.OptionalTime(13);
+  key.policy = row.Text(14);
   return key;
 }
 
@@ -647,6 +728,42 @@ ImportParametersRecord ReadImportParameters(const SqliteKeyStore::Statement& row
   record.expiration_time = row.Time(5);
   return record;
 }
+
+// The same for grants: the grants row of ReadGrantRows. Operations and
+// encryption-context constraints live in their own tables
+// (SqliteKeyStore::ReadGrantChildren).
+#define KMS_GRANT_COLUMNS                                                           \
+  "grant_id, key_id, name, grantee_principal, retiring_principal, issuing_principal, " \
+  "token_hash, creation_time_us"
+GrantRecord ReadGrantRow(const SqliteKeyStore::Statement& row) {
+  GrantRecord grant;
+  grant.grant_id = row.Text(0);
+  grant.key_id = row.Text(1);
+  grant.name = row.Text(2);
+  grant.grantee_principal = row.Text(3);
+  grant.retiring_principal = row.Text(4);
+  grant.issuing_principal = row.Text(5);
+  grant.token_hash = row.Blob(6);
+  grant.creation_time = row.Time(7);
+  return grant;
+}
+
+// Every row `stmt` (a SELECT of KMS_GRANT_COLUMNS, parameters bound) returns,
+// without children.
+absl::StatusOr<std::vector<GrantRecord>> ReadGrantRows(SqliteKeyStore::Statement& stmt,
+                                                       absl::string_view context) {
+  std::vector<GrantRecord> grants;
+  for (;;) {
+    KMS_ASSIGN_OR_RETURN(const bool row, stmt.Step(context));
+    if (!row) break;
+    grants.push_back(ReadGrantRow(stmt));
+  }
+  return grants;
+}
+
+// grant_context.kind of each of a grant's two maps.
+constexpr absl::string_view kContextEquals = "EQUALS";
+constexpr absl::string_view kContextSubset = "SUBSET";
 
 // Columns: alias_name, key_id, creation_time_us, last_updated_time_us.
 AliasRecord ReadAlias(const SqliteKeyStore::Statement& row) {
@@ -713,7 +830,7 @@ absl::Status SqliteKeyStore::UpdateKeyLocked(const KeyRecord& key) {
                        Prepare("UPDATE keys SET description = ?, state = ?, deletion_time_us = ?, "
                                "current_version_id = ?, rotation_enabled = ?, "
                                "rotation_period_days = ?, next_rotation_time_us = ?, "
-                               "expiration_model = ?, valid_to_us = ? "
+                               "expiration_model = ?, valid_to_us = ?, policy = ? "
                                "WHERE key_id = ?"));
   stmt.BindText(key.description)
       .BindText(KeyStateName(key.state))
@@ -724,6 +841,7 @@ absl::Status SqliteKeyStore::UpdateKeyLocked(const KeyRecord& key) {
       .BindTime(key.next_rotation_time)
       .BindText(ExpirationModelName(key.expiration_model))
       .BindTime(key.valid_to)
+      .BindText(key.policy)
       .BindText(key.key_id);
   KMS_RETURN_IF_ERROR(stmt.Run(
       "updating key", Subject{/*already_exists=*/"",
@@ -794,7 +912,7 @@ absl::Status SqliteKeyStore::CreateKey(const KeyRecord& key,
           // key from keys to key_versions is checked per statement.
           KMS_ASSIGN_OR_RETURN(Statement stmt,
                                Prepare("INSERT INTO keys (" KMS_KEY_COLUMNS ") "
-                                       "VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL, ?, ?, ?, ?, ?)"));
+                                       "VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL, ?, ?, ?, ?, ?, ?)"));
           stmt.BindText(key.key_id)
               .BindText(key.description)
               .BindText(KeyStateName(key.state))
@@ -807,7 +925,8 @@ absl::Status SqliteKeyStore::CreateKey(const KeyRecord& key,
               .BindInt(key.rotation_period_days)
               .BindTime(key.next_rotation_time)
               .BindText(ExpirationModelName(key.expiration_model))
-              .BindTime(key.valid_to);
+              .BindTime(key.valid_to)
+              .BindText(key.policy);
           KMS_RETURN_IF_ERROR(stmt.Run(
               "inserting key",
               Subject{/*already_exists=*/absl::StrCat("key '", key.key_id, "' already exists"),
@@ -886,8 +1005,8 @@ absl::Status SqliteKeyStore::DeleteKey(absl::string_view key_id) {
   absl::MutexLock lock(&mu_);
   return InTransaction(
       TransactionMode::kWrite, [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) -> absl::Status {
-        // Versions, aliases, tags and import parameters go by ON DELETE
-        // CASCADE.
+        // Versions, aliases, tags, grants (with their operations and
+        // constraints) and import parameters go by ON DELETE CASCADE.
         KMS_ASSIGN_OR_RETURN(Statement stmt, Prepare("DELETE FROM keys WHERE key_id = ?"));
         stmt.BindText(key_id);
         KMS_RETURN_IF_ERROR(stmt.Run("deleting key"));
@@ -1289,6 +1408,230 @@ absl::StatusOr<Page<AliasRecord>> SqliteKeyStore::ListAliases(
   return page;
 }
 
+// ---- grants
+
+absl::Status SqliteKeyStore::InsertGrantChildren(const GrantRecord& grant) {
+  int64_t position = 0;
+  for (const std::string& operation : grant.operations) {
+    KMS_ASSIGN_OR_RETURN(Statement stmt,
+                         Prepare("INSERT INTO grant_operations (grant_id, position, operation) "
+                                 "VALUES (?, ?, ?)"));
+    stmt.BindText(grant.grant_id).BindInt(position++).BindText(operation);
+    KMS_RETURN_IF_ERROR(stmt.Run("inserting grant operation"));
+  }
+  for (const auto& [kind, context] :
+       {std::pair<absl::string_view, const std::map<std::string, std::string>*>{
+            kContextEquals, &grant.encryption_context_equals},
+        {kContextSubset, &grant.encryption_context_subset}}) {
+    for (const auto& [key, value] : *context) {
+      KMS_ASSIGN_OR_RETURN(Statement stmt,
+                           Prepare("INSERT INTO grant_context (grant_id, kind, context_key, "
+                                   "context_value) VALUES (?, ?, ?, ?)"));
+      stmt.BindText(grant.grant_id).BindText(kind).BindText(key).BindText(value);
+      KMS_RETURN_IF_ERROR(stmt.Run("inserting grant constraint"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status SqliteKeyStore::ReadGrantChildren(std::vector<GrantRecord>& grants) {
+  for (GrantRecord& grant : grants) {
+    {
+      KMS_ASSIGN_OR_RETURN(Statement stmt,
+                           Prepare("SELECT operation FROM grant_operations WHERE grant_id = ? "
+                                   "ORDER BY position"));
+      stmt.BindText(grant.grant_id);
+      for (;;) {
+        KMS_ASSIGN_OR_RETURN(const bool row, stmt.Step("reading grant operations"));
+        if (!row) break;
+        grant.operations.push_back(stmt.Text(0));
+      }
+    }
+    KMS_ASSIGN_OR_RETURN(Statement stmt,
+                         Prepare("SELECT kind, context_key, context_value FROM grant_context "
+                                 "WHERE grant_id = ?"));
+    stmt.BindText(grant.grant_id);
+    for (;;) {
+      KMS_ASSIGN_OR_RETURN(const bool row, stmt.Step("reading grant constraints"));
+      if (!row) break;
+      const std::string kind = stmt.Text(0);
+      if (kind == kContextEquals) {
+        grant.encryption_context_equals.emplace(stmt.Text(1), stmt.Text(2));
+      } else if (kind == kContextSubset) {
+        grant.encryption_context_subset.emplace(stmt.Text(1), stmt.Text(2));
+      } else {
+        return absl::InternalError(absl::StrCat("unknown grant constraint kind in store: ", kind));
+      }
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status SqliteKeyStore::AddGrant(const GrantRecord& grant) {
+  KMS_RETURN_IF_ERROR(ValidateGrant(grant));
+  absl::MutexLock lock(&mu_);
+  return InTransaction(
+      TransactionMode::kWrite, [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) -> absl::Status {
+        // Explicit checks before the insert, so that each failure says which
+        // rule it broke (one UNIQUE failure could be the id or the hash).
+        KMS_RETURN_IF_ERROR(CheckKeyExists(grant.key_id));
+        {
+          KMS_ASSIGN_OR_RETURN(Statement stmt,
+                               Prepare("SELECT 1 FROM grants WHERE grant_id = ?"));
+          stmt.BindText(grant.grant_id);
+          KMS_ASSIGN_OR_RETURN(const bool row, stmt.Step("looking up grant"));
+          if (row) {
+            return absl::AlreadyExistsError(
+                absl::StrCat("grant '", grant.grant_id, "' already exists"));
+          }
+        }
+        {
+          KMS_ASSIGN_OR_RETURN(Statement stmt,
+                               Prepare("SELECT 1 FROM grants WHERE token_hash = ?"));
+          stmt.BindBlob(grant.token_hash);
+          KMS_ASSIGN_OR_RETURN(const bool row, stmt.Step("looking up grant token hash"));
+          if (row) {
+            return absl::AlreadyExistsError(absl::StrCat(
+                "grant '", grant.grant_id, "': another grant has the same token hash"));
+          }
+        }
+        {
+          KMS_ASSIGN_OR_RETURN(Statement stmt,
+                               Prepare("INSERT INTO grants (" KMS_GRANT_COLUMNS
+                                       ") VALUES (?, ?, ?, ?, ?, ?, ?, ?)"));
+          stmt.BindText(grant.grant_id)
+              .BindText(grant.key_id)
+              .BindText(grant.name)
+              .BindText(grant.grantee_principal)
+              .BindText(grant.retiring_principal)
+              .BindText(grant.issuing_principal)
+              .BindBlob(grant.token_hash)
+              .BindTime(grant.creation_time);
+          KMS_RETURN_IF_ERROR(stmt.Run(
+              "inserting grant",
+              Subject{/*already_exists=*/absl::StrCat("grant '", grant.grant_id,
+                                                      "' or its token hash already exists"),
+                      /*not_found=*/absl::StrCat("key '", grant.key_id, "' not found")}));
+        }
+        return InsertGrantChildren(grant);
+      });
+}
+
+absl::StatusOr<GrantRecord> SqliteKeyStore::GetGrant(absl::string_view grant_id) {
+  absl::MutexLock lock(&mu_);
+  std::vector<GrantRecord> grants;
+  // A read transaction, so that the row and its children come from one
+  // snapshot.
+  KMS_RETURN_IF_ERROR(InTransaction(
+      TransactionMode::kRead, [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) -> absl::Status {
+        {
+          KMS_ASSIGN_OR_RETURN(
+              Statement stmt,
+              Prepare("SELECT " KMS_GRANT_COLUMNS " FROM grants WHERE grant_id = ?"));
+          stmt.BindText(grant_id);
+          KMS_ASSIGN_OR_RETURN(grants, ReadGrantRows(stmt, "reading grant"));
+        }
+        return ReadGrantChildren(grants);
+      }));
+  if (grants.empty()) return absl::NotFoundError(absl::StrCat("grant '", grant_id, "' not found"));
+  return std::move(grants.front());
+}
+
+absl::StatusOr<GrantRecord> SqliteKeyStore::FindGrantByTokenHash(absl::string_view token_hash) {
+  absl::MutexLock lock(&mu_);
+  std::vector<GrantRecord> grants;
+  KMS_RETURN_IF_ERROR(InTransaction(
+      TransactionMode::kRead, [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) -> absl::Status {
+        {
+          KMS_ASSIGN_OR_RETURN(
+              Statement stmt,
+              Prepare("SELECT " KMS_GRANT_COLUMNS " FROM grants WHERE token_hash = ?"));
+          stmt.BindBlob(token_hash);
+          KMS_ASSIGN_OR_RETURN(grants, ReadGrantRows(stmt, "finding grant by token hash"));
+        }
+        return ReadGrantChildren(grants);
+      }));
+  // The hash is derived from a bearer token: its size only, never its bytes.
+  if (grants.empty()) {
+    return absl::NotFoundError(
+        absl::StrCat("no grant has this token hash (", token_hash.size(), " bytes)"));
+  }
+  return std::move(grants.front());
+}
+
+absl::StatusOr<std::vector<GrantRecord>> SqliteKeyStore::ListGrantsForKey(
+    absl::string_view key_id) {
+  absl::MutexLock lock(&mu_);
+  std::vector<GrantRecord> grants;
+  KMS_RETURN_IF_ERROR(InTransaction(
+      TransactionMode::kRead, [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) -> absl::Status {
+        {
+          KMS_ASSIGN_OR_RETURN(Statement stmt,
+                               Prepare("SELECT " KMS_GRANT_COLUMNS
+                                       " FROM grants WHERE key_id = ? ORDER BY grant_id"));
+          stmt.BindText(key_id);
+          KMS_ASSIGN_OR_RETURN(grants, ReadGrantRows(stmt, "listing grants of key"));
+        }
+        return ReadGrantChildren(grants);
+      }));
+  return grants;
+}
+
+absl::StatusOr<Page<GrantRecord>> SqliteKeyStore::ListGrants(absl::string_view key_id, int limit,
+                                                             absl::string_view marker) {
+  KMS_RETURN_IF_ERROR(CheckLimit(limit));
+  absl::MutexLock lock(&mu_);
+  Page<GrantRecord> page;
+  KMS_RETURN_IF_ERROR(InTransaction(
+      TransactionMode::kRead, [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) -> absl::Status {
+        {
+          // As in ListKeys: a separate statement for the first page, and one
+          // row more than asked for to tell whether another page follows.
+          KMS_ASSIGN_OR_RETURN(
+              Statement stmt,
+              Prepare(marker.empty() ? "SELECT " KMS_GRANT_COLUMNS
+                                       " FROM grants WHERE key_id = ? ORDER BY grant_id LIMIT ?"
+                                     : "SELECT " KMS_GRANT_COLUMNS
+                                       " FROM grants WHERE key_id = ? AND grant_id > ? "
+                                       "ORDER BY grant_id LIMIT ?"));
+          stmt.BindText(key_id);
+          if (!marker.empty()) stmt.BindText(marker);
+          stmt.BindInt(int64_t{limit} + 1);
+          KMS_ASSIGN_OR_RETURN(page.items, ReadGrantRows(stmt, "listing grants"));
+        }
+        if (page.items.size() > static_cast<size_t>(limit)) {
+          page.items.resize(static_cast<size_t>(limit));
+          page.next_marker = page.items.back().grant_id;
+        }
+        return ReadGrantChildren(page.items);
+      }));
+  return page;
+}
+
+absl::StatusOr<int64_t> SqliteKeyStore::CountGrants(absl::string_view key_id) {
+  absl::MutexLock lock(&mu_);
+  KMS_ASSIGN_OR_RETURN(Statement stmt, Prepare("SELECT COUNT(*) FROM grants WHERE key_id = ?"));
+  stmt.BindText(key_id);
+  KMS_ASSIGN_OR_RETURN(const bool row, stmt.Step("counting grants"));
+  if (!row) return absl::InternalError("keystore: COUNT(*) returned no row");
+  return stmt.Int(0);
+}
+
+absl::Status SqliteKeyStore::DeleteGrant(absl::string_view grant_id) {
+  absl::MutexLock lock(&mu_);
+  return InTransaction(
+      TransactionMode::kWrite, [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) -> absl::Status {
+        // Its operations and constraints go by ON DELETE CASCADE.
+        KMS_ASSIGN_OR_RETURN(Statement stmt, Prepare("DELETE FROM grants WHERE grant_id = ?"));
+        stmt.BindText(grant_id);
+        KMS_RETURN_IF_ERROR(stmt.Run("deleting grant"));
+        if (stmt.Changes() == 0) {
+          return absl::NotFoundError(absl::StrCat("grant '", grant_id, "' not found"));
+        }
+        return absl::OkStatus();
+      });
+}
+
 // ---- tags
 
 absl::Status SqliteKeyStore::PutTags(absl::string_view key_id, const std::vector<TagRecord>& tags) {
@@ -1394,6 +1737,7 @@ absl::StatusOr<std::vector<Intent>> SqliteKeyStore::ListIntents() {
   return intents;
 }
 
+#undef KMS_GRANT_COLUMNS
 #undef KMS_IMPORT_PARAMETERS_COLUMNS
 #undef KMS_VERSION_COLUMNS
 #undef KMS_KEY_COLUMNS

@@ -18,7 +18,11 @@
 // expiration_model and valid_to, the versions' key_check_value, fingerprint
 // and material_deleted, and the import_parameters table; existing rows get
 // expiration model NONE, no valid_to, empty check value and fingerprint,
-// material present).
+// material present); version 4 adds key policies and grants (the keys' policy
+// column, '' for existing keys, and the grants, grant_operations and
+// grant_context tables: a grant's operations and encryption-context
+// constraints are child rows, one per operation or pair, so no string needs
+// an encoding).
 //
 // Times are stored as INTEGER microseconds since the Unix epoch: a time with a
 // finer part (absl::Now() has one) reads back floored to the microsecond.
@@ -38,11 +42,11 @@
 //                   ("alias 'alias/x' already exists").
 //   kNotFound       the named key, version, alias or intent does not exist
 //                   (including a foreign key naming a missing key).
-//   kInvalidArgument  limit < 1 (ListKeys, ListAliases); a record that
-//                   contradicts itself or is out of range (CreateKey,
+//   kInvalidArgument  limit < 1 (ListKeys, ListAliases, ListGrants); a record
+//                   that contradicts itself or is out of range (CreateKey,
 //                   UpdateKey, AddVersion, CommitImport, MarkMaterialDeleted:
-//                   see ValidateKey and ValidateVersion in the .cc); a
-//                   negative reservation. The schema's CHECKs say the same, so
+//                   see ValidateKey and ValidateVersion in the .cc; AddGrant:
+//                   ValidateGrant); a negative reservation. The schema's CHECKs say the same, so
 //                   no other writer can store such a row either.
 //   kInternal       anything else SQLite reported, with its message (for the
 //                   server log; the server strips internal text from replies).
@@ -54,7 +58,8 @@
 //                   next_rotation_time set without rotation_enabled or missing
 //                   with it, rotation_period_days outside 0..36500, valid_to
 //                   set without expiration model KEY_MATERIAL_EXPIRES or
-//                   missing with it; or the version's encryptions_reserved < 0,
+//                   missing with it, policy longer than 32768 bytes; or the
+//                   version's encryptions_reserved < 0,
 //                   key_check_value neither empty nor 3 bytes, fingerprint
 //                   neither empty nor 16 bytes).
 //   GetKey          kNotFound.
@@ -71,8 +76,8 @@
 //                   (reserved < 0; the contract would let it be a no-op, but a
 //                   negative count can only be a caller's bug).
 //   ListKeys        kInvalidArgument (limit < 1).
-//   DeleteKey       kNotFound. Versions, aliases, tags and import parameters
-//                   go with the key.
+//   DeleteKey       kNotFound. Versions, aliases, tags, grants and import
+//                   parameters go with the key.
 //   GetVersion      kNotFound.
 //   FindVersionsByFingerprint  kInvalidArgument (empty fingerprint).
 //   CommitImport    kNotFound (no such key, restored version not of this key,
@@ -93,6 +98,14 @@
 //   DeleteAlias, GetAlias  kNotFound.
 //   ListAliases     kInvalidArgument (limit < 1). An unknown key_id filter
 //                   gives an empty page.
+//   AddGrant        kNotFound (no such key), kAlreadyExists (grant id taken,
+//                   or token hash taken: the message says which, without the
+//                   hash), kInvalidArgument (grant_id not 64 lower-case hex,
+//                   token_hash not 32 bytes, no operations).
+//   GetGrant, DeleteGrant, FindGrantByTokenHash  kNotFound.
+//   ListGrants      kInvalidArgument (limit < 1). An unknown key gives an
+//                   empty page.
+//   ListGrantsForKey, CountGrants: only the common errors.
 //   PutTags, RemoveTags, ListTags  kNotFound (no such key).
 //   RemoveIntent    kNotFound.
 //   ListVersions, ListKeysDueForDeletion, AddIntent, ListIntents: only the
@@ -201,6 +214,18 @@ class SqliteKeyStore final : public KeyStore {
   absl::StatusOr<Page<AliasRecord>> ListAliases(const std::optional<std::string>& key_id, int limit,
                                                 absl::string_view marker) override;
 
+  // Served by the index grants_by_key; a grant's operations and context
+  // pairs come from their tables' primary keys.
+  absl::Status AddGrant(const GrantRecord& grant) override;
+  absl::StatusOr<GrantRecord> GetGrant(absl::string_view grant_id) override;
+  // Served by the UNIQUE index on token_hash.
+  absl::StatusOr<GrantRecord> FindGrantByTokenHash(absl::string_view token_hash) override;
+  absl::StatusOr<std::vector<GrantRecord>> ListGrantsForKey(absl::string_view key_id) override;
+  absl::StatusOr<Page<GrantRecord>> ListGrants(absl::string_view key_id, int limit,
+                                               absl::string_view marker) override;
+  absl::StatusOr<int64_t> CountGrants(absl::string_view key_id) override;
+  absl::Status DeleteGrant(absl::string_view grant_id) override;
+
   absl::Status PutTags(absl::string_view key_id, const std::vector<TagRecord>& tags) override;
   absl::Status RemoveTags(absl::string_view key_id,
                           const std::vector<std::string>& tag_keys) override;
@@ -236,6 +261,14 @@ class SqliteKeyStore final : public KeyStore {
   absl::Status UpdateKeyLocked(const KeyRecord& key) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status InsertVersion(const KeyVersionRecord& version) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status UpsertTags(absl::string_view key_id, const std::vector<TagRecord>& tags)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Inserts the grant's operations and encryption-context constraints (the
+  // grants row itself must exist).
+  absl::Status InsertGrantChildren(const GrantRecord& grant) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Fills in the operations and encryption-context constraints of grants
+  // read from the grants table (which holds the other fields). Called after
+  // the grants SELECT is done, so no cached statement is in use twice.
+  absl::Status ReadGrantChildren(std::vector<GrantRecord>& grants)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   absl::Mutex mu_;

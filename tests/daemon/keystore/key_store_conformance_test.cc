@@ -10,6 +10,7 @@
 #include <climits>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <ostream>
@@ -47,7 +48,28 @@ void PrintTo(const KeyRecord& key, std::ostream* os) {
       << " period_days=" << key.rotation_period_days << " next_rotation="
       << (key.next_rotation_time ? absl::FormatTime(*key.next_rotation_time) : std::string("none"))
       << " expiration_model=" << ExpirationModelName(key.expiration_model) << " valid_to="
-      << (key.valid_to ? absl::FormatTime(*key.valid_to) : std::string("none")) << "}";
+      << (key.valid_to ? absl::FormatTime(*key.valid_to) : std::string("none"))
+      << " policy='" << absl::CHexEscape(key.policy.substr(0, 64))
+      << (key.policy.size() > 64 ? absl::StrCat("...' (", key.policy.size(), " bytes)") : "'")
+      << "}";
+}
+void PrintTo(const GrantRecord& grant, std::ostream* os) {
+  // A token hash does not reveal the token: printable.
+  *os << "{grant_id=" << grant.grant_id << " key_id=" << grant.key_id << " name='"
+      << absl::CHexEscape(grant.name) << "' grantee=" << grant.grantee_principal
+      << " retiring=" << grant.retiring_principal << " issuing=" << grant.issuing_principal
+      << " operations=[";
+  for (const std::string& operation : grant.operations) *os << operation << ",";
+  *os << "] equals={";
+  for (const auto& [k, v] : grant.encryption_context_equals) {
+    *os << "'" << absl::CHexEscape(k) << "':'" << absl::CHexEscape(v) << "',";
+  }
+  *os << "} subset={";
+  for (const auto& [k, v] : grant.encryption_context_subset) {
+    *os << "'" << absl::CHexEscape(k) << "':'" << absl::CHexEscape(v) << "',";
+  }
+  *os << "} token_hash=" << absl::BytesToHexString(grant.token_hash)
+      << " created=" << absl::FormatTime(grant.creation_time) << "}";
 }
 void PrintTo(const KeyVersionRecord& version, std::ostream* os) {
   // Check values and fingerprints do not reveal key material: printable.
@@ -225,6 +247,40 @@ KeyVersionRecord NewVersion(const std::string& version_id, const std::string& ke
 std::vector<std::string> KeyIdsOf(const std::vector<KeyRecord>& keys) {
   std::vector<std::string> ids;
   for (const KeyRecord& key : keys) ids.push_back(key.key_id);
+  return ids;
+}
+
+// A valid grant id: 64 lower-case hex characters, ordered as `n`.
+std::string GrantId(int n) {
+  return absl::StrCat(std::string(56, 'e'), absl::Hex(n, absl::kZeroPad8));
+}
+
+// A 32-byte token hash, different for every `n`, with bytes that are not text.
+std::string TokenHash(int n) {
+  std::string hash(32, '\xa5');
+  hash[0] = '\0';
+  hash[30] = static_cast<char>(n >> 8);
+  hash[31] = static_cast<char>(n);
+  return hash;
+}
+
+// Grant `n` on `key_id`: token hash TokenHash(n), two operations.
+GrantRecord NewGrant(int n, const std::string& key_id) {
+  GrantRecord grant;
+  grant.grant_id = GrantId(n);
+  grant.key_id = key_id;
+  grant.name = absl::StrCat("grant-", n);
+  grant.grantee_principal = "arn:aws:iam::111122223333:role/app";
+  grant.issuing_principal = "arn:aws:iam::111122223333:user/admin";
+  grant.operations = {"Encrypt", "Decrypt"};
+  grant.token_hash = TokenHash(n);
+  grant.creation_time = kT0;
+  return grant;
+}
+
+std::vector<std::string> GrantIdsOf(const std::vector<GrantRecord>& grants) {
+  std::vector<std::string> ids;
+  for (const GrantRecord& grant : grants) ids.push_back(grant.grant_id);
   return ids;
 }
 
@@ -690,6 +746,20 @@ TEST_P(KeyStoreTimeTest, TimesRoundTripExactly) {
   expired = store().ListExpiredImportParameters(t - absl::Microseconds(1));
   ASSERT_THAT(expired.status(), IsOk());
   EXPECT_THAT(*expired, IsEmpty());
+
+  // And a grant's creation time, through every read path.
+  GrantRecord grant = NewGrant(1, KeyId(1));
+  grant.creation_time = t;
+  ASSERT_THAT(store().AddGrant(grant), IsOk());
+  absl::StatusOr<GrantRecord> got_grant = store().GetGrant(GrantId(1));
+  ASSERT_THAT(got_grant.status(), IsOk());
+  EXPECT_EQ(*got_grant, grant);
+  got_grant = store().FindGrantByTokenHash(grant.token_hash);
+  ASSERT_THAT(got_grant.status(), IsOk());
+  EXPECT_EQ(got_grant->creation_time, t);
+  absl::StatusOr<Page<GrantRecord>> grants = store().ListGrants(KeyId(1), 10, "");
+  ASSERT_THAT(grants.status(), IsOk());
+  EXPECT_THAT(grants->items, ElementsAre(grant));
 }
 
 INSTANTIATE_TEST_SUITE_P(
@@ -1265,6 +1335,15 @@ std::vector<InvalidKeyCase> InvalidKeyCases() {
        "valid_to"},
       {"ValidToWithoutExpirationModel", [](KeyRecord& k) { k.valid_to = kT0 + absl::Hours(1); },
        "valid_to"},
+      {"PolicyOneByteOverTheLimit", [](KeyRecord& k) { k.policy = std::string(32769, 'p'); },
+       "32769"},
+      // The limit is in bytes: 16385 two-byte characters are 32770 bytes.
+      {"PolicyOfMultiByteCharactersOverTheLimit",
+       [](KeyRecord& k) {
+         k.policy.clear();
+         for (int i = 0; i < 16385; ++i) k.policy += "\xc3\xa9";
+       },
+       "32770"},
   };
   const std::vector<std::pair<std::string, KeyWriter>> writers = {
       {"CreateKey", KeyWriter::kCreateKey},
@@ -2320,6 +2399,383 @@ TEST_P(KeyStoreConformanceTest, IntentIdsAreNeverReused) {
 }
 
 // ======================================================================
+// Key policies
+
+// A policy as the service would store it: JSON, whitespace and non-ASCII
+// kept as given (the store never parses it).
+std::string Policy(absl::string_view who) {
+  return absl::StrCat("{\n  \"Version\": \"2012-10-17\",\n  \"Statement\": [{\"Sid\": \"", who,
+                      " \xc3\xa9\xe2\x82\xac\", \"Effect\": \"Allow\", ",
+                      "\"Action\": \"kms:*\"}]\n}");
+}
+
+TEST_P(KeyStoreConformanceTest, PolicyRoundTripsThroughEveryReadPath) {
+  KeyRecord rotating = WithCurrent(WithRotation(NewKey(KeyId(1)), 365, kT0), VersionId(1));
+  rotating.policy = Policy("rotating");
+  ASSERT_THAT(store().CreateKey(rotating, NewVersion(VersionId(1), KeyId(1)), {}), IsOk());
+  KeyRecord doomed = NewKey(KeyId(2));
+  doomed.state = KeyState::kPendingDeletion;
+  doomed.deletion_time = kT0;
+  doomed.policy = Policy("doomed");
+  ASSERT_THAT(store().CreateKey(doomed, std::nullopt, {}), IsOk());
+  KeyRecord expiring = WithCurrent(NewKey(KeyId(3)), VersionId(3));
+  expiring.origin = KeyOrigin::kExternal;
+  expiring.expiration_model = ExpirationModel::kExpires;
+  expiring.valid_to = kT0;
+  expiring.policy = Policy("expiring");
+  ASSERT_THAT(store().CreateKey(expiring, NewVersion(VersionId(3), KeyId(3)), {}), IsOk());
+  const KeyRecord plain = NewKey(KeyId(4));  // no policy
+  ASSERT_THAT(store().CreateKey(plain, std::nullopt, {}), IsOk());
+
+  auto expect_everywhere = [&](const std::string& when) {
+    SCOPED_TRACE(when);
+    for (const KeyRecord* key :
+         std::vector<const KeyRecord*>{&rotating, &doomed, &expiring, &plain}) {
+      absl::StatusOr<KeyRecord> got = store().GetKey(key->key_id);
+      ASSERT_THAT(got.status(), IsOk());
+      EXPECT_EQ(*got, *key);
+    }
+    absl::StatusOr<Page<KeyRecord>> page = store().ListKeys(10, "");
+    ASSERT_THAT(page.status(), IsOk());
+    EXPECT_THAT(page->items, ElementsAre(rotating, doomed, expiring, plain));
+    absl::StatusOr<std::vector<KeyRecord>> due = store().ListKeysDueForRotation(kT0);
+    ASSERT_THAT(due.status(), IsOk());
+    EXPECT_THAT(*due, ElementsAre(rotating));
+    due = store().ListKeysDueForDeletion(kT0);
+    ASSERT_THAT(due.status(), IsOk());
+    EXPECT_THAT(*due, ElementsAre(doomed));
+    due = store().ListKeysWithExpiredMaterial(kT0);
+    ASSERT_THAT(due.status(), IsOk());
+    EXPECT_THAT(*due, ElementsAre(expiring));
+  };
+  expect_everywhere("as created");
+  EXPECT_EQ(plain.policy, "");
+
+  // Every method that replaces a key's mutable fields replaces its policy.
+  rotating.policy = Policy("updated");
+  ASSERT_THAT(store().UpdateKey(rotating), IsOk());
+  expect_everywhere("after UpdateKey");
+  rotating.policy = Policy("rotated");
+  rotating.current_version_id = VersionId(2);
+  ASSERT_THAT(store().AddVersion(NewVersion(VersionId(2), KeyId(1)), rotating), IsOk());
+  expect_everywhere("after AddVersion");
+  expiring.policy = "";
+  ASSERT_THAT(store().MarkMaterialDeleted(expiring), IsOk());
+  expiring.policy = Policy("restored");
+  ImportCommit commit;
+  commit.key = expiring;
+  commit.restored_version_id = VersionId(3);
+  commit.consumed_wrapping_key_id = "w";
+  ImportParametersRecord parameters;
+  parameters.wrapping_key_id = "w";
+  parameters.key_id = KeyId(3);
+  ASSERT_THAT(store().AddImportParameters(parameters), IsOk());
+  ASSERT_THAT(store().CommitImport(commit), IsOk());
+  expect_everywhere("after CommitImport");
+
+  if (persistent()) {
+    Reopen();
+    expect_everywhere("after reopening");
+  }
+}
+
+TEST_P(KeyStoreConformanceTest, PolicyLimitIs32768Bytes) {
+  KeyRecord key = NewKey(KeyId(1));
+  key.policy = std::string(kMaxPolicyBytes, '{');
+  ASSERT_THAT(store().CreateKey(key, std::nullopt, {}), IsOk());
+  absl::StatusOr<KeyRecord> got = store().GetKey(KeyId(1));
+  ASSERT_THAT(got.status(), IsOk());
+  EXPECT_EQ(*got, key);
+
+  // 16384 two-byte characters: exactly the limit in bytes.
+  key.policy.clear();
+  for (int i = 0; i < 16384; ++i) key.policy += "\xc3\xa9";
+  ASSERT_EQ(key.policy.size(), kMaxPolicyBytes);
+  ASSERT_THAT(store().UpdateKey(key), IsOk());
+  got = store().GetKey(KeyId(1));
+  ASSERT_THAT(got.status(), IsOk());
+  EXPECT_EQ(*got, key);
+
+  // One byte more is refused, and changes nothing.
+  KeyRecord too_long = key;
+  too_long.policy += "x";
+  EXPECT_THAT(store().UpdateKey(too_long),
+              StatusIs(absl::StatusCode::kInvalidArgument, "32768"));
+  KeyRecord other = NewKey(KeyId(2));
+  other.policy = std::string(kMaxPolicyBytes + 1, ' ');
+  EXPECT_THAT(store().CreateKey(other, std::nullopt, {}),
+              StatusIs(absl::StatusCode::kInvalidArgument, "policy"));
+  got = store().GetKey(KeyId(1));
+  ASSERT_THAT(got.status(), IsOk());
+  EXPECT_EQ(*got, key);
+  EXPECT_THAT(store().GetKey(KeyId(2)).status(), StatusIs(absl::StatusCode::kNotFound));
+}
+
+TEST_P(KeyStoreConformanceTest, PolicyIsStoredByteForByte) {
+  // Not JSON, not UTF-8, NUL bytes: the store does not look.
+  KeyRecord key = NewKey(KeyId(1));
+  key.policy = std::string("{\0}\xff\xfe not json \"'; DROP TABLE keys; --", 40);
+  ASSERT_THAT(store().CreateKey(key, std::nullopt, {}), IsOk());
+  absl::StatusOr<KeyRecord> got = store().GetKey(KeyId(1));
+  ASSERT_THAT(got.status(), IsOk());
+  EXPECT_EQ(got->policy, key.policy);
+}
+
+// ======================================================================
+// Grants
+
+TEST_P(KeyStoreConformanceTest, GrantAddGetFindDelete) {
+  ASSERT_THAT(CreateKeyWithVersion(store(), KeyId(1), VersionId(1)), IsOk());
+  ASSERT_THAT(CreateKeyWithVersion(store(), KeyId(2), VersionId(2)), IsOk());
+  GrantRecord g1 = NewGrant(1, KeyId(1));
+  g1.retiring_principal = "arn:aws:iam::111122223333:role/retirer";
+  g1.encryption_context_equals = {{"purpose", "backup"}};
+  const GrantRecord g2 = NewGrant(2, KeyId(1));
+  GrantRecord g3 = NewGrant(3, KeyId(2));
+  g3.name = "";
+  g3.operations = {"GenerateDataKey"};
+  g3.encryption_context_subset = {{"team", "payments"}};
+  const std::vector<const GrantRecord*> all = {&g1, &g2, &g3};
+  for (const GrantRecord* g : all) ASSERT_THAT(store().AddGrant(*g), IsOk());
+
+  for (const GrantRecord* g : all) {
+    absl::StatusOr<GrantRecord> got = store().GetGrant(g->grant_id);
+    ASSERT_THAT(got.status(), IsOk());
+    EXPECT_EQ(*got, *g);
+    got = store().FindGrantByTokenHash(g->token_hash);
+    ASSERT_THAT(got.status(), IsOk());
+    EXPECT_EQ(*got, *g);
+  }
+  absl::StatusOr<std::vector<GrantRecord>> listed = store().ListGrantsForKey(KeyId(1));
+  ASSERT_THAT(listed.status(), IsOk());
+  EXPECT_THAT(*listed, ElementsAre(g1, g2));
+  absl::StatusOr<int64_t> count = store().CountGrants(KeyId(1));
+  ASSERT_THAT(count.status(), IsOk());
+  EXPECT_EQ(*count, 2);
+
+  ASSERT_THAT(store().DeleteGrant(GrantId(1)), IsOk());
+  EXPECT_THAT(store().GetGrant(GrantId(1)).status(), StatusIs(absl::StatusCode::kNotFound));
+  EXPECT_THAT(store().FindGrantByTokenHash(g1.token_hash).status(),
+              StatusIs(absl::StatusCode::kNotFound));
+  EXPECT_THAT(store().DeleteGrant(GrantId(1)), StatusIs(absl::StatusCode::kNotFound, GrantId(1)));
+  listed = store().ListGrantsForKey(KeyId(1));
+  ASSERT_THAT(listed.status(), IsOk());
+  EXPECT_THAT(*listed, ElementsAre(g2));
+  count = store().CountGrants(KeyId(1));
+  ASSERT_THAT(count.status(), IsOk());
+  EXPECT_EQ(*count, 1);
+  listed = store().ListGrantsForKey(KeyId(2));
+  ASSERT_THAT(listed.status(), IsOk());
+  EXPECT_THAT(*listed, ElementsAre(g3));
+
+  // A deleted grant's id and token hash are free again, and nothing of the
+  // old grant (operations, constraints) comes back with the new one.
+  GrantRecord again = NewGrant(1, KeyId(2));
+  again.operations = {"Decrypt"};
+  ASSERT_THAT(store().AddGrant(again), IsOk());
+  absl::StatusOr<GrantRecord> got = store().GetGrant(GrantId(1));
+  ASSERT_THAT(got.status(), IsOk());
+  EXPECT_EQ(*got, again);
+
+  if (persistent()) {
+    Reopen();
+    got = store().FindGrantByTokenHash(again.token_hash);
+    ASSERT_THAT(got.status(), IsOk());
+    EXPECT_EQ(*got, again);
+    listed = store().ListGrantsForKey(KeyId(1));
+    ASSERT_THAT(listed.status(), IsOk());
+    EXPECT_THAT(*listed, ElementsAre(g2));
+  }
+}
+
+TEST_P(KeyStoreConformanceTest, GrantsOfAnUnknownKeyAreNoneNotAnError) {
+  absl::StatusOr<std::vector<GrantRecord>> listed = store().ListGrantsForKey(KeyId(9));
+  ASSERT_THAT(listed.status(), IsOk());
+  EXPECT_THAT(*listed, IsEmpty());
+  absl::StatusOr<Page<GrantRecord>> page = store().ListGrants(KeyId(9), 10, "");
+  ASSERT_THAT(page.status(), IsOk());
+  EXPECT_THAT(page->items, IsEmpty());
+  EXPECT_EQ(page->next_marker, "");
+  absl::StatusOr<int64_t> count = store().CountGrants(KeyId(9));
+  ASSERT_THAT(count.status(), IsOk());
+  EXPECT_EQ(*count, 0);
+  // A key without grants, likewise.
+  ASSERT_THAT(CreateKeyWithVersion(store(), KeyId(1), VersionId(1)), IsOk());
+  page = store().ListGrants(KeyId(1), 1, "");
+  ASSERT_THAT(page.status(), IsOk());
+  EXPECT_THAT(page->items, IsEmpty());
+  EXPECT_EQ(page->next_marker, "");
+}
+
+TEST_P(KeyStoreConformanceTest, ListGrantsWalksEveryPageExactlyOnce) {
+  ASSERT_THAT(CreateKeyWithVersion(store(), KeyId(1), VersionId(1)), IsOk());
+  ASSERT_THAT(CreateKeyWithVersion(store(), KeyId(2), VersionId(2)), IsOk());
+  // Key 1 has the even grants, inserted out of order; key 2's odd ones sort
+  // between them and must never show up in key 1's pages.
+  std::vector<GrantRecord> want;
+  for (int n : {8, 2, 14, 4, 10, 6, 12}) {
+    GrantRecord grant = NewGrant(n, KeyId(1));
+    grant.operations = {absl::StrCat("Op", n), "Decrypt"};
+    grant.encryption_context_equals = {{"n", absl::StrCat(n)}};
+    ASSERT_THAT(store().AddGrant(grant), IsOk());
+    want.push_back(grant);
+  }
+  for (int n : {3, 7, 11}) ASSERT_THAT(store().AddGrant(NewGrant(n, KeyId(2))), IsOk());
+  std::sort(want.begin(), want.end(),
+            [](const GrantRecord& a, const GrantRecord& b) { return a.grant_id < b.grant_id; });
+
+  absl::StatusOr<std::vector<GrantRecord>> all = store().ListGrantsForKey(KeyId(1));
+  ASSERT_THAT(all.status(), IsOk());
+  EXPECT_EQ(*all, want);
+  absl::StatusOr<int64_t> count = store().CountGrants(KeyId(1));
+  ASSERT_THAT(count.status(), IsOk());
+  EXPECT_EQ(*count, 7);
+  count = store().CountGrants(KeyId(2));
+  ASSERT_THAT(count.status(), IsOk());
+  EXPECT_EQ(*count, 3);
+
+  for (int limit = 1; limit <= 8; ++limit) {
+    SCOPED_TRACE(absl::StrCat("limit ", limit));
+    std::vector<GrantRecord> seen;
+    std::string marker;
+    int pages = 0;
+    do {
+      absl::StatusOr<Page<GrantRecord>> page = store().ListGrants(KeyId(1), limit, marker);
+      ASSERT_THAT(page.status(), IsOk());
+      ASSERT_LE(page->items.size(), static_cast<size_t>(limit));
+      // Only the last page may be short, and it has no next marker.
+      if (!page->next_marker.empty()) {
+        EXPECT_EQ(page->items.size(), static_cast<size_t>(limit));
+        EXPECT_EQ(page->next_marker, page->items.back().grant_id);
+      }
+      seen.insert(seen.end(), page->items.begin(), page->items.end());
+      marker = page->next_marker;
+      ASSERT_LT(++pages, 20) << "no end";
+    } while (!marker.empty());
+    EXPECT_EQ(seen, want);
+    EXPECT_EQ(pages, (7 + limit - 1) / limit);
+  }
+
+  // The marker is exclusive and need not name a grant.
+  absl::StatusOr<Page<GrantRecord>> page = store().ListGrants(KeyId(1), 2, GrantId(4));
+  ASSERT_THAT(page.status(), IsOk());
+  EXPECT_THAT(GrantIdsOf(page->items), ElementsAre(GrantId(6), GrantId(8)));
+  page = store().ListGrants(KeyId(1), 2, GrantId(5));
+  ASSERT_THAT(page.status(), IsOk());
+  EXPECT_THAT(GrantIdsOf(page->items), ElementsAre(GrantId(6), GrantId(8)));
+  page = store().ListGrants(KeyId(1), 2, GrantId(14));
+  ASSERT_THAT(page.status(), IsOk());
+  EXPECT_THAT(page->items, IsEmpty());
+  EXPECT_EQ(page->next_marker, "");
+}
+
+TEST_P(KeyStoreConformanceTest, GrantStringsAndMapsRoundTripExactly) {
+  ASSERT_THAT(CreateKeyWithVersion(store(), KeyId(1), VersionId(1)), IsOk());
+  GrantRecord grant = NewGrant(1, KeyId(1));
+  grant.name = "n\xc3\xa4me 'quoted' \"x\"; --";
+  grant.grantee_principal = "arn:aws:iam::111122223333:role/\xe2\x82\xac";
+  grant.retiring_principal = "";
+  // Kept in the caller's order, which is not sorted.
+  grant.operations = {"GenerateDataKey", "Decrypt", "Encrypt", "ReEncryptFrom", "CreateGrant"};
+  // Whatever separator or length prefix an encoding might use, and the same
+  // keys in both maps with different values: the maps must not mix.
+  const std::string nul_key("nul\0key", 7);
+  const std::string nul_value("v\0", 2);
+  grant.encryption_context_equals = {
+      {"", ""},
+      {"a=b", "c,d"},
+      {"k;1:2|x", ""},
+      {"3:abc", "0:"},
+      {"\n\t\\", "\\\""},
+      {nul_key, nul_value},
+      {"\xd0\xba\xd0\xbb\xd1\x8e\xd1\x87", "\xe5\x80\xa4 \xf0\x9f\x94\x91"},
+      {"'; DROP TABLE grants; --", "x"},
+  };
+  grant.encryption_context_subset = {
+      {"", "empty key"},
+      {"a=b", "other"},
+      {nul_key, ""},
+      {"\xf0\x9f\x94\x91", ""},
+  };
+  ASSERT_THAT(store().AddGrant(grant), IsOk());
+  // A grant with one map only: nothing of the first grant leaks into it.
+  GrantRecord subset_only = NewGrant(2, KeyId(1));
+  subset_only.operations = {"Decrypt", "Decrypt"};
+  subset_only.encryption_context_subset = {{"a=b", "c,d"}};
+  ASSERT_THAT(store().AddGrant(subset_only), IsOk());
+  GrantRecord bare = NewGrant(3, KeyId(1));
+  bare.operations = {"RetireGrant"};
+  ASSERT_THAT(store().AddGrant(bare), IsOk());
+
+  auto expect_exact = [&](const std::string& when) {
+    SCOPED_TRACE(when);
+    absl::StatusOr<GrantRecord> got = store().GetGrant(GrantId(1));
+    ASSERT_THAT(got.status(), IsOk());
+    EXPECT_EQ(*got, grant);
+    EXPECT_EQ(got->encryption_context_equals.at(nul_key), nul_value);
+    got = store().FindGrantByTokenHash(grant.token_hash);
+    ASSERT_THAT(got.status(), IsOk());
+    EXPECT_EQ(*got, grant);
+    absl::StatusOr<std::vector<GrantRecord>> listed = store().ListGrantsForKey(KeyId(1));
+    ASSERT_THAT(listed.status(), IsOk());
+    EXPECT_THAT(*listed, ElementsAre(grant, subset_only, bare));
+    absl::StatusOr<Page<GrantRecord>> page = store().ListGrants(KeyId(1), 1, "");
+    ASSERT_THAT(page.status(), IsOk());
+    EXPECT_THAT(page->items, ElementsAre(grant));
+    page = store().ListGrants(KeyId(1), 5, page->next_marker);
+    ASSERT_THAT(page.status(), IsOk());
+    EXPECT_THAT(page->items, ElementsAre(subset_only, bare));
+  };
+  expect_exact("as added");
+  if (persistent()) {
+    Reopen();
+    expect_exact("after reopening");
+  }
+}
+
+TEST_P(KeyStoreConformanceTest, DeleteKeyRemovesItsGrants) {
+  ASSERT_THAT(CreateKeyWithVersion(store(), KeyId(1), VersionId(1)), IsOk());
+  ASSERT_THAT(CreateKeyWithVersion(store(), KeyId(2), VersionId(2)), IsOk());
+  GrantRecord g1 = NewGrant(1, KeyId(1));
+  g1.encryption_context_equals = {{"a", "1"}};
+  g1.encryption_context_subset = {{"b", "2"}};
+  ASSERT_THAT(store().AddGrant(g1), IsOk());
+  ASSERT_THAT(store().AddGrant(NewGrant(2, KeyId(1))), IsOk());
+  const GrantRecord g3 = NewGrant(3, KeyId(2));
+  ASSERT_THAT(store().AddGrant(g3), IsOk());
+
+  ASSERT_THAT(store().DeleteKey(KeyId(1)), IsOk());
+
+  for (int n : {1, 2}) {
+    EXPECT_THAT(store().GetGrant(GrantId(n)).status(), StatusIs(absl::StatusCode::kNotFound));
+    EXPECT_THAT(store().FindGrantByTokenHash(TokenHash(n)).status(),
+                StatusIs(absl::StatusCode::kNotFound));
+  }
+  absl::StatusOr<std::vector<GrantRecord>> listed = store().ListGrantsForKey(KeyId(1));
+  ASSERT_THAT(listed.status(), IsOk());
+  EXPECT_THAT(*listed, IsEmpty());
+  absl::StatusOr<int64_t> count = store().CountGrants(KeyId(1));
+  ASSERT_THAT(count.status(), IsOk());
+  EXPECT_EQ(*count, 0);
+  // The other key's grant is untouched.
+  absl::StatusOr<GrantRecord> got = store().GetGrant(GrantId(3));
+  ASSERT_THAT(got.status(), IsOk());
+  EXPECT_EQ(*got, g3);
+
+  // Nothing of the old grants comes back with a new key of the same id, and
+  // their ids and token hashes are free again.
+  ASSERT_THAT(CreateKeyWithVersion(store(), KeyId(1), VersionId(1)), IsOk());
+  listed = store().ListGrantsForKey(KeyId(1));
+  ASSERT_THAT(listed.status(), IsOk());
+  EXPECT_THAT(*listed, IsEmpty());
+  const GrantRecord fresh = NewGrant(1, KeyId(1));
+  ASSERT_THAT(store().AddGrant(fresh), IsOk());
+  got = store().GetGrant(GrantId(1));
+  ASSERT_THAT(got.status(), IsOk());
+  EXPECT_EQ(*got, fresh);
+}
+
+// ======================================================================
 // Errors, as tables
 
 struct ErrorCase {
@@ -2332,13 +2788,14 @@ struct ErrorCase {
 void PrintTo(const ErrorCase& c, std::ostream* os) { *os << c.name; }
 
 // Each case runs against a store holding key 1 (current version 1, tag
-// "t"), alias "alias/present" -> key 1, and one intent.
+// "t"), alias "alias/present" -> key 1, grant 1 on key 1, and one intent.
 using KeyStoreErrorTest = StoreTest<std::tuple<StoreKind, ErrorCase>>;
 
 TEST_P(KeyStoreErrorTest, FailsWithDocumentedCode) {
   ASSERT_THAT(CreateKeyWithVersion(store(), KeyId(1), VersionId(1), {{"t", "v"}}), IsOk());
   ASSERT_THAT(store().CreateAlias(NewAlias("alias/present", KeyId(1))), IsOk());
   ASSERT_THAT(store().AddIntent(Intent{}).status(), IsOk());
+  ASSERT_THAT(store().AddGrant(NewGrant(1, KeyId(1))), IsOk());
 
   const ErrorCase& c = std::get<1>(GetParam());
   EXPECT_THAT(c.call(store()), StatusIs(c.code, c.message_has));
@@ -2361,6 +2818,19 @@ TEST_P(KeyStoreErrorTest, FailsWithDocumentedCode) {
   absl::StatusOr<std::vector<Intent>> intents = store().ListIntents();
   ASSERT_THAT(intents.status(), IsOk());
   EXPECT_THAT(*intents, SizeIs(1));
+  absl::StatusOr<std::vector<GrantRecord>> grants = store().ListGrantsForKey(KeyId(1));
+  ASSERT_THAT(grants.status(), IsOk());
+  EXPECT_THAT(*grants, ElementsAre(NewGrant(1, KeyId(1))));
+  EXPECT_THAT(store().GetGrant(GrantId(2)).status(), StatusIs(absl::StatusCode::kNotFound));
+}
+
+// AddGrant of grant 2 on key 1, spoiled by `spoil`.
+std::function<absl::Status(KeyStore&)> AddSpoiledGrant(std::function<void(GrantRecord&)> spoil) {
+  return [spoil](KeyStore& s) {
+    GrantRecord grant = NewGrant(2, KeyId(1));
+    spoil(grant);
+    return s.AddGrant(grant);
+  };
 }
 
 std::vector<ErrorCase> ErrorCases() {
@@ -2377,6 +2847,12 @@ std::vector<ErrorCase> ErrorCases() {
       {"CreateAliasWithTakenName",
        [](KeyStore& s) { return s.CreateAlias(NewAlias("alias/present", KeyId(1))); },
        StatusCode::kAlreadyExists, "alias/present"},
+      {"AddGrantWithTakenGrantId",
+       AddSpoiledGrant([](GrantRecord& g) { g.grant_id = GrantId(1); }),
+       StatusCode::kAlreadyExists, GrantId(1)},
+      {"AddGrantWithTakenTokenHash",
+       AddSpoiledGrant([](GrantRecord& g) { g.token_hash = TokenHash(1); }),
+       StatusCode::kAlreadyExists, "token hash"},
       // kNotFound
       {"GetKey", [=](KeyStore& s) { return s.GetKey(missing).status(); }, StatusCode::kNotFound,
        missing},
@@ -2443,10 +2919,62 @@ std::vector<ErrorCase> ErrorCases() {
       {"DeleteMissingImportParameters",
        [](KeyStore& s) { return s.DeleteImportParameters(WrappingKeyId(9)); },
        StatusCode::kNotFound, WrappingKeyId(9)},
+      {"AddGrantForMissingKey",
+       AddSpoiledGrant([=](GrantRecord& g) { g.key_id = missing; }), StatusCode::kNotFound,
+       missing},
+      {"GetMissingGrant", [](KeyStore& s) { return s.GetGrant(GrantId(9)).status(); },
+       StatusCode::kNotFound, GrantId(9)},
+      {"DeleteMissingGrant", [](KeyStore& s) { return s.DeleteGrant(GrantId(9)); },
+       StatusCode::kNotFound, GrantId(9)},
+      {"FindGrantByMissingTokenHash",
+       [](KeyStore& s) { return s.FindGrantByTokenHash(TokenHash(9)).status(); },
+       StatusCode::kNotFound, "token hash"},
+      {"FindGrantByTokenHashOfWrongSize",
+       [](KeyStore& s) { return s.FindGrantByTokenHash(TokenHash(1).substr(1)).status(); },
+       StatusCode::kNotFound, ""},
+      {"FindGrantByEmptyTokenHash",
+       [](KeyStore& s) { return s.FindGrantByTokenHash("").status(); }, StatusCode::kNotFound,
+       ""},
       // kInvalidArgument
       {"FindVersionsByEmptyFingerprint",
        [](KeyStore& s) { return s.FindVersionsByFingerprint("").status(); },
        StatusCode::kInvalidArgument, "fingerprint"},
+      {"AddGrantWithEmptyGrantId", AddSpoiledGrant([](GrantRecord& g) { g.grant_id = ""; }),
+       StatusCode::kInvalidArgument, "grant_id"},
+      {"AddGrantWithGrantIdOf63",
+       AddSpoiledGrant([](GrantRecord& g) { g.grant_id.pop_back(); }),
+       StatusCode::kInvalidArgument, "grant_id"},
+      {"AddGrantWithGrantIdOf65",
+       AddSpoiledGrant([](GrantRecord& g) { g.grant_id += "0"; }),
+       StatusCode::kInvalidArgument, "grant_id"},
+      {"AddGrantWithUpperCaseGrantId",
+       AddSpoiledGrant([](GrantRecord& g) { g.grant_id[0] = 'E'; }),
+       StatusCode::kInvalidArgument, "grant_id"},
+      {"AddGrantWithNonHexGrantId",
+       AddSpoiledGrant([](GrantRecord& g) { g.grant_id[10] = 'g'; }),
+       StatusCode::kInvalidArgument, "grant_id"},
+      {"AddGrantWithNulInGrantId",
+       AddSpoiledGrant([](GrantRecord& g) { g.grant_id[63] = '\0'; }),
+       StatusCode::kInvalidArgument, "grant_id"},
+      {"AddGrantWithEmptyTokenHash", AddSpoiledGrant([](GrantRecord& g) { g.token_hash = ""; }),
+       StatusCode::kInvalidArgument, "token_hash"},
+      {"AddGrantWithTokenHashOf31",
+       AddSpoiledGrant([](GrantRecord& g) { g.token_hash.pop_back(); }),
+       StatusCode::kInvalidArgument, "token_hash"},
+      {"AddGrantWithTokenHashOf33",
+       AddSpoiledGrant([](GrantRecord& g) { g.token_hash += "x"; }),
+       StatusCode::kInvalidArgument, "token_hash"},
+      {"AddGrantWithoutOperations",
+       AddSpoiledGrant([](GrantRecord& g) { g.operations.clear(); }),
+       StatusCode::kInvalidArgument, "operations"},
+      // Validation before lookups: a bad grant for a missing key is refused
+      // as bad.
+      {"AddInvalidGrantForMissingKey",
+       AddSpoiledGrant([=](GrantRecord& g) {
+         g.key_id = missing;
+         g.operations.clear();
+       }),
+       StatusCode::kInvalidArgument, "operations"},
   };
 }
 
@@ -2489,7 +3017,18 @@ INSTANTIATE_TEST_SUITE_P(
                           int limit) { return s.ListAliases(std::nullopt, limit, "").status(); }},
             ListerCase{"ListAliasesOfKey",
                        [](KeyStore& s,
-                          int limit) { return s.ListAliases(KeyId(1), limit, "").status(); }})),
+                          int limit) { return s.ListAliases(KeyId(1), limit, "").status(); }},
+            ListerCase{"ListGrants",
+                       [](KeyStore& s, int limit) {
+                         return s.ListGrants(KeyId(1), limit, "").status();
+                       }},
+            ListerCase{"ListGrantsAfterMarker",
+                       [](KeyStore& s, int limit) {
+                         return s.ListGrants(KeyId(1), limit, GrantId(0)).status();
+                       }},
+            ListerCase{"ListGrantsOfUnknownKey", [](KeyStore& s, int limit) {
+                         return s.ListGrants(KeyId(9), limit, "").status();
+                       }})),
     KindAndCaseName<ListerCase>);
 
 INSTANTIATE_TEST_SUITE_P(Stores, KeyStoreConformanceTest, ::testing::ValuesIn(AllStores()),

@@ -40,6 +40,7 @@ void PrintTo(const KeyVersionRecord& version, std::ostream* os);
 void PrintTo(const AliasRecord& alias, std::ostream* os);
 void PrintTo(const TagRecord& tag, std::ostream* os);
 void PrintTo(const ImportParametersRecord& record, std::ostream* os);
+void PrintTo(const GrantRecord& grant, std::ostream* os);
 
 namespace {
 
@@ -424,7 +425,7 @@ TEST_F(SqliteKeyStoreTest, Version1DatabaseUpgradesInPlace) {
   ASSERT_NE(store, nullptr);
   absl::StatusOr<SqliteKeyStore::ConnectionSettings> settings = store->Settings();
   ASSERT_THAT(settings.status(), IsOk());
-  EXPECT_EQ(settings->schema_version, 3);
+  EXPECT_EQ(settings->schema_version, 4);
   EXPECT_EQ(settings->schema_version, SqliteKeyStore::LatestSchemaVersion());
 
   // Every record is intact, and the new fields read as their defaults.
@@ -477,7 +478,7 @@ TEST_F(SqliteKeyStoreTest, Version1DatabaseUpgradesInPlace) {
   ASSERT_THAT(store->ReserveEncryptions(VersionId(1), 42), IsOk());
   store.reset();
 
-  // Reopening finds version 3 and runs nothing.
+  // Reopening finds the latest version and runs nothing.
   store = OpenOrDie(DbPath());
   ASSERT_NE(store, nullptr);
   absl::StatusOr<KeyRecord> got = store->GetKey(KeyId(1));
@@ -491,7 +492,7 @@ TEST_F(SqliteKeyStoreTest, Version1DatabaseUpgradesInPlace) {
 
   RawDatabase raw(DbPath());
   ASSERT_TRUE(raw.ok());
-  EXPECT_EQ(raw.QueryText("PRAGMA user_version"), "3");
+  EXPECT_EQ(raw.QueryText("PRAGMA user_version"), "4");
   EXPECT_EQ(raw.QueryText("SELECT name FROM sqlite_master WHERE type = 'index' "
                           "AND name = 'keys_due_for_rotation'"),
             "keys_due_for_rotation");
@@ -586,7 +587,7 @@ TEST_F(SqliteKeyStoreTest, Version2DatabaseUpgradesInPlace) {
   ASSERT_NE(store, nullptr);
   absl::StatusOr<SqliteKeyStore::ConnectionSettings> settings = store->Settings();
   ASSERT_THAT(settings.status(), IsOk());
-  EXPECT_EQ(settings->schema_version, 3);
+  EXPECT_EQ(settings->schema_version, 4);
   EXPECT_EQ(settings->schema_version, SqliteKeyStore::LatestSchemaVersion());
 
   // Every record is intact, and the new fields read as their defaults.
@@ -671,7 +672,7 @@ TEST_F(SqliteKeyStoreTest, Version2DatabaseUpgradesInPlace) {
   ASSERT_THAT(store->MarkMaterialDeleted(key1_deleted), IsOk());
   store.reset();
 
-  // Reopening finds version 3 and runs nothing.
+  // Reopening finds the latest version and runs nothing.
   store = OpenOrDie(DbPath());
   ASSERT_NE(store, nullptr);
   absl::StatusOr<KeyRecord> got = store->GetKey(KeyId(3));
@@ -693,7 +694,7 @@ TEST_F(SqliteKeyStoreTest, Version2DatabaseUpgradesInPlace) {
 
   RawDatabase raw(DbPath());
   ASSERT_TRUE(raw.ok());
-  EXPECT_EQ(raw.QueryText("PRAGMA user_version"), "3");
+  EXPECT_EQ(raw.QueryText("PRAGMA user_version"), "4");
   EXPECT_EQ(raw.QueryText("SELECT COUNT(*) FROM sqlite_master WHERE type = 'index' AND name IN "
                           "('keys_material_expiry', 'key_versions_by_fingerprint', "
                           "'import_parameters_by_key', 'import_parameters_by_expiration')"),
@@ -727,6 +728,236 @@ TEST_F(SqliteKeyStoreTest, FailedMigrationToVersion3LeavesTheDatabaseAsItWas) {
   ASSERT_THAT(key.status(), IsOk());
   EXPECT_EQ(key->current_version_id, VersionId(1));
   EXPECT_EQ(key->expiration_model, ExpirationModel::kNone);
+}
+
+// What migration 3 added, exactly as it wrote it (copied, not shared, for the
+// same reason as kSchemaVersion1).
+constexpr char kSchemaVersion3Additions[] = R"sql(
+ALTER TABLE keys ADD COLUMN expiration_model TEXT NOT NULL DEFAULT 'NONE'
+  CHECK (expiration_model IN ('NONE', 'KEY_MATERIAL_EXPIRES', 'KEY_MATERIAL_DOES_NOT_EXPIRE'));
+ALTER TABLE keys ADD COLUMN valid_to_us INTEGER
+  CHECK ((valid_to_us IS NOT NULL) = (expiration_model = 'KEY_MATERIAL_EXPIRES'));
+
+-- Serves ListKeysWithExpiredMaterial, order included (no sort step).
+CREATE INDEX keys_material_expiry ON keys (valid_to_us, key_id)
+  WHERE valid_to_us IS NOT NULL;
+
+-- Both computed in the HSM; empty for material kmsd generated.
+ALTER TABLE key_versions ADD COLUMN key_check_value BLOB NOT NULL DEFAULT x''
+  CHECK (length(key_check_value) IN (0, 3));
+ALTER TABLE key_versions ADD COLUMN fingerprint BLOB NOT NULL DEFAULT x''
+  CHECK (length(fingerprint) IN (0, 16));
+ALTER TABLE key_versions ADD COLUMN material_deleted INTEGER NOT NULL DEFAULT 0
+  CHECK (material_deleted IN (0, 1));
+
+-- Serves FindVersionsByFingerprint, order included. version_id is spelled
+-- out: a rowid table's secondary index carries the rowid, not the key.
+CREATE INDEX key_versions_by_fingerprint ON key_versions (fingerprint, version_id);
+
+-- Outstanding GetParametersForImport tokens. wrapping_key_id is also the HSM
+-- object id of the RSA wrapping key pair.
+CREATE TABLE import_parameters (
+  wrapping_key_id TEXT NOT NULL PRIMARY KEY,
+  key_id TEXT NOT NULL REFERENCES keys (key_id) ON DELETE CASCADE,
+  wrapping_algorithm TEXT NOT NULL,
+  wrapping_key_spec TEXT NOT NULL,
+  creation_time_us INTEGER NOT NULL,
+  expiration_time_us INTEGER NOT NULL,
+  CHECK (expiration_time_us >= creation_time_us)
+) STRICT;
+
+-- Serve ListImportParameters of one key and ListExpiredImportParameters,
+-- orders included.
+CREATE INDEX import_parameters_by_key
+  ON import_parameters (key_id, creation_time_us, wrapping_key_id);
+CREATE INDEX import_parameters_by_expiration
+  ON import_parameters (expiration_time_us, wrapping_key_id);
+)sql";
+
+// Writes a version-3 database at `path` as kmsd 3 left it, with `extra_sql`
+// run before user_version is set. Holds key 1 (EXTERNAL, enabled, rotating
+// every 365 days, material expiring at kT0 + 30 days; current version 1:
+// imported, ON_DEMAND, 5 reserved, check value "kcv", fingerprint 16 x 0x7f;
+// alias "alias/legacy", tag team=payments), key 2 (pending deletion, no
+// material), key 3 (EXTERNAL, pending import, with import parameters
+// "wrapping-1") and one intent.
+::testing::AssertionResult WriteVersion3Database(const std::string& path,
+                                                 const std::string& extra_sql = "") {
+  RawDatabase raw(path, /*create=*/true);
+  if (!raw.ok()) return ::testing::AssertionFailure() << "cannot create " << path;
+  const int64_t t0 = absl::ToUnixMicros(kT0);
+  const int64_t next_rotation = absl::ToUnixMicros(kT0 + absl::Hours(24 * 365));
+  const int64_t valid_to = absl::ToUnixMicros(kT0 + absl::Hours(24 * 30));
+  const std::string sql = absl::StrCat(
+      "PRAGMA journal_mode = WAL;", kSchemaVersion1, kSchemaVersion2Additions,
+      kSchemaVersion3Additions, "INSERT INTO keys VALUES ('", KeyId(1),
+      "', 'legacy key', 'ENABLED', 'EXTERNAL', 'ENCRYPT_DECRYPT', 'SYMMETRIC_DEFAULT', ", t0,
+      ", NULL, NULL, 1, 365, ", next_rotation, ", 'KEY_MATERIAL_EXPIRES', ", valid_to, ");",
+      "INSERT INTO key_versions VALUES ('", VersionId(1), "', '", KeyId(1), "', ", t0,
+      ", 'ON_DEMAND', 5, CAST('kcv' AS BLOB), x'7f7f7f7f7f7f7f7f7f7f7f7f7f7f7f7f', 0);",
+      "UPDATE keys SET current_version_id = '", VersionId(1), "' WHERE key_id = '", KeyId(1),
+      "';", "INSERT INTO keys VALUES ('", KeyId(2),
+      "', 'doomed', 'PENDING_DELETION', 'AWS_KMS', 'ENCRYPT_DECRYPT', 'SYMMETRIC_DEFAULT', ", t0,
+      ", ", t0 + 7, ", NULL, 0, 90, NULL, 'NONE', NULL);", "INSERT INTO keys VALUES ('", KeyId(3),
+      "', 'importing', 'PENDING_IMPORT', 'EXTERNAL', 'ENCRYPT_DECRYPT', 'SYMMETRIC_DEFAULT', ",
+      t0, ", NULL, NULL, 0, 0, NULL, 'NONE', NULL);",
+      "INSERT INTO import_parameters VALUES ('wrapping-1', '", KeyId(3),
+      "', 'RSAES_OAEP_SHA_256', 'RSA_3072', ", t0, ", ", t0 + 1, ");",
+      "INSERT INTO aliases VALUES ('alias/legacy', '", KeyId(1), "', ", t0, ", ", t0, ");",
+      "INSERT INTO tags VALUES ('", KeyId(1), "', 'team', 'payments');",
+      "INSERT INTO intents (kind, key_id, version_id, creation_time_us) VALUES ",
+      "('create_version', '", KeyId(1), "', '", VersionId(7), "', ", t0, ");", extra_sql,
+      "PRAGMA user_version = 3;");
+  if (!raw.Exec(sql)) return ::testing::AssertionFailure() << raw.LastError();
+  if (chmod(path.c_str(), 0600) != 0) return ::testing::AssertionFailure() << "chmod failed";
+  return ::testing::AssertionSuccess();
+}
+
+TEST_F(SqliteKeyStoreTest, Version3DatabaseUpgradesInPlace) {
+  ASSERT_TRUE(WriteVersion3Database(DbPath()));
+  std::unique_ptr<SqliteKeyStore> store = OpenOrDie(DbPath());
+  ASSERT_NE(store, nullptr);
+  absl::StatusOr<SqliteKeyStore::ConnectionSettings> settings = store->Settings();
+  ASSERT_THAT(settings.status(), IsOk());
+  EXPECT_EQ(settings->schema_version, 4);
+  EXPECT_EQ(settings->schema_version, SqliteKeyStore::LatestSchemaVersion());
+
+  // Every record is intact, and existing keys have the empty policy.
+  KeyRecord key1 = NewKey(KeyId(1));
+  key1.description = "legacy key";
+  key1.origin = KeyOrigin::kExternal;
+  key1.current_version_id = VersionId(1);
+  key1.rotation_enabled = true;
+  key1.rotation_period_days = 365;
+  key1.next_rotation_time = kT0 + absl::Hours(24 * 365);
+  key1.expiration_model = ExpirationModel::kExpires;
+  key1.valid_to = kT0 + absl::Hours(24 * 30);
+  KeyRecord key2 = NewKey(KeyId(2));
+  key2.description = "doomed";
+  key2.state = KeyState::kPendingDeletion;
+  key2.deletion_time = kT0 + absl::Microseconds(7);
+  key2.rotation_period_days = 90;
+  KeyRecord key3 = NewKey(KeyId(3));
+  key3.description = "importing";
+  key3.state = KeyState::kPendingImport;
+  key3.origin = KeyOrigin::kExternal;
+  absl::StatusOr<Page<KeyRecord>> keys = store->ListKeys(10, "");
+  ASSERT_THAT(keys.status(), IsOk());
+  EXPECT_THAT(keys->items, ElementsAre(key1, key2, key3));
+  for (const KeyRecord& key : keys->items) EXPECT_EQ(key.policy, "");
+  KeyVersionRecord v1 = NewVersion(VersionId(1), KeyId(1));
+  v1.origin = VersionOrigin::kOnDemand;
+  v1.encryptions_reserved = 5;
+  v1.key_check_value = "kcv";
+  v1.fingerprint = std::string(16, '\x7f');
+  absl::StatusOr<std::vector<KeyVersionRecord>> versions = store->ListVersions(KeyId(1));
+  ASSERT_THAT(versions.status(), IsOk());
+  EXPECT_THAT(*versions, ElementsAre(v1));
+  versions = store->FindVersionsByFingerprint(v1.fingerprint);
+  ASSERT_THAT(versions.status(), IsOk());
+  EXPECT_THAT(*versions, ElementsAre(v1));
+  absl::StatusOr<AliasRecord> alias = store->GetAlias("alias/legacy");
+  ASSERT_THAT(alias.status(), IsOk());
+  EXPECT_EQ(*alias, NewAlias("alias/legacy", KeyId(1)));
+  absl::StatusOr<std::vector<TagRecord>> tags = store->ListTags(KeyId(1));
+  ASSERT_THAT(tags.status(), IsOk());
+  EXPECT_THAT(*tags, ElementsAre(TagRecord{"team", "payments"}));
+  absl::StatusOr<std::vector<Intent>> intents = store->ListIntents();
+  ASSERT_THAT(intents.status(), IsOk());
+  ASSERT_THAT(*intents, SizeIs(1));
+  EXPECT_EQ((*intents)[0].version_id, VersionId(7));
+  ImportParametersRecord token;
+  token.wrapping_key_id = "wrapping-1";
+  token.key_id = KeyId(3);
+  token.wrapping_algorithm = "RSAES_OAEP_SHA_256";
+  token.wrapping_key_spec = "RSA_3072";
+  token.creation_time = kT0;
+  token.expiration_time = kT0 + absl::Microseconds(1);
+  absl::StatusOr<std::vector<ImportParametersRecord>> parameters = store->ListImportParameters("");
+  ASSERT_THAT(parameters.status(), IsOk());
+  EXPECT_THAT(*parameters, ElementsAre(token));
+  absl::StatusOr<std::vector<KeyRecord>> due =
+      store->ListKeysDueForRotation(absl::InfiniteFuture());
+  ASSERT_THAT(due.status(), IsOk());
+  EXPECT_THAT(*due, ElementsAre(key1));
+  due = store->ListKeysDueForDeletion(kT0 + absl::Hours(1));
+  ASSERT_THAT(due.status(), IsOk());
+  EXPECT_THAT(*due, ElementsAre(key2));
+  due = store->ListKeysWithExpiredMaterial(absl::InfiniteFuture());
+  ASSERT_THAT(due.status(), IsOk());
+  EXPECT_THAT(*due, ElementsAre(key1));
+  for (const KeyRecord& key : {key1, key2, key3}) {
+    absl::StatusOr<int64_t> count = store->CountGrants(key.key_id);
+    ASSERT_THAT(count.status(), IsOk());
+    EXPECT_EQ(*count, 0);
+  }
+
+  // The old rows take the new features: a policy and a grant.
+  key1.policy = R"({"Version": "2012-10-17", "Statement": []})";
+  ASSERT_THAT(store->UpdateKey(key1), IsOk());
+  GrantRecord grant;
+  grant.grant_id = std::string(64, 'a');
+  grant.key_id = KeyId(1);
+  grant.grantee_principal = "arn:aws:iam::111122223333:role/app";
+  grant.issuing_principal = "arn:aws:iam::111122223333:user/admin";
+  grant.operations = {"Decrypt"};
+  grant.encryption_context_subset = {{"team", "payments"}};
+  grant.token_hash = std::string(32, '\x01');
+  grant.creation_time = kT0;
+  ASSERT_THAT(store->AddGrant(grant), IsOk());
+  store.reset();
+
+  // Reopening finds the latest version and runs nothing.
+  store = OpenOrDie(DbPath());
+  ASSERT_NE(store, nullptr);
+  absl::StatusOr<KeyRecord> got = store->GetKey(KeyId(1));
+  ASSERT_THAT(got.status(), IsOk());
+  EXPECT_EQ(*got, key1);
+  absl::StatusOr<GrantRecord> got_grant = store->FindGrantByTokenHash(grant.token_hash);
+  ASSERT_THAT(got_grant.status(), IsOk());
+  EXPECT_EQ(*got_grant, grant);
+  // Deleting an upgraded key takes its grant along.
+  ASSERT_THAT(store->DeleteKey(KeyId(1)), IsOk());
+  EXPECT_THAT(store->GetGrant(grant.grant_id).status(), StatusIs(absl::StatusCode::kNotFound));
+  store.reset();
+
+  RawDatabase raw(DbPath());
+  ASSERT_TRUE(raw.ok());
+  EXPECT_EQ(raw.QueryText("PRAGMA user_version"), "4");
+  EXPECT_EQ(raw.QueryText("SELECT COUNT(*) FROM grant_operations"), "0");
+  EXPECT_EQ(raw.QueryText("SELECT COUNT(*) FROM grant_context"), "0");
+  EXPECT_EQ(raw.QueryText("SELECT COUNT(*) FROM sqlite_master WHERE type = 'index' AND name = "
+                          "'grants_by_key'"),
+            "1");
+}
+
+TEST_F(SqliteKeyStoreTest, FailedMigrationToVersion4LeavesTheDatabaseAsItWas) {
+  // A table under the last name migration 4 creates makes it fail after its
+  // ALTER TABLE and first tables: they must roll back with it.
+  ASSERT_TRUE(WriteVersion3Database(DbPath(), "CREATE TABLE grant_context (x INTEGER);"));
+
+  absl::StatusOr<std::unique_ptr<SqliteKeyStore>> failed = SqliteKeyStore::Open(DbPath());
+  EXPECT_THAT(failed.status(),
+              StatusIs(absl::StatusCode::kInternal, "migrating to schema version 4"));
+  {
+    RawDatabase raw(DbPath());
+    ASSERT_TRUE(raw.ok());
+    EXPECT_EQ(raw.QueryText("PRAGMA user_version"), "3");
+    EXPECT_EQ(raw.QueryText("SELECT COUNT(*) FROM pragma_table_info('keys') "
+                            "WHERE name = 'policy'"),
+              "0");
+    EXPECT_EQ(raw.QueryText("SELECT COUNT(*) FROM sqlite_master "
+                            "WHERE name IN ('grants', 'grant_operations', 'grants_by_key')"),
+              "0");
+    ASSERT_TRUE(raw.Exec("DROP TABLE grant_context")) << raw.LastError();
+  }
+
+  std::unique_ptr<SqliteKeyStore> store = OpenOrDie(DbPath());
+  ASSERT_NE(store, nullptr);
+  absl::StatusOr<KeyRecord> key = store->GetKey(KeyId(1));
+  ASSERT_THAT(key.status(), IsOk());
+  EXPECT_EQ(key->current_version_id, VersionId(1));
+  EXPECT_EQ(key->policy, "");
 }
 
 TEST_F(SqliteKeyStoreTest, ImportStateSurvivesCloseAndReopen) {
@@ -861,7 +1092,26 @@ INSTANTIATE_TEST_SUITE_P(
                         "UPDATE key_versions SET material_deleted = 2"},
         SchemaCheckCase{"ImportParametersExpiringBeforeCreation",
                         "INSERT INTO import_parameters SELECT 'w', key_id, 'a', 'RSA_2048', 10, 9 "
-                        "FROM keys"}),
+                        "FROM keys"},
+        // 32770 characters; then 16386 characters that are 32772 bytes (the
+        // limit is in bytes, which length() of TEXT does not count).
+        SchemaCheckCase{"PolicyOverTheLimit", "UPDATE keys SET policy = hex(zeroblob(16385))"},
+        SchemaCheckCase{"PolicyOverTheLimitInBytes",
+                        "UPDATE keys SET policy = replace(hex(zeroblob(8193)), '00', "
+                        "char(233, 233))"},
+        SchemaCheckCase{"GrantIdUpperCase",
+                        "INSERT INTO grants SELECT 'A' || printf('%063d', 0), key_id, '', '', '', "
+                        "'', zeroblob(32), 0 FROM keys"},
+        SchemaCheckCase{"GrantIdOf63Characters",
+                        "INSERT INTO grants SELECT printf('%063d', 0), key_id, '', '', '', '', "
+                        "zeroblob(32), 0 FROM keys"},
+        SchemaCheckCase{"TokenHashOf31Bytes",
+                        "INSERT INTO grants SELECT printf('%064d', 0), key_id, '', '', '', '', "
+                        "zeroblob(31), 0 FROM keys"},
+        SchemaCheckCase{"UnknownGrantConstraintKind",
+                        "INSERT INTO grants SELECT printf('%064d', 0), key_id, '', '', '', '', "
+                        "zeroblob(32), 0 FROM keys; INSERT INTO grant_context VALUES "
+                        "(printf('%064d', 0), 'SUPERSET', 'k', 'v')"}),
     [](const ::testing::TestParamInfo<SchemaCheckCase>& info) { return info.param.name; });
 
 // ---- opening bad paths, as a table
