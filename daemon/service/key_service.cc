@@ -1,6 +1,7 @@
 #include "daemon/service/key_service.h"
 
 #include <algorithm>
+#include <map>
 #include <utility>
 
 #include "absl/strings/ascii.h"
@@ -10,6 +11,7 @@
 #include "daemon/common/logging.h"
 #include "daemon/common/status_macros.h"
 #include "daemon/common/uuid.h"
+#include "daemon/policy/policy.h"
 #include "daemon/service/service_internal.h"
 #include "google/protobuf/timestamp.pb.h"
 
@@ -362,11 +364,16 @@ absl::StatusOr<v1::CreateKeyResponse> KeyService::CreateKey(const v1::CreateKeyR
     }
   }
 
+  if (!request.policy().empty()) {
+    KMS_RETURN_IF_ERROR(policy::Policy::Parse(request.policy()).status());
+  }
+
   const absl::Time now = NowMicros(clock_);
   KeyRecord key;
   key.key_id = NewUuid();
   key.description = request.description();
   key.creation_time = now;
+  key.policy = request.policy();
   std::optional<keystore::KeyVersionRecord> version;
   if (request.origin() == v1::EXTERNAL) {
     key.origin = keystore::KeyOrigin::kExternal;
@@ -991,6 +998,83 @@ absl::StatusOr<v1::GetRotationComplianceReportResponse> KeyService::GetRotationC
         *entry->mutable_next_rotation_date() = ToTimestamp(*key.next_rotation_time);
       }
       entry->set_status(status);
+    }
+    marker = page.next_marker;
+  } while (!marker.empty());
+  return response;
+}
+
+// ------------------------------------------------------------------ access
+
+absl::Status KeyService::PutKeyPolicy(absl::string_view key_id, const std::string& document) {
+  absl::MutexLock lock(&control_mu_);
+  absl::StatusOr<KeyRecord> key = store_.GetKey(key_id);
+  if (absl::IsNotFound(key.status())) return KeyNotFound(key_id);
+  KMS_RETURN_IF_ERROR(key.status());
+  key->policy = document;
+  return store_.UpdateKey(*key);
+}
+
+absl::StatusOr<v1::GetKeyInventoryReportResponse> KeyService::GetKeyInventoryReport(
+    const v1::GetKeyInventoryReportRequest& request) {
+  const int max_age = request.has_max_age_in_days() ? request.max_age_in_days()
+                                                    : options_.compliance_max_age_days;
+  KMS_RETURN_IF_ERROR(CheckRange("max_age_in_days", max_age, 1, 36500));
+  const absl::Time now = clock_.Now();
+  v1::GetKeyInventoryReportResponse response;
+  *response.mutable_generated_at() = ToTimestamp(now);
+
+  // Aliases by key, from one pass over them all.
+  std::map<std::string, std::vector<std::string>> aliases;
+  std::string marker;
+  do {
+    KMS_ASSIGN_OR_RETURN(keystore::Page<keystore::AliasRecord> page,
+                         store_.ListAliases(std::nullopt, kMaxListLimit, marker));
+    for (const auto& alias : page.items) aliases[alias.key_id].push_back(alias.alias_name);
+    marker = page.next_marker;
+  } while (!marker.empty());
+
+  do {
+    KMS_ASSIGN_OR_RETURN(keystore::Page<KeyRecord> page, store_.ListKeys(kMaxListLimit, marker));
+    for (const KeyRecord& key : page.items) {
+      KMS_ASSIGN_OR_RETURN(std::vector<keystore::KeyVersionRecord> versions,
+                           store_.ListVersions(key.key_id));
+      v1::KeyInventoryEntry* entry = response.add_keys();
+      entry->set_key_id(key.key_id);
+      entry->set_arn(names_.KeyArn(key.key_id));
+      for (const std::string& alias : aliases[key.key_id]) entry->add_aliases(alias);
+      entry->set_description(key.description);
+      entry->set_key_state(ToProtoState(key.state));
+      entry->set_origin(key.origin == keystore::KeyOrigin::kExternal ? v1::EXTERNAL
+                                                                     : v1::AWS_KMS);
+      *entry->mutable_creation_date() = ToTimestamp(key.creation_time);
+      entry->set_key_version_count(static_cast<int32_t>(versions.size()));
+      std::optional<absl::Time> current_made;
+      for (const auto& v : versions) {
+        if (v.version_id == key.current_version_id) current_made = v.creation_time;
+      }
+      if (current_made) *entry->mutable_current_material_date() = ToTimestamp(*current_made);
+      entry->set_rotation_enabled(key.rotation_enabled);
+      entry->set_rotation_period_in_days(key.rotation_period_days);
+      if (key.next_rotation_time) {
+        *entry->mutable_next_rotation_date() = ToTimestamp(*key.next_rotation_time);
+      }
+      if (key.state == KeyState::kEnabled || key.state == KeyState::kDisabled) {
+        v1::RotationComplianceStatus status = v1::COMPLIANT;
+        if (!key.rotation_enabled || key.origin == keystore::KeyOrigin::kExternal) {
+          status = v1::ROTATION_DISABLED;
+        } else if (current_made && now - *current_made > absl::Hours(24) * max_age) {
+          status = v1::OVERDUE;
+        }
+        entry->set_rotation_status(status);
+      }
+      if (key.expiration_model == keystore::ExpirationModel::kExpires) {
+        entry->set_expiration_model(v1::KEY_MATERIAL_EXPIRES);
+      } else if (key.expiration_model == keystore::ExpirationModel::kDoesNotExpire) {
+        entry->set_expiration_model(v1::KEY_MATERIAL_DOES_NOT_EXPIRE);
+      }
+      if (key.valid_to) *entry->mutable_valid_to() = ToTimestamp(*key.valid_to);
+      if (key.deletion_time) *entry->mutable_deletion_date() = ToTimestamp(*key.deletion_time);
     }
     marker = page.next_marker;
   } while (!marker.empty());

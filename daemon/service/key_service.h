@@ -121,7 +121,8 @@ class KeyService {
 
   // ---- control plane: keys
   // CreateKey: ValidationException (description, usage, spec, origin),
-  // TagException.
+  // TagException, MalformedPolicyDocumentException. The policy is stored as
+  // given (AuthorizedService supplies the default one).
   absl::StatusOr<v1::CreateKeyResponse> CreateKey(const v1::CreateKeyRequest& request);
   absl::StatusOr<v1::DescribeKeyResponse> DescribeKey(const v1::DescribeKeyRequest& request);
   absl::StatusOr<v1::ListKeysResponse> ListKeys(const v1::ListKeysRequest& request);
@@ -224,6 +225,24 @@ class KeyService {
   absl::StatusOr<v1::GenerateRandomResponse> GenerateRandom(
       const v1::GenerateRandomRequest& request);
 
+  // ---- access (callers check access first: AuthorizedService)
+  // Replaces the key's policy with `document`, which the caller validated.
+  // Errors: NotFoundException.
+  absl::Status PutKeyPolicy(absl::string_view key_id, const std::string& document);
+
+  // ---- compliance
+  // Every key with its state, versions, rotation status (as the compliance
+  // report computes it with `max_age_in_days`, default from the options) and
+  // imported-material expiry; last_used_date is the caller's to fill in.
+  absl::StatusOr<v1::GetKeyInventoryReportResponse> GetKeyInventoryReport(
+      const v1::GetKeyInventoryReportRequest& request);
+
+  // Resolves a key_id argument (key id, alias, or resource name) to the key.
+  // NotFoundException names what was asked for; ValidationException for a
+  // malformed identifier.
+  absl::StatusOr<keystore::KeyRecord> ResolveKey(absl::string_view field,
+                                                 absl::string_view key_id);
+
   const ResourceNames& resource_names() const { return names_; }
 
  private:
@@ -232,10 +251,6 @@ class KeyService {
     SecretBytes plaintext;
   };
 
-  // Resolves a key_id argument (key id, alias, or resource name) to the key.
-  // NotFoundException names what was asked for.
-  absl::StatusOr<keystore::KeyRecord> ResolveKey(absl::string_view field,
-                                                 absl::string_view key_id);
   // Resolves a key that must be named directly (alias targets), not via alias.
   absl::StatusOr<keystore::KeyRecord> ResolveKeyNotAlias(absl::string_view field,
                                                          absl::string_view key_id);
