@@ -8,8 +8,10 @@
 //
 // Implementations: Pkcs11Hsm (hsm/pkcs11_hsm.h, any PKCS#11 module; SoftHSMv2
 // in tests and the embedded default) and FakeHsm (tests/testing/fake_hsm.h,
-// for service unit tests). Both pass tests/hsm/hsm_conformance_test.cc and
-// tests/hsm/import_conformance_test.cc.
+// for service unit tests). Both pass tests/hsm/hsm_conformance_test.cc,
+// tests/hsm/import_conformance_test.cc and
+// tests/hsm/signing_conformance_test.cc. RecordingHsm (hsm/recording_hsm.h)
+// decorates any of them to report each operation.
 //
 // Import of key material (AWS KMS "bring your own key") uses RSA wrapping
 // key pairs generated here: the private half is sensitive, never extractable
@@ -114,7 +116,7 @@ struct KeyAttributes {
   // key on a module that does not record it (SoftHSM 2.6.1 leaves it unset
   // on unwrapped keys; UnwrapAesKey checks the length another way there).
   size_t value_len = 0;
-  size_t modulus_bits = 0;  // of a wrapping key; 0 for an AES key
+  size_t modulus_bits = 0;  // of a wrapping key; 0 for an AES or signing key
 };
 
 class Hsm {

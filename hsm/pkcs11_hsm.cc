@@ -1098,19 +1098,22 @@ constexpr size_t kP256ScalarSize = 32;     // of r and of s
 
 // A DER SubjectPublicKeyInfo (id-ecPublicKey, prime256v1) for the token's
 // CKA_EC_POINT: PKCS#11 says a DER OCTET STRING holding the uncompressed
-// point; some modules give the bare point, which is taken too.
+// point (04 41 04 x y, 67 bytes; SoftHSM 2.6.1 does so); some modules give
+// the bare point (04 x y, 65 bytes), which is taken too. The lengths tell
+// them apart: both start with 0x04 (the OCTET STRING tag, and the
+// uncompressed-point marker).
 absl::StatusOr<std::string> EcP256PublicKeyDer(const std::string& ec_point) {
-  std::string point;
-  const unsigned char* cursor = reinterpret_cast<const unsigned char*>(ec_point.data());
-  std::unique_ptr<ASN1_OCTET_STRING, decltype(&ASN1_OCTET_STRING_free)> octets(
-      d2i_ASN1_OCTET_STRING(nullptr, &cursor, static_cast<long>(ec_point.size())),
-      &ASN1_OCTET_STRING_free);
-  if (octets != nullptr &&
-      cursor == reinterpret_cast<const unsigned char*>(ec_point.data()) + ec_point.size()) {
-    point.assign(reinterpret_cast<const char*>(ASN1_STRING_get0_data(octets.get())),
-                 static_cast<size_t>(ASN1_STRING_length(octets.get())));
-  } else {
-    point = ec_point;
+  std::string point = ec_point;
+  if (ec_point.size() != kP256PointSize) {
+    const unsigned char* cursor = reinterpret_cast<const unsigned char*>(ec_point.data());
+    std::unique_ptr<ASN1_OCTET_STRING, decltype(&ASN1_OCTET_STRING_free)> octets(
+        d2i_ASN1_OCTET_STRING(nullptr, &cursor, static_cast<long>(ec_point.size())),
+        &ASN1_OCTET_STRING_free);
+    if (octets != nullptr &&
+        cursor == reinterpret_cast<const unsigned char*>(ec_point.data()) + ec_point.size()) {
+      point.assign(reinterpret_cast<const char*>(ASN1_STRING_get0_data(octets.get())),
+                   static_cast<size_t>(ASN1_STRING_length(octets.get())));
+    }
   }
   if (point.size() != kP256PointSize || point[0] != '\x04') {
     return absl::InternalError(absl::StrCat(
