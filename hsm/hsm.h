@@ -8,15 +8,23 @@
 //
 // Implementations: Pkcs11Hsm (hsm/pkcs11_hsm.h, any PKCS#11 module; SoftHSMv2
 // in tests and the embedded default) and FakeHsm (tests/testing/fake_hsm.h,
-// for service unit tests). Both pass tests/hsm/hsm_conformance_test.cc and
-// tests/hsm/import_conformance_test.cc.
+// for service unit tests). Both pass tests/hsm/hsm_conformance_test.cc,
+// tests/hsm/import_conformance_test.cc and
+// tests/hsm/signing_conformance_test.cc. RecordingHsm (hsm/recording_hsm.h)
+// decorates any of them to report each operation.
 //
 // Import of key material (AWS KMS "bring your own key") uses RSA wrapping
 // key pairs generated here: the private half is sensitive, never extractable
 // and unwrap-only, the public half is handed out (GetPublicKeyDer), and
 // material wrapped under it is unwrapped straight into an AES key object with
 // the same template as GenerateAesKey. Object ids form one namespace across
-// AES keys and wrapping key pairs (both halves of a pair carry the same id).
+// AES keys, wrapping key pairs and signing key pairs (both halves of a pair
+// carry the same id).
+//
+// Signing (the audit log's checkpoints) uses ECDSA P-256 key pairs generated
+// here: the private half is sensitive, never extractable and sign-only, the
+// public half is handed out (GetPublicKeyDer) so anyone can check a
+// checkpoint with OpenSSL alone.
 //
 // Thread-safe. No method searches the token: object handles are looked up in
 // an in-memory cache filled once when the HSM is opened.
@@ -108,7 +116,7 @@ struct KeyAttributes {
   // key on a module that does not record it (SoftHSM 2.6.1 leaves it unset
   // on unwrapped keys; UnwrapAesKey checks the length another way there).
   size_t value_len = 0;
-  size_t modulus_bits = 0;  // of a wrapping key; 0 for an AES key
+  size_t modulus_bits = 0;  // of a wrapping key; 0 for an AES or signing key
 };
 
 class Hsm {
@@ -116,24 +124,26 @@ class Hsm {
   virtual ~Hsm() = default;
 
   // Generates a new AES-256 key inside the token under `object_id`.
-  // Errors: kAlreadyExists (an AES key or a wrapping key with that id
-  // exists), kInvalidArgument (empty id or longer than 64 bytes).
+  // Errors: kAlreadyExists (any object with that id: an AES key, a wrapping
+  // key or a signing key), kInvalidArgument (empty id or longer than 64
+  // bytes).
   virtual absl::Status GenerateAesKey(absl::string_view object_id) = 0;
 
-  // Destroys the AES key, or both halves of the wrapping key pair, with this
-  // id (crypto-erase). Errors: kNotFound (no such key).
+  // Destroys the AES key, or both halves of the wrapping or signing key pair,
+  // with this id (crypto-erase). Errors: kNotFound (no such key).
   virtual absl::Status DestroyKey(absl::string_view object_id) = 0;
 
-  // True if an AES key object with this id exists (wrapping keys are not
-  // AES keys: see ListWrappingKeyIds).
+  // True if an AES key object with this id exists (wrapping and signing keys
+  // are not AES keys: see ListWrappingKeyIds and ListSigningKeyIds).
   virtual bool HasKey(absl::string_view object_id) = 0;
 
   // The ids of every AES key object in the token, sorted. Used by the
   // start-up reconciler; served from the handle cache.
   virtual std::vector<std::string> ListKeyIds() = 0;
 
-  // Attributes of an AES key object, or of the private half of a wrapping
-  // key pair. Errors: kNotFound.
+  // Attributes of an AES key object, or of the private half of a wrapping or
+  // signing key pair (modulus_bits and value_len are 0 for a signing key).
+  // Errors: kNotFound.
   virtual absl::StatusOr<KeyAttributes> GetKeyAttributes(absl::string_view object_id) = 0;
 
   // AES-GCM under the key `object_id` with a caller-chosen 12-byte `iv` and
@@ -168,17 +178,19 @@ class Hsm {
   // the private half is a token object that is private, sensitive, never
   // extractable and can only unwrap; the public half can wrap and encrypt.
   // Errors: kAlreadyExists (an AES key or a wrapping key with that id
-  // exists), kInvalidArgument (id not 1..64 bytes, modulus_bits not 2048,
-  // 3072 or 4096).
+  // exists, or a signing key), kInvalidArgument (id not 1..64 bytes,
+  // modulus_bits not 2048, 3072 or 4096).
   virtual absl::Status GenerateRsaWrappingKey(absl::string_view object_id,
                                               int modulus_bits) = 0;
 
   // The ids of every wrapping key pair, sorted. Served from the handle cache.
   virtual std::vector<std::string> ListWrappingKeyIds() = 0;
 
-  // The public half of the wrapping key `object_id` as a DER
-  // SubjectPublicKeyInfo (what AWS KMS's GetParametersForImport returns).
-  // Errors: kNotFound (no wrapping key with that id).
+  // The public half of the wrapping or signing key `object_id` as a DER
+  // SubjectPublicKeyInfo: for a wrapping key what AWS KMS's
+  // GetParametersForImport returns, for a signing key an id-ecPublicKey on
+  // prime256v1 with the uncompressed point (`openssl pkey -pubin -inform DER`
+  // reads both). Errors: kNotFound (no wrapping or signing key with that id).
   virtual absl::StatusOr<std::string> GetPublicKeyDer(absl::string_view object_id) = 0;
 
   // Unwraps `wrapped` (as `algorithm` describes) with the private half of
@@ -197,7 +209,7 @@ class Hsm {
   //                       where the module does not record lengths)
   //   kNotFound           no wrapping key `wrapping_key_id` (an AES key id
   //                       is not one)
-  //   kAlreadyExists      an AES key or wrapping key `new_object_id` exists
+  //   kAlreadyExists      any object `new_object_id` exists
   //   kFailedPrecondition `algorithm` is not in SupportedWrappingAlgorithms()
   virtual absl::Status UnwrapAesKey(absl::string_view wrapping_key_id,
                                     WrappingAlgorithm algorithm, absl::string_view wrapped,
@@ -214,6 +226,29 @@ class Hsm {
   // material in two CMKs. Errors: kNotFound (no AES key with that id).
   virtual absl::StatusOr<std::string> KeyCheckValue(absl::string_view object_id) = 0;
   virtual absl::StatusOr<std::string> KeyFingerprint(absl::string_view object_id) = 0;
+
+  // ---- Signing (the audit log's checkpoints).
+
+  // Generates an ECDSA P-256 key pair under `object_id`: the private half a
+  // token object that is private, sensitive, never extractable and can only
+  // sign (CKA_SIGN true; decrypt, unwrap, derive false); the public half
+  // verify-only. Object ids share one namespace with AES keys and wrapping
+  // key pairs. Errors: kAlreadyExists (any object with that id),
+  // kInvalidArgument (id not 1..64 bytes).
+  virtual absl::Status GenerateEcSigningKey(absl::string_view object_id) = 0;
+
+  // The ids of every signing key pair, sorted. Served from the handle cache.
+  virtual std::vector<std::string> ListSigningKeyIds() = 0;
+
+  // ECDSA P-256 over SHA-256(message): the hash is computed in this process
+  // (CKM_ECDSA takes the hash), the signature in the HSM. Returns the DER
+  // ECDSA-Sig-Value, so `openssl dgst -sha256 -verify pub.pem -signature s m`
+  // checks it. ECDSA is randomised: two signatures of one message differ,
+  // and both verify. Any message length, empty included.
+  // Errors: kNotFound (no signing key with that id; an AES or wrapping key
+  // id is not one).
+  virtual absl::StatusOr<std::string> SignEcdsaP256Sha256(absl::string_view object_id,
+                                                          absl::string_view message) = 0;
 };
 
 }  // namespace kms::hsm

@@ -2,6 +2,7 @@
 
 #include <openssl/bn.h>
 #include <openssl/core_names.h>
+#include <openssl/ec.h>
 #include <openssl/evp.h>
 #include <openssl/param_build.h>
 #include <openssl/x509.h>
@@ -234,22 +235,17 @@ absl::StatusOr<std::unique_ptr<Pkcs11Hsm>> Pkcs11Hsm::Open(Pkcs11Config config) 
   KMS_RETURN_IF_ERROR(Annotate(hsm->ProbeWrappingAlgorithms(slot),
                                absl::StrCat("probing the mechanisms of ", where)));
 
-  size_t key_count = 0;
-  size_t wrapping_key_count = 0;
-  {
-    absl::ReaderMutexLock lock(&hsm->mu_);
-    for (const auto& [id, object] : hsm->objects_) {
-      ++(object.kind == ObjectKind::kAesKey ? key_count : wrapping_key_count);
-    }
-  }
+  const size_t key_count = hsm->IdsOfKind(ObjectKind::kAesKey).size();
+  const size_t wrapping_key_count = hsm->IdsOfKind(ObjectKind::kWrappingKey).size();
+  const size_t signing_key_count = hsm->IdsOfKind(ObjectKind::kSigningKey).size();
   std::string algorithms;
   for (WrappingAlgorithm algorithm : hsm->wrapping_algorithms_) {
     absl::StrAppend(&algorithms, algorithms.empty() ? "" : ", ",
                     WrappingAlgorithmName(algorithm));
   }
   KMS_LOG(INFO) << "opened " << where << " with " << config.session_count << " sessions, "
-                << key_count << " AES keys and " << wrapping_key_count
-                << " wrapping keys; import wrapping algorithms: "
+                << key_count << " AES keys, " << wrapping_key_count << " wrapping keys and "
+                << signing_key_count << " signing keys; import wrapping algorithms: "
                 << (algorithms.empty() ? "none" : algorithms);
   return hsm;
 }
@@ -323,6 +319,7 @@ absl::StatusOr<std::map<std::string, Pkcs11Hsm::CachedObject>> Pkcs11Hsm::ReadOb
   CK_BBOOL yes = CK_TRUE;
   CK_KEY_TYPE aes = CKK_AES;
   CK_KEY_TYPE rsa = CKK_RSA;
+  CK_KEY_TYPE ec = CKK_EC;
   CK_OBJECT_CLASS secret_class = CKO_SECRET_KEY;
   CK_OBJECT_CLASS private_class = CKO_PRIVATE_KEY;
   CK_OBJECT_CLASS public_class = CKO_PUBLIC_KEY;
@@ -345,8 +342,27 @@ absl::StatusOr<std::map<std::string, Pkcs11Hsm::CachedObject>> Pkcs11Hsm::ReadOb
       {CKA_TOKEN, &yes, sizeof(yes)},
       {CKA_WRAP, &yes, sizeof(yes)},
   };
+  // Signing keys likewise: EC keys that sign, and their verifying halves.
+  CK_ATTRIBUTE signing_private_search[] = {
+      {CKA_CLASS, &private_class, sizeof(private_class)},
+      {CKA_KEY_TYPE, &ec, sizeof(ec)},
+      {CKA_TOKEN, &yes, sizeof(yes)},
+      {CKA_SIGN, &yes, sizeof(yes)},
+  };
+  CK_ATTRIBUTE signing_public_search[] = {
+      {CKA_CLASS, &public_class, sizeof(public_class)},
+      {CKA_KEY_TYPE, &ec, sizeof(ec)},
+      {CKA_TOKEN, &yes, sizeof(yes)},
+      {CKA_VERIFY, &yes, sizeof(yes)},
+  };
   KMS_ASSIGN_OR_RETURN(auto aes_keys, FindWithIds(lease, aes_search, 3, "an AES key",
                                                   token_label_));
+  KMS_ASSIGN_OR_RETURN(auto signing_private_keys,
+                       FindWithIds(lease, signing_private_search, 4, "an EC private key",
+                                   token_label_));
+  KMS_ASSIGN_OR_RETURN(auto signing_public_keys,
+                       FindWithIds(lease, signing_public_search, 4, "an EC public key",
+                                   token_label_));
   KMS_ASSIGN_OR_RETURN(auto private_keys, FindWithIds(lease, private_search, 4,
                                                       "an RSA private key", token_label_));
   KMS_ASSIGN_OR_RETURN(auto public_keys, FindWithIds(lease, public_search, 4,
@@ -365,18 +381,34 @@ absl::StatusOr<std::map<std::string, Pkcs11Hsm::CachedObject>> Pkcs11Hsm::ReadOb
       return DuplicateId("key", id);
     }
   }
-  for (const auto& [id, handle] : public_keys) {
-    auto it = objects.find(id);
-    if (it == objects.end() || it->second.kind != ObjectKind::kWrappingKey) {
-      // A public key is no secret: an orphan half is harmless, and not
-      // kmsd's to delete.
-      KMS_LOG(WARNING) << "ignoring an RSA public key without a private half, CKA_ID '"
-                       << Printable(id) << "', on token '" << token_label_ << "'";
-      continue;
+  for (const auto& [id, handle] : signing_private_keys) {
+    if (!objects.emplace(id, CachedObject{ObjectKind::kSigningKey, handle, CK_INVALID_HANDLE})
+             .second) {
+      return DuplicateId("key", id);
     }
-    if (it->second.public_handle != CK_INVALID_HANDLE) return DuplicateId("RSA public key", id);
-    it->second.public_handle = handle;
   }
+  // Pairs each public half with the private half of `kind` under its id.
+  auto pair_public_halves =
+      [&](const std::vector<std::pair<std::string, CK_OBJECT_HANDLE>>& halves,
+          ObjectKind kind, absl::string_view what) -> absl::Status {
+    for (const auto& [id, handle] : halves) {
+      auto it = objects.find(id);
+      if (it == objects.end() || it->second.kind != kind) {
+        // A public key is no secret: an orphan half is harmless, and not
+        // kmsd's to delete.
+        KMS_LOG(WARNING) << "ignoring an " << what << " without a private half, CKA_ID '"
+                         << Printable(id) << "', on token '" << token_label_ << "'";
+        continue;
+      }
+      if (it->second.public_handle != CK_INVALID_HANDLE) return DuplicateId(what, id);
+      it->second.public_handle = handle;
+    }
+    return absl::OkStatus();
+  };
+  KMS_RETURN_IF_ERROR(
+      pair_public_halves(public_keys, ObjectKind::kWrappingKey, "RSA public key"));
+  KMS_RETURN_IF_ERROR(
+      pair_public_halves(signing_public_keys, ObjectKind::kSigningKey, "EC public key"));
   return objects;
 }
 
@@ -714,22 +746,23 @@ bool Pkcs11Hsm::HasKey(absl::string_view object_id) {
   return FindAesKey(std::string(object_id)) != nullptr;
 }
 
-std::vector<std::string> Pkcs11Hsm::ListKeyIds() {
+std::vector<std::string> Pkcs11Hsm::IdsOfKind(ObjectKind kind) {
   absl::ReaderMutexLock lock(&mu_);
   std::vector<std::string> ids;
   for (const auto& [id, object] : objects_) {  // std::map: sorted
-    if (object.kind == ObjectKind::kAesKey) ids.push_back(id);
+    if (object.kind == kind) ids.push_back(id);
   }
   return ids;
 }
 
+std::vector<std::string> Pkcs11Hsm::ListKeyIds() { return IdsOfKind(ObjectKind::kAesKey); }
+
 std::vector<std::string> Pkcs11Hsm::ListWrappingKeyIds() {
-  absl::ReaderMutexLock lock(&mu_);
-  std::vector<std::string> ids;
-  for (const auto& [id, object] : objects_) {  // std::map: sorted
-    if (object.kind == ObjectKind::kWrappingKey) ids.push_back(id);
-  }
-  return ids;
+  return IdsOfKind(ObjectKind::kWrappingKey);
+}
+
+std::vector<std::string> Pkcs11Hsm::ListSigningKeyIds() {
+  return IdsOfKind(ObjectKind::kSigningKey);
 }
 
 absl::StatusOr<KeyAttributes> Pkcs11Hsm::GetKeyAttributes(absl::string_view object_id) {
@@ -737,6 +770,7 @@ absl::StatusOr<KeyAttributes> Pkcs11Hsm::GetKeyAttributes(absl::string_view obje
   auto it = objects_.find(std::string(object_id));
   if (it == objects_.end()) return NoSuchKey(object_id);
   const bool wrapping_key = it->second.kind == ObjectKind::kWrappingKey;
+  const bool signing_key = it->second.kind == ObjectKind::kSigningKey;
 
   // Pessimistic until the token answers; one call reads them all.
   CK_BBOOL token = CK_FALSE, is_private = CK_FALSE, sensitive = CK_FALSE,
@@ -761,6 +795,8 @@ absl::StatusOr<KeyAttributes> Pkcs11Hsm::GetKeyAttributes(absl::string_view obje
     // A private key has no CKA_ENCRYPT, CKA_WRAP or CKA_VALUE_LEN; its
     // CKA_MODULUS is public, and only its length is asked for.
     attributes.push_back({CKA_MODULUS, nullptr, 0});
+  } else if (signing_key) {
+    // An EC private key has no CKA_ENCRYPT, CKA_WRAP or CKA_VALUE_LEN either.
   } else {
     attributes.push_back({CKA_ENCRYPT, &encrypt, sizeof(encrypt)});
     attributes.push_back({CKA_WRAP, &wrap, sizeof(wrap)});
@@ -788,6 +824,9 @@ absl::StatusOr<KeyAttributes> Pkcs11Hsm::GetKeyAttributes(absl::string_view obje
     result.encrypt = false;
     result.wrap = false;
     result.modulus_bits = attributes.back().ulValueLen * 8;
+  } else if (signing_key) {
+    result.encrypt = false;
+    result.wrap = false;
   } else {
     result.encrypt = encrypt == CK_TRUE;
     result.wrap = wrap == CK_TRUE;
@@ -993,10 +1032,26 @@ absl::Status Pkcs11Hsm::GenerateRsaWrappingKey(absl::string_view object_id, int 
 
 namespace {
 
-absl::Status NoSuchWrappingKey(absl::string_view object_id, bool is_aes_key) {
-  return absl::NotFoundError(absl::StrCat("no RSA wrapping key with id '",
-                                          Printable(object_id), "'",
-                                          is_aes_key ? " (that id names an AES key)" : ""));
+}  // namespace
+
+// " (that id names an AES key)" and the like, for a kNotFound message about
+// an id that exists but names another kind of object; "" for a free id.
+std::string Pkcs11Hsm::OtherKindNote(const std::string& object_id) {
+  auto it = objects_.find(object_id);
+  if (it == objects_.end()) return "";
+  switch (it->second.kind) {
+    case ObjectKind::kAesKey: return " (that id names an AES key)";
+    case ObjectKind::kWrappingKey: return " (that id names a wrapping key)";
+    case ObjectKind::kSigningKey: return " (that id names a signing key)";
+  }
+  return "";
+}
+
+namespace {
+
+absl::Status NoSuchWrappingKey(absl::string_view object_id, absl::string_view note) {
+  return absl::NotFoundError(
+      absl::StrCat("no RSA wrapping key with id '", Printable(object_id), "'", note));
 }
 
 // A DER SubjectPublicKeyInfo for the RSA public key (n, e), big-endian.
@@ -1034,19 +1089,120 @@ absl::StatusOr<std::string> RsaPublicKeyDer(const std::string& modulus,
   return result;
 }
 
+// The DER of the OID prime256v1 (1.2.840.10045.3.1.7): CKA_EC_PARAMS of
+// every signing key.
+constexpr unsigned char kP256Oid[] = {0x06, 0x08, 0x2a, 0x86, 0x48,
+                                      0xce, 0x3d, 0x03, 0x01, 0x07};
+constexpr size_t kP256PointSize = 65;      // 0x04 || x || y
+constexpr size_t kP256ScalarSize = 32;     // of r and of s
+
+// A DER SubjectPublicKeyInfo (id-ecPublicKey, prime256v1) for the token's
+// CKA_EC_POINT: PKCS#11 says a DER OCTET STRING holding the uncompressed
+// point (04 41 04 x y, 67 bytes; SoftHSM 2.6.1 does so); some modules give
+// the bare point (04 x y, 65 bytes), which is taken too. The lengths tell
+// them apart: both start with 0x04 (the OCTET STRING tag, and the
+// uncompressed-point marker).
+absl::StatusOr<std::string> EcP256PublicKeyDer(const std::string& ec_point) {
+  std::string point = ec_point;
+  if (ec_point.size() != kP256PointSize) {
+    const unsigned char* cursor = reinterpret_cast<const unsigned char*>(ec_point.data());
+    std::unique_ptr<ASN1_OCTET_STRING, decltype(&ASN1_OCTET_STRING_free)> octets(
+        d2i_ASN1_OCTET_STRING(nullptr, &cursor, static_cast<long>(ec_point.size())),
+        &ASN1_OCTET_STRING_free);
+    if (octets != nullptr &&
+        cursor == reinterpret_cast<const unsigned char*>(ec_point.data()) + ec_point.size()) {
+      point.assign(reinterpret_cast<const char*>(ASN1_STRING_get0_data(octets.get())),
+                   static_cast<size_t>(ASN1_STRING_length(octets.get())));
+    }
+  }
+  if (point.size() != kP256PointSize || point[0] != '\x04') {
+    return absl::InternalError(absl::StrCat(
+        "the token's CKA_EC_POINT is not an uncompressed P-256 point (", point.size(),
+        " bytes)"));
+  }
+  std::unique_ptr<OSSL_PARAM_BLD, decltype(&OSSL_PARAM_BLD_free)> builder(
+      OSSL_PARAM_BLD_new(), &OSSL_PARAM_BLD_free);
+  if (builder == nullptr ||
+      OSSL_PARAM_BLD_push_utf8_string(builder.get(), OSSL_PKEY_PARAM_GROUP_NAME, "prime256v1",
+                                      0) != 1 ||
+      OSSL_PARAM_BLD_push_octet_string(builder.get(), OSSL_PKEY_PARAM_PUB_KEY, point.data(),
+                                       point.size()) != 1) {
+    return absl::InternalError("OpenSSL: cannot build EC public key parameters");
+  }
+  std::unique_ptr<OSSL_PARAM, decltype(&OSSL_PARAM_free)> params(
+      OSSL_PARAM_BLD_to_param(builder.get()), &OSSL_PARAM_free);
+  std::unique_ptr<EVP_PKEY_CTX, decltype(&EVP_PKEY_CTX_free)> ctx(
+      EVP_PKEY_CTX_new_from_name(nullptr, "EC", nullptr), &EVP_PKEY_CTX_free);
+  EVP_PKEY* raw_key = nullptr;
+  // fromdata checks that the point is on the curve.
+  if (params == nullptr || ctx == nullptr || EVP_PKEY_fromdata_init(ctx.get()) != 1 ||
+      EVP_PKEY_fromdata(ctx.get(), &raw_key, EVP_PKEY_PUBLIC_KEY, params.get()) != 1) {
+    return absl::InternalError("OpenSSL: cannot make a P-256 public key from the token's");
+  }
+  std::unique_ptr<EVP_PKEY, decltype(&EVP_PKEY_free)> key(raw_key, &EVP_PKEY_free);
+  unsigned char* der = nullptr;
+  const int size = i2d_PUBKEY(key.get(), &der);
+  if (size <= 0) return absl::InternalError("OpenSSL i2d_PUBKEY failed");
+  std::string result(reinterpret_cast<const char*>(der), static_cast<size_t>(size));
+  OPENSSL_free(der);
+  return result;
+}
+
+// CKM_ECDSA's r || s (each 32 bytes, big-endian) as a DER ECDSA-Sig-Value
+// (SEQUENCE { r INTEGER, s INTEGER }), what OpenSSL and X.509 verify.
+absl::StatusOr<std::string> EcdsaSignatureDer(absl::string_view raw) {
+  if (raw.size() != 2 * kP256ScalarSize) {
+    return absl::InternalError(
+        absl::StrCat("CKM_ECDSA on P-256 returned ", raw.size(), " bytes, not 64"));
+  }
+  const auto* bytes = reinterpret_cast<const unsigned char*>(raw.data());
+  BIGNUM* r = BN_bin2bn(bytes, kP256ScalarSize, nullptr);
+  BIGNUM* s = BN_bin2bn(bytes + kP256ScalarSize, kP256ScalarSize, nullptr);
+  std::unique_ptr<ECDSA_SIG, decltype(&ECDSA_SIG_free)> signature(ECDSA_SIG_new(),
+                                                                   &ECDSA_SIG_free);
+  if (r == nullptr || s == nullptr || signature == nullptr ||
+      ECDSA_SIG_set0(signature.get(), r, s) != 1) {
+    BN_free(r);
+    BN_free(s);
+    return absl::InternalError("OpenSSL: cannot build an ECDSA signature");
+  }
+  // r and s belong to `signature` now.
+  unsigned char* der = nullptr;
+  const int size = i2d_ECDSA_SIG(signature.get(), &der);
+  if (size <= 0) return absl::InternalError("OpenSSL i2d_ECDSA_SIG failed");
+  std::string result(reinterpret_cast<const char*>(der), static_cast<size_t>(size));
+  OPENSSL_free(der);
+  return result;
+}
+
 }  // namespace
 
 absl::StatusOr<std::string> Pkcs11Hsm::GetPublicKeyDer(absl::string_view object_id) {
   absl::ReaderMutexLock lock(&mu_);  // held across the token call: see mu_
-  auto it = objects_.find(std::string(object_id));
-  if (it == objects_.end() || it->second.kind != ObjectKind::kWrappingKey) {
-    return NoSuchWrappingKey(object_id, it != objects_.end());
+  const std::string id(object_id);
+  auto it = objects_.find(id);
+  if (it == objects_.end() || it->second.kind == ObjectKind::kAesKey) {
+    return absl::NotFoundError(absl::StrCat("no wrapping or signing key with id '",
+                                            Printable(object_id), "'", OtherKindNote(id)));
   }
   if (it->second.public_handle == CK_INVALID_HANDLE) {
-    return absl::InternalError(absl::StrCat("the public half of wrapping key '",
+    return absl::InternalError(absl::StrCat("the public half of key pair '",
                                             Printable(object_id), "' is missing"));
   }
   SessionPool::Lease lease(sessions_.get());
+  if (it->second.kind == ObjectKind::kSigningKey) {
+    CK_ATTRIBUTE point = {CKA_EC_POINT, nullptr, 0};
+    KMS_RETURN_IF_ERROR(lease.Check(
+        lease.fn()->C_GetAttributeValue(lease.session(), it->second.public_handle, &point, 1),
+        "C_GetAttributeValue(CKA_EC_POINT)"));
+    std::string encoded(point.ulValueLen, '\0');
+    point.pValue = encoded.data();
+    KMS_RETURN_IF_ERROR(lease.Check(
+        lease.fn()->C_GetAttributeValue(lease.session(), it->second.public_handle, &point, 1),
+        "C_GetAttributeValue(CKA_EC_POINT)"));
+    encoded.resize(point.ulValueLen);
+    return EcP256PublicKeyDer(encoded);
+  }
   CK_ATTRIBUTE attributes[] = {
       {CKA_MODULUS, nullptr, 0},
       {CKA_PUBLIC_EXPONENT, nullptr, 0},
@@ -1084,9 +1240,10 @@ absl::StatusOr<Pkcs11Hsm::ObjectHandle> Pkcs11Hsm::UnwrapIntoToken(
     absl::string_view wrapping_key_id, WrappingAlgorithm algorithm, absl::string_view wrapped,
     const std::string& new_object_id) {
   absl::ReaderMutexLock lock(&mu_);  // held across the token calls: see mu_
-  auto it = objects_.find(std::string(wrapping_key_id));
+  const std::string wrapping_id(wrapping_key_id);
+  auto it = objects_.find(wrapping_id);
   if (it == objects_.end() || it->second.kind != ObjectKind::kWrappingKey) {
-    return NoSuchWrappingKey(wrapping_key_id, it != objects_.end());
+    return NoSuchWrappingKey(wrapping_key_id, OtherKindNote(wrapping_id));
   }
   const CK_OBJECT_HANDLE private_key = it->second.handle;
   if (std::find(wrapping_algorithms_.begin(), wrapping_algorithms_.end(), algorithm) ==
@@ -1235,6 +1392,102 @@ absl::StatusOr<std::string> Pkcs11Hsm::KeyCheckValue(absl::string_view object_id
 
 absl::StatusOr<std::string> Pkcs11Hsm::KeyFingerprint(absl::string_view object_id) {
   return EncryptBlock(object_id, kKeyFingerprintBlock);
+}
+
+absl::Status Pkcs11Hsm::GenerateEcSigningKey(absl::string_view object_id) {
+  KMS_RETURN_IF_ERROR(CheckObjectId(object_id));
+  std::string id(object_id);
+  KMS_RETURN_IF_ERROR(ReserveId(id));
+
+  // As for every key kmsd makes, every attribute that matters is explicit.
+  // The private half can do nothing but sign: a checkpoint signature is its
+  // only use, and an audit log key that could decrypt, unwrap or derive
+  // would be a second way in.
+  CK_OBJECT_CLASS public_class = CKO_PUBLIC_KEY;
+  CK_OBJECT_CLASS private_class = CKO_PRIVATE_KEY;
+  CK_KEY_TYPE key_type = CKK_EC;
+  CK_BBOOL yes = CK_TRUE;
+  CK_BBOOL no = CK_FALSE;
+  CK_BYTE curve[sizeof(kP256Oid)];
+  std::memcpy(curve, kP256Oid, sizeof(curve));
+  std::string label = absl::StrCat("kmsd-sign:", id);
+  CK_ATTRIBUTE public_template[] = {
+      {CKA_CLASS, &public_class, sizeof(public_class)},
+      {CKA_KEY_TYPE, &key_type, sizeof(key_type)},
+      {CKA_TOKEN, &yes, sizeof(yes)},
+      {CKA_PRIVATE, &no, sizeof(no)},
+      {CKA_EC_PARAMS, curve, sizeof(curve)},
+      {CKA_VERIFY, &yes, sizeof(yes)},
+      {CKA_ENCRYPT, &no, sizeof(no)},
+      {CKA_WRAP, &no, sizeof(no)},
+      {CKA_DERIVE, &no, sizeof(no)},
+      {CKA_ID, id.data(), id.size()},
+      {CKA_LABEL, label.data(), label.size()},
+  };
+  CK_ATTRIBUTE private_template[] = {
+      {CKA_CLASS, &private_class, sizeof(private_class)},
+      {CKA_KEY_TYPE, &key_type, sizeof(key_type)},
+      {CKA_TOKEN, &yes, sizeof(yes)},
+      {CKA_PRIVATE, &yes, sizeof(yes)},
+      {CKA_SENSITIVE, &yes, sizeof(yes)},
+      {CKA_EXTRACTABLE, &no, sizeof(no)},
+      {CKA_SIGN, &yes, sizeof(yes)},
+      {CKA_DECRYPT, &no, sizeof(no)},
+      {CKA_UNWRAP, &no, sizeof(no)},
+      {CKA_DERIVE, &no, sizeof(no)},
+      {CKA_ID, id.data(), id.size()},
+      {CKA_LABEL, label.data(), label.size()},
+  };
+  CK_MECHANISM mechanism = {CKM_EC_KEY_PAIR_GEN, nullptr, 0};
+  CK_OBJECT_HANDLE public_key = CK_INVALID_HANDLE;
+  CK_OBJECT_HANDLE private_key = CK_INVALID_HANDLE;
+  absl::Status status;
+  {
+    SessionPool::Lease lease(sessions_.get());
+    status = lease.Check(
+        lease.fn()->C_GenerateKeyPair(
+            lease.session(), &mechanism, public_template,
+            sizeof(public_template) / sizeof(public_template[0]), private_template,
+            sizeof(private_template) / sizeof(private_template[0]), &public_key, &private_key),
+        "C_GenerateKeyPair(EC)");
+  }
+  absl::MutexLock lock(&mu_);
+  generating_.erase(id);
+  if (!status.ok()) return status;
+  objects_.emplace(std::move(id), CachedObject{ObjectKind::kSigningKey, private_key, public_key});
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::string> Pkcs11Hsm::SignEcdsaP256Sha256(absl::string_view object_id,
+                                                           absl::string_view message) {
+  // The hash is no secret (the message is what gets audited), so it is
+  // computed here; CKM_ECDSA signs the 32 bytes as given.
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  unsigned int digest_size = 0;
+  if (EVP_Digest(message.data(), message.size(), digest, &digest_size, EVP_sha256(),
+                 nullptr) != 1 ||
+      digest_size != 32) {
+    return absl::InternalError("OpenSSL SHA-256 failed");
+  }
+  absl::ReaderMutexLock lock(&mu_);  // held across the token call: see mu_
+  const std::string id(object_id);
+  auto it = objects_.find(id);
+  if (it == objects_.end() || it->second.kind != ObjectKind::kSigningKey) {
+    return absl::NotFoundError(absl::StrCat("no signing key with id '", Printable(object_id),
+                                            "'", OtherKindNote(id)));
+  }
+  SessionPool::Lease lease(sessions_.get());
+  CK_FUNCTION_LIST* fn = lease.fn();
+  CK_MECHANISM ecdsa = {CKM_ECDSA, nullptr, 0};
+  KMS_RETURN_IF_ERROR(
+      lease.Check(fn->C_SignInit(lease.session(), &ecdsa, it->second.handle), "C_SignInit"));
+  std::string raw(2 * kP256ScalarSize, '\0');
+  CK_ULONG size = raw.size();
+  KMS_RETURN_IF_ERROR(lease.Check(fn->C_Sign(lease.session(), digest, digest_size,
+                                             reinterpret_cast<CK_BYTE_PTR>(raw.data()), &size),
+                                  "C_Sign"));
+  raw.resize(size);
+  return EcdsaSignatureDer(raw);
 }
 
 absl::StatusOr<size_t> Pkcs11Hsm::CountObjectsForTesting() {

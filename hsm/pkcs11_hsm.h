@@ -3,9 +3,11 @@
 //
 // Open() loads the module (shared per process, see hsm/pkcs11_module.h),
 // finds the token by label, opens a pool of R/W sessions, logs in as the user
-// once, and reads the handles of every AES secret key and every RSA wrapping
+// once, and reads the handles of every AES secret key, every RSA wrapping
 // key pair (private key with CKA_UNWRAP, public key with CKA_WRAP, paired by
-// CKA_ID) on the token into a cache (one C_FindObjects pass per object kind).
+// CKA_ID) and every EC signing key pair (private key with CKA_SIGN, public
+// key with CKA_VERIFY, paired by CKA_ID) on the token into a cache (one
+// C_FindObjects pass per object kind).
 // After that no method searches the token: requests go straight from the
 // cache to C_EncryptInit / C_DecryptInit / C_UnwrapKey. The cache assumes
 // this process is the only one changing the token's keys (DESIGN.md: one
@@ -24,6 +26,11 @@
 // seeing it. SoftHSM 2.6.1 leaves CKA_VALUE_LEN 0 on unwrapped keys, so on
 // it only RSA_AES_KEY_WRAP_SHA_1 is offered; there the length follows from
 // the AES-KWP part's size (see UnwrapIntoToken).
+// Signing: CKM_EC_KEY_PAIR_GEN on prime256v1 and CKM_ECDSA, which takes the
+// SHA-256 hash (computed here with OpenSSL: modules differ on CKM_ECDSA_SHA256,
+// SoftHSM 2.6.1 lacks it) and returns r || s, re-encoded as a DER
+// ECDSA-Sig-Value.
+//
 // CKM_RSA_AES_KEY_WRAP itself is never used: an OAEP unwrap of the ephemeral
 // key into a session object followed by an AES_KEY_WRAP_PAD unwrap is the
 // same computation, and works on modules (SoftHSM) that lack it.
@@ -126,6 +133,10 @@ class Pkcs11Hsm final : public Hsm {
                             absl::string_view new_object_id) override;
   absl::StatusOr<std::string> KeyCheckValue(absl::string_view object_id) override;
   absl::StatusOr<std::string> KeyFingerprint(absl::string_view object_id) override;
+  absl::Status GenerateEcSigningKey(absl::string_view object_id) override;
+  std::vector<std::string> ListSigningKeyIds() override;
+  absl::StatusOr<std::string> SignEcdsaP256Sha256(absl::string_view object_id,
+                                                  absl::string_view message) override;
 
   // Test-only: how many objects this process can see on the token, token and
   // session objects alike (session objects of every session of the process
@@ -142,12 +153,13 @@ class Pkcs11Hsm final : public Hsm {
   using ObjectHandle = unsigned long;
   using SlotId = unsigned long;
 
-  enum class ObjectKind { kAesKey, kWrappingKey };
-  // One cached object id: an AES key, or both halves of a wrapping key pair.
+  enum class ObjectKind { kAesKey, kWrappingKey, kSigningKey };
+  // One cached object id: an AES key, or both halves of a wrapping or
+  // signing key pair.
   struct CachedObject {
     ObjectKind kind;
     ObjectHandle handle;         // the AES key, or the private half
-    ObjectHandle public_handle;  // the public half of a wrapping key, else 0
+    ObjectHandle public_handle;  // the public half of a key pair, else 0
   };
 
   Pkcs11Hsm(std::shared_ptr<const internal::Pkcs11Module> module, std::string token_label);
@@ -171,6 +183,11 @@ class Pkcs11Hsm final : public Hsm {
                                                WrappingAlgorithm algorithm,
                                                absl::string_view wrapped,
                                                const std::string& new_object_id);
+  // " (that id names an AES key)" and the like; "" if the id is free. mu_
+  // must be held.
+  std::string OtherKindNote(const std::string& object_id) ABSL_SHARED_LOCKS_REQUIRED(mu_);
+  // The ids of every cached object of `kind`, sorted.
+  std::vector<std::string> IdsOfKind(ObjectKind kind);
   // AES-ECB of the one block `block` under the AES key `object_id`.
   absl::StatusOr<std::string> EncryptBlock(absl::string_view object_id, absl::string_view block);
 

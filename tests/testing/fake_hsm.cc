@@ -80,10 +80,9 @@ absl::Status IdExists(absl::string_view object_id) {
       absl::StrCat("a key with id '", absl::CHexEscape(object_id), "' already exists"));
 }
 
-absl::Status NoSuchWrappingKey(absl::string_view object_id, bool is_aes_key) {
-  return absl::NotFoundError(absl::StrCat("no RSA wrapping key with id '",
-                                          absl::CHexEscape(object_id), "'",
-                                          is_aes_key ? " (that id names an AES key)" : ""));
+absl::Status NoSuchWrappingKey(absl::string_view object_id, absl::string_view note) {
+  return absl::NotFoundError(
+      absl::StrCat("no RSA wrapping key with id '", absl::CHexEscape(object_id), "'", note));
 }
 
 // Every unwrap failure looks the same to the caller, as on a token.
@@ -162,7 +161,9 @@ absl::Status FakeHsm::DestroyKey(absl::string_view object_id) {
   absl::MutexLock lock(&mu_);
   const std::string id(object_id);
   // SecretBytes wipes an AES key; EVP_PKEY_free clears RSA private parts.
-  if (keys_.erase(id) > 0 || wrapping_keys_.erase(id) > 0) return absl::OkStatus();
+  if (keys_.erase(id) > 0 || wrapping_keys_.erase(id) > 0 || signing_keys_.erase(id) > 0) {
+    return absl::OkStatus();
+  }
   return NoSuchKey(object_id);
 }
 
@@ -190,6 +191,16 @@ absl::StatusOr<hsm::KeyAttributes> FakeHsm::GetKeyAttributes(absl::string_view o
   attributes.derive = false;
   attributes.wrap = false;
   attributes.sign = false;
+  if (signing_keys_.count(id) > 0) {
+    // What Pkcs11Hsm's signing private-key template yields on a real token.
+    attributes.always_sensitive = true;
+    attributes.never_extractable = true;
+    attributes.encrypt = false;
+    attributes.decrypt = false;
+    attributes.unwrap = false;
+    attributes.sign = true;
+    return attributes;
+  }
   if (auto it = wrapping_keys_.find(id); it != wrapping_keys_.end()) {
     // What Pkcs11Hsm's private-key template yields on a real token.
     attributes.always_sensitive = true;
@@ -322,15 +333,28 @@ std::vector<std::string> FakeHsm::ListWrappingKeyIds() {
   return ids;
 }
 
+std::string FakeHsm::OtherKindNote(const std::string& id) const {
+  if (keys_.count(id) > 0) return " (that id names an AES key)";
+  if (wrapping_keys_.count(id) > 0) return " (that id names a wrapping key)";
+  if (signing_keys_.count(id) > 0) return " (that id names a signing key)";
+  return "";
+}
+
 absl::StatusOr<std::string> FakeHsm::GetPublicKeyDer(absl::string_view object_id) {
   absl::ReaderMutexLock lock(&mu_);
-  auto it = wrapping_keys_.find(std::string(object_id));
-  if (it == wrapping_keys_.end()) {
-    return NoSuchWrappingKey(object_id, keys_.count(std::string(object_id)) > 0);
+  const std::string id(object_id);
+  EVP_PKEY* key = nullptr;
+  if (auto it = wrapping_keys_.find(id); it != wrapping_keys_.end()) key = it->second.get();
+  if (auto it = signing_keys_.find(id); it != signing_keys_.end()) key = it->second.get();
+  if (key == nullptr) {
+    return absl::NotFoundError(absl::StrCat("no wrapping or signing key with id '",
+                                            absl::CHexEscape(object_id), "'",
+                                            OtherKindNote(id)));
   }
-  // i2d_PUBKEY writes only the public half: SubjectPublicKeyInfo.
+  // i2d_PUBKEY writes only the public half: SubjectPublicKeyInfo (for an EC
+  // key, named curve and uncompressed point, as Pkcs11Hsm builds it).
   unsigned char* der = nullptr;
-  const int size = i2d_PUBKEY(it->second.get(), &der);
+  const int size = i2d_PUBKEY(key, &der);
   if (size <= 0) return absl::InternalError("OpenSSL i2d_PUBKEY failed");
   std::string result(reinterpret_cast<const char*>(der), static_cast<size_t>(size));
   OPENSSL_free(der);
@@ -348,7 +372,7 @@ absl::Status FakeHsm::UnwrapAesKey(absl::string_view wrapping_key_id,
   if (IdTaken(new_id)) return IdExists(new_object_id);
   auto it = wrapping_keys_.find(std::string(wrapping_key_id));
   if (it == wrapping_keys_.end()) {
-    return NoSuchWrappingKey(wrapping_key_id, keys_.count(std::string(wrapping_key_id)) > 0);
+    return NoSuchWrappingKey(wrapping_key_id, OtherKindNote(std::string(wrapping_key_id)));
   }
   EVP_PKEY* rsa = it->second.get();
 
@@ -387,6 +411,53 @@ absl::StatusOr<std::string> FakeHsm::KeyFingerprint(absl::string_view object_id)
   auto it = keys_.find(std::string(object_id));
   if (it == keys_.end()) return NoSuchKey(object_id);
   return hsm::LocalKeyFingerprint(it->second.material);
+}
+
+absl::Status FakeHsm::GenerateEcSigningKey(absl::string_view object_id) {
+  KMS_RETURN_IF_ERROR(CheckObjectId(object_id));
+  const std::string id(object_id);
+  Pkey key(EVP_PKEY_Q_keygen(nullptr, nullptr, "EC", "prime256v1"), &EVP_PKEY_free);
+  if (key == nullptr) return absl::InternalError("OpenSSL EC key generation failed");
+  absl::MutexLock lock(&mu_);
+  if (IdTaken(id)) return IdExists(object_id);
+  signing_keys_.emplace(id, std::move(key));
+  return absl::OkStatus();
+}
+
+std::vector<std::string> FakeHsm::ListSigningKeyIds() {
+  absl::ReaderMutexLock lock(&mu_);
+  std::vector<std::string> ids;
+  for (const auto& [id, key] : signing_keys_) ids.push_back(id);  // std::map: sorted
+  return ids;
+}
+
+absl::StatusOr<std::string> FakeHsm::SignEcdsaP256Sha256(absl::string_view object_id,
+                                                         absl::string_view message) {
+  absl::ReaderMutexLock lock(&mu_);
+  const std::string id(object_id);
+  auto it = signing_keys_.find(id);
+  if (it == signing_keys_.end()) {
+    return absl::NotFoundError(absl::StrCat("no signing key with id '",
+                                            absl::CHexEscape(object_id), "'",
+                                            OtherKindNote(id)));
+  }
+  std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> ctx(EVP_MD_CTX_new(),
+                                                              &EVP_MD_CTX_free);
+  size_t size = 0;
+  if (ctx == nullptr ||
+      EVP_DigestSignInit(ctx.get(), nullptr, EVP_sha256(), nullptr, it->second.get()) != 1 ||
+      EVP_DigestSign(ctx.get(), nullptr, &size, Bytes(message), message.size()) != 1) {
+    ERR_clear_error();
+    return absl::InternalError("OpenSSL ECDSA set-up failed");
+  }
+  std::string signature(size, '\0');
+  if (EVP_DigestSign(ctx.get(), reinterpret_cast<unsigned char*>(signature.data()), &size,
+                     Bytes(message), message.size()) != 1) {
+    ERR_clear_error();
+    return absl::InternalError("OpenSSL ECDSA signing failed");
+  }
+  signature.resize(size);  // DER: its length varies with r and s
+  return signature;
 }
 
 }  // namespace kms::testing

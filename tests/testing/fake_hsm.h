@@ -14,6 +14,10 @@
 // whatever a real token can do, so tests that compare it with a real HSM use
 // only the algorithms both report.
 //
+// Signing: ECDSA P-256 key pairs are OpenSSL EVP_PKEYs in memory, signing
+// with EVP_DigestSign (SHA-256), which gives the same DER ECDSA-Sig-Value
+// Pkcs11Hsm assembles from CKM_ECDSA's r || s.
+//
 // Owns its keys; they vanish with it. Thread-safe.
 #ifndef KMS_TESTS_TESTING_FAKE_HSM_H_
 #define KMS_TESTS_TESTING_FAKE_HSM_H_
@@ -62,6 +66,10 @@ class FakeHsm final : public hsm::Hsm {
                             absl::string_view new_object_id) override;
   absl::StatusOr<std::string> KeyCheckValue(absl::string_view object_id) override;
   absl::StatusOr<std::string> KeyFingerprint(absl::string_view object_id) override;
+  absl::Status GenerateEcSigningKey(absl::string_view object_id) override;
+  std::vector<std::string> ListSigningKeyIds() override;
+  absl::StatusOr<std::string> SignEcdsaP256Sha256(absl::string_view object_id,
+                                                  absl::string_view message) override;
 
  private:
   struct AesKey {
@@ -71,12 +79,15 @@ class FakeHsm final : public hsm::Hsm {
   using Pkey = std::unique_ptr<EVP_PKEY, decltype(&EVP_PKEY_free)>;
 
   bool IdTaken(const std::string& id) const ABSL_SHARED_LOCKS_REQUIRED(mu_) {
-    return keys_.count(id) > 0 || wrapping_keys_.count(id) > 0;
+    return keys_.count(id) > 0 || wrapping_keys_.count(id) > 0 || signing_keys_.count(id) > 0;
   }
+  // " (that id names an AES key)" and the like; "" if the id is free.
+  std::string OtherKindNote(const std::string& id) const ABSL_SHARED_LOCKS_REQUIRED(mu_);
 
   absl::Mutex mu_;
   std::map<std::string, AesKey> keys_ ABSL_GUARDED_BY(mu_);          // by object id
   std::map<std::string, Pkey> wrapping_keys_ ABSL_GUARDED_BY(mu_);   // by object id
+  std::map<std::string, Pkey> signing_keys_ ABSL_GUARDED_BY(mu_);    // by object id
 };
 
 }  // namespace kms::testing

@@ -14,8 +14,8 @@
 // there), or, with When::kAfterCall, after it (the call takes effect but the
 // caller sees the error: a crash or lost reply right after the HSM step).
 //
-// HasKey, ListKeyIds, ListWrappingKeyIds and SupportedWrappingAlgorithms
-// cannot report errors: they are counted but never fail,
+// HasKey, ListKeyIds, ListWrappingKeyIds, ListSigningKeyIds and
+// SupportedWrappingAlgorithms cannot report errors: they are counted but never fail,
 // and FailNthCall counts only the fallible calls (all the others).
 //
 // Does not own the wrapped Hsm, which must outlive it. Thread-safe; faults
@@ -63,6 +63,9 @@ class FaultInjectingHsm final : public hsm::Hsm {
   static constexpr absl::string_view kUnwrapAesKey = "UnwrapAesKey";
   static constexpr absl::string_view kKeyCheckValue = "KeyCheckValue";
   static constexpr absl::string_view kKeyFingerprint = "KeyFingerprint";
+  static constexpr absl::string_view kGenerateEcSigningKey = "GenerateEcSigningKey";
+  static constexpr absl::string_view kListSigningKeyIds = "ListSigningKeyIds";
+  static constexpr absl::string_view kSignEcdsaP256Sha256 = "SignEcdsaP256Sha256";
 
   explicit FaultInjectingHsm(hsm::Hsm& target) : target_(target) {}
   FaultInjectingHsm(const FaultInjectingHsm&) = delete;
@@ -182,6 +185,18 @@ class FaultInjectingHsm final : public hsm::Hsm {
   absl::StatusOr<std::string> KeyFingerprint(absl::string_view object_id) override {
     return Run(kKeyFingerprint, [&] { return target_.KeyFingerprint(object_id); });
   }
+  absl::Status GenerateEcSigningKey(absl::string_view object_id) override {
+    return Run(kGenerateEcSigningKey, [&] { return target_.GenerateEcSigningKey(object_id); });
+  }
+  std::vector<std::string> ListSigningKeyIds() override {
+    Count(kListSigningKeyIds);
+    return target_.ListSigningKeyIds();
+  }
+  absl::StatusOr<std::string> SignEcdsaP256Sha256(absl::string_view object_id,
+                                                  absl::string_view message) override {
+    return Run(kSignEcdsaP256Sha256,
+               [&] { return target_.SignEcdsaP256Sha256(object_id, message); });
+  }
 
  private:
   struct Fault {
@@ -198,7 +213,7 @@ class FaultInjectingHsm final : public hsm::Hsm {
     for (absl::string_view name :
          {kGenerateAesKey, kDestroyKey, kGetKeyAttributes, kEncryptGcm, kDecryptGcm,
           kGenerateRandom, kGenerateRsaWrappingKey, kGetPublicKeyDer, kUnwrapAesKey,
-          kKeyCheckValue, kKeyFingerprint}) {
+          kKeyCheckValue, kKeyFingerprint, kGenerateEcSigningKey, kSignEcdsaP256Sha256}) {
       if (operation == name) return true;
     }
     return false;

@@ -1,5 +1,6 @@
 // Every Hsm implementation, for the suites that must pass against all of
-// them (tests/hsm/hsm_conformance_test.cc, import_conformance_test.cc): a
+// them (tests/hsm/hsm_conformance_test.cc, import_conformance_test.cc,
+// signing_conformance_test.cc): a
 // FakeHsm, a FakeHsm behind a FaultInjectingHsm with no faults set (which
 // must be invisible), and Pkcs11Hsm on a fresh SoftHSM token.
 //
