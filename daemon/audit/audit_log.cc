@@ -485,11 +485,13 @@ void AuditLog::WriterLoop() {
 
 absl::Status ReadAuditLog(const std::string& path, uint64_t after_seq,
                           const std::function<bool(const ParsedRecord&)>& visit) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
+  struct stat st;
+  if (::stat(path.c_str(), &st) != 0) {
     if (errno == ENOENT) return absl::NotFoundError(absl::StrCat("no audit log ", path));
-    return ErrnoError("open", path, errno);
+    return ErrnoError("stat", path, errno);
   }
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return absl::UnavailableError(absl::StrCat("cannot open audit log ", path));
   std::string line;
   uint64_t number = 0;
   while (std::getline(in, line)) {
@@ -503,7 +505,7 @@ absl::Status ReadAuditLog(const std::string& path, uint64_t after_seq,
     if (record->seq <= after_seq) continue;
     if (!visit(*record)) return absl::OkStatus();
   }
-  if (in.bad()) return ErrnoError("read", path, errno);
+  if (in.bad()) return absl::UnavailableError(absl::StrCat("cannot read audit log ", path));
   return absl::OkStatus();
 }
 

@@ -270,6 +270,28 @@ TEST_F(AuditLogTest, CheckpointWritesASignedRecordNow) {
   EXPECT_EQ(v.checkpoints, 1u);
 }
 
+// An auditor without kmsd: `openssl dgst` checks a checkpoint over body + "}".
+TEST_F(AuditLogTest, OpensslChecksACheckpointSignature) {
+  auto log = OpenOrDie(Options());
+  ASSERT_THAT(log->Checkpoint(), IsOk());
+  const ParsedRecord checkpoint = ReadAll().back();
+  ASSERT_EQ(checkpoint.entry.type, RecordType::kCheckpoint);
+  const std::string d = dir_->path();
+  std::ofstream(d + "/pub.pem", std::ios::binary) << key_.PublicPem();
+  std::ofstream(d + "/sig.der", std::ios::binary) << checkpoint.signature;
+  std::ofstream(d + "/body", std::ios::binary) << checkpoint.HashedBytes();
+  const std::vector<std::string> argv = {"/usr/bin/openssl", "dgst", "-sha256", "-verify",
+                                         d + "/pub.pem", "-signature", d + "/sig.der",
+                                         d + "/body"};
+  const auto ok = ::kms::testing::RunCommand(argv);
+  EXPECT_EQ(ok.exit_code, 0) << ok.out << ok.err;
+  EXPECT_THAT(ok.out, HasSubstr("Verified OK"));
+  // And the hash is plain SHA-256 of the same bytes.
+  EXPECT_EQ(Sha256Hex(checkpoint.HashedBytes()), checkpoint.hash);
+  std::ofstream(d + "/body", std::ios::binary) << checkpoint.HashedBytes() << " ";
+  EXPECT_NE(::kms::testing::RunCommand(argv).exit_code, 0);
+}
+
 TEST_F(AuditLogTest, AFailedSignatureLeavesAnEventAndTheChainWhole) {
   std::atomic<bool> hsm_down{false};
   auto log = AuditLog::Open(
