@@ -262,6 +262,7 @@ uint64_t AuditLog::EnqueueLocked(Entry entry, bool report) {
   }
   const uint64_t seq = next_seq_++;
   queue_.push_back(Pending{std::move(entry), seq, now, report});
+  if (writer_idle_) work_cv_.Signal();
   if (!checkpoint && ++records_since_checkpoint_ >= options_.checkpoint_every_records &&
       options_.checkpoint_every_records > 0) {
     EnqueueLocked(CheckpointEntry());
@@ -289,7 +290,7 @@ absl::Status AuditLog::WaitDurable(uint64_t seq) {
   const auto settled = [this, seq]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     return durable_seq_ >= seq || !health_.ok() || writer_done_;
   };
-  mu_.Await(absl::Condition(&settled));
+  while (!settled()) durable_cv_.Wait(&mu_);
   if (durable_seq_ >= seq) return absl::OkStatus();
   if (!health_.ok()) {
     return absl::UnavailableError(
@@ -329,7 +330,8 @@ void AuditLog::Tick() {
   const auto done = [this, mine]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     return tick_done_ >= mine || writer_done_;
   };
-  mu_.Await(absl::Condition(&done));
+  work_cv_.Signal();
+  while (!done()) durable_cv_.Wait(&mu_);
 }
 
 void AuditLog::Close() {
@@ -339,6 +341,7 @@ void AuditLog::Close() {
     if (!stop_) {
       if (records_since_checkpoint_ > 0) EnqueueLocked(CheckpointEntry());
       stop_ = true;
+      work_cv_.Signal();
     }
   }
   if (writer_.joinable()) writer_.join();
@@ -435,7 +438,13 @@ void AuditLog::WriterLoop() {
                                absl::Milliseconds(1), options_.checkpoint_interval);
         }
       }
-      mu_.AwaitWithTimeout(absl::Condition(&has_work), timeout);
+      // Appends signal work_cv_ only while the writer is idle here, so a
+      // busy writer costs them nothing.
+      const absl::Time deadline = absl::Now() + timeout;
+      writer_idle_ = true;
+      while (!has_work() && !work_cv_.WaitWithDeadline(&mu_, deadline)) {
+      }
+      writer_idle_ = false;
       tick_seen = tick_requested_;
       MaybeScheduleTimedCheckpointLocked();
       batch.swap(queue_);
@@ -472,6 +481,7 @@ void AuditLog::WriterLoop() {
       health_ = status;
     }
     tick_done_ = tick_seen;
+    durable_cv_.SignalAll();
     if (stopping) {
       if (!unwritten_.empty()) {
         KMS_LOG(ERROR) << "audit log closed with records up to seq " << unwritten_last_seq_

@@ -161,6 +161,12 @@ class AuditLog {
   absl::Status health_ ABSL_GUARDED_BY(mu_);
   bool stop_ ABSL_GUARDED_BY(mu_) = false;
   bool writer_done_ ABSL_GUARDED_BY(mu_) = false;
+  bool writer_idle_ ABSL_GUARDED_BY(mu_) = false;  // waiting on work_cv_
+  // The writer waits on work_cv_ (records, a tick, Close); callers wait on
+  // durable_cv_, signalled after every pass. Condition variables rather than
+  // absl::Condition, so an Append's unlock does not re-evaluate 64 waiters.
+  absl::CondVar work_cv_;
+  absl::CondVar durable_cv_;
   uint64_t tick_requested_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t tick_done_ ABSL_GUARDED_BY(mu_) = 0;
   std::map<uint64_t, absl::Status> checkpoint_results_ ABSL_GUARDED_BY(mu_);
