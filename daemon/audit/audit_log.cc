@@ -1,0 +1,522 @@
+#include "daemon/audit/audit_log.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstring>
+#include <fstream>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "daemon/common/logging.h"
+#include "daemon/common/status_macros.h"
+
+namespace kms::audit {
+namespace {
+
+absl::Status ErrnoError(absl::string_view what, const std::string& path, int err) {
+  return absl::UnavailableError(absl::StrCat(what, " audit log ", path, ": ", std::strerror(err)));
+}
+
+absl::Status SyncDirectoryOf(const std::string& path) {
+  const size_t slash = path.rfind('/');
+  const std::string dir =
+      slash == std::string::npos ? "." : slash == 0 ? "/" : path.substr(0, slash);
+  const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return ErrnoError("open the directory of", path, errno);
+  const int rc = ::fsync(fd);
+  const int err = errno;
+  ::close(fd);
+  if (rc != 0) return ErrnoError("fsync the directory of", path, err);
+  return absl::OkStatus();
+}
+
+class FileSink final : public Sink {
+ public:
+  explicit FileSink(std::string path) : path_(std::move(path)) {}
+  ~FileSink() override {
+    if (fd_ >= 0) ::close(fd_);
+  }
+
+  absl::Status Open() {
+    struct stat st;
+    const bool existed = ::stat(path_.c_str(), &st) == 0;
+    fd_ = ::open(path_.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
+    if (fd_ < 0) return ErrnoError("open", path_, errno);
+    if (!existed) return SyncDirectoryOf(path_);
+    return absl::OkStatus();
+  }
+
+  absl::Status Append(absl::string_view bytes) override {
+    size_t done = 0;
+    while (done < bytes.size()) {
+      const ssize_t n = ::write(fd_, bytes.data() + done, bytes.size() - done);
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) return ErrnoError("write", path_, errno);
+      done += static_cast<size_t>(n);
+    }
+    return absl::OkStatus();
+  }
+  absl::Status Sync() override {
+    if (::fdatasync(fd_) != 0) return ErrnoError("fdatasync", path_, errno);
+    return absl::OkStatus();
+  }
+  absl::Status TruncateTo(uint64_t size) override {
+    if (::ftruncate(fd_, static_cast<off_t>(size)) != 0) return ErrnoError("truncate", path_, errno);
+    return absl::OkStatus();
+  }
+  absl::Status Reopen() override {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = ::open(path_.c_str(), O_WRONLY | O_APPEND | O_CLOEXEC);
+    if (fd_ < 0) return ErrnoError("reopen", path_, errno);
+    return absl::OkStatus();
+  }
+  absl::StatusOr<uint64_t> Size() override {
+    struct stat st;
+    if (::fstat(fd_, &st) != 0) return ErrnoError("stat", path_, errno);
+    return static_cast<uint64_t>(st.st_size);
+  }
+
+ private:
+  const std::string path_;
+  int fd_ = -1;
+};
+
+// What Open learns from an existing file.
+struct Tail {
+  uint64_t complete_size = 0;  // bytes up to and including the last '\n'
+  uint64_t torn_bytes = 0;     // bytes after it (an unfinished record)
+  std::string last_line;       // the last complete line, without '\n'; empty if none
+  uint64_t last_line_start = 0;
+};
+
+absl::StatusOr<Tail> ReadTail(const std::string& path) {
+  Tail tail;
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    if (errno == ENOENT) return tail;
+    return ErrnoError("open", path, errno);
+  }
+  struct stat st;
+  if (::fstat(fd, &st) != 0) {
+    const int err = errno;
+    ::close(fd);
+    return ErrnoError("stat", path, err);
+  }
+  const uint64_t size = static_cast<uint64_t>(st.st_size);
+  // Read ever larger pieces from the end until the last complete line (two
+  // '\n's, or one and the file's start) is inside.
+  uint64_t chunk = 64 * 1024;
+  std::string buf;
+  while (true) {
+    const uint64_t start = size > chunk ? size - chunk : 0;
+    buf.resize(size - start);
+    size_t got = 0;
+    while (got < buf.size()) {
+      const ssize_t n = ::pread(fd, buf.data() + got, buf.size() - got,
+                                static_cast<off_t>(start + got));
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) {
+        const int err = n < 0 ? errno : EIO;
+        ::close(fd);
+        return ErrnoError("read", path, err);
+      }
+      got += static_cast<size_t>(n);
+    }
+    const size_t last_nl = buf.rfind('\n');
+    if (last_nl == std::string::npos && start > 0) {
+      chunk *= 2;
+      continue;
+    }
+    if (last_nl == std::string::npos) {
+      tail.torn_bytes = size;
+      break;
+    }
+    const size_t prev_nl = last_nl == 0 ? std::string::npos : buf.rfind('\n', last_nl - 1);
+    if (prev_nl == std::string::npos && start > 0) {
+      chunk *= 2;
+      continue;
+    }
+    const size_t line_start = prev_nl == std::string::npos ? 0 : prev_nl + 1;
+    tail.complete_size = start + last_nl + 1;
+    tail.torn_bytes = size - tail.complete_size;
+    tail.last_line = buf.substr(line_start, last_nl - line_start);
+    tail.last_line_start = start + line_start;
+    break;
+  }
+  ::close(fd);
+  return tail;
+}
+
+// 1-based number of the line starting at byte `offset`.
+uint64_t LineNumberAt(const std::string& path, uint64_t offset) {
+  std::ifstream in(path, std::ios::binary);
+  uint64_t line = 1;
+  char buf[1 << 16];
+  while (offset > 0 && in) {
+    in.read(buf, static_cast<std::streamsize>(std::min<uint64_t>(sizeof(buf), offset)));
+    const std::streamsize n = in.gcount();
+    if (n <= 0) break;
+    line += static_cast<uint64_t>(std::count(buf, buf + n, '\n'));
+    offset -= static_cast<uint64_t>(n);
+  }
+  return line;
+}
+
+Entry CheckpointEntry() {
+  Entry e;
+  e.type = RecordType::kCheckpoint;
+  return e;
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<Sink>> OpenFileSink(const std::string& path) {
+  auto sink = std::make_unique<FileSink>(path);
+  KMS_RETURN_IF_ERROR(sink->Open());
+  return std::unique_ptr<Sink>(std::move(sink));
+}
+
+AuditLog::AuditLog(Options options, const Clock& clock, Signer signer, std::string fingerprint,
+                   std::unique_ptr<Sink> sink)
+    : options_(std::move(options)),
+      clock_(clock),
+      signer_(std::move(signer)),
+      fingerprint_(std::move(fingerprint)),
+      sink_(std::move(sink)) {}
+
+absl::StatusOr<std::unique_ptr<AuditLog>> AuditLog::Open(Options options, const Clock& clock,
+                                                         Signer signer,
+                                                         std::string signing_key_fingerprint,
+                                                         std::unique_ptr<Sink> sink) {
+  if (options.path.empty()) return absl::InvalidArgumentError("audit log path is empty");
+  if (!signer) return absl::InvalidArgumentError("audit log needs a checkpoint signer");
+  if (signing_key_fingerprint.empty()) {
+    return absl::InvalidArgumentError("audit log needs the signing key's fingerprint");
+  }
+  KMS_ASSIGN_OR_RETURN(Tail tail, ReadTail(options.path));
+  if (sink == nullptr) {
+    KMS_ASSIGN_OR_RETURN(sink, OpenFileSink(options.path));
+  }
+
+  uint64_t last_seq = 0;
+  std::string last_hash(kZeroHash);
+  if (!tail.last_line.empty()) {
+    auto last = ParseRecord(tail.last_line);
+    if (last.ok() && Sha256Hex(last->HashedBytes()) != last->hash) {
+      last = absl::InvalidArgumentError("its hash does not match its contents");
+    }
+    if (!last.ok()) {
+      return absl::DataLossError(absl::StrCat(
+          "audit log ", options.path, " line ", LineNumberAt(options.path, tail.last_line_start),
+          " (the last complete one) is damaged: ", last.status().message(),
+          "; refusing to continue the chain from it"));
+    }
+    last_seq = last->seq;
+    last_hash = last->hash;
+  } else if (tail.complete_size > 0) {
+    return absl::DataLossError(absl::StrCat("audit log ", options.path,
+                                            " ends with an empty line"));
+  }
+  std::string opened = "audit log opened";
+  if (tail.torn_bytes > 0) {
+    KMS_LOG(WARNING) << "audit log " << options.path << ": discarding " << tail.torn_bytes
+                     << " bytes of an unfinished record after seq " << last_seq
+                     << " (a write cut short by a crash; it was never acknowledged)";
+    KMS_RETURN_IF_ERROR(sink->TruncateTo(tail.complete_size));
+    absl::StrAppend(&opened, "; recovered ", tail.torn_bytes,
+                    " bytes of an unfinished record");
+  }
+
+  std::unique_ptr<AuditLog> log(new AuditLog(std::move(options), clock, std::move(signer),
+                                             std::move(signing_key_fingerprint),
+                                             std::move(sink)));
+  log->last_hash_ = std::move(last_hash);
+  log->durable_size_ = tail.complete_size;
+  {
+    absl::MutexLock lock(&log->mu_);
+    log->next_seq_ = last_seq + 1;
+    log->durable_seq_ = last_seq;
+    log->last_checkpoint_time_ = clock.Now();
+  }
+  log->writer_ = std::thread([raw = log.get()] { raw->WriterLoop(); });
+  Entry event;
+  event.type = RecordType::kEvent;
+  event.message = std::move(opened);
+  KMS_RETURN_IF_ERROR(log->WaitDurable(log->Append(std::move(event))));
+  return log;
+}
+
+AuditLog::~AuditLog() { Close(); }
+
+uint64_t AuditLog::EnqueueLocked(Entry entry, bool report) {
+  const bool checkpoint = entry.type == RecordType::kCheckpoint;
+  const absl::Time now = clock_.Now();
+  if (checkpoint) {
+    entry = CheckpointEntry();
+    records_since_checkpoint_ = 0;
+    last_checkpoint_time_ = now;
+  }
+  const uint64_t seq = next_seq_++;
+  queue_.push_back(Pending{std::move(entry), seq, now, report});
+  if (writer_idle_) work_cv_.Signal();
+  if (!checkpoint && ++records_since_checkpoint_ >= options_.checkpoint_every_records &&
+      options_.checkpoint_every_records > 0) {
+    EnqueueLocked(CheckpointEntry());
+  }
+  return seq;
+}
+
+void AuditLog::MaybeScheduleTimedCheckpointLocked() {
+  if (records_since_checkpoint_ > 0 && !stop_ &&
+      clock_.Now() - last_checkpoint_time_ >= options_.checkpoint_interval) {
+    EnqueueLocked(CheckpointEntry());
+  }
+}
+
+uint64_t AuditLog::Append(Entry entry) {
+  absl::MutexLock lock(&mu_);
+  return EnqueueLocked(std::move(entry));
+}
+
+absl::Status AuditLog::WaitDurable(uint64_t seq) {
+  absl::MutexLock lock(&mu_);
+  if (seq == 0 || seq >= next_seq_) {
+    return absl::InvalidArgumentError(absl::StrCat("no audit record ", seq, " was appended"));
+  }
+  const auto settled = [this, seq]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return durable_seq_ >= seq || !health_.ok() || writer_done_;
+  };
+  while (!settled()) durable_cv_.Wait(&mu_);
+  if (durable_seq_ >= seq) return absl::OkStatus();
+  if (!health_.ok()) {
+    return absl::UnavailableError(
+        absl::StrCat("audit record ", seq, " is not durable: ", health_.message()));
+  }
+  return absl::UnavailableError(
+      absl::StrCat("audit record ", seq, " is not durable: the audit log is closed"));
+}
+
+absl::Status AuditLog::Healthy() const {
+  absl::MutexLock lock(&mu_);
+  return health_;
+}
+
+absl::Status AuditLog::Checkpoint() {
+  uint64_t seq;
+  {
+    absl::MutexLock lock(&mu_);
+    if (stop_) return absl::UnavailableError("the audit log is closed");
+    seq = EnqueueLocked(CheckpointEntry(), /*report=*/true);
+  }
+  absl::Status durable = WaitDurable(seq);
+  absl::MutexLock lock(&mu_);
+  absl::Status signed_status;
+  if (auto it = checkpoint_results_.find(seq); it != checkpoint_results_.end()) {
+    signed_status = it->second;
+    checkpoint_results_.erase(it);
+  }
+  if (!durable.ok()) return durable;
+  return signed_status;
+}
+
+void AuditLog::Tick() {
+  absl::MutexLock lock(&mu_);
+  MaybeScheduleTimedCheckpointLocked();
+  const uint64_t mine = ++tick_requested_;
+  const auto done = [this, mine]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return tick_done_ >= mine || writer_done_;
+  };
+  work_cv_.Signal();
+  while (!done()) durable_cv_.Wait(&mu_);
+}
+
+void AuditLog::Close() {
+  absl::MutexLock close_lock(&close_mu_);
+  {
+    absl::MutexLock lock(&mu_);
+    if (!stop_) {
+      if (records_since_checkpoint_ > 0) EnqueueLocked(CheckpointEntry());
+      stop_ = true;
+      work_cv_.Signal();
+    }
+  }
+  if (writer_.joinable()) writer_.join();
+}
+
+uint64_t AuditLog::last_sequence() const {
+  absl::MutexLock lock(&mu_);
+  return next_seq_ - 1;
+}
+
+uint64_t AuditLog::durable_sequence() const {
+  absl::MutexLock lock(&mu_);
+  return durable_seq_;
+}
+
+absl::Status AuditLog::ReadDurable(
+    uint64_t after_seq, const std::function<bool(const ParsedRecord&)>& visit) const {
+  const uint64_t limit = durable_sequence();
+  return ReadAuditLog(options_.path, after_seq, [&](const ParsedRecord& r) {
+    return r.seq <= limit && visit(r);
+  });
+}
+
+std::string AuditLog::FormatPending(Pending& p) {
+  FormattedRecord f = FormatRecord(p.entry, p.seq, p.time, last_hash_);
+  std::string line;
+  if (p.entry.type == RecordType::kCheckpoint) {
+    absl::StatusOr<std::string> signature = signer_(absl::StrCat(f.body, "}"));
+    if (signature.ok()) {
+      line = FinishRecord(f, fingerprint_, *signature);
+      if (p.report) signer_results_.emplace_back(p.seq, absl::OkStatus());
+    } else {
+      KMS_LOG(ERROR) << "audit checkpoint " << p.seq
+                     << " not signed: " << signature.status().ToString();
+      Entry event;
+      event.type = RecordType::kEvent;
+      event.message =
+          absl::StrCat("checkpoint not signed: ", signature.status().message());
+      f = FormatRecord(event, p.seq, p.time, last_hash_);
+      line = FinishRecord(f);
+      if (p.report) signer_results_.emplace_back(p.seq, signature.status());
+    }
+  } else {
+    line = FinishRecord(f);
+  }
+  last_hash_ = std::move(f.hash);
+  return line;
+}
+
+absl::Status AuditLog::WriteOut() {
+  if (need_rewrite_) {
+    if (need_reopen_) {
+      KMS_RETURN_IF_ERROR(sink_->Reopen());
+      need_reopen_ = false;
+    }
+    // Whatever a failed attempt left past the durable end goes; the records
+    // are rewritten from memory.
+    KMS_RETURN_IF_ERROR(sink_->TruncateTo(durable_size_));
+    need_rewrite_ = false;
+  }
+  if (absl::Status s = sink_->Append(unwritten_); !s.ok()) {
+    need_rewrite_ = true;
+    return s;
+  }
+  if (absl::Status s = sink_->Sync(); !s.ok()) {
+    // The page cache's state is unknown after a failed fdatasync: reopen,
+    // truncate and write again rather than trust a later fsync.
+    need_rewrite_ = true;
+    need_reopen_ = true;
+    return s;
+  }
+  durable_size_ += unwritten_.size();
+  unwritten_.clear();
+  return absl::OkStatus();
+}
+
+void AuditLog::WriterLoop() {
+  std::vector<Pending> batch;
+  while (true) {
+    uint64_t tick_seen;
+    bool stopping;
+    {
+      absl::MutexLock lock(&mu_);
+      const bool failing = !health_.ok();
+      const auto has_work = [this, failing]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+        // While failing, new records wait for the next retry.
+        return stop_ || tick_requested_ > tick_done_ || (!failing && !queue_.empty());
+      };
+      absl::Duration timeout = options_.retry_interval;
+      if (!failing) {
+        timeout = options_.checkpoint_interval;
+        if (records_since_checkpoint_ > 0) {
+          timeout = std::clamp(last_checkpoint_time_ + options_.checkpoint_interval - clock_.Now(),
+                               absl::Milliseconds(1), options_.checkpoint_interval);
+        }
+      }
+      // Appends signal work_cv_ only while the writer is idle here, so a
+      // busy writer costs them nothing.
+      const absl::Time deadline = absl::Now() + timeout;
+      writer_idle_ = true;
+      while (!has_work() && !work_cv_.WaitWithDeadline(&mu_, deadline)) {
+      }
+      writer_idle_ = false;
+      tick_seen = tick_requested_;
+      MaybeScheduleTimedCheckpointLocked();
+      batch.swap(queue_);
+      stopping = stop_;
+    }
+
+    for (Pending& p : batch) {
+      unwritten_ += FormatPending(p);
+      unwritten_last_seq_ = p.seq;
+    }
+    batch.clear();
+    absl::Status status;
+    uint64_t written_through = 0;
+    if (!unwritten_.empty()) {
+      written_through = unwritten_last_seq_;
+      status = WriteOut();
+    }
+
+    absl::MutexLock lock(&mu_);
+    for (auto& [seq, result] : signer_results_) checkpoint_results_[seq] = std::move(result);
+    signer_results_.clear();
+    if (status.ok()) {
+      if (written_through > 0) durable_seq_ = written_through;
+      if (!health_.ok()) {
+        KMS_LOG(INFO) << "audit log " << options_.path << " is writable again; durable through "
+                      << durable_seq_;
+        health_ = absl::OkStatus();
+      }
+    } else {
+      if (health_.ok()) {
+        KMS_LOG(ERROR) << "audit log failing, answering no calls until it recovers: "
+                       << status.ToString();
+      }
+      health_ = status;
+    }
+    tick_done_ = tick_seen;
+    durable_cv_.SignalAll();
+    if (stopping) {
+      if (!unwritten_.empty()) {
+        KMS_LOG(ERROR) << "audit log closed with records up to seq " << unwritten_last_seq_
+                       << " not durable: " << status.ToString();
+      }
+      writer_done_ = true;
+      return;
+    }
+  }
+}
+
+absl::Status ReadAuditLog(const std::string& path, uint64_t after_seq,
+                          const std::function<bool(const ParsedRecord&)>& visit) {
+  struct stat st;
+  if (::stat(path.c_str(), &st) != 0) {
+    if (errno == ENOENT) return absl::NotFoundError(absl::StrCat("no audit log ", path));
+    return ErrnoError("stat", path, errno);
+  }
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return absl::UnavailableError(absl::StrCat("cannot open audit log ", path));
+  std::string line;
+  uint64_t number = 0;
+  while (std::getline(in, line)) {
+    ++number;
+    if (in.eof()) break;  // no '\n': a record still being written (or torn)
+    auto record = ParseRecord(line);
+    if (!record.ok()) {
+      return absl::DataLossError(absl::StrCat("audit log ", path, " line ", number, ": ",
+                                              record.status().message()));
+    }
+    if (record->seq <= after_seq) continue;
+    if (!visit(*record)) return absl::OkStatus();
+  }
+  if (in.bad()) return absl::UnavailableError(absl::StrCat("cannot read audit log ", path));
+  return absl::OkStatus();
+}
+
+}  // namespace kms::audit

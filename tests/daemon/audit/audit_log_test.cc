@@ -1,0 +1,535 @@
+#include "daemon/audit/audit_log.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstring>
+#include <fstream>
+#include <map>
+#include <set>
+#include <sstream>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "tests/daemon/audit/test_signing_key.h"
+#include "tests/testing/daemon_process.h"
+#include "tests/testing/fake_clock.h"
+#include "tests/testing/status_matchers.h"
+
+namespace kms::audit {
+namespace {
+
+using ::kms::testing::FakeClock;
+using ::kms::testing::IsOk;
+using ::kms::testing::StatusIs;
+using ::kms::testing::TempDir;
+using ::testing::HasSubstr;
+
+// Faults the test switches on and off; the sink counts what it was asked to do.
+struct Faults {
+  std::atomic<bool> fail_append{false};
+  std::atomic<bool> partial_append{false};  // write half the bytes, then fail
+  std::atomic<bool> fail_sync{false};
+  std::atomic<int> syncs{0};
+  std::atomic<int> reopens{0};
+  std::atomic<int> truncates{0};
+};
+
+// Wraps the real file, as LevelDB's ErrorEnv wraps its Env.
+class FaultySink final : public Sink {
+ public:
+  FaultySink(std::unique_ptr<Sink> inner, Faults* faults)
+      : inner_(std::move(inner)), faults_(*faults) {}
+  absl::Status Append(absl::string_view bytes) override {
+    if (faults_.fail_append) {
+      if (faults_.partial_append) inner_->Append(bytes.substr(0, bytes.size() / 2)).IgnoreError();
+      return absl::UnavailableError(absl::StrCat("write audit log: ", std::strerror(ENOSPC)));
+    }
+    return inner_->Append(bytes);
+  }
+  absl::Status Sync() override {
+    ++faults_.syncs;
+    if (faults_.fail_sync) {
+      return absl::UnavailableError(absl::StrCat("fdatasync audit log: ", std::strerror(EIO)));
+    }
+    return inner_->Sync();
+  }
+  absl::Status TruncateTo(uint64_t size) override {
+    ++faults_.truncates;
+    return inner_->TruncateTo(size);
+  }
+  absl::Status Reopen() override {
+    ++faults_.reopens;
+    return inner_->Reopen();
+  }
+  absl::StatusOr<uint64_t> Size() override { return inner_->Size(); }
+
+ private:
+  std::unique_ptr<Sink> inner_;
+  Faults& faults_;
+};
+
+Entry Rpc(const std::string& request_id) {
+  Entry e;
+  e.type = RecordType::kRpc;
+  e.request_id = request_id;
+  e.principal = "alice";
+  e.operation = "GenerateDataKey";
+  e.key_id = "k1";
+  e.context = {{"tenant", "00112233445566778899aabbccddeeff"}};
+  e.outcome = Outcome::kSuccess;
+  return e;
+}
+
+class AuditLogTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = TempDir::Create("audit-log-test").value();
+    path_ = dir_->path() + "/audit.log";
+  }
+
+  AuditLog::Options Options() const {
+    AuditLog::Options o;
+    o.path = path_;
+    o.checkpoint_every_records = 1000;
+    o.checkpoint_interval = absl::Seconds(60);
+    o.retry_interval = absl::Hours(1);  // tests retry with Tick()
+    return o;
+  }
+
+  absl::StatusOr<std::unique_ptr<AuditLog>> Open(AuditLog::Options o,
+                                                 std::unique_ptr<Sink> sink = nullptr) {
+    return AuditLog::Open(std::move(o), clock_, key_.Signer(), key_.Fingerprint(),
+                          std::move(sink));
+  }
+  std::unique_ptr<AuditLog> OpenOrDie(AuditLog::Options o, std::unique_ptr<Sink> sink = nullptr) {
+    auto log = Open(std::move(o), std::move(sink));
+    EXPECT_TRUE(log.ok()) << log.status();
+    return log.ok() ? *std::move(log) : nullptr;
+  }
+  std::unique_ptr<Sink> FaultySinkOverFile() {
+    return std::make_unique<FaultySink>(OpenFileSink(path_).value(), &faults_);
+  }
+
+  VerifyResult VerifyFile() {
+    std::ifstream in(path_, std::ios::binary);
+    auto r = VerifyAuditLog(in, key_.PublicDer());
+    EXPECT_TRUE(r.ok()) << r.status();
+    return r.ok() ? *r : VerifyResult{};
+  }
+  std::vector<ParsedRecord> ReadAll() {
+    std::vector<ParsedRecord> out;
+    EXPECT_THAT(ReadAuditLog(path_, 0, [&](const ParsedRecord& r) {
+                  out.push_back(r);
+                  return true;
+                }),
+                IsOk());
+    return out;
+  }
+  std::string FileContents() {
+    std::ifstream in(path_, std::ios::binary);
+    std::stringstream s;
+    s << in.rdbuf();
+    return s.str();
+  }
+  void WriteFile(const std::string& contents) {
+    std::ofstream out(path_, std::ios::binary | std::ios::trunc);
+    out << contents;
+  }
+  // How many records carry each request id.
+  std::map<std::string, int> RequestIdCounts() {
+    std::map<std::string, int> counts;
+    for (const ParsedRecord& r : ReadAll()) {
+      if (!r.entry.request_id.empty()) ++counts[r.entry.request_id];
+    }
+    return counts;
+  }
+
+  std::unique_ptr<TempDir> dir_;
+  std::string path_;
+  FakeClock clock_;
+  TestSigningKey key_;
+  Faults faults_;
+};
+
+TEST_F(AuditLogTest, AnAppendedRecordIsDurableAndReadable) {
+  auto log = OpenOrDie(Options());
+  const uint64_t seq = log->Append(Rpc("req-1"));
+  EXPECT_EQ(seq, 2u);  // 1 is "audit log opened"
+  EXPECT_THAT(log->WaitDurable(seq), IsOk());
+  EXPECT_GE(log->durable_sequence(), seq);
+  EXPECT_THAT(log->Healthy(), IsOk());
+
+  std::vector<ParsedRecord> seen;
+  EXPECT_THAT(log->ReadDurable(0, [&](const ParsedRecord& r) {
+                seen.push_back(r);
+                return true;
+              }),
+              IsOk());
+  ASSERT_EQ(seen.size(), 2u);
+  EXPECT_EQ(seen[0].entry.type, RecordType::kEvent);
+  EXPECT_EQ(seen[0].entry.message, "audit log opened");
+  EXPECT_EQ(seen[1].entry, Rpc("req-1"));
+  EXPECT_EQ(seen[1].time, clock_.Now());
+  EXPECT_EQ(seen[1].prev, seen[0].hash);
+
+  struct stat st;
+  ASSERT_EQ(::stat(path_.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+}
+
+TEST_F(AuditLogTest, ConcurrentCallersShareFsyncsAndGetGaplessSeqs) {
+  auto log = OpenOrDie(Options(), FaultySinkOverFile());
+  constexpr int kThreads = 16;
+  constexpr int kPerThread = 100;
+  std::vector<std::vector<uint64_t>> seqs(kThreads);
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < kPerThread; ++i) {
+        const uint64_t seq = log->Append(Rpc(absl::StrCat("req-", t, "-", i)));
+        EXPECT_THAT(log->WaitDurable(seq), IsOk());
+        seqs[t].push_back(seq);
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  std::set<uint64_t> all;
+  for (const auto& s : seqs) all.insert(s.begin(), s.end());
+  EXPECT_EQ(all.size(), static_cast<size_t>(kThreads * kPerThread));
+  EXPECT_LT(faults_.syncs.load(), kThreads * kPerThread) << "no fdatasync was shared";
+  log->Close();
+
+  const VerifyResult v = VerifyFile();
+  EXPECT_TRUE(v.ok) << v.problem;
+  EXPECT_EQ(v.last_sequence, v.records);
+  // opened + records + a checkpoint at 1000 + the final one at Close.
+  EXPECT_EQ(v.records, 1u + kThreads * kPerThread + 2u);
+  EXPECT_EQ(v.checkpoints, 2u);
+  EXPECT_EQ(v.unsigned_tail, 0u);
+  const auto counts = RequestIdCounts();
+  EXPECT_EQ(counts.size(), static_cast<size_t>(kThreads * kPerThread));
+  for (const auto& [id, n] : counts) EXPECT_EQ(n, 1) << id;
+}
+
+TEST_F(AuditLogTest, ChecksCheckpointEveryNRecords) {
+  AuditLog::Options o = Options();
+  o.checkpoint_every_records = 5;
+  auto log = OpenOrDie(o);
+  for (int i = 0; i < 12; ++i) {
+    EXPECT_THAT(log->WaitDurable(log->Append(Rpc(absl::StrCat("req-", i)))), IsOk());
+  }
+  log->Close();
+  std::vector<uint64_t> checkpoints;
+  for (const ParsedRecord& r : ReadAll()) {
+    if (r.entry.type == RecordType::kCheckpoint) checkpoints.push_back(r.seq);
+  }
+  // 1 opened, 2-5 records, 6 checkpoint, 7-11, 12 checkpoint, 13-15, 16 at Close.
+  EXPECT_EQ(checkpoints, (std::vector<uint64_t>{6, 12, 16}));
+  const VerifyResult v = VerifyFile();
+  EXPECT_TRUE(v.ok) << v.problem;
+  EXPECT_EQ(v.checkpoints, 3u);
+  EXPECT_EQ(v.unsigned_tail, 0u);
+}
+
+TEST_F(AuditLogTest, ChecksCheckpointOnTickAfterTheInterval) {
+  auto log = OpenOrDie(Options());
+  EXPECT_THAT(log->WaitDurable(log->Append(Rpc("req-1"))), IsOk());
+  log->Tick();
+  EXPECT_EQ(log->last_sequence(), 2u) << "no checkpoint before the interval";
+
+  clock_.Advance(absl::Seconds(61));
+  log->Tick();
+  ASSERT_EQ(log->last_sequence(), 3u);
+  EXPECT_EQ(log->durable_sequence(), 3u);
+  const std::vector<ParsedRecord> records = ReadAll();
+  ASSERT_EQ(records.size(), 3u);
+  EXPECT_EQ(records[2].entry.type, RecordType::kCheckpoint);
+  EXPECT_EQ(records[2].time, clock_.Now());
+
+  clock_.Advance(absl::Seconds(61));
+  log->Tick();
+  EXPECT_EQ(log->last_sequence(), 3u) << "no checkpoint when nothing was added";
+  log->Close();
+  EXPECT_EQ(log->last_sequence(), 3u) << "no final checkpoint when nothing was added";
+  EXPECT_TRUE(VerifyFile().ok);
+}
+
+TEST_F(AuditLogTest, CheckpointWritesASignedRecordNow) {
+  auto log = OpenOrDie(Options());
+  EXPECT_THAT(log->Checkpoint(), IsOk());
+  const std::vector<ParsedRecord> records = ReadAll();
+  ASSERT_EQ(records.size(), 2u);
+  EXPECT_EQ(records[1].entry.type, RecordType::kCheckpoint);
+  EXPECT_EQ(records[1].signing_key, key_.Fingerprint());
+  const VerifyResult v = VerifyFile();
+  EXPECT_TRUE(v.ok) << v.problem;
+  EXPECT_EQ(v.checkpoints, 1u);
+}
+
+// An auditor without kmsd: `openssl dgst` checks a checkpoint over body + "}".
+TEST_F(AuditLogTest, OpensslChecksACheckpointSignature) {
+  auto log = OpenOrDie(Options());
+  ASSERT_THAT(log->Checkpoint(), IsOk());
+  const ParsedRecord checkpoint = ReadAll().back();
+  ASSERT_EQ(checkpoint.entry.type, RecordType::kCheckpoint);
+  const std::string d = dir_->path();
+  std::ofstream(d + "/pub.pem", std::ios::binary) << key_.PublicPem();
+  std::ofstream(d + "/sig.der", std::ios::binary) << checkpoint.signature;
+  std::ofstream(d + "/body", std::ios::binary) << checkpoint.HashedBytes();
+  const std::vector<std::string> argv = {"/usr/bin/openssl", "dgst", "-sha256", "-verify",
+                                         d + "/pub.pem", "-signature", d + "/sig.der",
+                                         d + "/body"};
+  const auto ok = ::kms::testing::RunCommand(argv);
+  EXPECT_EQ(ok.exit_code, 0) << ok.out << ok.err;
+  EXPECT_THAT(ok.out, HasSubstr("Verified OK"));
+  // And the hash is plain SHA-256 of the same bytes.
+  EXPECT_EQ(Sha256Hex(checkpoint.HashedBytes()), checkpoint.hash);
+  std::ofstream(d + "/body", std::ios::binary) << checkpoint.HashedBytes() << " ";
+  EXPECT_NE(::kms::testing::RunCommand(argv).exit_code, 0);
+}
+
+TEST_F(AuditLogTest, AFailedSignatureLeavesAnEventAndTheChainWhole) {
+  std::atomic<bool> hsm_down{false};
+  auto log = AuditLog::Open(
+                 Options(), clock_,
+                 [&](absl::string_view m) -> absl::StatusOr<std::string> {
+                   if (hsm_down) return absl::UnavailableError("token gone");
+                   return key_.Sign(m);
+                 },
+                 key_.Fingerprint())
+                 .value();
+  hsm_down = true;
+  EXPECT_THAT(log->Checkpoint(), StatusIs(absl::StatusCode::kUnavailable, "token gone"));
+  hsm_down = false;
+  EXPECT_THAT(log->WaitDurable(log->Append(Rpc("req-1"))), IsOk());
+  EXPECT_THAT(log->Checkpoint(), IsOk());
+  log->Close();
+  const std::vector<ParsedRecord> records = ReadAll();
+  ASSERT_EQ(records.size(), 4u);
+  EXPECT_EQ(records[1].entry.type, RecordType::kEvent);
+  EXPECT_EQ(records[1].entry.message, "checkpoint not signed: token gone");
+  const VerifyResult v = VerifyFile();
+  EXPECT_TRUE(v.ok) << v.problem;
+  EXPECT_EQ(v.checkpoints, 1u);
+}
+
+TEST_F(AuditLogTest, FailsClosedWhenFdatasyncFailsAndRecovers) {
+  auto log = OpenOrDie(Options(), FaultySinkOverFile());
+  EXPECT_THAT(log->WaitDurable(log->Append(Rpc("before"))), IsOk());
+
+  faults_.fail_sync = true;
+  const uint64_t during = log->Append(Rpc("during"));
+  EXPECT_THAT(log->WaitDurable(during),
+              StatusIs(absl::StatusCode::kUnavailable, "Input/output error"));
+  EXPECT_THAT(log->Healthy(), StatusIs(absl::StatusCode::kUnavailable, "Input/output error"));
+  // Fail closed at once for anything appended while failing.
+  const uint64_t later = log->Append(Rpc("later"));
+  EXPECT_THAT(log->WaitDurable(later), StatusIs(absl::StatusCode::kUnavailable));
+  log->Tick();  // a retry that fails again
+  EXPECT_THAT(log->Healthy(), StatusIs(absl::StatusCode::kUnavailable));
+
+  faults_.fail_sync = false;
+  log->Tick();  // the retry that succeeds
+  EXPECT_THAT(log->Healthy(), IsOk());
+  EXPECT_THAT(log->WaitDurable(during), IsOk());
+  EXPECT_THAT(log->WaitDurable(later), IsOk());
+  EXPECT_GE(faults_.reopens.load(), 1) << "the file is reopened after an fdatasync failure";
+  EXPECT_THAT(log->WaitDurable(log->Append(Rpc("after"))), IsOk());
+  log->Close();
+
+  const VerifyResult v = VerifyFile();
+  EXPECT_TRUE(v.ok) << v.problem;
+  EXPECT_EQ(v.last_sequence, v.records);
+  std::vector<std::string> order;
+  for (const ParsedRecord& r : ReadAll()) {
+    if (!r.entry.request_id.empty()) order.push_back(r.entry.request_id);
+  }
+  EXPECT_EQ(order, (std::vector<std::string>{"before", "during", "later", "after"}));
+}
+
+// The retry timer is real time (nothing to inject): with a short interval the
+// log heals on its own once the sink does.
+TEST_F(AuditLogTest, RetriesOnItsOwnAfterRetryInterval) {
+  AuditLog::Options o = Options();
+  o.retry_interval = absl::Milliseconds(1);
+  auto log = OpenOrDie(o, FaultySinkOverFile());
+  faults_.fail_sync = true;
+  const uint64_t seq = log->Append(Rpc("req-1"));
+  EXPECT_THAT(log->WaitDurable(seq), StatusIs(absl::StatusCode::kUnavailable));
+  faults_.fail_sync = false;
+  const absl::Time give_up = absl::Now() + absl::Seconds(20);
+  while (!log->Healthy().ok() && absl::Now() < give_up) absl::SleepFor(absl::Milliseconds(1));
+  EXPECT_THAT(log->Healthy(), IsOk());
+  EXPECT_THAT(log->WaitDurable(seq), IsOk());
+}
+
+TEST_F(AuditLogTest, APartialWriteIsDiscardedAndRewritten) {
+  auto log = OpenOrDie(Options(), FaultySinkOverFile());
+  faults_.fail_append = true;
+  faults_.partial_append = true;
+  const uint64_t seq = log->Append(Rpc("torn"));
+  EXPECT_THAT(log->WaitDurable(seq), StatusIs(absl::StatusCode::kUnavailable, "No space left"));
+  EXPECT_NE(FileContents().back(), '\n') << "the fault left half a record";
+
+  faults_.fail_append = false;
+  log->Tick();
+  EXPECT_THAT(log->Healthy(), IsOk());
+  EXPECT_THAT(log->WaitDurable(seq), IsOk());
+  EXPECT_GE(faults_.truncates.load(), 1);
+  log->Close();
+  const VerifyResult v = VerifyFile();
+  EXPECT_TRUE(v.ok) << v.problem;
+  EXPECT_EQ(RequestIdCounts(), (std::map<std::string, int>{{"torn", 1}}));
+}
+
+TEST_F(AuditLogTest, OpenDiscardsATornTail) {
+  {
+    auto log = OpenOrDie(Options());
+    EXPECT_THAT(log->WaitDurable(log->Append(Rpc("req-1"))), IsOk());
+  }
+  const std::string torn = "{\"seq\":4,\"ti";
+  WriteFile(FileContents() + torn);
+  auto log = OpenOrDie(Options());
+  ASSERT_NE(log, nullptr);
+  log->Close();
+  const std::vector<ParsedRecord> records = ReadAll();
+  ASSERT_EQ(records.size(), 5u);  // opened, req-1, checkpoint, opened, checkpoint
+  EXPECT_EQ(records[3].seq, 4u);
+  EXPECT_EQ(records[3].entry.message, absl::StrCat("audit log opened; recovered ", torn.size(),
+                                                   " bytes of an unfinished record"));
+  const VerifyResult v = VerifyFile();
+  EXPECT_TRUE(v.ok) << v.problem;
+}
+
+// kill -9 in the middle of a stream of writes: every record a caller was
+// told is durable is in the file, and the file opens and verifies.
+TEST_F(AuditLogTest, AcknowledgedRecordsSurviveKill9) {
+  int acks[2];
+  ASSERT_EQ(::pipe(acks), 0);
+  const pid_t child = ::fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    ::close(acks[0]);
+    auto log = AuditLog::Open(Options(), clock_, key_.Signer(), key_.Fingerprint());
+    if (!log.ok()) ::_exit(2);
+    std::vector<std::thread> threads;
+    for (int t = 0; t < 8; ++t) {
+      threads.emplace_back([&, t] {
+        for (int i = 0;; ++i) {
+          const uint64_t seq = (*log)->Append(Rpc(absl::StrCat("req-", t, "-", i)));
+          if (!(*log)->WaitDurable(seq).ok()) ::_exit(3);
+          if (::write(acks[1], &seq, sizeof(seq)) != sizeof(seq)) ::_exit(4);
+        }
+      });
+    }
+    for (auto& t : threads) t.join();
+    ::_exit(0);
+  }
+  ::close(acks[1]);
+  std::set<uint64_t> acked;
+  uint64_t seq;
+  while (acked.size() < 500 && ::read(acks[0], &seq, sizeof(seq)) == sizeof(seq)) {
+    acked.insert(seq);
+  }
+  ::kill(child, SIGKILL);
+  int status = 0;
+  ::waitpid(child, &status, 0);
+  EXPECT_TRUE(WIFSIGNALED(status)) << "child exited with " << WEXITSTATUS(status);
+  while (::read(acks[0], &seq, sizeof(seq)) == sizeof(seq)) acked.insert(seq);
+  ::close(acks[0]);
+  ASSERT_GE(acked.size(), 500u);
+
+  auto log = OpenOrDie(Options());
+  ASSERT_NE(log, nullptr);
+  log->Close();
+  const VerifyResult v = VerifyFile();
+  EXPECT_TRUE(v.ok) << v.problem;
+  std::map<uint64_t, RecordType> types;
+  for (const ParsedRecord& r : ReadAll()) types[r.seq] = r.entry.type;
+  for (uint64_t s : acked) {
+    auto it = types.find(s);
+    ASSERT_NE(it, types.end()) << "acknowledged record " << s << " lost";
+    EXPECT_EQ(it->second, RecordType::kRpc);
+  }
+}
+
+TEST_F(AuditLogTest, OpenRefusesADamagedLastLine) {
+  {
+    auto log = OpenOrDie(Options());
+    EXPECT_THAT(log->WaitDurable(log->Append(Rpc("req-1"))), IsOk());
+  }
+  const std::string good = FileContents();  // 3 lines
+  WriteFile(good + "{\"not\":\"a record\"}\n");
+  EXPECT_THAT(Open(Options()).status(), StatusIs(absl::StatusCode::kDataLoss, "line 4"));
+
+  // The last record with one hash digit changed.
+  std::string changed = good;
+  const size_t hash_at = changed.rfind("\"hash\":\"") + 8;
+  changed[hash_at] = changed[hash_at] == '0' ? '1' : '0';
+  WriteFile(changed);
+  EXPECT_THAT(Open(Options()).status(),
+              StatusIs(absl::StatusCode::kDataLoss, "line 3"));
+  EXPECT_EQ(FileContents(), changed) << "Open must not touch a damaged log";
+}
+
+TEST_F(AuditLogTest, ReopeningContinuesTheChain) {
+  for (int run = 0; run < 3; ++run) {
+    auto log = OpenOrDie(Options());
+    for (int i = 0; i < 3; ++i) {
+      EXPECT_THAT(log->WaitDurable(log->Append(Rpc(absl::StrCat("run", run, "-", i)))), IsOk());
+    }
+  }
+  const VerifyResult v = VerifyFile();
+  EXPECT_TRUE(v.ok) << v.problem;
+  EXPECT_EQ(v.records, 15u);  // 3 x (opened + 3 + checkpoint at Close)
+  EXPECT_EQ(v.checkpoints, 3u);
+  EXPECT_EQ(v.last_sequence, 15u);
+}
+
+TEST_F(AuditLogTest, NothingAppendedAfterCloseBecomesDurable) {
+  auto log = OpenOrDie(Options());
+  log->Close();
+  const uint64_t seq = log->Append(Rpc("late"));
+  EXPECT_THAT(log->WaitDurable(seq), StatusIs(absl::StatusCode::kUnavailable, "closed"));
+  EXPECT_THAT(log->Checkpoint(), StatusIs(absl::StatusCode::kUnavailable));
+  EXPECT_THAT(log->WaitDurable(seq + 5), StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_TRUE(VerifyFile().ok);
+}
+
+TEST_F(AuditLogTest, ReadAuditLogStartsAfterASeqAndStopsWhenAsked) {
+  auto log = OpenOrDie(Options());
+  for (int i = 0; i < 5; ++i) log->Append(Rpc(absl::StrCat("req-", i)));
+  EXPECT_THAT(log->WaitDurable(log->last_sequence()), IsOk());
+  std::vector<uint64_t> seen;
+  EXPECT_THAT(ReadAuditLog(path_, 3, [&](const ParsedRecord& r) {
+                seen.push_back(r.seq);
+                return seen.size() < 2;
+              }),
+              IsOk());
+  EXPECT_EQ(seen, (std::vector<uint64_t>{4, 5}));
+  EXPECT_THAT(ReadAuditLog(dir_->path() + "/none", 0, [](const ParsedRecord&) { return true; }),
+              StatusIs(absl::StatusCode::kNotFound));
+}
+
+TEST_F(AuditLogTest, OpenRejectsMissingArguments) {
+  AuditLog::Options o = Options();
+  o.path.clear();
+  EXPECT_THAT(Open(o).status(), StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(AuditLog::Open(Options(), clock_, nullptr, key_.Fingerprint()).status(),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(AuditLog::Open(Options(), clock_, key_.Signer(), "").status(),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  o = Options();
+  o.path = dir_->path() + "/no/such/dir/audit.log";
+  EXPECT_THAT(Open(o).status(), StatusIs(absl::StatusCode::kUnavailable, "No such file"));
+}
+
+}  // namespace
+}  // namespace kms::audit
