@@ -4,9 +4,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
-#include <ctime>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -20,6 +20,7 @@
 #include <openssl/pem.h>
 #include <openssl/x509.h>
 
+#include "absl/cleanup/cleanup.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "daemon/common/logging.h"
@@ -148,16 +149,13 @@ absl::Status ServerTls::Reload() {
 absl::Status ServerTls::Stage() {
   KMS_ASSIGN_OR_RETURN(std::string cert, ReadWholeFile("tls.cert_file", files_.cert_file));
   KMS_ASSIGN_OR_RETURN(std::string key, ReadWholeFile("tls.key_file", files_.key_file));
+  absl::Cleanup wipe_key = [&key] { std::fill(key.begin(), key.end(), '\0'); };
   KMS_ASSIGN_OR_RETURN(std::string ca, ReadWholeFile("tls.client_ca_file", files_.client_ca_file));
-  absl::Status checked = CheckTlsMaterial(cert, key, ca, absl::Now());
-  std::fill(key.begin(), key.end(), '\0');
-  if (!checked.ok()) {
+  if (absl::Status checked = CheckTlsMaterial(cert, key, ca, absl::Now()); !checked.ok()) {
     return absl::InvalidArgumentError(
         absl::StrCat(checked.message(), " (", files_.cert_file, ", ", files_.key_file, ", ",
                      files_.client_ca_file, ")"));
   }
-  // Re-read the key for staging: the copy above is wiped on every path.
-  KMS_ASSIGN_OR_RETURN(key, ReadWholeFile("tls.key_file", files_.key_file));
   const long next = generation_ + 1;
   const std::string name = absl::StrCat("gen-", next);
   const std::string dir = absl::StrCat(staging_dir_, "/", name);
@@ -166,9 +164,7 @@ absl::Status ServerTls::Stage() {
   if (::mkdir(dir.c_str(), 0700) != 0) {
     return absl::InternalError(absl::StrCat("cannot create ", dir, ": ", std::strerror(errno)));
   }
-  absl::Status written = WriteFile(absl::StrCat(dir, "/", kKeyName), key);
-  std::fill(key.begin(), key.end(), '\0');
-  KMS_RETURN_IF_ERROR(written);
+  KMS_RETURN_IF_ERROR(WriteFile(absl::StrCat(dir, "/", kKeyName), key));
   KMS_RETURN_IF_ERROR(WriteFile(absl::StrCat(dir, "/", kCertName), cert));
   KMS_RETURN_IF_ERROR(WriteFile(absl::StrCat(dir, "/", kCaName), ca));
   // One rename swaps all three files for the watcher.
