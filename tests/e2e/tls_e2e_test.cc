@@ -157,6 +157,27 @@ TEST_F(TlsE2eTest, ServesClientsWithCertificatesFromTheClientCa) {
   EXPECT_TRUE(absl::StrContains(daemon_->ReadLog(), "mTLS: certificate " + cert_file_));
 }
 
+TEST_F(TlsE2eTest, KmsctlTakesItsTlsFilesFromTheEnvironmentAndRefusesAPartialSet) {
+  StartTls();
+  CommandResult from_env = testing::RunCommand(
+      {KMS_KMSCTL_BINARY, "--endpoint", daemon_->endpoint(), "list-keys"},
+      {"KMSCTL_CA=" + pki_->Cert("ca1"), "KMSCTL_CERT=" + pki_->Cert("bob"),
+       "KMSCTL_KEY=" + pki_->Key("bob")});
+  EXPECT_EQ(from_env.exit_code, 0) << from_env.err;
+
+  CommandResult partial = testing::RunCommand(
+      {KMS_KMSCTL_BINARY, "--endpoint", daemon_->endpoint(), "--ca", pki_->Cert("ca1"),
+       "--cert", pki_->Cert("bob"), "list-keys"});
+  EXPECT_EQ(partial.exit_code, 2);
+  EXPECT_TRUE(absl::StrContains(partial.err, "missing --key (KMSCTL_KEY)")) << partial.err;
+
+  CommandResult unreadable = testing::RunKmsctlWithTls(
+      daemon_->endpoint(), {pki_->Cert("ca1"), pki_->Cert("bob"), Path("no-such.key")},
+      {"list-keys"});
+  EXPECT_EQ(unreadable.exit_code, 2);
+  EXPECT_TRUE(absl::StrContains(unreadable.err, "no-such.key")) << unreadable.err;
+}
+
 TEST_F(TlsE2eTest, RefusesAClientWithoutACertificateAndLogsIt) {
   StartTls();
   const int before = CountOf(daemon_->ReadLog(), kRefusal);
