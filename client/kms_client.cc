@@ -3,6 +3,8 @@
 #include <grpcpp/grpcpp.h>
 
 #include <chrono>
+#include <fstream>
+#include <sstream>
 #include <utility>
 
 #include "daemon/common/errors.h"
@@ -28,6 +30,17 @@ void CopyContext(const EncryptionContext& from,
   to->insert(from.begin(), from.end());
 }
 
+// The contents of a PEM file the caller named. Errors: kNotFound.
+absl::StatusOr<std::string> ReadPemFile(const std::string& what, const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream contents;
+  if (in) contents << in.rdbuf();
+  if (!in || contents.str().empty()) {
+    return absl::NotFoundError(what + " " + path + " cannot be read");
+  }
+  return contents.str();
+}
+
 }  // namespace
 
 bool IsTransportError(const absl::Status& status) {
@@ -43,8 +56,29 @@ absl::StatusOr<std::unique_ptr<KmsClient>> KmsClient::Connect(const std::string&
     return absl::InvalidArgumentError("call timeout must be positive, got " +
                                       absl::FormatDuration(options.timeout));
   }
-  std::shared_ptr<grpc::Channel> channel =
-      grpc::CreateChannel(endpoint, grpc::InsecureChannelCredentials());
+  std::shared_ptr<grpc::ChannelCredentials> credentials;
+  const int tls_files = !options.ca_file.empty() + !options.cert_file.empty() +
+                        !options.key_file.empty();
+  if (tls_files == 0) {
+    credentials = grpc::InsecureChannelCredentials();
+  } else if (tls_files != 3) {
+    return absl::InvalidArgumentError(
+        "TLS needs all of the CA file, the client certificate and its key, got only some");
+  } else {
+    grpc::SslCredentialsOptions ssl;
+    absl::StatusOr<std::string> ca = ReadPemFile("CA file", options.ca_file);
+    if (!ca.ok()) return ca.status();
+    absl::StatusOr<std::string> cert = ReadPemFile("client certificate", options.cert_file);
+    if (!cert.ok()) return cert.status();
+    absl::StatusOr<std::string> key = ReadPemFile("client key", options.key_file);
+    if (!key.ok()) return key.status();
+    ssl.pem_root_certs = *std::move(ca);
+    ssl.pem_cert_chain = *std::move(cert);
+    ssl.pem_private_key = *std::move(key);
+    credentials = grpc::SslCredentials(ssl);
+    WipeString(&ssl.pem_private_key);
+  }
+  std::shared_ptr<grpc::Channel> channel = grpc::CreateChannel(endpoint, credentials);
   return std::unique_ptr<KmsClient>(
       new KmsClient(v1::KeyManagementService::NewStub(channel), options));
 }

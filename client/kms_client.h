@@ -33,6 +33,14 @@ struct ClientOptions {
   // Deadline of every call, counted from when the call starts. Waiting for a
   // connection counts against it.
   absl::Duration timeout = absl::Seconds(10);
+
+  // mTLS: PEM files of the CA that issued kmsd's certificate, and of this
+  // client's certificate and private key. All three or none; none means
+  // plaintext (kmsd's development mode). The client certificate names the
+  // caller (its URI SAN, else its CN).
+  std::string ca_file;
+  std::string cert_file;
+  std::string key_file;
 };
 
 // True if `status` was made by the client side of the channel rather than
@@ -45,10 +53,9 @@ class KmsClient final : public DataKeySource {
   // A client of the kmsd at `endpoint` ("host:port", or any gRPC target such
   // as "unix:/run/kmsd.sock"). Does not connect: an unreachable endpoint shows
   // up as kUnavailable on the first call.
-  // Errors: kInvalidArgument if `endpoint` is empty or the timeout is not
-  // positive.
-  // Transport security is plaintext for now; mTLS options come with the
-  // daemon's TLS support.
+  // Errors: kInvalidArgument if `endpoint` is empty, the timeout is not
+  // positive, or only some of the TLS files are given; kNotFound if a TLS
+  // file cannot be read (the message names it).
   static absl::StatusOr<std::unique_ptr<KmsClient>> Connect(
       const std::string& endpoint, const ClientOptions& options = ClientOptions());
 

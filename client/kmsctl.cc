@@ -68,6 +68,9 @@ struct GlobalFlags {
   std::string endpoint = kDefaultEndpoint;
   bool json = false;
   double timeout_seconds = 10;
+  // mTLS (all three, or none for plaintext); default from KMSCTL_CA,
+  // KMSCTL_CERT, KMSCTL_KEY.
+  std::string ca_file, cert_file, key_file;
 };
 
 // What a command's runner works with.
@@ -1690,6 +1693,25 @@ void AddGlobalFlags(CLI::App& app, GlobalFlags& flags) {
           },
           "SECONDS")
       ->capture_default_str();
+  app.add_option("--ca", flags.ca_file, "PEM file of the CA that issued kmsd's certificate (mTLS)")
+      ->envname("KMSCTL_CA");
+  app.add_option("--cert", flags.cert_file, "PEM file of this client's certificate (mTLS)")
+      ->envname("KMSCTL_CERT");
+  app.add_option("--key", flags.key_file, "PEM file of this client's private key (mTLS)")
+      ->envname("KMSCTL_KEY");
+}
+
+// --ca, --cert and --key go together. Errors: kInvalidArgument naming the
+// missing ones.
+absl::Status CheckTlsFlags(const GlobalFlags& flags) {
+  const bool ca = !flags.ca_file.empty(), cert = !flags.cert_file.empty(),
+             key = !flags.key_file.empty();
+  if (ca == cert && cert == key) return absl::OkStatus();
+  std::string missing;
+  if (!ca) missing += " --ca (KMSCTL_CA)";
+  if (!cert) missing += " --cert (KMSCTL_CERT)";
+  if (!key) missing += " --key (KMSCTL_KEY)";
+  return UsageError(absl::StrCat("--ca, --cert and --key go together for mTLS; missing", missing));
 }
 
 // Prints a usage error with a pointer to the right help, and gives exit 2.
@@ -1705,13 +1727,20 @@ int UsageFailure(const CLI::App& app, const std::string& message) {
 int Run(const GlobalFlags& flags, const CLI::App& app, const Runner& run) {
   client::ClientOptions options;
   options.timeout = absl::Seconds(flags.timeout_seconds);
-  absl::Status status;
-  absl::StatusOr<std::unique_ptr<KmsClient>> client = KmsClient::Connect(flags.endpoint, options);
-  if (client.ok()) {
-    Session session{**client, flags.json};
-    status = run(session);
-  } else {
-    status = UsageError(client.status().message());
+  options.ca_file = flags.ca_file;
+  options.cert_file = flags.cert_file;
+  options.key_file = flags.key_file;
+  absl::Status status = CheckTlsFlags(flags);
+  if (status.ok()) {
+    absl::StatusOr<std::unique_ptr<KmsClient>> client =
+        KmsClient::Connect(flags.endpoint, options);
+    if (client.ok()) {
+      Session session{**client, flags.json};
+      status = run(session);
+    } else {
+      // A bad endpoint or an unreadable TLS file: the user's to fix.
+      status = UsageError(client.status().message());
+    }
   }
   if (status.ok()) return kExitOk;
   ExitCode code = ExitCodeFor(status);

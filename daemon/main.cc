@@ -4,6 +4,11 @@
 //   kmsd --data-dir DIR [--listen HOST:PORT]     embedded SoftHSM + SQLite in DIR
 //   kmsd --config FILE [--listen ...]            anything else (config/kmsd.example.yaml)
 //
+// Transport: mTLS with client certificates (tls.* in the config, or in
+// embedded mode with nothing configured a development PKI under
+// DIR/tls), or plaintext on loopback/unix sockets when plaintext.enabled.
+// SIGHUP re-reads the certificate files; the listener stays up.
+//
 // Exit codes: 0 after a clean shutdown (SIGTERM/SIGINT); 1 if start-up or
 // serving failed; 2 for a bad command line or config.
 #include <fcntl.h>
@@ -24,6 +29,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/synchronization/mutex.h"
 #include "daemon/common/clock.h"
 #include "daemon/common/logging.h"
@@ -31,7 +37,10 @@
 #include "daemon/keystore/sqlite_key_store.h"
 #include "daemon/server/config.h"
 #include "daemon/server/data_dir.h"
+#include "daemon/server/dev_pki.h"
 #include "daemon/server/kms_grpc_service.h"
+#include "daemon/server/peer_identity.h"
+#include "daemon/server/tls_credentials.h"
 #include "daemon/service/key_service.h"
 #include "hsm/pkcs11_hsm.h"
 
@@ -94,8 +103,57 @@ absl::Status WritePortFile(const std::string& path, int port) {
   return absl::OkStatus();
 }
 
-absl::Status Serve(const server::Config& config, const std::string& port_file,
-                   const sigset_t& stop_signals) {
+// How the listener is secured, chosen from the config.
+struct Transport {
+  std::shared_ptr<grpc::ServerCredentials> credentials;
+  std::unique_ptr<server::ServerTls> tls;  // null in plaintext mode
+  server::PeerIdentity identity = server::PeerIdentity::Tls();
+};
+
+// Picks the transport: plaintext if the config asks for it, else mTLS from
+// tls.* or, in embedded mode with neither, from the development PKI (which
+// also gives the default administrators and auditors). `config` is the
+// effective config the rest of kmsd sees.
+absl::StatusOr<Transport> MakeTransport(server::Config& config, const std::string& data_dir) {
+  Transport transport;
+  if (config.plaintext.enabled) {
+    transport.credentials = grpc::InsecureServerCredentials();
+    transport.identity = server::PeerIdentity::Plaintext(config.plaintext.principal);
+    KMS_LOG(WARNING) << "DEVELOPMENT MODE: plaintext, every caller is principal '"
+                     << config.plaintext.principal << "' (listen " << config.listen
+                     << "). Never use plaintext.enabled in production.";
+    return transport;
+  }
+  server::TlsFiles files{config.tls.cert_file, config.tls.key_file, config.tls.client_ca_file};
+  if (!server::HasTlsFiles(config)) {
+    // ValidateConfig allows this only in embedded mode.
+    KMS_ASSIGN_OR_RETURN(server::DevPki pki, server::EnsureDevPki(data_dir));
+    files = {pki.server_cert, pki.server_key, pki.ca_cert};
+    KMS_LOG(WARNING) << "development PKI: serving mTLS with the certificates under " << pki.dir
+                     << " (CA " << pki.ca_cert << "). Configure tls.* for production.";
+    KMS_LOG(INFO) << "development PKI client certificates: admin " << pki.admin_cert << " + "
+                  << pki.admin_key << "; auditor " << pki.auditor_cert << " + "
+                  << pki.auditor_key;
+    KMS_LOG(INFO) << "kmsctl: export KMSCTL_CA=" << pki.ca_cert
+                  << " KMSCTL_CERT=" << pki.admin_cert << " KMSCTL_KEY=" << pki.admin_key;
+    if (config.access.administrators.empty()) config.access.administrators = {"admin"};
+    if (config.access.auditors.empty()) config.access.auditors = {"auditor"};
+  }
+  // The staging copies live next to kmsd's other state.
+  std::string state_dir = data_dir;
+  if (state_dir.empty()) {
+    const size_t slash = config.database.rfind('/');
+    state_dir = slash == std::string::npos ? "." : slash == 0 ? "/" : config.database.substr(0, slash);
+  }
+  KMS_ASSIGN_OR_RETURN(transport.tls, server::ServerTls::Create(files, state_dir + "/tls-active"));
+  transport.credentials = transport.tls->credentials();
+  KMS_LOG(INFO) << "mTLS: certificate " << files.cert_file << ", key " << files.key_file
+                << ", client CAs " << files.client_ca_file << " (SIGHUP reloads them)";
+  return transport;
+}
+
+absl::Status Serve(server::Config config, const std::string& port_file,
+                   const sigset_t& signals) {
   // ---- the HSM
   hsm::Pkcs11Config hsm_config;
   hsm_config.token_label = config.hsm.token_label;
@@ -162,17 +220,23 @@ absl::Status Serve(const server::Config& config, const std::string& port_file,
     KMS_LOG(INFO) << "start-up: rotated " << *rotated << " key(s) that fell due while down";
   }
 
+  // ---- transport and principals
+  KMS_ASSIGN_OR_RETURN(Transport transport, MakeTransport(config, data_dir));
+  KMS_LOG(INFO) << "access: administrators [" << absl::StrJoin(config.access.administrators, ", ")
+                << "], auditors [" << absl::StrJoin(config.access.auditors, ", ") << "]";
+
   // ---- gRPC
   server::KmsGrpcService grpc_service(key_service);
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
   int port = 0;
-  builder.AddListeningPort(config.listen, grpc::InsecureServerCredentials(), &port);
+  builder.AddListeningPort(config.listen, transport.credentials, &port);
   builder.RegisterService(&grpc_service);
   builder.SetMaxReceiveMessageSize(config.limits.max_receive_message_bytes);
   builder.AddChannelArgument(GRPC_ARG_MAX_CONCURRENT_STREAMS, config.limits.max_concurrent_rpcs);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  // A unix socket has no port; gRPC reports 1 for it.
   if (server == nullptr || port == 0) {
     return absl::UnavailableError(absl::StrCat("cannot listen on ", config.listen,
                                                " (address in use or not local?)"));
@@ -192,15 +256,27 @@ absl::Status Serve(const server::Config& config, const std::string& port_file,
   });
   if (!port_file.empty()) KMS_RETURN_IF_ERROR(WritePortFile(port_file, port));
   KMS_LOG(INFO) << "kmsd serving on port " << port << " (listen " << config.listen << ")";
-  if (!server::IsLoopbackListen(config.listen)) {
-    KMS_LOG(WARNING) << "SERVING PLAINTEXT gRPC ON A NON-LOOPBACK ADDRESS (" << config.listen
-                     << "): anyone who can reach it can use every key. Listen on 127.0.0.1 "
-                        "until TLS with client certificates is configured.";
-  }
 
-  // ---- wait for SIGTERM/SIGINT, then drain
+  // ---- SIGHUP reloads the certificates; SIGTERM/SIGINT drain and stop
   int signal_number = 0;
-  sigwait(&stop_signals, &signal_number);
+  while (true) {
+    sigwait(&signals, &signal_number);
+    if (signal_number != SIGHUP) break;
+    if (transport.tls == nullptr) {
+      KMS_LOG(INFO) << "SIGHUP: plaintext mode, no certificates to reload";
+      continue;
+    }
+    if (absl::Status reloaded = transport.tls->Reload(); !reloaded.ok()) {
+      KMS_LOG(ERROR) << "SIGHUP: TLS certificates NOT reloaded, the previous ones stay in "
+                        "service: "
+                     << reloaded;
+    } else {
+      KMS_LOG(INFO) << "SIGHUP: TLS certificates reloaded from "
+                    << transport.tls->files().cert_file << ", "
+                    << transport.tls->files().key_file << ", "
+                    << transport.tls->files().client_ca_file << "; in service within 1 s";
+    }
+  }
   KMS_LOG(INFO) << "received " << strsignal(signal_number) << "; shutting down";
   server->GetHealthCheckService()->SetServingStatus(false);
   // Stops accepting at once; in-flight calls get the grace period to finish.
@@ -250,16 +326,18 @@ int Main(int argc, char** argv) {
   }
   SetMinLogLevel(ParseLogLevel(config.log_level));
 
-  // Block the stop signals in every thread (threads inherit the mask), so only
-  // the sigwait in Serve sees them.
-  sigset_t stop_signals;
-  sigemptyset(&stop_signals);
-  sigaddset(&stop_signals, SIGTERM);
-  sigaddset(&stop_signals, SIGINT);
-  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+  // Block the stop and reload signals in every thread (threads inherit the
+  // mask), so only the sigwait in Serve sees them.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGHUP);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   signal(SIGPIPE, SIG_IGN);
+  server::RouteGrpcLogToKmsLog();
 
-  absl::Status status = Serve(config, port_file, stop_signals);
+  absl::Status status = Serve(std::move(config), port_file, signals);
   if (!status.ok()) {
     KMS_LOG(ERROR) << "kmsd failed: " << status;
     std::fprintf(stderr, "kmsd: %s\n", status.ToString().c_str());

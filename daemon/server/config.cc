@@ -34,6 +34,40 @@ absl::StatusOr<long long> AsInt(const std::string& key, const YAML::Node& node, 
   return value;
 }
 
+absl::StatusOr<bool> AsBool(const std::string& key, const YAML::Node& node) {
+  bool value = false;
+  if (!node.IsScalar() || !YAML::convert<bool>::decode(node, value)) {
+    return Bad(key, absl::StrCat("must be true or false, got '",
+                                 node.IsScalar() ? node.Scalar() : "(not a scalar)", "'"));
+  }
+  return value;
+}
+
+absl::StatusOr<std::vector<std::string>> AsStringList(const std::string& key,
+                                                      const YAML::Node& node) {
+  if (!node.IsSequence()) return Bad(key, "must be a list of strings, e.g. [\"admin\"]");
+  std::vector<std::string> out;
+  for (const YAML::Node& item : node) {
+    if (!item.IsScalar()) return Bad(key, "must be a list of strings, e.g. [\"admin\"]");
+    out.push_back(item.Scalar());
+  }
+  return out;
+}
+
+// A principal pattern: exact, or a prefix ending in one '*'.
+absl::Status CheckPattern(const std::string& key, const std::string& pattern) {
+  if (pattern.empty()) return Bad(key, "a principal pattern must not be empty");
+  if (pattern.size() > 256) {
+    return Bad(key, absl::StrCat("a principal pattern must be at most 256 bytes, got ",
+                                 pattern.size()));
+  }
+  const size_t star = pattern.find('*');
+  if (star != std::string::npos && star != pattern.size() - 1) {
+    return Bad(key, absl::StrCat("'*' may only end a principal pattern, got '", pattern, "'"));
+  }
+  return absl::OkStatus();
+}
+
 // A setter for an integer field of Config::rotation with its allowed range.
 template <typename T>
 std::function<absl::Status(const std::string&, const YAML::Node&, Config&)> IntKey(
@@ -129,6 +163,37 @@ Keys() {
          c.import.check_interval = absl::Seconds(s);
          return absl::OkStatus();
        }},
+      {"tls.cert_file", str([](Config& c) { return &c.tls.cert_file; })},
+      {"tls.key_file", str([](Config& c) { return &c.tls.key_file; })},
+      {"tls.client_ca_file", str([](Config& c) { return &c.tls.client_ca_file; })},
+      {"plaintext.enabled",
+       [](const std::string& key, const YAML::Node& n, Config& c) -> absl::Status {
+         KMS_ASSIGN_OR_RETURN(c.plaintext.enabled, AsBool(key, n));
+         return absl::OkStatus();
+       }},
+      {"plaintext.principal", str([](Config& c) { return &c.plaintext.principal; })},
+      {"access.administrators",
+       [](const std::string& key, const YAML::Node& n, Config& c) -> absl::Status {
+         KMS_ASSIGN_OR_RETURN(c.access.administrators, AsStringList(key, n));
+         return absl::OkStatus();
+       }},
+      {"access.auditors",
+       [](const std::string& key, const YAML::Node& n, Config& c) -> absl::Status {
+         KMS_ASSIGN_OR_RETURN(c.access.auditors, AsStringList(key, n));
+         return absl::OkStatus();
+       }},
+      {"audit.path", str([](Config& c) { return &c.audit.path; })},
+      {"audit.checkpoint_every_records",
+       [](const std::string& key, const YAML::Node& n, Config& c) -> absl::Status {
+         KMS_ASSIGN_OR_RETURN(c.audit.checkpoint_every_records, AsInt(key, n, 1, 1000000));
+         return absl::OkStatus();
+       }},
+      {"audit.checkpoint_interval_seconds",
+       [](const std::string& key, const YAML::Node& n, Config& c) -> absl::Status {
+         KMS_ASSIGN_OR_RETURN(long long s, AsInt(key, n, 1, 86400));
+         c.audit.checkpoint_interval = absl::Seconds(s);
+         return absl::OkStatus();
+       }},
       {"testing.crash_point", str([](Config& c) { return &c.testing_crash_point; })},
       {"shutdown_grace_seconds",
        [](const std::string& key, const YAML::Node& n, Config& c) -> absl::Status {
@@ -155,6 +220,49 @@ absl::Status Apply(const std::string& prefix, const YAML::Node& map, Config& con
     KMS_RETURN_IF_ERROR(it->second(key, entry.second, config));
   }
   return absl::OkStatus();
+}
+
+// The transport rules: mTLS anywhere, plaintext only locally and only when
+// asked for.
+absl::Status ValidateTransport(const Config& config) {
+  const Config::Tls& tls = config.tls;
+  const int tls_files =
+      !tls.cert_file.empty() + !tls.key_file.empty() + !tls.client_ca_file.empty();
+  if (tls_files != 0 && tls_files != 3) {
+    const char* missing = tls.cert_file.empty()  ? "tls.cert_file"
+                          : tls.key_file.empty() ? "tls.key_file"
+                                                 : "tls.client_ca_file";
+    return Bad(missing, "set all of tls.cert_file, tls.key_file and tls.client_ca_file, or none");
+  }
+  if (config.plaintext.enabled) {
+    if (config.plaintext.principal.empty()) {
+      return Bad("plaintext.principal",
+                 "required with plaintext.enabled: every plaintext caller acts as it");
+    }
+    if (tls_files != 0) {
+      return Bad("plaintext.enabled", "plaintext and tls exclude each other; remove one");
+    }
+    if (!IsLocalListen(config.listen)) {
+      return Bad("plaintext.enabled",
+                 absl::StrCat("only on a loopback address or a unix: socket, but listen is '",
+                              config.listen, "'"));
+    }
+    return absl::OkStatus();
+  }
+  if (!config.plaintext.principal.empty()) {
+    return Bad("plaintext.principal", "only used with plaintext.enabled: true");
+  }
+  if (tls_files == 3) return absl::OkStatus();
+  if (!IsLocalListen(config.listen)) {
+    return Bad("listen", absl::StrCat("'", config.listen,
+                                      "' is not loopback: it needs tls.cert_file, tls.key_file "
+                                      "and tls.client_ca_file (mTLS)"));
+  }
+  if (!config.hsm.module.empty()) {
+    return Bad("tls", "required with hsm.module: set tls.cert_file, tls.key_file and "
+                      "tls.client_ca_file, or plaintext.enabled (development only)");
+  }
+  return absl::OkStatus();  // embedded mode: the development PKI (dev_pki.h)
 }
 
 }  // namespace
@@ -232,12 +340,45 @@ absl::Status ValidateConfig(const Config& config) {
     return Bad("resource_name_prefix",
                absl::StrCat("must start with 'arn:', got '", config.resource_name_prefix, "'"));
   }
+  KMS_RETURN_IF_ERROR(ValidateTransport(config));
+  for (const std::string& p : config.access.administrators) {
+    KMS_RETURN_IF_ERROR(CheckPattern("access.administrators", p));
+  }
+  for (const std::string& p : config.access.auditors) {
+    KMS_RETURN_IF_ERROR(CheckPattern("access.auditors", p));
+  }
+  if (config.audit.checkpoint_every_records < 1 ||
+      config.audit.checkpoint_every_records > 1000000) {
+    return Bad("audit.checkpoint_every_records",
+               absl::StrCat("must be 1..1000000, got ", config.audit.checkpoint_every_records));
+  }
+  if (config.audit.checkpoint_interval < absl::Seconds(1) ||
+      config.audit.checkpoint_interval > absl::Hours(24)) {
+    return Bad("audit.checkpoint_interval_seconds",
+               absl::StrCat("must be 1..86400, got ",
+                            absl::ToInt64Seconds(config.audit.checkpoint_interval)));
+  }
   return absl::OkStatus();
 }
 
+bool HasTlsFiles(const Config& config) {
+  return !config.tls.cert_file.empty() && !config.tls.key_file.empty() &&
+         !config.tls.client_ca_file.empty();
+}
+
 bool IsLoopbackListen(const std::string& listen) {
+  if (IsUnixListen(listen)) return false;
   const std::string host = listen.substr(0, listen.rfind(':'));
   return host == "localhost" || host == "[::1]" || host.rfind("127.", 0) == 0;
+}
+
+bool IsUnixListen(const std::string& listen) {
+  return (listen.rfind("unix:", 0) == 0 && listen.size() > 5) ||
+         (listen.rfind("unix-abstract:", 0) == 0 && listen.size() > 14);
+}
+
+bool IsLocalListen(const std::string& listen) {
+  return IsUnixListen(listen) || IsLoopbackListen(listen);
 }
 
 }  // namespace kms::server

@@ -14,7 +14,9 @@
 #ifndef KMS_DAEMON_SERVER_CONFIG_H_
 #define KMS_DAEMON_SERVER_CONFIG_H_
 
+#include <cstdint>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
@@ -61,6 +63,36 @@ struct Config {
     absl::Duration check_interval = absl::Seconds(60);     // expiry sweep
   } import;
 
+  // Transport security (README "Transport"). mTLS: all three files, or none.
+  // With none and no plaintext, embedded mode makes a development PKI under
+  // <data_dir>/tls (dev_pki.h); external mode refuses to start.
+  struct Tls {
+    std::string cert_file;       // server certificate chain, PEM
+    std::string key_file;        // its private key, PEM
+    std::string client_ca_file;  // CA certificates that issue client certificates
+  } tls;
+
+  // Development only: plaintext on loopback or a unix socket, every caller
+  // acting as `principal`.
+  struct Plaintext {
+    bool enabled = false;
+    std::string principal;
+  } plaintext;
+
+  // Principal patterns: exact, or a prefix ending in one '*'. Parsed and
+  // checked here; enforced by the authorisation layer.
+  struct Access {
+    std::vector<std::string> administrators;  // may create keys and manage every key
+    std::vector<std::string> auditors;        // may read the audit log and reports only
+  } access;
+
+  // The audit log. Parsed and checked here; used by the audit layer.
+  struct Audit {
+    std::string path;  // default: <data_dir>/audit.log, else next to `database`
+    int64_t checkpoint_every_records = 1000;                 // 1..1000000
+    absl::Duration checkpoint_interval = absl::Seconds(60);  // 1 s..1 day
+  } audit;
+
   // Test only: the name of a crash point ("rotate:after-generate", ...) at
   // which kmsd kills itself with SIGKILL. Used by the crash-safety tests;
   // kmsd logs loudly when it is set. Never set it in production.
@@ -84,6 +116,17 @@ absl::Status ValidateConfig(const Config& config);
 // True if `listen` (HOST:PORT) names a loopback host: localhost, 127.0.0.0/8
 // or [::1].
 bool IsLoopbackListen(const std::string& listen);
+
+// True if `listen` is a loopback address or a unix socket ("unix:/path",
+// "unix:path" or "unix-abstract:name", gRPC's syntax): reachable only from
+// this machine.
+bool IsLocalListen(const std::string& listen);
+
+// True if `listen` names a unix socket.
+bool IsUnixListen(const std::string& listen);
+
+// True if mTLS is configured (all three tls files set).
+bool HasTlsFiles(const Config& config);
 
 }  // namespace kms::server
 

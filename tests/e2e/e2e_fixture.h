@@ -32,12 +32,13 @@ class KmsdE2eTest : public ::testing::Test {
     StartDaemon();
   }
 
-  void StartDaemon(std::vector<std::string> extra_env = {},
-                   std::vector<std::string> extra_args = {}) {
+  // Starts kmsd in DaemonProcess's default plaintext mode, with `extra_yaml`
+  // added to its config.
+  void StartDaemon(std::vector<std::string> extra_env = {}, std::string extra_yaml = "") {
     DaemonProcess::Options options;
     options.data_dir = data_dir_;
     options.extra_env = std::move(extra_env);
-    options.extra_args = std::move(extra_args);
+    options.extra_yaml = std::move(extra_yaml);
     auto daemon = DaemonProcess::Start(std::move(options));
     ASSERT_TRUE(daemon.ok()) << daemon.status();
     daemon_ = *std::move(daemon);

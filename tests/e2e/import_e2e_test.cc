@@ -220,9 +220,7 @@ TEST_P(ImportCrashPointTest, KillAtThisPointLeavesOldStateOrNewAndNoOrphans) {
 
   client_.reset();
   ASSERT_EQ(*daemon_->Stop(SIGTERM), 0);
-  const std::string config = Path("crash.yaml");
-  std::ofstream(config) << "testing:\n  crash_point: " << point << "\n";
-  StartDaemon({}, {"--config", config});
+  StartDaemon({}, "testing:\n  crash_point: " + point + "\n");
   CommandResult call =
       deleting ? Kmsctl({"delete-imported-key-material", key})
                : Kmsctl({"import-key-material", key, "--material", Path("material.bin")});

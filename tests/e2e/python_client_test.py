@@ -3,7 +3,7 @@
 
 Generates Python stubs from proto/kms/v1/kms.proto at test time (Debian's
 protoc and grpc_python_plugin), starts the real kmsd binary on a free
-loopback port with a fresh data directory, and runs envelope-encryption
+loopback port with a fresh data directory (plaintext development mode), and runs envelope-encryption
 calls through grpcio, including an error and its kms-error-type trailer.
 
 Usage: python_client_test.py --kmsd PATH --proto-root DIR
@@ -43,9 +43,15 @@ class PythonClientTest(unittest.TestCase):
         from kms.v1 import kms_pb2, kms_pb2_grpc
         data_dir = os.path.join(cls.tmp, "data")
         port_file = os.path.join(cls.tmp, "port")
+        # kmsd's plaintext development mode: grpc.insecure_channel below.
+        config = os.path.join(cls.tmp, "kmsd.yaml")
+        with open(config, "w") as f:
+            f.write('plaintext:\n  enabled: true\n  principal: "python-e2e"\n'
+                    'access:\n  administrators: ["python-e2e"]\n')
         cls.log = open(os.path.join(cls.tmp, "kmsd.log"), "wb")
         cls.kmsd = subprocess.Popen(
-            [ARGS.kmsd, "--data-dir", data_dir, "--listen", "127.0.0.1:0", "--port-file", port_file],
+            [ARGS.kmsd, "--config", config, "--data-dir", data_dir, "--listen", "127.0.0.1:0",
+             "--port-file", port_file],
             stdout=cls.log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 60
         while not os.path.exists(port_file):

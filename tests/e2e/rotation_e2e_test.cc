@@ -90,10 +90,8 @@ TEST_F(RotationE2eTest, EveryPastVersionDecryptsAfterManyRotationsAndARestart) {
 TEST_F(RotationE2eTest, ConfiguredUsageThresholdRotatesTheKey) {
   client_.reset();
   ASSERT_EQ(*daemon_->Stop(SIGTERM), 0);
-  const std::string config = dir_->path() + "/usage.yaml";
-  std::ofstream(config) << "rotation:\n  usage_threshold: 3\n  usage_hard_limit: 5\n"
-                           "  usage_reservation_block: 2\n";
-  StartDaemon({}, {"--config", config});
+  StartDaemon({}, "rotation:\n  usage_threshold: 3\n  usage_hard_limit: 5\n"
+                  "  usage_reservation_block: 2\n");
   const std::string key_id = NewKey();
   const std::string original = Describe(key_id)->current_key_version_id();
   v1::GenerateDataKeyRequest gdk;
@@ -154,9 +152,7 @@ TEST_P(CrashPointTest, KillAtThisPointLeavesOldStateOrNewAndNoOrphans) {
   // Restart with the crash point armed, then make the call that reaches it.
   client_.reset();
   ASSERT_EQ(*daemon_->Stop(SIGTERM), 0);
-  const std::string config = dir_->path() + "/crash.yaml";
-  std::ofstream(config) << "testing:\n  crash_point: " << point << "\n";
-  StartDaemon({}, {"--config", config});
+  StartDaemon({}, "testing:\n  crash_point: " + point + "\n");
   absl::Status call;
   if (absl::StartsWith(point, "rotate:")) {
     v1::RotateKeyOnDemandRequest r;

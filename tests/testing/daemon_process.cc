@@ -166,13 +166,48 @@ CommandResult RunKmsctl(const std::string& endpoint, const std::vector<std::stri
   return RunCommand(argv, {}, input);
 }
 
+CommandResult RunKmsctlWithTls(const std::string& endpoint, const ClientTlsFiles& tls,
+                               const std::vector<std::string>& args, const std::string& input) {
+  std::vector<std::string> argv = {KMS_KMSCTL_BINARY, "--endpoint", endpoint, "--ca",
+                                   tls.ca_file,       "--cert",     tls.cert_file,
+                                   "--key",           tls.key_file};
+  argv.insert(argv.end(), args.begin(), args.end());
+  return RunCommand(argv, {}, input);
+}
+
+std::string DaemonProcess::ConfigYaml(const Options& options) {
+  std::string yaml;
+  const std::string access = absl::StrCat("access:\n  administrators: [\"", kE2eAdmin,
+                                          "\"]\n  auditors: [\"", kE2eAuditor, "\"]\n");
+  switch (options.transport) {
+    case Transport::kPlaintext:
+      yaml = absl::StrCat("plaintext:\n  enabled: true\n  principal: \"", kE2eAdmin, "\"\n",
+                          access);
+      break;
+    case Transport::kTls:
+      yaml = absl::StrCat("tls:\n  cert_file: \"", options.tls.cert_file, "\"\n  key_file: \"",
+                          options.tls.key_file, "\"\n  client_ca_file: \"",
+                          options.tls.client_ca_file, "\"\n", access);
+      break;
+    case Transport::kDevPki:
+      break;
+  }
+  return yaml + options.extra_yaml;
+}
+
 absl::StatusOr<std::unique_ptr<DaemonProcess>> DaemonProcess::Start(Options options) {
   const std::string port_file = options.data_dir + ".port";
   const std::string log_path = options.data_dir + ".log";
+  const std::string config_path = options.data_dir + ".yaml";
   ::unlink(port_file.c_str());
-  std::vector<std::string> args = {KMS_KMSD_BINARY,  "--data-dir",  options.data_dir,
-                                   "--listen",       "127.0.0.1:0", "--port-file",
+  std::vector<std::string> args = {KMS_KMSD_BINARY, "--data-dir", options.data_dir,
+                                   "--listen",      options.listen, "--port-file",
                                    port_file};
+  if (const std::string yaml = ConfigYaml(options); !yaml.empty()) {
+    WriteTestFile(config_path, yaml);
+    args.push_back("--config");
+    args.push_back(config_path);
+  }
   args.insert(args.end(), options.extra_args.begin(), options.extra_args.end());
   std::vector<std::string> env = Environment(options.extra_env);
   std::vector<char*> c_args = CStrings(args);

@@ -2,9 +2,13 @@
 // and the real kmsd binary as a child process on a free loopback port.
 //
 // DaemonProcess starts `kmsd --data-dir DIR --listen 127.0.0.1:0 --port-file
-// ...` and waits until it has written the port it bound (it does so only once
-// it is serving). Its stderr goes to log_path() for post-mortems. The
-// destructor kills a daemon still running. Not thread-safe.
+// ... --config DIR.yaml` and waits until it has written the port it bound (it
+// does so only once it is serving). The config it writes puts kmsd in the
+// plaintext development mode as principal "e2e-admin" (administrators
+// ["e2e-admin"], auditors ["e2e-auditor"]) unless Options asks for mTLS or
+// the development PKI, followed by Options::extra_yaml. Its stderr goes to
+// log_path() for post-mortems. The destructor kills a daemon still running.
+// Not thread-safe.
 #ifndef KMS_TESTS_TESTING_DAEMON_PROCESS_H_
 #define KMS_TESTS_TESTING_DAEMON_PROCESS_H_
 
@@ -55,21 +59,58 @@ CommandResult RunCommand(const std::vector<std::string>& argv,
 CommandResult RunKmsctl(const std::string& endpoint, const std::vector<std::string>& args,
                         const std::string& input = "");
 
+// PEM files of an mTLS client: the CA that issued kmsd's certificate, the
+// client's certificate and key.
+struct ClientTlsFiles {
+  std::string ca_file, cert_file, key_file;
+};
+
+// kmsctl over mTLS: RunKmsctl with --ca, --cert and --key.
+CommandResult RunKmsctlWithTls(const std::string& endpoint, const ClientTlsFiles& tls,
+                               const std::vector<std::string>& args,
+                               const std::string& input = "");
+
+// The principals DaemonProcess's default plaintext mode configures.
+inline constexpr char kE2eAdmin[] = "e2e-admin";
+inline constexpr char kE2eAuditor[] = "e2e-auditor";
+
 class DaemonProcess {
  public:
+  enum class Transport {
+    kPlaintext,  // plaintext, every caller is kE2eAdmin (the default)
+    kTls,        // mTLS with Options::tls
+    kDevPki,     // nothing configured: kmsd's own development PKI
+  };
+  struct ServerTlsFiles {
+    std::string cert_file, key_file, client_ca_file;
+  };
   struct Options {
     std::string data_dir;                 // required; created by kmsd if missing
-    std::vector<std::string> extra_args;  // e.g. {"--config", path}
+    std::vector<std::string> extra_args;  // more kmsd flags (not --config: use extra_yaml)
     std::vector<std::string> extra_env;   // e.g. libfaketime's LD_PRELOAD/FAKETIME
+    // More config, appended to the generated file; must not repeat its
+    // top-level keys (plaintext, tls, access).
+    std::string extra_yaml;
+    Transport transport = Transport::kPlaintext;
+    ServerTlsFiles tls;                   // with Transport::kTls
+    // --listen; "unix:/path" serves a unix socket (endpoint() is then that).
+    std::string listen = "127.0.0.1:0";
     absl::Duration start_timeout = absl::Seconds(60);
   };
+
+  // The config file Start() gives kmsd for `options`, or "" if none is
+  // needed.
+  static std::string ConfigYaml(const Options& options);
 
   // Starts kmsd and waits until it serves. Errors: kUnavailable if it exits
   // or does not serve in time (the message carries its log's tail).
   static absl::StatusOr<std::unique_ptr<DaemonProcess>> Start(Options options);
   ~DaemonProcess();
 
-  std::string endpoint() const { return "127.0.0.1:" + std::to_string(port_); }
+  std::string endpoint() const {
+    return options_.listen.rfind("unix", 0) == 0 ? options_.listen
+                                                  : "127.0.0.1:" + std::to_string(port_);
+  }
   int port() const { return port_; }
   pid_t pid() const { return pid_; }
   const std::string& data_dir() const { return options_.data_dir; }

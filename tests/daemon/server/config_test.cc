@@ -99,7 +99,19 @@ INSTANTIATE_TEST_SUITE_P(
                 "import.max_valid_days: must be 1..365, got 366"},
         BadCase{"StringWanted", "listen: [a, b]\n", "listen: must be a string"},
         BadCase{"NotAMap", "- a\n- b\n", "must be a map"},
-        BadCase{"Unparseable", "listen: [\n", "line"}),
+        BadCase{"Unparseable", "listen: [\n", "line"},
+        BadCase{"PlaintextEnabledNotABool", "plaintext:\n  enabled: maybe\n",
+                "plaintext.enabled: must be true or false, got 'maybe'"},
+        BadCase{"RolesNotAList", "access:\n  administrators: admin\n",
+                "access.administrators: must be a list of strings"},
+        BadCase{"RoleNotAString", "access:\n  auditors: [[a]]\n",
+                "access.auditors: must be a list of strings"},
+        BadCase{"CheckpointRecordsOutOfRange", "audit:\n  checkpoint_every_records: 0\n",
+                "audit.checkpoint_every_records: must be 1..1000000, got 0"},
+        BadCase{"CheckpointIntervalOutOfRange",
+                "audit:\n  checkpoint_interval_seconds: 86401\n",
+                "audit.checkpoint_interval_seconds: must be 1..86400, got 86401"},
+        BadCase{"UnknownTlsKey", "tls:\n  ca_file: /x\n", "tls.ca_file: unknown key"}),
     [](const auto& info) { return info.param.name; });
 
 struct ValidateCase {
@@ -146,14 +158,120 @@ INSTANTIATE_TEST_SUITE_P(
         ValidateCase{"ExternalWithPinEnv", With([](Config& c) {
                        c.hsm.module = "/m.so";
                        c.hsm.pin_env = "PIN";
+                       c.tls = {"/s.pem", "/s.key", "/ca.pem"};
                      }),
                      ""},
+        ValidateCase{"ExternalNeedsTlsOrPlaintext", With([](Config& c) {
+                       c.hsm.module = "/m.so";
+                       c.hsm.pin_env = "PIN";
+                     }),
+                     "tls: required with hsm.module: set tls.cert_file, tls.key_file and "
+                     "tls.client_ca_file, or plaintext.enabled"},
+        ValidateCase{"ExternalWithPlaintext", With([](Config& c) {
+                       c.hsm.module = "/m.so";
+                       c.hsm.pin_env = "PIN";
+                       c.plaintext = {true, "dev"};
+                     }),
+                     ""},
+        ValidateCase{"TlsNeedsAllThreeFiles",
+                     With([](Config& c) { c.tls = {"/s.pem", "/s.key", ""}; }),
+                     "tls.client_ca_file: set all of"},
+        ValidateCase{"TlsOnAnyAddress", With([](Config& c) {
+                       c.listen = "0.0.0.0:7700";
+                       c.tls = {"/s.pem", "/s.key", "/ca.pem"};
+                     }),
+                     ""},
+        ValidateCase{"NonLoopbackNeedsTls", With([](Config& c) { c.listen = "0.0.0.0:7700"; }),
+                     "listen: '0.0.0.0:7700' is not loopback: it needs tls.cert_file"},
+        ValidateCase{"PlaintextNeedsPrincipal",
+                     With([](Config& c) { c.plaintext.enabled = true; }),
+                     "plaintext.principal: required with plaintext.enabled"},
+        ValidateCase{"PrincipalWithoutPlaintext",
+                     With([](Config& c) { c.plaintext.principal = "dev"; }),
+                     "plaintext.principal: only used with plaintext.enabled"},
+        ValidateCase{"PlaintextOnlyLocally", With([](Config& c) {
+                       c.listen = "10.0.0.5:7700";
+                       c.plaintext = {true, "dev"};
+                     }),
+                     "plaintext.enabled: only on a loopback address or a unix: socket"},
+        ValidateCase{"PlaintextOnUnixSocket", With([](Config& c) {
+                       c.listen = "unix:/run/kmsd.sock";
+                       c.plaintext = {true, "dev"};
+                     }),
+                     ""},
+        ValidateCase{"PlaintextAndTlsExclude", With([](Config& c) {
+                       c.plaintext = {true, "dev"};
+                       c.tls = {"/s.pem", "/s.key", "/ca.pem"};
+                     }),
+                     "plaintext.enabled: plaintext and tls exclude each other"},
+        ValidateCase{"RolePatterns", With([](Config& c) {
+                       c.access.administrators = {"spiffe://site/ops/*", "admin"};
+                       c.access.auditors = {"*"};
+                     }),
+                     ""},
+        ValidateCase{"EmptyRolePattern",
+                     With([](Config& c) { c.access.administrators = {""}; }),
+                     "access.administrators: a principal pattern must not be empty"},
+        ValidateCase{"LongRolePattern",
+                     With([](Config& c) { c.access.auditors = {std::string(257, 'a')}; }),
+                     "access.auditors: a principal pattern must be at most 256 bytes, got 257"},
+        ValidateCase{"StarInsideRolePattern",
+                     With([](Config& c) { c.access.auditors = {"a*b"}; }),
+                     "access.auditors: '*' may only end a principal pattern, got 'a*b'"},
+        ValidateCase{"TwoStarsInRolePattern",
+                     With([](Config& c) { c.access.auditors = {"a**"}; }),
+                     "'*' may only end"},
         ValidateCase{"LongLabel", With([](Config& c) { c.hsm.token_label = std::string(33, 'l'); }),
                      "hsm.token_label: must be 1..32"},
         ValidateCase{"BadLogLevel", With([](Config& c) { c.log_level = "chatty"; }), "log_level"},
         ValidateCase{"BadPrefix", With([](Config& c) { c.resource_name_prefix = "kms:"; }),
                      "resource_name_prefix"}),
     [](const auto& info) { return info.param.name; });
+
+TEST_F(ConfigFileTest, ReadsTransportAccessAndAuditKeys) {
+  auto config = Load(
+      "tls:\n  cert_file: /t/s.pem\n  key_file: /t/s.key\n  client_ca_file: /t/ca.pem\n"
+      "plaintext:\n  enabled: false\n  principal: \"\"\n"
+      "access:\n  administrators: [\"ops-*\", admin]\n  auditors: []\n"
+      "audit:\n  path: /a/audit.log\n  checkpoint_every_records: 50\n"
+      "  checkpoint_interval_seconds: 5\n");
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_EQ(config->tls.cert_file, "/t/s.pem");
+  EXPECT_EQ(config->tls.key_file, "/t/s.key");
+  EXPECT_EQ(config->tls.client_ca_file, "/t/ca.pem");
+  EXPECT_FALSE(config->plaintext.enabled);
+  EXPECT_EQ(config->access.administrators, (std::vector<std::string>{"ops-*", "admin"}));
+  EXPECT_TRUE(config->access.auditors.empty());
+  EXPECT_EQ(config->audit.path, "/a/audit.log");
+  EXPECT_EQ(config->audit.checkpoint_every_records, 50);
+  EXPECT_EQ(config->audit.checkpoint_interval, absl::Seconds(5));
+  EXPECT_TRUE(HasTlsFiles(*config));
+
+  auto plaintext = Load("plaintext:\n  enabled: true\n  principal: dev\n");
+  ASSERT_TRUE(plaintext.ok()) << plaintext.status();
+  EXPECT_TRUE(plaintext->plaintext.enabled);
+  EXPECT_EQ(plaintext->plaintext.principal, "dev");
+}
+
+TEST_F(ConfigFileTest, TransportAccessAndAuditDefaults) {
+  auto config = Load("");
+  ASSERT_TRUE(config.ok());
+  EXPECT_FALSE(HasTlsFiles(*config));
+  EXPECT_FALSE(config->plaintext.enabled);
+  EXPECT_TRUE(config->access.administrators.empty());
+  EXPECT_EQ(config->audit.checkpoint_every_records, 1000);
+  EXPECT_EQ(config->audit.checkpoint_interval, absl::Seconds(60));
+}
+
+TEST(IsLocalListenTest, AcceptsUnixSockets) {
+  EXPECT_TRUE(IsLocalListen("unix:/run/kmsd.sock"));
+  EXPECT_TRUE(IsLocalListen("unix:relative.sock"));
+  EXPECT_TRUE(IsLocalListen("unix-abstract:kmsd"));
+  EXPECT_TRUE(IsLocalListen("127.0.0.1:0"));
+  EXPECT_FALSE(IsLocalListen("unix:"));
+  EXPECT_FALSE(IsLocalListen("0.0.0.0:7700"));
+  EXPECT_FALSE(IsLoopbackListen("unix:/run/kmsd.sock"));
+}
 
 TEST(IsLoopbackListenTest, RecognisesLoopbackHosts) {
   EXPECT_TRUE(IsLoopbackListen("127.0.0.1:7700"));

@@ -1,0 +1,51 @@
+// Who is calling: the principal of a gRPC call, for authorisation and audit.
+//
+// With mTLS (the default) the principal is named by the client certificate
+// that gRPC verified during the handshake: its first URI SAN if it has any
+// (e.g. "spiffe://dc1/ns/payments/sa/api"), else its subject CN. In the
+// plaintext development mode every caller is the one principal named in the
+// config (plaintext.principal).
+//
+// PeerIdentity is a small value chosen once in main.cc from the config; it is
+// immutable and thread-safe.
+#ifndef KMS_DAEMON_SERVER_PEER_IDENTITY_H_
+#define KMS_DAEMON_SERVER_PEER_IDENTITY_H_
+
+#include <string>
+
+#include <grpcpp/server_context.h>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+
+namespace kms::server {
+
+// The principal named by a client certificate: its first URI SAN if it has
+// any, else its subject CN. Errors: kInvalidArgument (not a PEM certificate),
+// kUnauthenticated (neither a URI SAN nor a CN).
+absl::StatusOr<std::string> PrincipalFromCertificatePem(absl::string_view pem);
+
+class PeerIdentity {
+ public:
+  // Principal from the verified client certificate.
+  static PeerIdentity Tls();
+  // Development mode: every caller is `principal`.
+  static PeerIdentity Plaintext(std::string principal);
+
+  // The principal of the call behind `context`.
+  // Errors: kUnauthenticated when the call has no verified certificate (or
+  // the certificate names no principal).
+  absl::StatusOr<std::string> PrincipalOf(const grpc::ServerContextBase& context) const;
+
+  bool is_plaintext() const { return plaintext_; }
+
+ private:
+  PeerIdentity(bool plaintext, std::string principal)
+      : plaintext_(plaintext), principal_(std::move(principal)) {}
+  bool plaintext_;
+  std::string principal_;  // plaintext mode only
+};
+
+}  // namespace kms::server
+
+#endif  // KMS_DAEMON_SERVER_PEER_IDENTITY_H_
