@@ -926,6 +926,10 @@ void AddCreateGrant(CommandTable& commands) {
           seen.push_back(*operation);
           request.add_operations(*operation);
         }
+        if (request.operations().empty()) {
+          return UsageError(
+              absl::StrCat("--operations needs at least one of: ", GrantOperationAwsNames()));
+        }
         if (!args->context_equals.empty() && !args->context_subset.empty()) {
           return UsageError(
               "give at most one of --encryption-context-equals and "
