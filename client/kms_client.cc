@@ -80,11 +80,13 @@ absl::StatusOr<std::unique_ptr<KmsClient>> KmsClient::Connect(const std::string&
   }
   std::shared_ptr<grpc::Channel> channel = grpc::CreateChannel(endpoint, credentials);
   return std::unique_ptr<KmsClient>(
-      new KmsClient(v1::KeyManagementService::NewStub(channel), options));
+      new KmsClient(v1::KeyManagementService::NewStub(channel),
+                    v1::AuditService::NewStub(channel), options));
 }
 
-KmsClient::KmsClient(std::unique_ptr<Stub> stub, const ClientOptions& options)
-    : stub_(std::move(stub)), options_(options) {}
+KmsClient::KmsClient(std::unique_ptr<Stub> stub, std::unique_ptr<AuditStub> audit_stub,
+                     const ClientOptions& options)
+    : stub_(std::move(stub)), audit_stub_(std::move(audit_stub)), options_(options) {}
 
 template <typename Request, typename Response>
 absl::StatusOr<Response> KmsClient::Call(Method<Request, Response> method,
@@ -94,6 +96,18 @@ absl::StatusOr<Response> KmsClient::Call(Method<Request, Response> method,
                        absl::ToChronoNanoseconds(options_.timeout));
   Response response;
   grpc::Status status = (stub_.get()->*method)(&context, request, &response);
+  if (!status.ok()) return FromGrpcStatus(status, context);
+  return response;
+}
+
+template <typename Request, typename Response>
+absl::StatusOr<Response> KmsClient::CallAudit(AuditMethod<Request, Response> method,
+                                              const Request& request) const {
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() +
+                       absl::ToChronoNanoseconds(options_.timeout));
+  Response response;
+  grpc::Status status = (audit_stub_.get()->*method)(&context, request, &response);
   if (!status.ok()) return FromGrpcStatus(status, context);
   return response;
 }
@@ -215,6 +229,48 @@ KmsClient::GenerateDataKeyWithoutPlaintext(
 absl::StatusOr<v1::GenerateRandomResponse> KmsClient::GenerateRandom(
     const v1::GenerateRandomRequest& request) const {
   return Call(&Stub::GenerateRandom, request);
+}
+
+absl::StatusOr<v1::PutKeyPolicyResponse> KmsClient::PutKeyPolicy(
+    const v1::PutKeyPolicyRequest& request) const {
+  return Call(&Stub::PutKeyPolicy, request);
+}
+absl::StatusOr<v1::GetKeyPolicyResponse> KmsClient::GetKeyPolicy(
+    const v1::GetKeyPolicyRequest& request) const {
+  return Call(&Stub::GetKeyPolicy, request);
+}
+absl::StatusOr<v1::CreateGrantResponse> KmsClient::CreateGrant(
+    const v1::CreateGrantRequest& request) const {
+  return Call(&Stub::CreateGrant, request);
+}
+absl::StatusOr<v1::ListGrantsResponse> KmsClient::ListGrants(
+    const v1::ListGrantsRequest& request) const {
+  return Call(&Stub::ListGrants, request);
+}
+absl::StatusOr<v1::RetireGrantResponse> KmsClient::RetireGrant(
+    const v1::RetireGrantRequest& request) const {
+  return Call(&Stub::RetireGrant, request);
+}
+absl::StatusOr<v1::RevokeGrantResponse> KmsClient::RevokeGrant(
+    const v1::RevokeGrantRequest& request) const {
+  return Call(&Stub::RevokeGrant, request);
+}
+
+absl::StatusOr<v1::QueryAuditLogResponse> KmsClient::QueryAuditLog(
+    const v1::QueryAuditLogRequest& request) const {
+  return CallAudit(&AuditStub::QueryAuditLog, request);
+}
+absl::StatusOr<v1::ExportAuditLogResponse> KmsClient::ExportAuditLog(
+    const v1::ExportAuditLogRequest& request) const {
+  return CallAudit(&AuditStub::ExportAuditLog, request);
+}
+absl::StatusOr<v1::GetAuditPublicKeyResponse> KmsClient::GetAuditPublicKey(
+    const v1::GetAuditPublicKeyRequest& request) const {
+  return CallAudit(&AuditStub::GetAuditPublicKey, request);
+}
+absl::StatusOr<v1::GetKeyInventoryReportResponse> KmsClient::GetKeyInventoryReport(
+    const v1::GetKeyInventoryReportRequest& request) const {
+  return CallAudit(&AuditStub::GetKeyInventoryReport, request);
 }
 
 absl::StatusOr<DataKey> KmsClient::GenerateDataKey(const std::string& key_id,

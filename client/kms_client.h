@@ -12,6 +12,11 @@
 // (client/envelope.h) can use it directly; data keys come back in SecretBytes
 // and the copies in the response messages are wiped.
 //
+// The same client also speaks kmsd's AuditService (QueryAuditLog and the other
+// compliance RPCs, for principals in the `access.auditors` role), through a
+// second stub on the same channel, with the same deadlines and error
+// conventions.
+//
 // Thread-safe: calls may be made concurrently from any number of threads. The
 // channel connects lazily, on the first call, and reconnects as needed.
 #ifndef KMS_CLIENT_KMS_CLIENT_H_
@@ -125,6 +130,34 @@ class KmsClient final : public DataKeySource {
   absl::StatusOr<v1::GenerateRandomResponse> GenerateRandom(
       const v1::GenerateRandomRequest& request) const;
 
+  // Access: key policies and grants. Policies travel as the JSON text given,
+  // byte for byte; GetKeyPolicy returns the document exactly as stored.
+  // A grant is identified by its id (ListGrants, RevokeGrant) or by its token
+  // (RetireGrant). Errors as for every RPC; a policy or grant that says no is
+  // AccessDeniedException (kPermissionDenied), an unknown grant
+  // NotFoundException.
+  absl::StatusOr<v1::PutKeyPolicyResponse> PutKeyPolicy(
+      const v1::PutKeyPolicyRequest& request) const;
+  absl::StatusOr<v1::GetKeyPolicyResponse> GetKeyPolicy(
+      const v1::GetKeyPolicyRequest& request) const;
+  absl::StatusOr<v1::CreateGrantResponse> CreateGrant(const v1::CreateGrantRequest& request) const;
+  absl::StatusOr<v1::ListGrantsResponse> ListGrants(const v1::ListGrantsRequest& request) const;
+  absl::StatusOr<v1::RetireGrantResponse> RetireGrant(const v1::RetireGrantRequest& request) const;
+  absl::StatusOr<v1::RevokeGrantResponse> RevokeGrant(const v1::RevokeGrantRequest& request) const;
+
+  // AuditService (a separate service on the same endpoint). A caller outside
+  // the auditors role gets AccessDeniedException. QueryAuditLog and
+  // ExportAuditLog return one page; pass next_sequence back as
+  // after_sequence while truncated is set.
+  absl::StatusOr<v1::QueryAuditLogResponse> QueryAuditLog(
+      const v1::QueryAuditLogRequest& request) const;
+  absl::StatusOr<v1::ExportAuditLogResponse> ExportAuditLog(
+      const v1::ExportAuditLogRequest& request) const;
+  absl::StatusOr<v1::GetAuditPublicKeyResponse> GetAuditPublicKey(
+      const v1::GetAuditPublicKeyRequest& request) const;
+  absl::StatusOr<v1::GetKeyInventoryReportResponse> GetKeyInventoryReport(
+      const v1::GetKeyInventoryReportRequest& request) const;
+
   // DataKeySource: GenerateDataKey with key_spec AES_256, and Decrypt. Errors
   // are those of the RPCs.
   absl::StatusOr<DataKey> GenerateDataKey(const std::string& key_id,
@@ -137,13 +170,24 @@ class KmsClient final : public DataKeySource {
   template <typename Request, typename Response>
   using Method = grpc::Status (Stub::*)(grpc::ClientContext*, const Request&, Response*);
 
-  KmsClient(std::unique_ptr<Stub> stub, const ClientOptions& options);
+  using AuditStub = v1::AuditService::StubInterface;
+  template <typename Request, typename Response>
+  using AuditMethod = grpc::Status (AuditStub::*)(grpc::ClientContext*, const Request&, Response*);
+
+  KmsClient(std::unique_ptr<Stub> stub, std::unique_ptr<AuditStub> audit_stub,
+            const ClientOptions& options);
 
   // Makes one call with the configured deadline and converts its status.
   template <typename Request, typename Response>
   absl::StatusOr<Response> Call(Method<Request, Response> method, const Request& request) const;
 
+  // Call's twin for the AuditService stub.
+  template <typename Request, typename Response>
+  absl::StatusOr<Response> CallAudit(AuditMethod<Request, Response> method,
+                                     const Request& request) const;
+
   const std::unique_ptr<Stub> stub_;  // thread-safe
+  const std::unique_ptr<AuditStub> audit_stub_;  // thread-safe; same channel as stub_
   const ClientOptions options_;
 };
 

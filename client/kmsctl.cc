@@ -5,7 +5,11 @@
 // envelope-info for envelope-encrypted files (client/envelope.h), and
 // generate-key-material / key-check-value for key material to import
 // (client/key_material.h), which work on local files only and never call
-// kmsd. Two commands make more than one RPC: describe-key, which without
+// kmsd. The AuditService's RPCs are the `audit` group (audit query, audit
+// export, audit public-key; a command group is a subcommand whose commands
+// are added with CommandTable::Add(group, ...)) and key-inventory.
+// list-grants, audit query and audit export follow every page. Two commands
+// make more than one kind of RPC: describe-key, which without
 // --json also lists the key's versions (ListKeyRotations), and
 // import-key-material, which gets a wrapping key (GetParametersForImport,
 // again for each algorithm kmsd does not support if --wrapping-algorithm is
@@ -27,10 +31,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <functional>
 #include <iterator>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -40,9 +46,12 @@
 #include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/ascii.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/strip.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "client/data_key_source.h"
@@ -87,14 +96,38 @@ class CommandTable {
   explicit CommandTable(CLI::App& app) : app_(app) {}
 
   CLI::App* Add(const std::string& name, const std::string& description, Runner run) {
-    CLI::App* command = app_.add_subcommand(name, description);
+    return Add(&app_, name, description, std::move(run));
+  }
+
+  // A command group ("audit"): a subcommand that holds subcommands and runs
+  // none itself. Its commands are added with the Add below.
+  CLI::App* AddGroup(const std::string& name, const std::string& description) {
+    CLI::App* group = app_.add_subcommand(name, description);
+    group->require_subcommand(1);
+    group->fallthrough();  // global flags may follow the group's command too
+    return group;
+  }
+
+  // A command in `group` (from AddGroup): `kmsctl GROUP NAME ...`.
+  CLI::App* Add(CLI::App* group, const std::string& name, const std::string& description,
+                Runner run) {
+    CLI::App* command = group->add_subcommand(name, description);
     runners_[command] = std::move(run);
     return command;
   }
 
-  // The runner of the subcommand on the command line. Call after a
-  // successful parse (which requires exactly one subcommand).
-  const Runner& Selected() const { return runners_.at(app_.get_subcommands().front()); }
+  // The runner of the command on the command line. Call after a successful
+  // parse (which requires exactly one command, and one in a group).
+  const Runner& Selected() const { return runners_.at(SelectedCommand(app_)); }
+
+  // The innermost subcommand on the command line; nullptr if none.
+  static const CLI::App* SelectedCommand(const CLI::App& app) {
+    const CLI::App* selected = nullptr;
+    for (const CLI::App* level = &app; !level->get_subcommands().empty();) {
+      selected = level = level->get_subcommands().front();
+    }
+    return selected;
+  }
 
  private:
   CLI::App& app_;
@@ -150,6 +183,55 @@ absl::Status RequireExactlyOne(const CLI::Option* a, const CLI::Option* b) {
   }
   return absl::OkStatus();
 }
+
+// The key named by --key-id (the access and audit commands, as the AWS CLI
+// names it).
+CLI::Option* AddKeyIdFlag(CLI::App* command, std::string* key_id) {
+  return command->add_option("--key-id", *key_id, "Key id, alias name (alias/...) or key ARN")
+      ->type_name("KEY");
+}
+
+absl::Status RequireAtMostOne(const CLI::Option* a, const CLI::Option* b) {
+  if (a->count() > 0 && b->count() > 0) {
+    return UsageError(absl::StrCat("give at most one of ", a->get_name(), " and ", b->get_name()));
+  }
+  return absl::OkStatus();
+}
+
+// A key policy given as text or as a file, and the lockout check switch.
+struct PolicyInput {
+  std::string text;
+  std::string file;
+  bool bypass_lockout_check = false;
+  CLI::Option* text_flag = nullptr;
+  CLI::Option* file_flag = nullptr;
+
+  void AddFlags(CLI::App* command) {
+    text_flag =
+        command->add_option("--policy", text, "The key policy, a JSON document")->type_name("JSON");
+    file_flag = command
+                    ->add_option("--policy-file", file,
+                                 "File holding the key policy ('-': stdin), sent byte for byte")
+                    ->type_name("FILE");
+    command->add_flag("--bypass-policy-lockout-safety-check", bypass_lockout_check,
+                      "Let kmsd accept a policy that would stop you from changing it again");
+  }
+
+  bool Given() const { return text_flag->count() > 0 || file_flag->count() > 0; }
+
+  // Usage errors (which flag), then reading the file. The document goes to
+  // kmsd exactly as given; kmsd checks it.
+  absl::StatusOr<std::string> Read(bool required) const {
+    if (required) {
+      KMS_RETURN_IF_ERROR(RequireExactlyOne(text_flag, file_flag));
+    } else {
+      KMS_RETURN_IF_ERROR(RequireAtMostOne(text_flag, file_flag));
+    }
+    if (text_flag->count() > 0) return text;
+    if (file_flag->count() > 0) return ReadInputFile(file);
+    return std::string();
+  }
+};
 
 void CopyPairs(const StringMap& from, google::protobuf::Map<std::string, std::string>* to) {
   to->insert(from.begin(), from.end());
@@ -263,6 +345,7 @@ void AddCreateKey(CommandTable& commands) {
     bool enable_key_rotation = false;
     int32_t rotation_period_in_days = 0;
     CLI::Option* period_flag = nullptr;
+    PolicyInput policy;
   };
   auto args = std::make_shared<Args>();
   CLI::App* command = commands.Add(
@@ -286,6 +369,9 @@ void AddCreateKey(CommandTable& commands) {
         if (args->period_flag->count() > 0) {
           request.set_rotation_period_in_days(args->rotation_period_in_days);
         }
+        // Empty without a flag: kmsd's default policy.
+        KMS_ASSIGN_OR_RETURN(*request.mutable_policy(), args->policy.Read(/*required=*/false));
+        request.set_bypass_policy_lockout_safety_check(args->policy.bypass_lockout_check);
         KMS_ASSIGN_OR_RETURN(v1::CreateKeyResponse response, session.client.CreateKey(request));
         return Emit(session, response,
                     [&] { return FormatFields(KeyMetadataFields(response.key_metadata())); });
@@ -302,6 +388,10 @@ void AddCreateKey(CommandTable& commands) {
   args->period_flag =
       command->add_option("--rotation-period-in-days", args->rotation_period_in_days,
                           "Days between rotations; needs --enable-key-rotation");
+  args->policy.AddFlags(command);
+  command->footer(
+      "At most one of --policy and --policy-file; without either the key gets kmsd's default\n"
+      "policy, which lets the creating principal manage the key and nobody use it.\n");
 }
 
 void AddDescribeKey(CommandTable& commands) {
@@ -741,6 +831,252 @@ void AddListResourceTags(CommandTable& commands) {
       });
   AddKeyArgument(command, &args->key_id);
   args->pages.AddFlags(command);
+}
+
+// ---------------------------------------------------------------- access
+
+void AddPutKeyPolicy(CommandTable& commands) {
+  struct Args {
+    std::string key_id;
+    PolicyInput policy;
+  };
+  auto args = std::make_shared<Args>();
+  CLI::App* command = commands.Add(
+      "put-key-policy", "Replace a key's policy", [args](Session& session) -> absl::Status {
+        KMS_ASSIGN_OR_RETURN(std::string policy, args->policy.Read(/*required=*/true));
+        v1::PutKeyPolicyRequest request;
+        request.set_key_id(args->key_id);
+        request.set_policy(std::move(policy));
+        request.set_bypass_policy_lockout_safety_check(args->policy.bypass_lockout_check);
+        KMS_ASSIGN_OR_RETURN(v1::PutKeyPolicyResponse response,
+                             session.client.PutKeyPolicy(request));
+        return EmitJsonOnly(session, response);
+      });
+  AddKeyIdFlag(command, &args->key_id)->required();
+  args->policy.AddFlags(command);
+  command->footer(
+      "Give exactly one of --policy and --policy-file. kmsd refuses a policy that would\n"
+      "lock the caller out of PutKeyPolicy unless --bypass-policy-lockout-safety-check.\n");
+}
+
+void AddGetKeyPolicy(CommandTable& commands) {
+  auto key_id = std::make_shared<std::string>();
+  CLI::App* command = commands.Add(
+      "get-key-policy", "Print a key's policy exactly as stored",
+      [key_id](Session& session) -> absl::Status {
+        v1::GetKeyPolicyRequest request;
+        request.set_key_id(*key_id);
+        KMS_ASSIGN_OR_RETURN(v1::GetKeyPolicyResponse response,
+                             session.client.GetKeyPolicy(request));
+        // Byte for byte, so the output can be edited and put back as is.
+        return Emit(session, response, [&] { return absl::StrCat(response.policy(), "\n"); });
+      });
+  AddKeyIdFlag(command, key_id.get())->required();
+}
+
+// The AWS names of `operations`, joined by ",".
+std::string GrantOperationList(const google::protobuf::RepeatedField<int>& operations) {
+  std::vector<std::string> names;
+  for (int operation : operations) {
+    names.push_back(GrantOperationAwsName(static_cast<v1::GrantOperation>(operation)));
+  }
+  return names.empty() ? "-" : absl::StrJoin(names, ",");
+}
+
+// "equals:k=v,k2=v2", "subset:k=v" or "-".
+std::string GrantConstraintsText(const v1::GrantConstraints& constraints) {
+  auto join = [](const google::protobuf::Map<std::string, std::string>& map) {
+    StringMap sorted(map.begin(), map.end());
+    return absl::StrJoin(sorted, ",", absl::PairFormatter("="));
+  };
+  std::vector<std::string> parts;
+  if (!constraints.encryption_context_equals().empty()) {
+    parts.push_back(absl::StrCat("equals:", join(constraints.encryption_context_equals())));
+  }
+  if (!constraints.encryption_context_subset().empty()) {
+    parts.push_back(absl::StrCat("subset:", join(constraints.encryption_context_subset())));
+  }
+  return parts.empty() ? "-" : absl::StrJoin(parts, " ");
+}
+
+void AddCreateGrant(CommandTable& commands) {
+  struct Args {
+    std::string key_id;
+    std::string grantee_principal;
+    std::vector<std::string> operations;
+    std::string retiring_principal;
+    std::string name;
+    std::vector<std::string> context_equals;
+    std::vector<std::string> context_subset;
+  };
+  auto args = std::make_shared<Args>();
+  CLI::App* command = commands.Add(
+      "create-grant", "Let a principal use a key for some operations",
+      [args](Session& session) -> absl::Status {
+        v1::CreateGrantRequest request;
+        request.set_key_id(args->key_id);
+        request.set_grantee_principal(args->grantee_principal);
+        std::vector<v1::GrantOperation> seen;
+        for (const std::string& name : args->operations) {
+          std::optional<v1::GrantOperation> operation = ParseGrantOperation(name);
+          if (!operation.has_value()) {
+            return UsageError(
+                absl::StrCat("--operations: unknown operation '", name,
+                             "'; valid (case-sensitive): ", GrantOperationAwsNames()));
+          }
+          // Once each, in the order given.
+          if (std::find(seen.begin(), seen.end(), *operation) != seen.end()) continue;
+          seen.push_back(*operation);
+          request.add_operations(*operation);
+        }
+        if (request.operations().empty()) {
+          return UsageError(
+              absl::StrCat("--operations needs at least one of: ", GrantOperationAwsNames()));
+        }
+        if (!args->context_equals.empty() && !args->context_subset.empty()) {
+          return UsageError(
+              "give at most one of --encryption-context-equals and "
+              "--encryption-context-subset");
+        }
+        KMS_ASSIGN_OR_RETURN(StringMap equals, ParseKeyValuePairs(args->context_equals,
+                                                                  "--encryption-context-equals"));
+        KMS_ASSIGN_OR_RETURN(StringMap subset, ParseKeyValuePairs(args->context_subset,
+                                                                  "--encryption-context-subset"));
+        if (!equals.empty()) {
+          CopyPairs(equals, request.mutable_constraints()->mutable_encryption_context_equals());
+        }
+        if (!subset.empty()) {
+          CopyPairs(subset, request.mutable_constraints()->mutable_encryption_context_subset());
+        }
+        request.set_retiring_principal(args->retiring_principal);
+        request.set_name(args->name);
+        KMS_ASSIGN_OR_RETURN(v1::CreateGrantResponse response, session.client.CreateGrant(request));
+        return Emit(session, response, [&] {
+          return FormatFields(
+              {{"grant_id", response.grant_id()}, {"grant_token", response.grant_token()}});
+        });
+      });
+  AddKeyIdFlag(command, &args->key_id)->required();
+  command
+      ->add_option("--grantee-principal", args->grantee_principal,
+                   "The principal the grant lets use the key (exact, no patterns)")
+      ->type_name("PRINCIPAL")
+      ->required();
+  command
+      ->add_option("--operations", args->operations,
+                   "Operations allowed, comma-separated AWS names: Decrypt, Encrypt, "
+                   "GenerateDataKey, GenerateDataKeyWithoutPlaintext, ReEncryptFrom, "
+                   "ReEncryptTo, CreateGrant, RetireGrant, DescribeKey")
+      ->type_name("OP,...")
+      ->delimiter(',')
+      ->required();
+  command
+      ->add_option("--retiring-principal", args->retiring_principal,
+                   "A principal who may also retire the grant")
+      ->type_name("PRINCIPAL");
+  command->add_option("--name", args->name, "A name for the grant, [a-zA-Z0-9:/_-]{1,256}");
+  AddContextFlag(command, &args->context_equals, "--encryption-context-equals",
+                 "Allow only requests whose encryption context is exactly these pairs:");
+  AddContextFlag(command, &args->context_subset, "--encryption-context-subset",
+                 "Allow only requests whose encryption context includes these pairs:");
+  command->footer(
+      "Prints the grant id and the grant token. At most one kind of constraint:\n"
+      "--encryption-context-equals or --encryption-context-subset.\n");
+}
+
+void AddListGrants(CommandTable& commands) {
+  struct Args {
+    std::string key_id;
+    std::string grantee_principal;
+    std::string grant_id;
+  };
+  auto args = std::make_shared<Args>();
+  CLI::App* command = commands.Add(
+      "list-grants", "List a key's grants (every page)", [args](Session& session) -> absl::Status {
+        v1::ListGrantsRequest request;
+        request.set_key_id(args->key_id);
+        request.set_grantee_principal(args->grantee_principal);
+        request.set_grant_id(args->grant_id);
+        KMS_ASSIGN_OR_RETURN(v1::ListGrantsResponse response,
+                             (FetchPages<v1::ListGrantsRequest, v1::ListGrantsResponse>(
+                                 request, /*all=*/true, [&](const v1::ListGrantsRequest& r) {
+                                   return session.client.ListGrants(r);
+                                 })));
+        return Emit(session, response, [&] {
+          std::vector<std::vector<std::string>> rows;
+          auto or_dash = [](const std::string& s) { return s.empty() ? std::string("-") : s; };
+          for (const v1::GrantListEntry& grant : response.grants()) {
+            rows.push_back({grant.grant_id(), or_dash(grant.name()), grant.grantee_principal(),
+                            GrantOperationList(grant.operations()),
+                            GrantConstraintsText(grant.constraints()),
+                            or_dash(grant.retiring_principal()), or_dash(grant.issuing_principal()),
+                            FormatTimestamp(grant.creation_date(), grant.has_creation_date())});
+          }
+          return FormatTable({"GRANT_ID", "NAME", "GRANTEE_PRINCIPAL", "OPERATIONS", "CONSTRAINTS",
+                              "RETIRING_PRINCIPAL", "ISSUING_PRINCIPAL", "CREATION_DATE"},
+                             rows);
+        });
+      });
+  AddKeyIdFlag(command, &args->key_id)->required();
+  command
+      ->add_option("--grantee-principal", args->grantee_principal,
+                   "Only the grants to this principal")
+      ->type_name("PRINCIPAL");
+  command->add_option("--grant-id", args->grant_id, "Only this grant");
+}
+
+void AddRetireGrant(CommandTable& commands) {
+  struct Args {
+    std::string grant_token;
+    std::string key_id;
+    std::string grant_id;
+    CLI::Option* token_flag = nullptr;
+    CLI::Option* key_flag = nullptr;
+    CLI::Option* grant_flag = nullptr;
+  };
+  auto args = std::make_shared<Args>();
+  CLI::App* command = commands.Add(
+      "retire-grant", "Retire a grant you are the grantee or retiring principal of",
+      [args](Session& session) -> absl::Status {
+        const bool by_token = args->token_flag->count() > 0;
+        const bool by_id = args->key_flag->count() > 0 || args->grant_flag->count() > 0;
+        if (by_token == by_id) {
+          return UsageError("give either --grant-token, or --key-id with --grant-id");
+        }
+        if (by_id && (args->key_flag->count() == 0 || args->grant_flag->count() == 0)) {
+          return UsageError("--key-id and --grant-id go together");
+        }
+        v1::RetireGrantRequest request;
+        request.set_grant_token(args->grant_token);
+        request.set_key_id(args->key_id);
+        request.set_grant_id(args->grant_id);
+        KMS_ASSIGN_OR_RETURN(v1::RetireGrantResponse response, session.client.RetireGrant(request));
+        return EmitJsonOnly(session, response);
+      });
+  args->token_flag =
+      command->add_option("--grant-token", args->grant_token, "The token create-grant printed")
+          ->type_name("TOKEN");
+  args->key_flag = AddKeyIdFlag(command, &args->key_id);
+  args->grant_flag = command->add_option("--grant-id", args->grant_id, "With --key-id: the grant");
+}
+
+void AddRevokeGrant(CommandTable& commands) {
+  struct Args {
+    std::string key_id;
+    std::string grant_id;
+  };
+  auto args = std::make_shared<Args>();
+  CLI::App* command = commands.Add("revoke-grant", "Revoke a grant of a key you manage",
+                                   [args](Session& session) -> absl::Status {
+                                     v1::RevokeGrantRequest request;
+                                     request.set_key_id(args->key_id);
+                                     request.set_grant_id(args->grant_id);
+                                     KMS_ASSIGN_OR_RETURN(v1::RevokeGrantResponse response,
+                                                          session.client.RevokeGrant(request));
+                                     return EmitJsonOnly(session, response);
+                                   });
+  AddKeyIdFlag(command, &args->key_id)->required();
+  command->add_option("--grant-id", args->grant_id, "The grant to revoke")->required();
 }
 
 // ---------------------------------------------------------------- import
@@ -1632,6 +1968,444 @@ void AddEnvelopeInfo(CommandTable& commands) {
   command->add_option("FILE", *path, "Envelope file")->required();
 }
 
+// ---------------------------------------------------------------- audit
+
+// The format of a command with --output: --json alone means `json_format`;
+// --json with another --output is a contradiction.
+absl::StatusOr<std::string> OutputFormat(const Session& session, const CLI::Option* output_flag,
+                                         const std::string& output,
+                                         const std::string& json_format) {
+  if (!session.json) return output;
+  if (output_flag->count() > 0 && output != json_format) {
+    return UsageError(absl::StrCat("--json asks for ", json_format, " output but --output says ",
+                                   output, "; give one of them"));
+  }
+  return json_format;
+}
+
+// An RFC 3339 time given on the command line.
+absl::StatusOr<google::protobuf::Timestamp> ParseTimeArgument(const std::string& text,
+                                                              absl::string_view flag) {
+  absl::Time time;
+  std::string error;
+  if (!absl::ParseTime(absl::RFC3339_full, text, &time, &error)) {
+    return UsageError(absl::StrCat(
+        flag, " must be an RFC 3339 time such as 2027-01-15T08:00:00Z, got '", text, "'"));
+  }
+  google::protobuf::Timestamp timestamp;
+  const int64_t seconds = absl::ToUnixSeconds(time);
+  timestamp.set_seconds(seconds);
+  timestamp.set_nanos(
+      static_cast<int32_t>(absl::ToInt64Nanoseconds(time - absl::FromUnixSeconds(seconds))));
+  return timestamp;
+}
+
+std::string DashIfEmpty(const std::string& text) { return text.empty() ? "-" : text; }
+
+// RFC 3339, or "" when unset (CSV cells).
+std::string CsvTime(const google::protobuf::Timestamp& timestamp, bool set) {
+  return set ? FormatTimestamp(timestamp, true) : "";
+}
+
+const std::vector<std::string> kAuditCsvHeader = {
+    "sequence", "time",       "type",         "request_id",     "principal",
+    "peer",     "operation",  "key_id",       "key_version_id", "encryption_context",
+    "outcome",  "error_type", "hsm_function", "hsm_object_id",  "hsm_result",
+    "message"};
+
+std::string AuditCsvRow(const v1::AuditRecord& r) {
+  StringMap context(r.encryption_context().begin(), r.encryption_context().end());
+  return FormatCsvRow({
+      absl::StrCat(r.sequence()),
+      CsvTime(r.time(), r.has_time()),
+      AuditRecordTypeName(r.type()),
+      r.request_id(),
+      r.principal(),
+      r.peer(),
+      r.operation(),
+      r.key_id(),
+      r.key_version_id(),
+      context.empty() ? "" : JsonObject(context),
+      r.outcome() == v1::AUDIT_OUTCOME_UNSPECIFIED ? "" : AuditOutcomeName(r.outcome()),
+      r.error_type(),
+      r.hsm_function(),
+      r.hsm_object_id(),
+      r.hsm_result(),
+      r.message(),
+  });
+}
+
+// The people's table: one row per record, oldest first, each HSM call
+// indented under the call it was made for (matched by request_id, wherever
+// it falls in the sequence); HSM calls of no listed call stay in place.
+std::string FormatAuditTable(const std::vector<v1::AuditRecord>& records) {
+  std::map<std::string, size_t> call_of_request;
+  for (size_t i = 0; i < records.size(); ++i) {
+    if (records[i].type() != v1::HSM_CALL && !records[i].request_id().empty()) {
+      call_of_request.emplace(records[i].request_id(), i);
+    }
+  }
+  std::map<size_t, std::vector<size_t>> hsm_calls_of;
+  std::vector<bool> nested(records.size(), false);
+  for (size_t i = 0; i < records.size(); ++i) {
+    if (records[i].type() != v1::HSM_CALL) continue;
+    auto it = call_of_request.find(records[i].request_id());
+    if (records[i].request_id().empty() || it == call_of_request.end()) continue;
+    hsm_calls_of[it->second].push_back(i);
+    nested[i] = true;
+  }
+  auto hsm_row = [](const v1::AuditRecord& r, bool under_call) -> std::vector<std::string> {
+    return {absl::StrCat(r.sequence()),
+            FormatTimestamp(r.time(), r.has_time()),
+            under_call ? "" : DashIfEmpty(r.principal()),
+            absl::StrCat("  ", DashIfEmpty(r.hsm_function())),
+            DashIfEmpty(!r.hsm_object_id().empty() ? r.hsm_object_id() : r.key_version_id()),
+            DashIfEmpty(r.hsm_result()),
+            ""};
+  };
+  std::vector<std::vector<std::string>> rows;
+  for (size_t i = 0; i < records.size(); ++i) {
+    if (nested[i]) continue;
+    const v1::AuditRecord& r = records[i];
+    if (r.type() == v1::HSM_CALL) {
+      rows.push_back(hsm_row(r, false));
+      continue;
+    }
+    std::string operation = r.operation();
+    if (operation.empty()) {
+      operation = AuditRecordTypeName(r.type());
+      if (!r.message().empty()) absl::StrAppend(&operation, ": ", r.message());
+    }
+    rows.push_back(
+        {absl::StrCat(r.sequence()), FormatTimestamp(r.time(), r.has_time()),
+         DashIfEmpty(r.principal()), operation, DashIfEmpty(r.key_id()),
+         r.outcome() == v1::AUDIT_OUTCOME_UNSPECIFIED ? "-" : AuditOutcomeName(r.outcome()),
+         DashIfEmpty(r.error_type())});
+    for (size_t child : hsm_calls_of[i]) rows.push_back(hsm_row(records[child], true));
+  }
+  return FormatTable({"SEQ", "TIME", "PRINCIPAL", "OPERATION", "KEY", "OUTCOME", "ERROR_TYPE"},
+                     rows);
+}
+
+constexpr int32_t kMaxAuditPage = 1000;  // QueryAuditLog's largest page
+
+void AddAuditQuery(CommandTable& commands, CLI::App* audit) {
+  struct Args {
+    std::string key_id;
+    std::string principal;
+    std::string operation;
+    std::string outcome;
+    std::string since;
+    std::string until;
+    bool include_hsm_calls = false;
+    int64_t limit = 0;
+    std::string output = "table";
+    CLI::Option* outcome_flag = nullptr;
+    CLI::Option* since_flag = nullptr;
+    CLI::Option* until_flag = nullptr;
+    CLI::Option* limit_flag = nullptr;
+    CLI::Option* output_flag = nullptr;
+  };
+  auto args = std::make_shared<Args>();
+  CLI::App* command = commands.Add(
+      audit, "query", "Audit records matching every filter, oldest first (every page)",
+      [args](Session& session) -> absl::Status {
+        KMS_ASSIGN_OR_RETURN(std::string format,
+                             OutputFormat(session, args->output_flag, args->output, "jsonl"));
+        v1::QueryAuditLogRequest request;
+        request.set_key_id(args->key_id);
+        request.set_principal(args->principal);
+        request.set_operation(args->operation);
+        if (args->outcome_flag->count() > 0) {
+          static const std::map<std::string, v1::AuditOutcome> kOutcomes = {
+              {"success", v1::SUCCESS}, {"denied", v1::DENIED}, {"failed", v1::FAILED}};
+          request.set_outcome(kOutcomes.at(absl::AsciiStrToLower(args->outcome)));
+        }
+        if (args->since_flag->count() > 0) {
+          KMS_ASSIGN_OR_RETURN(*request.mutable_start_time(),
+                               ParseTimeArgument(args->since, "--since"));
+        }
+        if (args->until_flag->count() > 0) {
+          KMS_ASSIGN_OR_RETURN(*request.mutable_end_time(),
+                               ParseTimeArgument(args->until, "--until"));
+        }
+        request.set_include_hsm_calls(args->include_hsm_calls);
+        const bool limited = args->limit_flag->count() > 0;
+        int64_t remaining = args->limit;
+
+        // jsonl and csv go out page by page; the table needs every row first.
+        std::vector<v1::AuditRecord> table_records;
+        bool first_page = true;
+        for (;;) {
+          if (limited) {
+            request.set_limit(static_cast<int32_t>(std::min<int64_t>(remaining, kMaxAuditPage)));
+          }
+          KMS_ASSIGN_OR_RETURN(v1::QueryAuditLogResponse page,
+                               session.client.QueryAuditLog(request));
+          int count = page.records_size();
+          if (limited && count > remaining) count = static_cast<int>(remaining);
+          std::string text;
+          if (format == "csv" && first_page) text = FormatCsvRow(kAuditCsvHeader);
+          first_page = false;
+          for (int i = 0; i < count; ++i) {
+            const v1::AuditRecord& record = page.records(i);
+            if (format == "jsonl") {
+              if (record.line().empty()) {
+                return InternalError(absl::StrCat("kmsd sent audit record ", record.sequence(),
+                                                  " without its stored line"));
+              }
+              absl::StrAppend(&text, record.line(), "\n");
+            } else if (format == "csv") {
+              absl::StrAppend(&text, AuditCsvRow(record));
+            } else {
+              table_records.push_back(record);
+            }
+          }
+          KMS_RETURN_IF_ERROR(WriteStdout(text));
+          if (limited) remaining -= count;
+          if (!page.truncated() || page.next_sequence() == 0 || (limited && remaining == 0)) break;
+          if (page.next_sequence() <= request.after_sequence()) {
+            return InternalError("kmsd returned a truncated page without a new next_sequence");
+          }
+          request.set_after_sequence(page.next_sequence());
+        }
+        if (format == "table") return WriteStdout(FormatAuditTable(table_records));
+        return absl::OkStatus();
+      });
+  AddKeyIdFlag(command, &args->key_id)
+      ->description("Only records of this key: key id or ARN (aliases are not resolved)");
+  command->add_option("--principal", args->principal, "Only calls by this principal");
+  command->add_option("--operation", args->operation,
+                      "Only calls of this operation (RPC name, e.g. GenerateDataKey)");
+  args->outcome_flag =
+      command->add_option("--outcome", args->outcome, "Only calls with this outcome")
+          ->check(CLI::IsMember({"success", "denied", "failed"}, CLI::ignore_case));
+  args->since_flag = command->add_option("--since", args->since, "From this time on (inclusive)")
+                         ->type_name("RFC3339");
+  args->until_flag = command->add_option("--until", args->until, "Before this time (exclusive)")
+                         ->type_name("RFC3339");
+  command->add_flag("--include-hsm-calls", args->include_hsm_calls,
+                    "Also the HSM calls made for each matching call");
+  args->limit_flag = command->add_option("--limit", args->limit, "Stop after N records")
+                         ->check(CLI::PositiveNumber)
+                         ->type_name("N");
+  args->output_flag = command->add_option("--output", args->output, "Output format")
+                          ->check(CLI::IsMember({"table", "jsonl", "csv"}))
+                          ->capture_default_str();
+  command->footer(
+      "table: SEQ, TIME, PRINCIPAL, OPERATION, KEY, OUTCOME, ERROR_TYPE; HSM calls indented\n"
+      "under their call. jsonl: each record's stored line exactly as kmsd keeps it (hashes\n"
+      "included), one per line. csv: RFC 4180 with a header row. --json means --output jsonl.\n");
+}
+
+// The `"sequence":N` of a stored audit line; nullopt if it has none.
+std::optional<uint64_t> SequenceOfLine(absl::string_view line) {
+  constexpr absl::string_view kKey = "\"sequence\"";
+  size_t at = line.find(kKey);
+  if (at == absl::string_view::npos) return std::nullopt;
+  absl::string_view rest = line.substr(at + kKey.size());
+  rest = absl::StripLeadingAsciiWhitespace(rest);
+  if (!absl::ConsumePrefix(&rest, ":")) return std::nullopt;
+  rest = absl::StripLeadingAsciiWhitespace(rest);
+  absl::ConsumePrefix(&rest, "\"");  // a 64-bit number may be quoted, as protobuf's JSON does
+  size_t digits = 0;
+  while (digits < rest.size() && absl::ascii_isdigit(rest[digits])) ++digits;
+  uint64_t sequence = 0;
+  if (digits == 0 || !absl::SimpleAtoi(rest.substr(0, digits), &sequence)) return std::nullopt;
+  return sequence;
+}
+
+void AddAuditExport(CommandTable& commands, CLI::App* audit) {
+  struct Args {
+    std::string out;
+    uint64_t after_sequence = 0;
+  };
+  auto args = std::make_shared<Args>();
+  CLI::App* command = commands.Add(
+      audit, "export", "Write the audit log's lines exactly as stored to a new file",
+      [args](Session& session) -> absl::Status {
+        // Refuse an existing file before asking kmsd for anything.
+        KMS_ASSIGN_OR_RETURN(std::unique_ptr<NewOutputFile> file, NewOutputFile::Create(args->out));
+        v1::ExportAuditLogRequest request;
+        request.set_after_sequence(args->after_sequence);
+        uint64_t records = 0;
+        std::optional<uint64_t> last_sequence;
+        for (;;) {
+          KMS_ASSIGN_OR_RETURN(v1::ExportAuditLogResponse page,
+                               session.client.ExportAuditLog(request));
+          std::string text;
+          for (const std::string& line : page.lines()) absl::StrAppend(&text, line, "\n");
+          KMS_RETURN_IF_ERROR(file->Append(text));
+          records += static_cast<uint64_t>(page.lines_size());
+          if (page.truncated() && page.next_sequence() != 0) {
+            if (page.next_sequence() <= request.after_sequence()) {
+              return InternalError("kmsd returned a truncated page without a new next_sequence");
+            }
+            // next_sequence is the page's last record.
+            last_sequence = page.next_sequence();
+            request.set_after_sequence(page.next_sequence());
+            continue;
+          }
+          // The last page says nothing of where it ends: its last line does.
+          if (!page.lines().empty()) {
+            last_sequence = SequenceOfLine(page.lines(page.lines_size() - 1));
+          }
+          break;
+        }
+        KMS_RETURN_IF_ERROR(file->Commit());
+        const std::string last = last_sequence.has_value() ? absl::StrCat(*last_sequence) : "";
+        if (session.json) {
+          return WriteStdout(
+              absl::StrCat("{\"file\":", JsonQuote(args->out), ",\"records\":", records,
+                           ",\"last_sequence\":", last.empty() ? "null" : last, "}\n"));
+        }
+        return WriteStdout(FormatFields({{"file", args->out},
+                                         {"records", absl::StrCat(records)},
+                                         {"last_sequence", DashIfEmpty(last)}}));
+      });
+  command->add_option("--out", args->out, "The new file to write (never overwritten)")
+      ->type_name("FILE")
+      ->required();
+  command
+      ->add_option("--after-sequence", args->after_sequence,
+                   "Only the records after this sequence number (default: from the start)")
+      ->type_name("N");
+  command->footer(
+      "Each line is written exactly as kmsd stores it, plus '\\n', and the file is synced\n"
+      "before the count of records and the last sequence number are printed. A failed\n"
+      "export removes its file.\n");
+}
+
+void AddAuditPublicKey(CommandTable& commands, CLI::App* audit) {
+  auto out = std::make_shared<std::string>();
+  CLI::App* command = commands.Add(
+      audit, "public-key", "Write the public key that verifies the log's checkpoints (PEM)",
+      [out](Session& session) -> absl::Status {
+        KMS_ASSIGN_OR_RETURN(v1::GetAuditPublicKeyResponse response,
+                             session.client.GetAuditPublicKey(v1::GetAuditPublicKeyRequest()));
+        if (response.public_key_pem().empty()) {
+          return InternalError("kmsd sent no PEM public key");
+        }
+        KMS_RETURN_IF_ERROR(WriteOutputFile(*out, response.public_key_pem(), FileMode::kPublic));
+        return Emit(session, response, [&] {
+          return FormatFields(
+              {{"public_key_file", *out}, {"key_fingerprint", response.key_fingerprint()}});
+        });
+      });
+  command->add_option("--out", *out, "Write the PEM here ('-': stdout)")
+      ->type_name("FILE")
+      ->required();
+}
+
+const std::vector<std::string> kInventoryCsvHeader = {"key_id",
+                                                      "arn",
+                                                      "aliases",
+                                                      "description",
+                                                      "key_state",
+                                                      "origin",
+                                                      "creation_date",
+                                                      "key_version_count",
+                                                      "current_material_date",
+                                                      "rotation_enabled",
+                                                      "rotation_period_in_days",
+                                                      "next_rotation_date",
+                                                      "rotation_status",
+                                                      "last_used_date",
+                                                      "expiration_model",
+                                                      "valid_to",
+                                                      "deletion_date"};
+
+void AddKeyInventory(CommandTable& commands) {
+  struct Args {
+    int32_t max_age_in_days = 0;
+    std::string output = "table";
+    CLI::Option* max_age_flag = nullptr;
+    CLI::Option* output_flag = nullptr;
+  };
+  auto args = std::make_shared<Args>();
+  CLI::App* command = commands.Add(
+      "key-inventory", "Every key: state, origin, versions, rotation, last use, expiry",
+      [args](Session& session) -> absl::Status {
+        KMS_ASSIGN_OR_RETURN(std::string format,
+                             OutputFormat(session, args->output_flag, args->output, "json"));
+        v1::GetKeyInventoryReportRequest request;
+        if (args->max_age_flag->count() > 0) request.set_max_age_in_days(args->max_age_in_days);
+        KMS_ASSIGN_OR_RETURN(v1::GetKeyInventoryReportResponse response,
+                             session.client.GetKeyInventoryReport(request));
+        if (format == "json") {
+          KMS_ASSIGN_OR_RETURN(std::string json, FormatJson(response));
+          return WriteStdout(json);
+        }
+        if (format == "csv") {
+          std::string text = FormatCsvRow(kInventoryCsvHeader);
+          for (const v1::KeyInventoryEntry& k : response.keys()) {
+            absl::StrAppend(
+                &text,
+                FormatCsvRow({
+                    k.key_id(),
+                    k.arn(),
+                    absl::StrJoin(k.aliases(), ","),
+                    k.description(),
+                    KeyStateName(k.key_state()),
+                    OriginName(k.origin()),
+                    CsvTime(k.creation_date(), k.has_creation_date()),
+                    absl::StrCat(k.key_version_count()),
+                    CsvTime(k.current_material_date(), k.has_current_material_date()),
+                    BoolName(k.rotation_enabled()),
+                    k.rotation_period_in_days() == 0 ? ""
+                                                     : absl::StrCat(k.rotation_period_in_days()),
+                    CsvTime(k.next_rotation_date(), k.has_next_rotation_date()),
+                    RotationComplianceStatusName(k.rotation_status()),
+                    CsvTime(k.last_used_date(), k.has_last_used_date()),
+                    k.expiration_model() == v1::EXPIRATION_MODEL_TYPE_UNSPECIFIED
+                        ? ""
+                        : ExpirationModelName(k.expiration_model()),
+                    CsvTime(k.valid_to(), k.has_valid_to()),
+                    CsvTime(k.deletion_date(), k.has_deletion_date()),
+                }));
+          }
+          return WriteStdout(text);
+        }
+        std::vector<std::vector<std::string>> rows;
+        for (const v1::KeyInventoryEntry& k : response.keys()) {
+          rows.push_back({
+              k.key_id(),
+              k.aliases().empty() ? "-" : absl::StrJoin(k.aliases(), ","),
+              KeyStateName(k.key_state()),
+              OriginName(k.origin()),
+              absl::StrCat(k.key_version_count()),
+              FormatTimestamp(k.current_material_date(), k.has_current_material_date()),
+              k.rotation_enabled() ? "enabled" : "disabled",
+              NumberOrDash(k.rotation_period_in_days()),
+              FormatTimestamp(k.next_rotation_date(), k.has_next_rotation_date()),
+              RotationComplianceStatusName(k.rotation_status()),
+              FormatTimestamp(k.last_used_date(), k.has_last_used_date()),
+              k.expiration_model() == v1::EXPIRATION_MODEL_TYPE_UNSPECIFIED
+                  ? "-"
+                  : ExpirationModelName(k.expiration_model()),
+              FormatTimestamp(k.valid_to(), k.has_valid_to()),
+              FormatTimestamp(k.deletion_date(), k.has_deletion_date()),
+          });
+        }
+        return WriteStdout(absl::StrCat(
+            FormatFields({{"generated_at",
+                           FormatTimestamp(response.generated_at(), response.has_generated_at())}}),
+            FormatTable({"KEY_ID", "ALIASES", "STATE", "ORIGIN", "VERSIONS", "CURRENT_MATERIAL",
+                         "ROTATION", "PERIOD_DAYS", "NEXT_ROTATION", "ROTATION_STATUS", "LAST_USED",
+                         "EXPIRATION", "VALID_TO", "DELETION_DATE"},
+                        rows)));
+      });
+  args->max_age_flag = command->add_option(
+      "--max-age-days,--max-age-in-days", args->max_age_in_days,
+      "Current material older than this is OVERDUE (kmsd's default: from its configuration)");
+  args->output_flag = command->add_option("--output", args->output, "Output format")
+                          ->check(CLI::IsMember({"table", "json", "csv"}))
+                          ->capture_default_str();
+  command->footer(
+      "json is the GetKeyInventoryReport response (protobuf's JSON mapping); csv is RFC 4180\n"
+      "with a header row and every field. --json means --output json.\n");
+}
+
 // ---------------------------------------------------------------- main
 
 void AddCommands(CommandTable& commands) {
@@ -1676,6 +2450,19 @@ void AddCommands(CommandTable& commands) {
   AddEncryptFile(commands);
   AddDecryptFile(commands);
   AddEnvelopeInfo(commands);
+  AddPutKeyPolicy(commands);
+  AddGetKeyPolicy(commands);
+  AddCreateGrant(commands);
+  AddListGrants(commands);
+  AddRetireGrant(commands);
+  AddRevokeGrant(commands);
+  // Compliance. `audit verify` joins this group with the verifier library.
+  CLI::App* audit =
+      commands.AddGroup("audit", "Compliance: query and export the audit log, get its signing key");
+  AddAuditQuery(commands, audit);
+  AddAuditExport(commands, audit);
+  AddAuditPublicKey(commands, audit);
+  AddKeyInventory(commands);
 }
 
 void AddGlobalFlags(CLI::App& app, GlobalFlags& flags) {
@@ -1716,9 +2503,12 @@ absl::Status CheckTlsFlags(const GlobalFlags& flags) {
 
 // Prints a usage error with a pointer to the right help, and gives exit 2.
 int UsageFailure(const CLI::App& app, const std::string& message) {
-  std::vector<CLI::App*> selected = app.get_subcommands();
-  std::string help =
-      selected.empty() ? "kmsctl --help" : "kmsctl " + selected.front()->get_name() + " --help";
+  std::string help = "kmsctl";
+  for (const CLI::App* level = &app; !level->get_subcommands().empty();) {
+    level = level->get_subcommands().front();
+    help += " " + level->get_name();
+  }
+  help += " --help";
   fprintf(stderr, "kmsctl: %s (see %s)\n", message.c_str(), help.c_str());
   return kExitUsage;
 }
@@ -1768,6 +2558,23 @@ int Main(int argc, char** argv) {
     if (dynamic_cast<const CLI::ExtrasError*>(&e) != nullptr && app.get_subcommands().empty() &&
         !app.remaining().empty()) {
       return UsageFailure(app, "unknown command '" + app.remaining().front() + "'");
+    }
+    // A group ("audit") given a command it does not have.
+    const CLI::App* selected = CommandTable::SelectedCommand(app);
+    if (selected != nullptr && selected->get_require_subcommand_min() > 0 &&
+        selected->get_subcommands().empty()) {
+      std::vector<std::string> rest = selected->remaining();
+      if (rest.empty()) rest = app.remaining();
+      if (!rest.empty()) {
+        return UsageFailure(app,
+                            "unknown " + selected->get_name() + " command '" + rest.front() + "'");
+      }
+      std::vector<std::string> names;
+      for (const CLI::App* command : selected->get_subcommands(nullptr)) {
+        names.push_back(command->get_name());
+      }
+      return UsageFailure(
+          app, "'" + selected->get_name() + "' needs a command: " + absl::StrJoin(names, ", "));
     }
     return UsageFailure(app, e.what());
   }

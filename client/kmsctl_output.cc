@@ -169,6 +169,81 @@ std::string RotationComplianceStatusName(v1::RotationComplianceStatus status) {
   return EnumName(v1::RotationComplianceStatus_descriptor(), status);
 }
 
+std::string OriginName(v1::OriginType origin) {
+  return EnumName(v1::OriginType_descriptor(), origin);
+}
+
+std::string AuditRecordTypeName(v1::AuditRecordType type) {
+  return EnumName(v1::AuditRecordType_descriptor(), type);
+}
+
+std::string AuditOutcomeName(v1::AuditOutcome outcome) {
+  return EnumName(v1::AuditOutcome_descriptor(), outcome);
+}
+
+std::string FormatCsvRow(const std::vector<std::string>& fields) {
+  std::string out;
+  for (size_t i = 0; i < fields.size(); ++i) {
+    if (i > 0) out += ',';
+    const std::string& field = fields[i];
+    if (field.find_first_of(",\"\r\n") == std::string::npos) {
+      out += field;
+      continue;
+    }
+    out += '"';
+    for (char c : field) {
+      if (c == '"') out += '"';
+      out += c;
+    }
+    out += '"';
+  }
+  out += "\r\n";
+  return out;
+}
+
+namespace {
+
+struct GrantOperationName {
+  v1::GrantOperation operation;
+  const char* aws_name;
+};
+
+// In proto order.
+constexpr GrantOperationName kGrantOperationNames[] = {
+    {v1::DECRYPT, "Decrypt"},
+    {v1::ENCRYPT, "Encrypt"},
+    {v1::GENERATE_DATA_KEY, "GenerateDataKey"},
+    {v1::GENERATE_DATA_KEY_WITHOUT_PLAINTEXT, "GenerateDataKeyWithoutPlaintext"},
+    {v1::RE_ENCRYPT_FROM, "ReEncryptFrom"},
+    {v1::RE_ENCRYPT_TO, "ReEncryptTo"},
+    {v1::CREATE_GRANT, "CreateGrant"},
+    {v1::RETIRE_GRANT, "RetireGrant"},
+    {v1::DESCRIBE_KEY, "DescribeKey"},
+};
+
+}  // namespace
+
+std::string GrantOperationAwsName(v1::GrantOperation operation) {
+  for (const GrantOperationName& entry : kGrantOperationNames) {
+    if (entry.operation == operation) return entry.aws_name;
+  }
+  // A newer kmsd's operation: its proto name, else its number.
+  return EnumName(v1::GrantOperation_descriptor(), operation);
+}
+
+std::optional<v1::GrantOperation> ParseGrantOperation(absl::string_view name) {
+  for (const GrantOperationName& entry : kGrantOperationNames) {
+    if (name == entry.aws_name) return entry.operation;
+  }
+  return std::nullopt;
+}
+
+std::string GrantOperationAwsNames() {
+  std::vector<std::string> names;
+  for (const GrantOperationName& entry : kGrantOperationNames) names.push_back(entry.aws_name);
+  return absl::StrJoin(names, ", ");
+}
+
 std::vector<Field> KeyMetadataFields(const v1::KeyMetadata& m) {
   std::vector<std::string> algorithms;
   for (int algorithm : m.encryption_algorithms()) {

@@ -15,6 +15,7 @@
 
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -80,12 +81,29 @@ std::string BoolName(bool value);
 // A count or period, or "-" if it is 0 (unset in proto3).
 std::string NumberOrDash(int64_t value);
 
+// One CSV record as RFC 4180 writes it: fields separated by commas, a field
+// that holds a comma, a double quote, CR or LF enclosed in double quotes with
+// its quotes doubled, the record ending in CRLF.
+std::string FormatCsvRow(const std::vector<std::string>& fields);
+
+// Grant operations by their AWS names ("Decrypt", "GenerateDataKey",
+// "ReEncryptFrom", ...), as kmsctl takes and prints them.
+std::string GrantOperationAwsName(v1::GrantOperation operation);
+// The operation with AWS name `name`, case-sensitive; nullopt for any other
+// text, GRANT_OPERATION_UNSPECIFIED's name included.
+std::optional<v1::GrantOperation> ParseGrantOperation(absl::string_view name);
+// Every valid AWS name, in proto order, joined by ", " (for error messages).
+std::string GrantOperationAwsNames();
+
 // Enum value names as the proto spells them.
 std::string KeyStateName(v1::KeyState state);
 std::string RotationTypeName(v1::RotationType type);
 std::string RotationComplianceStatusName(v1::RotationComplianceStatus status);
 std::string AlgorithmSpecName(v1::AlgorithmSpec spec);
 std::string ExpirationModelName(v1::ExpirationModelType model);
+std::string OriginName(v1::OriginType origin);
+std::string AuditRecordTypeName(v1::AuditRecordType type);
+std::string AuditOutcomeName(v1::AuditOutcome outcome);
 
 }  // namespace kms::kmsctl
 

@@ -194,6 +194,50 @@ absl::Status WriteOutputFile(const std::string& path, absl::string_view bytes, F
   return status;
 }
 
+absl::StatusOr<std::unique_ptr<NewOutputFile>> NewOutputFile::Create(const std::string& path) {
+  int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0666);
+  if (fd < 0) {
+    if (errno == EEXIST) {
+      return AsLocalFailure(
+          absl::AlreadyExistsError(absl::StrCat("'", path, "' exists; it is never overwritten")));
+    }
+    return ErrnoError(errno, absl::StrCat("cannot create '", path, "'"));
+  }
+  return std::unique_ptr<NewOutputFile>(new NewOutputFile(path, fd));
+}
+
+NewOutputFile::~NewOutputFile() {
+  if (fd_ >= 0) close(fd_);
+  if (!committed_) unlink(path_.c_str());
+}
+
+absl::Status NewOutputFile::Append(absl::string_view bytes) {
+  if (fd_ < 0) return AsLocalFailure(absl::FailedPreconditionError("file already closed"));
+  return WriteAll(fd_, bytes, path_);
+}
+
+absl::Status NewOutputFile::Commit() {
+  if (fd_ < 0) return AsLocalFailure(absl::FailedPreconditionError("file already closed"));
+  if (fsync(fd_) != 0) return ErrnoError(errno, absl::StrCat("cannot sync '", path_, "'"));
+  int fd = fd_;
+  fd_ = -1;
+  if (close(fd) != 0) return ErrnoError(errno, absl::StrCat("cannot close '", path_, "'"));
+  // The file is durable only once its directory entry is.
+  size_t slash = path_.rfind('/');
+  std::string directory =
+      slash == std::string::npos ? "." : (slash == 0 ? "/" : path_.substr(0, slash));
+  int dir_fd = open(directory.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dir_fd < 0 || fsync(dir_fd) != 0) {
+    absl::Status status =
+        ErrnoError(errno, absl::StrCat("cannot sync the directory '", directory, "'"));
+    if (dir_fd >= 0) close(dir_fd);
+    return status;
+  }
+  close(dir_fd);
+  committed_ = true;
+  return absl::OkStatus();
+}
+
 absl::Status WriteStdout(absl::string_view bytes) {
   return WriteAll(STDOUT_FILENO, bytes, "stdout");
 }

@@ -11,7 +11,9 @@
 #define KMS_CLIENT_KMSCTL_SUPPORT_H_
 
 #include <map>
+#include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -77,6 +79,33 @@ enum class FileMode {
 // that file 0600 first.
 // Errors: the errno's code, tagged local, if any step fails.
 absl::Status WriteOutputFile(const std::string& path, absl::string_view bytes, FileMode mode);
+
+// A file that must not exist yet, written in pieces (audit export): created
+// with O_CREAT | O_EXCL | O_NOFOLLOW, mode 0666 minus the umask. Commit()
+// syncs the file and its directory; a file not committed is removed when the
+// object goes, so a failed run leaves no partial file behind.
+class NewOutputFile {
+ public:
+  // Errors: kAlreadyExists if anything exists at `path`; else the errno's
+  // code. All tagged local.
+  static absl::StatusOr<std::unique_ptr<NewOutputFile>> Create(const std::string& path);
+  ~NewOutputFile();
+  NewOutputFile(const NewOutputFile&) = delete;
+  NewOutputFile& operator=(const NewOutputFile&) = delete;
+
+  // Errors: the errno's code, tagged local.
+  absl::Status Append(absl::string_view bytes);
+  // fsync of the file and of its directory, then close.
+  // Errors: the errno's code, tagged local.
+  absl::Status Commit();
+
+ private:
+  NewOutputFile(std::string path, int fd) : path_(std::move(path)), fd_(fd) {}
+
+  const std::string path_;
+  int fd_;  // -1 once closed
+  bool committed_ = false;
+};
 
 // Writes `bytes` to stdout as they are and flushes.
 // Errors: the errno's code, tagged local, if stdout is closed or full.

@@ -1,8 +1,8 @@
 // FakeKmsServer: an in-process kmsd stand-in for client and kmsctl tests.
 //
-// A KeyManagementService on 127.0.0.1 (a free port) that answers every RPC
-// from a script: canned responses (a queue per method; the last one repeats),
-// or a canned error with an optional `kms-error-type` trailer. It counts calls
+// A KeyManagementService and an AuditService on 127.0.0.1 (a free port), each
+// answering every RPC from its own script: canned responses (a queue per
+// method; the last one repeats), or a canned error with an optional `kms-error-type` trailer. It counts calls
 // and keeps each request, so tests can check what reached the "daemon" and
 // that a usage error reached nothing. A handler (SetHandler) answers by the
 // request instead, where a script is not enough. Hold() makes calls wait, to let a
@@ -41,9 +41,12 @@ struct CannedError {
   std::string error_type;  // sent as the kms-error-type trailer; empty: no trailer
 };
 
-class FakeKmsService final : public v1::KeyManagementService::Service {
+// The script shared by the fake services: `GrpcService` is the generated
+// service base class, whose RPCs the final class overrides with Handle().
+template <typename GrpcService>
+class FakeService : public GrpcService {
  public:
-  ~FakeKmsService() override { Release(); }
+  ~FakeService() override { Release(); }
 
   // Calls of `method` ("DescribeKey", ...) answer with the responses added,
   // in order; the last one repeats. Without any, an empty response.
@@ -117,11 +120,53 @@ class FakeKmsService final : public v1::KeyManagementService::Service {
     return all.back();
   }
 
+ protected:
+  grpc::Status Handle(const std::string& method, grpc::ServerContext& context,
+                      const google::protobuf::Message& request,
+                      google::protobuf::Message& response) {
+    absl::MutexLock lock(&mu_);
+    requests_[method].push_back(request.SerializeAsString());
+    mu_.AwaitWithTimeout(absl::Condition(this, &FakeService::NotHolding), absl::Minutes(1));
+    if (auto it = errors_.find(method); it != errors_.end()) {
+      if (!it->second.error_type.empty()) {
+        context.AddTrailingMetadata("kms-error-type", it->second.error_type);
+      }
+      return grpc::Status(it->second.code, it->second.message);
+    }
+    if (auto it = handlers_.find(method); it != handlers_.end()) {
+      std::optional<CannedError> error = it->second(request, response);
+      if (!error.has_value()) return grpc::Status::OK;
+      if (!error->error_type.empty()) {
+        context.AddTrailingMetadata("kms-error-type", error->error_type);
+      }
+      return grpc::Status(error->code, error->message);
+    }
+    if (auto it = responses_.find(method); it != responses_.end() && !it->second.empty()) {
+      response.ParseFromString(it->second.front());
+      if (it->second.size() > 1) it->second.pop_front();
+    }
+    return grpc::Status::OK;
+  }
+
+ private:
+  bool NotHolding() const ABSL_SHARED_LOCKS_REQUIRED(mu_) { return !holding_; }
+
+  mutable absl::Mutex mu_;
+  std::map<std::string, std::vector<std::string>> requests_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, std::deque<std::string>> responses_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, CannedError> errors_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, Handler> handlers_ ABSL_GUARDED_BY(mu_);
+  bool holding_ ABSL_GUARDED_BY(mu_) = false;
+};
+
 #define KMS_FAKE_RPC(Name)                                                          \
   grpc::Status Name(grpc::ServerContext* context, const v1::Name##Request* request, \
                     v1::Name##Response* response) override {                        \
     return Handle(#Name, *context, *request, *response);                            \
   }
+
+class FakeKmsService final : public FakeService<v1::KeyManagementService::Service> {
+ public:
   KMS_FAKE_RPC(CreateKey)
   KMS_FAKE_RPC(DescribeKey)
   KMS_FAKE_RPC(ListKeys)
@@ -152,45 +197,23 @@ class FakeKmsService final : public v1::KeyManagementService::Service {
   KMS_FAKE_RPC(GenerateDataKey)
   KMS_FAKE_RPC(GenerateDataKeyWithoutPlaintext)
   KMS_FAKE_RPC(GenerateRandom)
-#undef KMS_FAKE_RPC
-
- private:
-  grpc::Status Handle(const std::string& method, grpc::ServerContext& context,
-                      const google::protobuf::Message& request,
-                      google::protobuf::Message& response) {
-    absl::MutexLock lock(&mu_);
-    requests_[method].push_back(request.SerializeAsString());
-    mu_.AwaitWithTimeout(absl::Condition(this, &FakeKmsService::NotHolding), absl::Minutes(1));
-    if (auto it = errors_.find(method); it != errors_.end()) {
-      if (!it->second.error_type.empty()) {
-        context.AddTrailingMetadata("kms-error-type", it->second.error_type);
-      }
-      return grpc::Status(it->second.code, it->second.message);
-    }
-    if (auto it = handlers_.find(method); it != handlers_.end()) {
-      std::optional<CannedError> error = it->second(request, response);
-      if (!error.has_value()) return grpc::Status::OK;
-      if (!error->error_type.empty()) {
-        context.AddTrailingMetadata("kms-error-type", error->error_type);
-      }
-      return grpc::Status(error->code, error->message);
-    }
-    if (auto it = responses_.find(method); it != responses_.end() && !it->second.empty()) {
-      response.ParseFromString(it->second.front());
-      if (it->second.size() > 1) it->second.pop_front();
-    }
-    return grpc::Status::OK;
-  }
-
-  bool NotHolding() const ABSL_SHARED_LOCKS_REQUIRED(mu_) { return !holding_; }
-
-  mutable absl::Mutex mu_;
-  std::map<std::string, std::vector<std::string>> requests_ ABSL_GUARDED_BY(mu_);
-  std::map<std::string, std::deque<std::string>> responses_ ABSL_GUARDED_BY(mu_);
-  std::map<std::string, CannedError> errors_ ABSL_GUARDED_BY(mu_);
-  std::map<std::string, Handler> handlers_ ABSL_GUARDED_BY(mu_);
-  bool holding_ ABSL_GUARDED_BY(mu_) = false;
+  KMS_FAKE_RPC(PutKeyPolicy)
+  KMS_FAKE_RPC(GetKeyPolicy)
+  KMS_FAKE_RPC(CreateGrant)
+  KMS_FAKE_RPC(ListGrants)
+  KMS_FAKE_RPC(RetireGrant)
+  KMS_FAKE_RPC(RevokeGrant)
 };
+
+// The AuditService: the same script, by method name ("QueryAuditLog", ...).
+class FakeAuditService final : public FakeService<v1::AuditService::Service> {
+ public:
+  KMS_FAKE_RPC(QueryAuditLog)
+  KMS_FAKE_RPC(ExportAuditLog)
+  KMS_FAKE_RPC(GetAuditPublicKey)
+  KMS_FAKE_RPC(GetKeyInventoryReport)
+};
+#undef KMS_FAKE_RPC
 
 class FakeKmsServer {
  public:
@@ -198,20 +221,24 @@ class FakeKmsServer {
     grpc::ServerBuilder builder;
     builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port_);
     builder.RegisterService(&service_);
+    builder.RegisterService(&audit_service_);
     server_ = builder.BuildAndStart();
     EXPECT_NE(server_, nullptr);
     EXPECT_GT(port_, 0);
   }
   ~FakeKmsServer() {
     service_.Release();
+    audit_service_.Release();
     server_->Shutdown();
   }
 
   std::string endpoint() const { return "127.0.0.1:" + std::to_string(port_); }
   FakeKmsService& service() { return service_; }
+  FakeAuditService& audit_service() { return audit_service_; }
 
  private:
   FakeKmsService service_;
+  FakeAuditService audit_service_;
   int port_ = 0;
   std::unique_ptr<grpc::Server> server_;
 };

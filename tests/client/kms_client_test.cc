@@ -189,6 +189,150 @@ TEST_F(KmsClientTest, ImportErrorsKeepTheirExceptionName) {
   EXPECT_EQ(ErrorTypeOf(response.status()), "ExpiredImportTokenException");
 }
 
+TEST_F(KmsClientTest, AccessMethodsCallTheirOwnRpcsAndReturnTheirResponses) {
+  const std::string policy = "{\n  \"Version\": \"2012-10-17\"  }";
+  v1::GetKeyPolicyResponse stored;
+  stored.set_policy(policy);
+  server_.service().AddResponse("GetKeyPolicy", stored);
+  v1::CreateGrantResponse granted;
+  granted.set_grant_id("grant-1");
+  granted.set_grant_token("token-1");
+  server_.service().AddResponse("CreateGrant", granted);
+  v1::ListGrantsResponse listed;
+  listed.add_grants()->set_grant_id("grant-1");
+  listed.mutable_grants(0)->add_operations(v1::DECRYPT);
+  server_.service().AddResponse("ListGrants", listed);
+
+  v1::PutKeyPolicyRequest put;
+  put.set_key_id(kKeyId);
+  put.set_policy(policy);
+  put.set_bypass_policy_lockout_safety_check(true);
+  ASSERT_TRUE(client_->PutKeyPolicy(put).ok());
+  v1::GetKeyPolicyRequest get;
+  get.set_key_id("alias/payments");
+  absl::StatusOr<v1::GetKeyPolicyResponse> got = client_->GetKeyPolicy(get);
+  v1::CreateGrantRequest create;
+  create.set_key_id(kKeyId);
+  create.set_grantee_principal("svc-payments");
+  create.add_operations(v1::GENERATE_DATA_KEY);
+  (*create.mutable_constraints()->mutable_encryption_context_equals())["app"] = "pay";
+  absl::StatusOr<v1::CreateGrantResponse> created = client_->CreateGrant(create);
+  v1::ListGrantsRequest list;
+  list.set_key_id(kKeyId);
+  list.set_marker("m1");
+  absl::StatusOr<v1::ListGrantsResponse> grants = client_->ListGrants(list);
+  v1::RetireGrantRequest retire;
+  retire.set_grant_token("token-1");
+  ASSERT_TRUE(client_->RetireGrant(retire).ok());
+  v1::RevokeGrantRequest revoke;
+  revoke.set_key_id(kKeyId);
+  revoke.set_grant_id("grant-2");
+  ASSERT_TRUE(client_->RevokeGrant(revoke).ok());
+
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_EQ(got->policy(), policy);
+  ASSERT_TRUE(created.ok()) << created.status();
+  EXPECT_EQ(created->grant_id(), "grant-1");
+  EXPECT_EQ(created->grant_token(), "token-1");
+  ASSERT_TRUE(grants.ok()) << grants.status();
+  ASSERT_EQ(grants->grants_size(), 1);
+  EXPECT_THAT(grants->grants(0).operations(), ElementsAre(v1::DECRYPT));
+  const ::kms::testing::FakeKmsService& service = server_.service();
+  EXPECT_EQ(service.total_calls(), 6);
+  v1::PutKeyPolicyRequest sent_put = service.last_request<v1::PutKeyPolicyRequest>("PutKeyPolicy");
+  EXPECT_EQ(sent_put.policy(), policy);
+  EXPECT_TRUE(sent_put.bypass_policy_lockout_safety_check());
+  EXPECT_EQ(service.last_request<v1::GetKeyPolicyRequest>("GetKeyPolicy").key_id(),
+            "alias/payments");
+  v1::CreateGrantRequest sent_create = service.last_request<v1::CreateGrantRequest>("CreateGrant");
+  EXPECT_THAT(sent_create.operations(), ElementsAre(v1::GENERATE_DATA_KEY));
+  EXPECT_THAT(sent_create.constraints().encryption_context_equals(),
+              ElementsAre(Pair("app", "pay")));
+  EXPECT_EQ(service.last_request<v1::ListGrantsRequest>("ListGrants").marker(), "m1");
+  EXPECT_EQ(service.last_request<v1::RetireGrantRequest>("RetireGrant").grant_token(), "token-1");
+  EXPECT_EQ(service.last_request<v1::RevokeGrantRequest>("RevokeGrant").grant_id(), "grant-2");
+}
+
+TEST_F(KmsClientTest, AuditMethodsCallTheAuditService) {
+  v1::QueryAuditLogResponse queried;
+  queried.add_records()->set_sequence(7);
+  queried.mutable_records(0)->set_line("{\"sequence\":7}");
+  queried.set_next_sequence(7);
+  queried.set_truncated(true);
+  server_.audit_service().AddResponse("QueryAuditLog", queried);
+  v1::ExportAuditLogResponse exported;
+  exported.add_lines("{\"sequence\":1}");
+  server_.audit_service().AddResponse("ExportAuditLog", exported);
+  v1::GetAuditPublicKeyResponse public_key;
+  public_key.set_public_key_pem("-----BEGIN PUBLIC KEY-----\n");
+  public_key.set_key_fingerprint("sha256:ab");
+  server_.audit_service().AddResponse("GetAuditPublicKey", public_key);
+  v1::GetKeyInventoryReportResponse inventory;
+  inventory.add_keys()->set_key_id(kKeyId);
+  server_.audit_service().AddResponse("GetKeyInventoryReport", inventory);
+
+  v1::QueryAuditLogRequest query;
+  query.set_principal("alice");
+  query.set_outcome(v1::DENIED);
+  query.set_after_sequence(6);
+  absl::StatusOr<v1::QueryAuditLogResponse> records = client_->QueryAuditLog(query);
+  v1::ExportAuditLogRequest export_request;
+  export_request.set_after_sequence(0);
+  absl::StatusOr<v1::ExportAuditLogResponse> lines = client_->ExportAuditLog(export_request);
+  absl::StatusOr<v1::GetAuditPublicKeyResponse> key =
+      client_->GetAuditPublicKey(v1::GetAuditPublicKeyRequest());
+  v1::GetKeyInventoryReportRequest report;
+  report.set_max_age_in_days(90);
+  absl::StatusOr<v1::GetKeyInventoryReportResponse> keys = client_->GetKeyInventoryReport(report);
+
+  ASSERT_TRUE(records.ok()) << records.status();
+  EXPECT_EQ(records->records(0).line(), "{\"sequence\":7}");
+  EXPECT_TRUE(records->truncated());
+  ASSERT_TRUE(lines.ok()) << lines.status();
+  EXPECT_THAT(lines->lines(), ElementsAre("{\"sequence\":1}"));
+  ASSERT_TRUE(key.ok()) << key.status();
+  EXPECT_EQ(key->key_fingerprint(), "sha256:ab");
+  ASSERT_TRUE(keys.ok()) << keys.status();
+  EXPECT_EQ(keys->keys(0).key_id(), kKeyId);
+  const ::kms::testing::FakeAuditService& audit = server_.audit_service();
+  EXPECT_EQ(audit.total_calls(), 4);
+  EXPECT_EQ(server_.service().total_calls(), 0);
+  v1::QueryAuditLogRequest sent = audit.last_request<v1::QueryAuditLogRequest>("QueryAuditLog");
+  EXPECT_EQ(sent.principal(), "alice");
+  EXPECT_EQ(sent.outcome(), v1::DENIED);
+  EXPECT_EQ(sent.after_sequence(), 6u);
+  EXPECT_EQ(
+      audit.last_request<v1::GetKeyInventoryReportRequest>("GetKeyInventoryReport").max_age_in_days(),
+      90);
+}
+
+TEST_F(KmsClientTest, AuditErrorsKeepTheirExceptionName) {
+  server_.audit_service().SetError(
+      "QueryAuditLog",
+      {grpc::StatusCode::PERMISSION_DENIED, "not an auditor", "AccessDeniedException"});
+
+  absl::StatusOr<v1::QueryAuditLogResponse> response =
+      client_->QueryAuditLog(v1::QueryAuditLogRequest());
+
+  EXPECT_EQ(response.status().code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_EQ(ErrorTypeOf(response.status()), "AccessDeniedException");
+  EXPECT_FALSE(IsTransportError(response.status()));
+}
+
+TEST_F(KmsClientTest, AuditCallStillUnansweredAtTheTimeoutFailsWithDeadlineExceeded) {
+  ClientOptions options;
+  options.timeout = absl::Milliseconds(200);
+  std::unique_ptr<KmsClient> client = ConnectOrDie(server_.endpoint(), options);
+  server_.audit_service().Hold();
+
+  absl::StatusOr<v1::ExportAuditLogResponse> response =
+      client->ExportAuditLog(v1::ExportAuditLogRequest());
+
+  server_.audit_service().Release();
+  EXPECT_EQ(response.status().code(), absl::StatusCode::kDeadlineExceeded);
+  EXPECT_TRUE(IsTransportError(response.status()));
+}
+
 TEST_F(KmsClientTest, RotationResponsesCrossTheWireIntact) {
   v1::RotateKeyOnDemandResponse rotated;
   rotated.set_key_id(kKeyArn);

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <fstream>
 #include <memory>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -130,12 +131,83 @@ TEST_P(KmsctlUsageTest, ExitsTwoWithOneHelpfulLineAndMakesNoCall) {
   EXPECT_EQ(std::count(outcome.err.begin(), outcome.err.end(), '\n'), 1) << outcome.err;
   EXPECT_EQ(outcome.out, "");
   EXPECT_EQ(server_.service().total_calls(), 0);
+  EXPECT_EQ(server_.audit_service().total_calls(), 0);
 }
 
 INSTANTIATE_TEST_SUITE_P(
     BadArguments, KmsctlUsageTest,
     ::testing::Values(
         UsageCase{"NoCommand", {}, "a command is required"},
+        UsageCase{"CreateKeyBothPolicyFlags",
+                  {"create-key", "--policy", "{}", "--policy-file", "p.json"},
+                  "give at most one of --policy and --policy-file"},
+        UsageCase{"PutKeyPolicyWithoutPolicy",
+                  {"put-key-policy", "--key-id", "k"},
+                  "give exactly one of --policy and --policy-file"},
+        UsageCase{"PutKeyPolicyBothPolicyFlags",
+                  {"put-key-policy", "--key-id", "k", "--policy", "{}", "--policy-file", "p"},
+                  "give exactly one of --policy and --policy-file"},
+        UsageCase{"PutKeyPolicyWithoutKey", {"put-key-policy", "--policy", "{}"}, "--key-id"},
+        UsageCase{"GetKeyPolicyWithoutKey", {"get-key-policy"}, "--key-id"},
+        UsageCase{"CreateGrantOperationInTheWrongCase",
+                  {"create-grant", "--key-id", "k", "--grantee-principal", "p", "--operations",
+                   "Decrypt,generatedatakey"},
+                  "unknown operation 'generatedatakey'; valid (case-sensitive): Decrypt, Encrypt, "
+                  "GenerateDataKey, GenerateDataKeyWithoutPlaintext, ReEncryptFrom, ReEncryptTo, "
+                  "CreateGrant, RetireGrant, DescribeKey"},
+        UsageCase{"CreateGrantProtoOperationName",
+                  {"create-grant", "--key-id", "k", "--grantee-principal", "p", "--operations",
+                   "GENERATE_DATA_KEY"},
+                  "unknown operation 'GENERATE_DATA_KEY'"},
+        UsageCase{"CreateGrantWithoutOperations",
+                  {"create-grant", "--key-id", "k", "--grantee-principal", "p"},
+                  "--operations"},
+        UsageCase{"CreateGrantWithAnEmptyOperationList",
+                  {"create-grant", "--key-id", "k", "--grantee-principal", "p", "--operations", ""},
+                  "--operations"},
+        UsageCase{"CreateGrantWithoutGrantee",
+                  {"create-grant", "--key-id", "k", "--operations", "Decrypt"},
+                  "--grantee-principal"},
+        UsageCase{
+            "CreateGrantBothConstraintKinds",
+            {"create-grant", "--key-id", "k", "--grantee-principal", "p", "--operations", "Decrypt",
+             "--encryption-context-equals", "a=1", "--encryption-context-subset", "b=2"},
+            "give at most one of --encryption-context-equals and "
+            "--encryption-context-subset"},
+        UsageCase{"CreateGrantConstraintWithoutEquals",
+                  {"create-grant", "--key-id", "k", "--grantee-principal", "p", "--operations",
+                   "Decrypt", "--encryption-context-subset", "app"},
+                  "--encryption-context-subset expects KEY=VALUE"},
+        UsageCase{"RetireGrantWithNothing", {"retire-grant"}, "give either --grant-token"},
+        UsageCase{"RetireGrantByTokenAndId",
+                  {"retire-grant", "--grant-token", "t", "--key-id", "k", "--grant-id", "g"},
+                  "give either --grant-token, or --key-id with --grant-id"},
+        UsageCase{"RetireGrantKeyWithoutGrantId",
+                  {"retire-grant", "--key-id", "k"},
+                  "--key-id and --grant-id go together"},
+        UsageCase{"RevokeGrantWithoutGrantId", {"revoke-grant", "--key-id", "k"}, "--grant-id"},
+        UsageCase{"ListGrantsWithoutKey", {"list-grants"}, "--key-id"},
+        UsageCase{"AuditWithoutCommand", {"audit"}, "'audit' needs a command: query, export"},
+        UsageCase{"AuditUnknownCommand", {"audit", "verfy"}, "unknown audit command 'verfy'"},
+        UsageCase{
+            "AuditQueryUnknownOutcome", {"audit", "query", "--outcome", "maybe"}, "--outcome"},
+        UsageCase{"AuditQuerySinceNotATime",
+                  {"audit", "query", "--since", "yesterday"},
+                  "--since must be an RFC 3339 time"},
+        UsageCase{"AuditQueryUntilWithoutZone",
+                  {"audit", "query", "--until", "2027-01-15T08:00:00"},
+                  "--until must be an RFC 3339 time"},
+        UsageCase{"AuditQueryZeroLimit", {"audit", "query", "--limit", "0"}, "--limit"},
+        UsageCase{"AuditQueryUnknownOutput", {"audit", "query", "--output", "xml"}, "--output"},
+        UsageCase{"AuditQueryJsonAndCsv",
+                  {"--json", "audit", "query", "--output", "csv"},
+                  "--json asks for jsonl output but --output says csv"},
+        UsageCase{"AuditExportWithoutOut", {"audit", "export"}, "--out"},
+        UsageCase{"AuditPublicKeyWithoutOut", {"audit", "public-key"}, "--out"},
+        UsageCase{"KeyInventoryUnknownOutput", {"key-inventory", "--output", "jsonl"}, "--output"},
+        UsageCase{"KeyInventoryMaxAgeNotANumber",
+                  {"key-inventory", "--max-age-days", "old"},
+                  "--max-age-days"},
         UsageCase{"UnknownCommand", {"describe-kee", "k"}, "unknown command 'describe-kee'"},
         UsageCase{"MissingKey", {"describe-key"}, "KEY is required"},
         UsageCase{"UnknownFlag", {"list-keys", "--limt", "5"}, "--limt"},
@@ -1692,6 +1764,699 @@ INSTANTIATE_TEST_SUITE_P(
         UsageCase{"KeyCheckValueWithoutFile", {"key-check-value"}, "FILE is required"},
         UsageCase{"DeleteImportedWithoutKey", {"delete-imported-key-material"}, "KEY is required"}),
     [](const ::testing::TestParamInfo<UsageCase>& info) { return info.param.name; });
+
+// ------------------------------------------------------------ key policies
+
+constexpr char kPolicy[] =
+    "{\n  \"Version\": \"2012-10-17\",\n  \"Statement\": [ {\"Sid\": \"caf\xc3\xa9\"} ]\n}";
+
+TEST_F(KmsctlTest, CreateKeySendsThePolicyFileByteForByteAndTheBypassFlag) {
+  testing::WriteTestFile(Path("policy.json"), kPolicy);
+
+  CommandResult outcome = RunAgainstServer(
+      {"create-key", "--policy-file", Path("policy.json"), "--bypass-policy-lockout-safety-check"});
+
+  ASSERT_EQ(outcome.exit_code, 0) << outcome.err;
+  v1::CreateKeyRequest sent = server_.service().last_request<v1::CreateKeyRequest>("CreateKey");
+  EXPECT_EQ(sent.policy(), kPolicy);
+  EXPECT_TRUE(sent.bypass_policy_lockout_safety_check());
+}
+
+TEST_F(KmsctlTest, CreateKeyWithoutAPolicyLeavesItToKmsdsDefault) {
+  CommandResult outcome = RunAgainstServer({"create-key", "--policy", "{\"a\": 1}"});
+  ASSERT_EQ(outcome.exit_code, 0) << outcome.err;
+  outcome = RunAgainstServer({"create-key"});
+
+  ASSERT_EQ(outcome.exit_code, 0) << outcome.err;
+  std::vector<v1::CreateKeyRequest> sent =
+      server_.service().requests<v1::CreateKeyRequest>("CreateKey");
+  ASSERT_EQ(sent.size(), 2u);
+  EXPECT_EQ(sent[0].policy(), "{\"a\": 1}");
+  EXPECT_FALSE(sent[0].bypass_policy_lockout_safety_check());
+  EXPECT_EQ(sent[1].policy(), "");
+}
+
+TEST_F(KmsctlTest, CreateKeyWithAMissingPolicyFileExitsFourWithoutCallingKmsd) {
+  CommandResult outcome = RunAgainstServer({"create-key", "--policy-file", Path("none.json")});
+
+  EXPECT_EQ(outcome.exit_code, 4) << outcome.err;
+  EXPECT_THAT(outcome.err, StartsWith("kmsctl: cannot open '"));
+  EXPECT_EQ(server_.service().total_calls(), 0);
+}
+
+TEST_F(KmsctlTest, PutKeyPolicySendsTheTextAsGivenAndPrintsNothing) {
+  CommandResult outcome =
+      RunAgainstServer({"put-key-policy", "--key-id", "alias/payments", "--policy", kPolicy});
+
+  ASSERT_EQ(outcome.exit_code, 0) << outcome.err;
+  EXPECT_EQ(outcome.out, "");
+  v1::PutKeyPolicyRequest sent =
+      server_.service().last_request<v1::PutKeyPolicyRequest>("PutKeyPolicy");
+  EXPECT_EQ(sent.key_id(), "alias/payments");
+  EXPECT_EQ(sent.policy(), kPolicy);
+  EXPECT_FALSE(sent.bypass_policy_lockout_safety_check());
+}
+
+TEST_F(KmsctlTest, PutKeyPolicyReadsStdinAndSendsTheBypassFlag) {
+  CommandResult outcome = testing::RunKmsctl(server_.endpoint(),
+                                             {"put-key-policy", "--key-id", kKeyId, "--policy-file",
+                                              "-", "--bypass-policy-lockout-safety-check"},
+                                             std::string(kPolicy) + "\n");
+
+  ASSERT_EQ(outcome.exit_code, 0) << outcome.err;
+  v1::PutKeyPolicyRequest sent =
+      server_.service().last_request<v1::PutKeyPolicyRequest>("PutKeyPolicy");
+  EXPECT_EQ(sent.policy(), std::string(kPolicy) + "\n");
+  EXPECT_TRUE(sent.bypass_policy_lockout_safety_check());
+}
+
+TEST_F(KmsctlTest, PutKeyPolicyRefusedByKmsdNamesTheException) {
+  server_.service().SetError("PutKeyPolicy", {grpc::StatusCode::FAILED_PRECONDITION,
+                                              "the policy would lock you out of the key",
+                                              "MalformedPolicyDocumentException"});
+
+  CommandResult outcome =
+      RunAgainstServer({"put-key-policy", "--key-id", kKeyId, "--policy", "{}"});
+
+  EXPECT_EQ(outcome.exit_code, 1);
+  EXPECT_EQ(outcome.err,
+            "kmsctl: MalformedPolicyDocumentException: the policy would lock you out of the key\n");
+}
+
+TEST_F(KmsctlTest, GetKeyPolicyPrintsTheDocumentByteForByteAndANewline) {
+  v1::GetKeyPolicyResponse canned;
+  canned.set_policy(kPolicy);
+  canned.set_policy_name("default");
+  server_.service().AddResponse("GetKeyPolicy", canned);
+
+  CommandResult outcome = RunAgainstServer({"get-key-policy", "--key-id", "alias/payments"});
+
+  ASSERT_EQ(outcome.exit_code, 0) << outcome.err;
+  EXPECT_EQ(outcome.out, std::string(kPolicy) + "\n");
+  EXPECT_EQ(server_.service().last_request<v1::GetKeyPolicyRequest>("GetKeyPolicy").key_id(),
+            "alias/payments");
+}
+
+TEST_F(KmsctlTest, GetKeyPolicyJsonIsTheResponse) {
+  v1::GetKeyPolicyResponse canned;
+  canned.set_policy("{\"a\":1}");
+  canned.set_policy_name("default");
+  server_.service().AddResponse("GetKeyPolicy", canned);
+
+  CommandResult outcome = RunAgainstServer({"--json", "get-key-policy", "--key-id", kKeyId});
+
+  ASSERT_EQ(outcome.exit_code, 0) << outcome.err;
+  EXPECT_EQ(outcome.out, "{\"policy\":\"{\\\"a\\\":1}\",\"policy_name\":\"default\"}\n");
+}
+
+// ------------------------------------------------------------ grants
+
+TEST_F(KmsctlTest, CreateGrantSendsEverythingAndPrintsTheIdAndToken) {
+  v1::CreateGrantResponse canned;
+  canned.set_grant_id("grant-1");
+  canned.set_grant_token("token-1");
+  server_.service().AddResponse("CreateGrant", canned);
+
+  CommandResult outcome = RunAgainstServer(
+      {"create-grant", "--key-id", kKeyId, "--grantee-principal", "svc:payments", "--operations",
+       "Decrypt,GenerateDataKey,ReEncryptFrom,Decrypt", "--operations", "DescribeKey",
+       "--retiring-principal", "ops", "--name", "payments-batch", "--encryption-context-equals",
+       "app=pay=ments", "--encryption-context-equals", "env=prod"});
+
+  ASSERT_EQ(outcome.exit_code, 0) << outcome.err;
+  EXPECT_EQ(outcome.out,
+            "grant_id:    grant-1\n"
+            "grant_token: token-1\n");
+  v1::CreateGrantRequest sent =
+      server_.service().last_request<v1::CreateGrantRequest>("CreateGrant");
+  EXPECT_EQ(sent.key_id(), kKeyId);
+  EXPECT_EQ(sent.grantee_principal(), "svc:payments");
+  EXPECT_THAT(sent.operations(), ElementsAre(v1::DECRYPT, v1::GENERATE_DATA_KEY,
+                                             v1::RE_ENCRYPT_FROM, v1::DESCRIBE_KEY));
+  EXPECT_EQ(sent.retiring_principal(), "ops");
+  EXPECT_EQ(sent.name(), "payments-batch");
+  EXPECT_THAT(sent.constraints().encryption_context_equals(),
+              ::testing::UnorderedElementsAre(Pair("app", "pay=ments"), Pair("env", "prod")));
+  EXPECT_TRUE(sent.constraints().encryption_context_subset().empty());
+}
+
+TEST_F(KmsctlTest, CreateGrantTakesEveryAwsOperationNameAndASubsetConstraint) {
+  CommandResult outcome = RunAgainstServer(
+      {"create-grant", "--key-id", kKeyId, "--grantee-principal", "p", "--operations",
+       "Decrypt,Encrypt,GenerateDataKey,GenerateDataKeyWithoutPlaintext,ReEncryptFrom,"
+       "ReEncryptTo,CreateGrant,RetireGrant,DescribeKey",
+       "--encryption-context-subset", "tenant=42"});
+
+  ASSERT_EQ(outcome.exit_code, 0) << outcome.err;
+  v1::CreateGrantRequest sent =
+      server_.service().last_request<v1::CreateGrantRequest>("CreateGrant");
+  EXPECT_THAT(sent.operations(),
+              ElementsAre(v1::DECRYPT, v1::ENCRYPT, v1::GENERATE_DATA_KEY,
+                          v1::GENERATE_DATA_KEY_WITHOUT_PLAINTEXT, v1::RE_ENCRYPT_FROM,
+                          v1::RE_ENCRYPT_TO, v1::CREATE_GRANT, v1::RETIRE_GRANT, v1::DESCRIBE_KEY));
+  EXPECT_THAT(sent.constraints().encryption_context_subset(), ElementsAre(Pair("tenant", "42")));
+  EXPECT_FALSE(sent.has_constraints() && !sent.constraints().encryption_context_equals().empty());
+}
+
+TEST_F(KmsctlTest, CreateGrantJsonIsTheResponse) {
+  v1::CreateGrantResponse canned;
+  canned.set_grant_id("grant-1");
+  canned.set_grant_token("token-1");
+  server_.service().AddResponse("CreateGrant", canned);
+
+  CommandResult outcome = RunAgainstServer({"--json", "create-grant", "--key-id", kKeyId,
+                                            "--grantee-principal", "p", "--operations", "Encrypt"});
+
+  ASSERT_EQ(outcome.exit_code, 0) << outcome.err;
+  EXPECT_EQ(outcome.out, "{\"grant_token\":\"token-1\",\"grant_id\":\"grant-1\"}\n");
+}
+
+v1::GrantListEntry Grant(const std::string& id, const std::string& grantee) {
+  v1::GrantListEntry grant;
+  grant.set_key_id(kKeyArn);
+  grant.set_grant_id(id);
+  grant.set_grantee_principal(grantee);
+  grant.set_issuing_principal("admin");
+  grant.mutable_creation_date()->set_seconds(1800000000);
+  return grant;
+}
+
+TEST_F(KmsctlTest, ListGrantsFollowsEveryPageIntoOneTable) {
+  v1::ListGrantsResponse first;
+  v1::GrantListEntry one = Grant("grant-1", "svc-a");
+  one.set_name("batch");
+  one.add_operations(v1::DECRYPT);
+  one.add_operations(v1::GENERATE_DATA_KEY_WITHOUT_PLAINTEXT);
+  (*one.mutable_constraints()->mutable_encryption_context_equals())["env"] = "prod";
+  (*one.mutable_constraints()->mutable_encryption_context_equals())["app"] = "pay";
+  *first.add_grants() = one;
+  first.set_truncated(true);
+  first.set_next_marker("after-1");
+  v1::ListGrantsResponse second;
+  v1::GrantListEntry two = Grant("grant-2", "svc-a");
+  two.set_retiring_principal("ops");
+  two.add_operations(v1::RE_ENCRYPT_TO);
+  *second.add_grants() = two;
+  server_.service().AddResponse("ListGrants", first);
+  server_.service().AddResponse("ListGrants", second);
+
+  CommandResult outcome = RunAgainstServer(
+      {"list-grants", "--key-id", "alias/payments", "--grantee-principal", "svc-a"});
+
+  ASSERT_EQ(outcome.exit_code, 0) << outcome.err;
+  EXPECT_EQ(outcome.out,
+            "GRANT_ID  NAME   GRANTEE_PRINCIPAL  OPERATIONS                               "
+            "CONSTRAINTS              RETIRING_PRINCIPAL  ISSUING_PRINCIPAL  CREATION_DATE\n"
+            "grant-1   batch  svc-a              Decrypt,GenerateDataKeyWithoutPlaintext  "
+            "equals:app=pay,env=prod  -                   admin              "
+            "2027-01-15T08:00:00Z\n"
+            "grant-2   -      svc-a              ReEncryptTo                              "
+            "-                        ops                 admin              "
+            "2027-01-15T08:00:00Z\n");
+  std::vector<v1::ListGrantsRequest> sent =
+      server_.service().requests<v1::ListGrantsRequest>("ListGrants");
+  ASSERT_EQ(sent.size(), 2u);
+  EXPECT_EQ(sent[0].key_id(), "alias/payments");
+  EXPECT_EQ(sent[0].grantee_principal(), "svc-a");
+  EXPECT_EQ(sent[0].marker(), "");
+  EXPECT_EQ(sent[1].marker(), "after-1");
+  EXPECT_EQ(sent[1].grantee_principal(), "svc-a");
+}
+
+TEST_F(KmsctlTest, ListGrantsJsonIsEveryPageMergedAndSendsTheGrantId) {
+  v1::ListGrantsResponse first;
+  *first.add_grants() = Grant("grant-1", "svc-a");
+  first.set_truncated(true);
+  first.set_next_marker("after-1");
+  v1::ListGrantsResponse second;
+  *second.add_grants() = Grant("grant-2", "svc-b");
+  server_.service().AddResponse("ListGrants", first);
+  server_.service().AddResponse("ListGrants", second);
+
+  CommandResult outcome =
+      RunAgainstServer({"--json", "list-grants", "--key-id", kKeyId, "--grant-id", "grant-1"});
+
+  ASSERT_EQ(outcome.exit_code, 0) << outcome.err;
+  EXPECT_THAT(outcome.out, HasSubstr("\"grant_id\":\"grant-1\""));
+  EXPECT_THAT(outcome.out, HasSubstr("\"grant_id\":\"grant-2\""));
+  EXPECT_THAT(outcome.out, HasSubstr("\"truncated\":false"));
+  EXPECT_EQ(std::count(outcome.out.begin(), outcome.out.end(), '\n'), 1);
+  EXPECT_EQ(server_.service().last_request<v1::ListGrantsRequest>("ListGrants").grant_id(),
+            "grant-1");
+}
+
+TEST_F(KmsctlTest, RetireGrantByTokenSendsOnlyTheToken) {
+  CommandResult outcome = RunAgainstServer({"retire-grant", "--grant-token", "token-1"});
+
+  ASSERT_EQ(outcome.exit_code, 0) << outcome.err;
+  EXPECT_EQ(outcome.out, "");
+  v1::RetireGrantRequest sent =
+      server_.service().last_request<v1::RetireGrantRequest>("RetireGrant");
+  EXPECT_EQ(sent.grant_token(), "token-1");
+  EXPECT_EQ(sent.key_id(), "");
+  EXPECT_EQ(sent.grant_id(), "");
+}
+
+TEST_F(KmsctlTest, RetireGrantByKeyAndGrantId) {
+  CommandResult outcome =
+      RunAgainstServer({"retire-grant", "--key-id", kKeyId, "--grant-id", "grant-1"});
+
+  ASSERT_EQ(outcome.exit_code, 0) << outcome.err;
+  v1::RetireGrantRequest sent =
+      server_.service().last_request<v1::RetireGrantRequest>("RetireGrant");
+  EXPECT_EQ(sent.grant_token(), "");
+  EXPECT_EQ(sent.key_id(), kKeyId);
+  EXPECT_EQ(sent.grant_id(), "grant-1");
+}
+
+TEST_F(KmsctlTest, RevokeGrantOfAnUnknownGrantExitsOne) {
+  server_.service().SetError("RevokeGrant", {grpc::StatusCode::NOT_FOUND,
+                                             "grant 'grant-9' not found", "NotFoundException"});
+
+  CommandResult outcome =
+      RunAgainstServer({"revoke-grant", "--key-id", kKeyId, "--grant-id", "grant-9"});
+
+  EXPECT_EQ(outcome.exit_code, 1);
+  EXPECT_EQ(outcome.err, "kmsctl: NotFoundException: grant 'grant-9' not found\n");
+  v1::RevokeGrantRequest sent =
+      server_.service().last_request<v1::RevokeGrantRequest>("RevokeGrant");
+  EXPECT_EQ(sent.key_id(), kKeyId);
+  EXPECT_EQ(sent.grant_id(), "grant-9");
+}
+
+// ------------------------------------------------------------ audit
+
+v1::AuditRecord Call(uint64_t sequence, const std::string& request_id, const std::string& principal,
+                     const std::string& operation, v1::AuditOutcome outcome) {
+  v1::AuditRecord r;
+  r.set_sequence(sequence);
+  r.mutable_time()->set_seconds(1800000000 + static_cast<int64_t>(sequence));
+  r.set_type(v1::RPC);
+  r.set_request_id(request_id);
+  r.set_principal(principal);
+  r.set_operation(operation);
+  r.set_key_id(kKeyId);
+  r.set_outcome(outcome);
+  r.set_line(absl::StrCat("{\"sequence\":", sequence, ", \"principal\":\"", principal, "\"}"));
+  return r;
+}
+
+v1::AuditRecord HsmCall(uint64_t sequence, const std::string& request_id,
+                        const std::string& function) {
+  v1::AuditRecord r;
+  r.set_sequence(sequence);
+  r.mutable_time()->set_seconds(1800000000 + static_cast<int64_t>(sequence));
+  r.set_type(v1::HSM_CALL);
+  r.set_request_id(request_id);
+  r.set_principal("alice");
+  r.set_hsm_function(function);
+  r.set_hsm_object_id("version-0001");
+  r.set_hsm_result("CKR_OK");
+  r.set_line(absl::StrCat("{\"sequence\":", sequence, "}"));
+  return r;
+}
+
+TEST_F(KmsctlTest, AuditQuerySendsEveryFilter) {
+  CommandResult outcome = RunAgainstServer({"audit", "query", "--key-id", kKeyArn, "--principal",
+                                            "alice", "--operation", "Decrypt", "--outcome",
+                                            "denied", "--since", "2027-01-15T08:00:00Z", "--until",
+                                            "2027-01-16T09:30:00.5+01:00", "--include-hsm-calls"});
+
+  ASSERT_EQ(outcome.exit_code, 0) << outcome.err;
+  EXPECT_EQ(outcome.out, "SEQ  TIME  PRINCIPAL  OPERATION  KEY  OUTCOME  ERROR_TYPE\n");
+  v1::QueryAuditLogRequest sent =
+      server_.audit_service().last_request<v1::QueryAuditLogRequest>("QueryAuditLog");
+  EXPECT_EQ(sent.key_id(), kKeyArn);
+  EXPECT_EQ(sent.principal(), "alice");
+  EXPECT_EQ(sent.operation(), "Decrypt");
+  EXPECT_EQ(sent.outcome(), v1::DENIED);
+  EXPECT_EQ(sent.start_time().seconds(), 1800000000);
+  EXPECT_EQ(sent.end_time().seconds(), 1800000000 + 86400 + 1800);
+  EXPECT_EQ(sent.end_time().nanos(), 500000000);
+  EXPECT_TRUE(sent.include_hsm_calls());
+  EXPECT_EQ(sent.after_sequence(), 0u);
+  EXPECT_FALSE(sent.has_limit());
+  EXPECT_EQ(server_.service().total_calls(), 0);
+}
+
+TEST_F(KmsctlTest, AuditQueryTableIndentsHsmCallsUnderTheirCall) {
+  v1::QueryAuditLogResponse canned;
+  // The HSM calls are logged before the call that made them ends.
+  *canned.add_records() = HsmCall(10, "req-1", "C_Decrypt");
+  *canned.add_records() = Call(11, "req-1", "alice", "Decrypt", v1::SUCCESS);
+  v1::AuditRecord denied = Call(12, "req-2", "bob", "GenerateDataKey", v1::DENIED);
+  denied.set_error_type("AccessDeniedException");
+  *canned.add_records() = denied;
+  *canned.add_records() = HsmCall(13, "", "C_DestroyObject");
+  server_.audit_service().AddResponse("QueryAuditLog", canned);
+
+  CommandResult outcome = RunAgainstServer({"audit", "query", "--include-hsm-calls"});
+
+  ASSERT_EQ(outcome.exit_code, 0) << outcome.err;
+  EXPECT_EQ(
+      outcome.out,
+      "SEQ  TIME                  PRINCIPAL  OPERATION          KEY                           "
+      "        OUTCOME  ERROR_TYPE\n"
+      "11   2027-01-15T08:00:11Z  alice      Decrypt            " +
+          std::string(kKeyId) +
+          "  SUCCESS  -\n"
+          // Under its call, whatever its place in the sequence.
+          "10   2027-01-15T08:00:10Z               C_Decrypt        version-0001          "
+          "                CKR_OK\n"
+          "12   2027-01-15T08:00:12Z  bob        GenerateDataKey    " +
+          std::string(kKeyId) +
+          "  DENIED   AccessDeniedException\n"
+          // Of no listed call: in place, with its principal.
+          "13   2027-01-15T08:00:13Z  alice        C_DestroyObject  version-0001          "
+          "                CKR_OK\n");
+}
+
+TEST_F(KmsctlTest, AuditQueryFollowsPagesUntilTheLimit) {
+  v1::QueryAuditLogResponse first;
+  *first.add_records() = Call(1, "r1", "alice", "Encrypt", v1::SUCCESS);
+  *first.add_records() = Call(2, "r2", "alice", "Encrypt", v1::SUCCESS);
+  first.set_truncated(true);
+  first.set_next_sequence(2);
+  v1::QueryAuditLogResponse second;
+  *second.add_records() = Call(3, "r3", "alice", "Encrypt", v1::SUCCESS);
+  *second.add_records() = Call(4, "r4", "alice", "Encrypt", v1::SUCCESS);
+  second.set_truncated(true);
+  second.set_next_sequence(4);
+  server_.audit_service().AddResponse("QueryAuditLog", first);
+  server_.audit_service().AddResponse("QueryAuditLog", second);
+
+  CommandResult outcome = RunAgainstServer({"audit", "query", "--limit", "3", "--output", "jsonl"});
+
+  ASSERT_EQ(outcome.exit_code, 0) << outcome.err;
+  EXPECT_EQ(outcome.out,
+            "{\"sequence\":1, \"principal\":\"alice\"}\n"
+            "{\"sequence\":2, \"principal\":\"alice\"}\n"
+            "{\"sequence\":3, \"principal\":\"alice\"}\n");
+  std::vector<v1::QueryAuditLogRequest> sent =
+      server_.audit_service().requests<v1::QueryAuditLogRequest>("QueryAuditLog");
+  ASSERT_EQ(sent.size(), 2u);
+  EXPECT_EQ(sent[0].limit(), 3);
+  EXPECT_EQ(sent[0].after_sequence(), 0u);
+  EXPECT_EQ(sent[1].limit(), 1);
+  EXPECT_EQ(sent[1].after_sequence(), 2u);
+}
+
+TEST_F(KmsctlTest, AuditQueryWithoutALimitFollowsEveryPage) {
+  v1::QueryAuditLogResponse first;
+  *first.add_records() = Call(1, "r1", "alice", "Encrypt", v1::SUCCESS);
+  first.set_truncated(true);
+  first.set_next_sequence(1);
+  v1::QueryAuditLogResponse last;
+  *last.add_records() = Call(2, "r2", "alice", "Encrypt", v1::SUCCESS);
+  server_.audit_service().AddResponse("QueryAuditLog", first);
+  server_.audit_service().AddResponse("QueryAuditLog", last);
+
+  CommandResult outcome = RunAgainstServer({"--json", "audit", "query"});
+
+  ASSERT_EQ(outcome.exit_code, 0) << outcome.err;
+  EXPECT_EQ(outcome.out,
+            "{\"sequence\":1, \"principal\":\"alice\"}\n"
+            "{\"sequence\":2, \"principal\":\"alice\"}\n");
+  EXPECT_EQ(server_.audit_service().calls("QueryAuditLog"), 2);
+}
+
+TEST_F(KmsctlTest, AuditQueryPageThatDoesNotAdvanceIsAnError) {
+  v1::QueryAuditLogResponse stuck;
+  *stuck.add_records() = Call(1, "r1", "alice", "Encrypt", v1::SUCCESS);
+  stuck.set_truncated(true);
+  stuck.set_next_sequence(1);
+  server_.audit_service().AddResponse("QueryAuditLog", stuck);  // repeats
+
+  CommandResult outcome = RunAgainstServer({"audit", "query", "--output", "jsonl"});
+
+  EXPECT_EQ(outcome.exit_code, 1);
+  EXPECT_THAT(outcome.err, HasSubstr("without a new next_sequence"));
+  EXPECT_EQ(server_.audit_service().calls("QueryAuditLog"), 2);
+}
+
+TEST_F(KmsctlTest, AuditQueryCsvQuotesCommasQuotesAndNewlines) {
+  v1::QueryAuditLogResponse canned;
+  v1::AuditRecord r = Call(5, "req-5", "CN=Doe, Jane \"JD\",O=Acme", "Decrypt", v1::FAILED);
+  r.set_peer("ipv4:10.0.0.7:5512");
+  r.set_key_version_id("version-0001");
+  r.set_error_type("InvalidCiphertextException");
+  (*r.mutable_encryption_context())["app"] = "h1";
+  *canned.add_records() = r;
+  v1::AuditRecord event;
+  event.set_sequence(6);
+  event.set_type(v1::EVENT);
+  event.set_message("kmsd started\nversion 1.2");
+  *canned.add_records() = event;
+  server_.audit_service().AddResponse("QueryAuditLog", canned);
+
+  CommandResult outcome = RunAgainstServer({"audit", "query", "--output", "csv"});
+
+  ASSERT_EQ(outcome.exit_code, 0) << outcome.err;
+  EXPECT_EQ(outcome.out,
+            "sequence,time,type,request_id,principal,peer,operation,key_id,key_version_id,"
+            "encryption_context,outcome,error_type,hsm_function,hsm_object_id,hsm_result,"
+            "message\r\n"
+            "5,2027-01-15T08:00:05Z,RPC,req-5,\"CN=Doe, Jane \"\"JD\"\",O=Acme\","
+            "ipv4:10.0.0.7:5512,Decrypt," +
+                std::string(kKeyId) +
+                ",version-0001,\"{\"\"app\"\":\"\"h1\"\"}\",FAILED,InvalidCiphertextException,,,,"
+                "\r\n"
+                "6,,EVENT,,,,,,,,,,,,,\"kmsd started\nversion 1.2\"\r\n");
+}
+
+TEST_F(KmsctlTest, AuditQueryCsvOfNothingIsTheHeader) {
+  CommandResult outcome = RunAgainstServer({"audit", "query", "--output", "csv"});
+
+  ASSERT_EQ(outcome.exit_code, 0) << outcome.err;
+  EXPECT_THAT(outcome.out, StartsWith("sequence,time,type,"));
+  EXPECT_EQ(std::count(outcome.out.begin(), outcome.out.end(), '\n'), 1);
+}
+
+TEST_F(KmsctlTest, AuditQueryByANonAuditorExitsOneNamingTheException) {
+  server_.audit_service().SetError(
+      "QueryAuditLog",
+      {grpc::StatusCode::PERMISSION_DENIED, "'bob' is not an auditor", "AccessDeniedException"});
+
+  CommandResult outcome = RunAgainstServer({"audit", "query"});
+
+  EXPECT_EQ(outcome.exit_code, 1);
+  EXPECT_EQ(outcome.err, "kmsctl: AccessDeniedException: 'bob' is not an auditor\n");
+  EXPECT_EQ(outcome.out, "");
+}
+
+TEST_F(KmsctlTest, AuditExportWritesEveryLineExactlyAndReportsCountAndLastSequence) {
+  v1::ExportAuditLogResponse first;
+  first.add_lines("{\"sequence\":6,\"b\":\"caf\xc3\xa9\"}");
+  first.add_lines("{\"sequence\":7,  \"x\":1}");
+  first.set_truncated(true);
+  first.set_next_sequence(7);
+  v1::ExportAuditLogResponse last;
+  last.add_lines("{\"sequence\": 8}");
+  server_.audit_service().AddResponse("ExportAuditLog", first);
+  server_.audit_service().AddResponse("ExportAuditLog", last);
+
+  CommandResult outcome =
+      RunAgainstServer({"audit", "export", "--out", Path("audit.jsonl"), "--after-sequence", "5"});
+
+  ASSERT_EQ(outcome.exit_code, 0) << outcome.err;
+  EXPECT_EQ(testing::ReadTestFile(Path("audit.jsonl")),
+            "{\"sequence\":6,\"b\":\"caf\xc3\xa9\"}\n"
+            "{\"sequence\":7,  \"x\":1}\n"
+            "{\"sequence\": 8}\n");
+  EXPECT_EQ(outcome.out, "file:          " + Path("audit.jsonl") +
+                             "\n"
+                             "records:       3\n"
+                             "last_sequence: 8\n");
+  std::vector<v1::ExportAuditLogRequest> sent =
+      server_.audit_service().requests<v1::ExportAuditLogRequest>("ExportAuditLog");
+  ASSERT_EQ(sent.size(), 2u);
+  EXPECT_EQ(sent[0].after_sequence(), 5u);
+  EXPECT_EQ(sent[1].after_sequence(), 7u);
+}
+
+TEST_F(KmsctlTest, AuditExportJsonReportsTheSameAndAnEmptyLogIsAnEmptyFile) {
+  CommandResult outcome =
+      RunAgainstServer({"--json", "audit", "export", "--out", Path("empty.jsonl")});
+
+  ASSERT_EQ(outcome.exit_code, 0) << outcome.err;
+  EXPECT_EQ(testing::ReadTestFile(Path("empty.jsonl")), "");
+  EXPECT_EQ(outcome.out,
+            "{\"file\":\"" + Path("empty.jsonl") + "\",\"records\":0,\"last_sequence\":null}\n");
+}
+
+TEST_F(KmsctlTest, AuditExportRefusesAnExistingFileBeforeCallingKmsd) {
+  testing::WriteTestFile(Path("audit.jsonl"), "keep me\n");
+
+  CommandResult outcome = RunAgainstServer({"audit", "export", "--out", Path("audit.jsonl")});
+
+  EXPECT_EQ(outcome.exit_code, 4) << outcome.err;
+  EXPECT_THAT(outcome.err, HasSubstr("exists; it is never overwritten"));
+  EXPECT_EQ(testing::ReadTestFile(Path("audit.jsonl")), "keep me\n");
+  EXPECT_EQ(server_.audit_service().total_calls(), 0);
+}
+
+TEST_F(KmsctlTest, AuditExportRefusesASymlinkEvenToANewName) {
+  ASSERT_EQ(symlink(Path("target").c_str(), Path("link").c_str()), 0);
+
+  CommandResult outcome = RunAgainstServer({"audit", "export", "--out", Path("link")});
+
+  EXPECT_EQ(outcome.exit_code, 4) << outcome.err;
+  EXPECT_EQ(access(Path("target").c_str(), F_OK), -1);
+  EXPECT_EQ(server_.audit_service().total_calls(), 0);
+}
+
+TEST_F(KmsctlTest, AuditExportThatFailsHalfwayLeavesNoFile) {
+  v1::ExportAuditLogResponse first;
+  first.add_lines("{\"sequence\":1}");
+  first.set_truncated(true);
+  first.set_next_sequence(1);
+  int calls = 0;
+  server_.audit_service().SetHandler(
+      "ExportAuditLog",
+      [&calls, first](const google::protobuf::Message&,
+                      google::protobuf::Message& response) -> std::optional<testing::CannedError> {
+        if (++calls == 1) {
+          response.CopyFrom(first);
+          return std::nullopt;
+        }
+        return testing::CannedError{grpc::StatusCode::UNAVAILABLE, "audit log busy",
+                                    "DependencyTimeoutException"};
+      });
+
+  CommandResult outcome = RunAgainstServer({"audit", "export", "--out", Path("audit.jsonl")});
+
+  EXPECT_EQ(outcome.exit_code, 1) << outcome.err;
+  EXPECT_EQ(outcome.err, "kmsctl: DependencyTimeoutException: audit log busy\n");
+  EXPECT_EQ(access(Path("audit.jsonl").c_str(), F_OK), -1);
+}
+
+TEST_F(KmsctlTest, AuditPublicKeyWritesThePemAndPrintsTheFingerprint) {
+  const std::string pem =
+      "-----BEGIN PUBLIC KEY-----\nMFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE\n-----END PUBLIC "
+      "KEY-----\n";
+  v1::GetAuditPublicKeyResponse canned;
+  canned.set_public_key_der("DER");
+  canned.set_public_key_pem(pem);
+  canned.set_key_fingerprint("sha256:0a1b2c");
+  server_.audit_service().AddResponse("GetAuditPublicKey", canned);
+
+  CommandResult outcome = RunAgainstServer({"audit", "public-key", "--out", Path("audit.pem")});
+
+  ASSERT_EQ(outcome.exit_code, 0) << outcome.err;
+  EXPECT_EQ(testing::ReadTestFile(Path("audit.pem")), pem);
+  EXPECT_EQ(outcome.out, "public_key_file: " + Path("audit.pem") +
+                             "\n"
+                             "key_fingerprint: sha256:0a1b2c\n");
+}
+
+v1::KeyInventoryEntry InventoryEntry() {
+  v1::KeyInventoryEntry k;
+  k.set_key_id(kKeyId);
+  k.set_arn(kKeyArn);
+  k.add_aliases("alias/payments");
+  k.add_aliases("alias/pay");
+  k.set_description("payments, \"main\"");
+  k.set_key_state(v1::ENABLED);
+  k.set_origin(v1::EXTERNAL);
+  k.mutable_creation_date()->set_seconds(1800000000);
+  k.set_key_version_count(2);
+  k.mutable_current_material_date()->set_seconds(1800086400);
+  k.set_rotation_enabled(false);
+  k.set_rotation_status(v1::ROTATION_DISABLED);
+  k.mutable_last_used_date()->set_seconds(1800172800);
+  k.set_expiration_model(v1::KEY_MATERIAL_EXPIRES);
+  k.mutable_valid_to()->set_seconds(1811808000);
+  return k;
+}
+
+TEST_F(KmsctlTest, KeyInventoryPrintsOneRowPerKey) {
+  v1::GetKeyInventoryReportResponse canned;
+  *canned.add_keys() = InventoryEntry();
+  v1::KeyInventoryEntry other;
+  other.set_key_id("key-2");
+  other.set_key_state(v1::PENDING_DELETION);
+  other.set_origin(v1::AWS_KMS);
+  other.set_key_version_count(1);
+  other.set_rotation_enabled(true);
+  other.set_rotation_period_in_days(90);
+  other.mutable_next_rotation_date()->set_seconds(1800000000);
+  other.set_rotation_status(v1::COMPLIANT);
+  other.mutable_deletion_date()->set_seconds(1800000000);
+  *canned.add_keys() = other;
+  canned.mutable_generated_at()->set_seconds(1800259200);
+  server_.audit_service().AddResponse("GetKeyInventoryReport", canned);
+
+  CommandResult outcome = RunAgainstServer({"key-inventory", "--max-age-days", "180"});
+
+  ASSERT_EQ(outcome.exit_code, 0) << outcome.err;
+  EXPECT_THAT(outcome.out, StartsWith("generated_at: 2027-01-18T08:00:00Z\nKEY_ID "));
+  EXPECT_THAT(outcome.out,
+              HasSubstr(std::string(kKeyId) +
+                        "  alias/payments,alias/pay  ENABLED           EXTERNAL  2         "
+                        "2027-01-16T08:00:00Z  disabled  -            -                     "
+                        "ROTATION_DISABLED  2027-01-17T08:00:00Z  KEY_MATERIAL_EXPIRES  "
+                        "2027-06-01T00:00:00Z  -\n"));
+  EXPECT_THAT(outcome.out, HasSubstr("key-2  "));
+  EXPECT_THAT(outcome.out, HasSubstr("PENDING_DELETION  AWS_KMS   1         -                     "
+                                     "enabled   90           2027-01-15T08:00:00Z  COMPLIANT"));
+  EXPECT_EQ(server_.audit_service()
+                .last_request<v1::GetKeyInventoryReportRequest>("GetKeyInventoryReport")
+                .max_age_in_days(),
+            180);
+}
+
+TEST_F(KmsctlTest, KeyInventoryCsvHasAHeaderAndQuotesWhereNeeded) {
+  v1::GetKeyInventoryReportResponse canned;
+  *canned.add_keys() = InventoryEntry();
+  server_.audit_service().AddResponse("GetKeyInventoryReport", canned);
+
+  CommandResult outcome = RunAgainstServer({"key-inventory", "--output", "csv"});
+
+  ASSERT_EQ(outcome.exit_code, 0) << outcome.err;
+  EXPECT_EQ(outcome.out,
+            "key_id,arn,aliases,description,key_state,origin,creation_date,key_version_count,"
+            "current_material_date,rotation_enabled,rotation_period_in_days,next_rotation_date,"
+            "rotation_status,last_used_date,expiration_model,valid_to,deletion_date\r\n" +
+                std::string(kKeyId) + "," + kKeyArn +
+                ",\"alias/payments,alias/pay\",\"payments, \"\"main\"\"\",ENABLED,EXTERNAL,"
+                "2027-01-15T08:00:00Z,2,2027-01-16T08:00:00Z,false,,,ROTATION_DISABLED,"
+                "2027-01-17T08:00:00Z,KEY_MATERIAL_EXPIRES,2027-06-01T00:00:00Z,\r\n");
+  EXPECT_FALSE(server_.audit_service()
+                   .last_request<v1::GetKeyInventoryReportRequest>("GetKeyInventoryReport")
+                   .has_max_age_in_days());
+}
+
+TEST_F(KmsctlTest, KeyInventoryJsonIsTheResponse) {
+  v1::GetKeyInventoryReportResponse canned;
+  *canned.add_keys() = InventoryEntry();
+  server_.audit_service().AddResponse("GetKeyInventoryReport", canned);
+
+  for (const std::vector<std::string>& args :
+       {std::vector<std::string>{"key-inventory", "--output", "json"},
+        std::vector<std::string>{"--json", "key-inventory"}}) {
+    CommandResult outcome = RunAgainstServer(args);
+
+    ASSERT_EQ(outcome.exit_code, 0) << outcome.err;
+    EXPECT_THAT(outcome.out, StartsWith("{\"keys\":[{\"key_id\":\""));
+    EXPECT_THAT(outcome.out, HasSubstr("\"aliases\":[\"alias/payments\",\"alias/pay\"]"));
+    EXPECT_THAT(outcome.out, HasSubstr("\"rotation_status\":\"ROTATION_DISABLED\""));
+  }
+}
+
+TEST_F(KmsctlTest, HelpListsTheAccessAndAuditCommands) {
+  CommandResult outcome = Run({"--help"});
+
+  EXPECT_EQ(outcome.exit_code, 0);
+  for (const char* command : {"put-key-policy", "get-key-policy", "create-grant", "list-grants",
+                              "retire-grant", "revoke-grant", "audit", "key-inventory"}) {
+    EXPECT_THAT(outcome.out, HasSubstr(command));
+  }
+  CommandResult audit = Run({"audit", "--help"});
+  EXPECT_EQ(audit.exit_code, 0);
+  for (const char* command : {"query", "export", "public-key"}) {
+    EXPECT_THAT(audit.out, HasSubstr(command));
+  }
+}
 
 }  // namespace
 }  // namespace kms
