@@ -2198,9 +2198,9 @@ void AddAuditQuery(CommandTable& commands, CLI::App* audit) {
       "included), one per line. csv: RFC 4180 with a header row. --json means --output jsonl.\n");
 }
 
-// The `"sequence":N` of a stored audit line; nullopt if it has none.
+// The `"seq":N` of a stored audit line (daemon/audit/audit_record.h); nullopt if it has none.
 std::optional<uint64_t> SequenceOfLine(absl::string_view line) {
-  constexpr absl::string_view kKey = "\"sequence\"";
+  constexpr absl::string_view kKey = "\"seq\"";
   size_t at = line.find(kKey);
   if (at == absl::string_view::npos) return std::nullopt;
   absl::string_view rest = line.substr(at + kKey.size());

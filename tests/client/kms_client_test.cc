@@ -256,12 +256,12 @@ TEST_F(KmsClientTest, AccessMethodsCallTheirOwnRpcsAndReturnTheirResponses) {
 TEST_F(KmsClientTest, AuditMethodsCallTheAuditService) {
   v1::QueryAuditLogResponse queried;
   queried.add_records()->set_sequence(7);
-  queried.mutable_records(0)->set_line("{\"sequence\":7}");
+  queried.mutable_records(0)->set_line("{\"seq\":7}");
   queried.set_next_sequence(7);
   queried.set_truncated(true);
   server_.audit_service().AddResponse("QueryAuditLog", queried);
   v1::ExportAuditLogResponse exported;
-  exported.add_lines("{\"sequence\":1}");
+  exported.add_lines("{\"seq\":1}");
   server_.audit_service().AddResponse("ExportAuditLog", exported);
   v1::GetAuditPublicKeyResponse public_key;
   public_key.set_public_key_pem("-----BEGIN PUBLIC KEY-----\n");
@@ -286,10 +286,10 @@ TEST_F(KmsClientTest, AuditMethodsCallTheAuditService) {
   absl::StatusOr<v1::GetKeyInventoryReportResponse> keys = client_->GetKeyInventoryReport(report);
 
   ASSERT_TRUE(records.ok()) << records.status();
-  EXPECT_EQ(records->records(0).line(), "{\"sequence\":7}");
+  EXPECT_EQ(records->records(0).line(), "{\"seq\":7}");
   EXPECT_TRUE(records->truncated());
   ASSERT_TRUE(lines.ok()) << lines.status();
-  EXPECT_THAT(lines->lines(), ElementsAre("{\"sequence\":1}"));
+  EXPECT_THAT(lines->lines(), ElementsAre("{\"seq\":1}"));
   ASSERT_TRUE(key.ok()) << key.status();
   EXPECT_EQ(key->key_fingerprint(), "sha256:ab");
   ASSERT_TRUE(keys.ok()) << keys.status();

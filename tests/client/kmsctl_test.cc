@@ -2057,7 +2057,7 @@ v1::AuditRecord Call(uint64_t sequence, const std::string& request_id, const std
   r.set_operation(operation);
   r.set_key_id(kKeyId);
   r.set_outcome(outcome);
-  r.set_line(absl::StrCat("{\"sequence\":", sequence, ", \"principal\":\"", principal, "\"}"));
+  r.set_line(absl::StrCat("{\"seq\":", sequence, ", \"principal\":\"", principal, "\"}"));
   return r;
 }
 
@@ -2072,7 +2072,7 @@ v1::AuditRecord HsmCall(uint64_t sequence, const std::string& request_id,
   r.set_hsm_function(function);
   r.set_hsm_object_id("version-0001");
   r.set_hsm_result("CKR_OK");
-  r.set_line(absl::StrCat("{\"sequence\":", sequence, "}"));
+  r.set_line(absl::StrCat("{\"seq\":", sequence, "}"));
   return r;
 }
 
@@ -2149,9 +2149,9 @@ TEST_F(KmsctlTest, AuditQueryFollowsPagesUntilTheLimit) {
 
   ASSERT_EQ(outcome.exit_code, 0) << outcome.err;
   EXPECT_EQ(outcome.out,
-            "{\"sequence\":1, \"principal\":\"alice\"}\n"
-            "{\"sequence\":2, \"principal\":\"alice\"}\n"
-            "{\"sequence\":3, \"principal\":\"alice\"}\n");
+            "{\"seq\":1, \"principal\":\"alice\"}\n"
+            "{\"seq\":2, \"principal\":\"alice\"}\n"
+            "{\"seq\":3, \"principal\":\"alice\"}\n");
   std::vector<v1::QueryAuditLogRequest> sent =
       server_.audit_service().requests<v1::QueryAuditLogRequest>("QueryAuditLog");
   ASSERT_EQ(sent.size(), 2u);
@@ -2175,8 +2175,8 @@ TEST_F(KmsctlTest, AuditQueryWithoutALimitFollowsEveryPage) {
 
   ASSERT_EQ(outcome.exit_code, 0) << outcome.err;
   EXPECT_EQ(outcome.out,
-            "{\"sequence\":1, \"principal\":\"alice\"}\n"
-            "{\"sequence\":2, \"principal\":\"alice\"}\n");
+            "{\"seq\":1, \"principal\":\"alice\"}\n"
+            "{\"seq\":2, \"principal\":\"alice\"}\n");
   EXPECT_EQ(server_.audit_service().calls("QueryAuditLog"), 2);
 }
 
@@ -2246,12 +2246,12 @@ TEST_F(KmsctlTest, AuditQueryByANonAuditorExitsOneNamingTheException) {
 
 TEST_F(KmsctlTest, AuditExportWritesEveryLineExactlyAndReportsCountAndLastSequence) {
   v1::ExportAuditLogResponse first;
-  first.add_lines("{\"sequence\":6,\"b\":\"caf\xc3\xa9\"}");
-  first.add_lines("{\"sequence\":7,  \"x\":1}");
+  first.add_lines("{\"seq\":6,\"b\":\"caf\xc3\xa9\"}");
+  first.add_lines("{\"seq\":7,  \"x\":1}");
   first.set_truncated(true);
   first.set_next_sequence(7);
   v1::ExportAuditLogResponse last;
-  last.add_lines("{\"sequence\": 8}");
+  last.add_lines("{\"seq\": 8}");
   server_.audit_service().AddResponse("ExportAuditLog", first);
   server_.audit_service().AddResponse("ExportAuditLog", last);
 
@@ -2260,9 +2260,9 @@ TEST_F(KmsctlTest, AuditExportWritesEveryLineExactlyAndReportsCountAndLastSequen
 
   ASSERT_EQ(outcome.exit_code, 0) << outcome.err;
   EXPECT_EQ(testing::ReadTestFile(Path("audit.jsonl")),
-            "{\"sequence\":6,\"b\":\"caf\xc3\xa9\"}\n"
-            "{\"sequence\":7,  \"x\":1}\n"
-            "{\"sequence\": 8}\n");
+            "{\"seq\":6,\"b\":\"caf\xc3\xa9\"}\n"
+            "{\"seq\":7,  \"x\":1}\n"
+            "{\"seq\": 8}\n");
   EXPECT_EQ(outcome.out, "file:          " + Path("audit.jsonl") +
                              "\n"
                              "records:       3\n"
@@ -2307,7 +2307,7 @@ TEST_F(KmsctlTest, AuditExportRefusesASymlinkEvenToANewName) {
 
 TEST_F(KmsctlTest, AuditExportThatFailsHalfwayLeavesNoFile) {
   v1::ExportAuditLogResponse first;
-  first.add_lines("{\"sequence\":1}");
+  first.add_lines("{\"seq\":1}");
   first.set_truncated(true);
   first.set_next_sequence(1);
   int calls = 0;

@@ -56,9 +56,12 @@ class KmsdE2eTest : public ::testing::Test {
     StartDaemon(std::move(extra_env));
   }
 
+  // A key the test's principal (kE2eAdmin) may manage and use: the default
+  // policy would let it manage the key only (separation of duties).
   std::string NewKey(const std::string& description = "e2e") {
     v1::CreateKeyRequest r;
     r.set_description(description);
+    r.set_policy(kE2eKeyPolicy);
     auto created = client_->CreateKey(r);
     EXPECT_TRUE(created.ok()) << created.status();
     return created.ok() ? created->key_metadata().key_id() : "";

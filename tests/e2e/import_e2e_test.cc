@@ -49,7 +49,7 @@ class ImportE2eTest : public testing::KmsdE2eTest {
   }
 
   std::string NewExternalKey() {
-    CommandResult created = Kmsctl({"create-key", "--origin", "EXTERNAL"});
+    CommandResult created = Kmsctl({"create-key", "--origin", "EXTERNAL", "--policy", kms::testing::kE2eKeyPolicy});
     EXPECT_EQ(created.exit_code, 0) << created.err;
     return Field(created.out, "key_id");
   }

@@ -47,7 +47,7 @@ class KmsctlE2eTest : public ::testing::Test {
 
   // Creates a key and returns its id, read from the --json output.
   std::string NewKey(const std::string& alias = "") {
-    CommandResult r = Kmsctl({"--json", "create-key", "--description", "from kmsctl"});
+    CommandResult r = Kmsctl({"--json", "create-key", "--description", "from kmsctl", "--policy", kms::testing::kE2eKeyPolicy});
     EXPECT_EQ(r.exit_code, 0) << r.err;
     const std::string marker = "\"key_id\":\"";
     const size_t at = r.out.find(marker);

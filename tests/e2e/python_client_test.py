@@ -33,6 +33,10 @@ def generate_stubs(proto_root, out_dir):
     sys.path.insert(0, out_dir)
 
 
+# The default key policy lets the creator manage a key but not use it
+# (separation of duties); these tests use their keys.
+USE_POLICY = '{"Statement":[{"Effect":"Allow","Principal":"python-e2e","Action":"kms:*"}]}'
+
 class PythonClientTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
@@ -73,7 +77,8 @@ class PythonClientTest(unittest.TestCase):
         assert code == 0, f"kmsd exited with {code}"
 
     def test_envelope_round_trip(self):
-        key = self.stub.CreateKey(kms_pb2.CreateKeyRequest(description="from python"))
+        key = self.stub.CreateKey(kms_pb2.CreateKeyRequest(description="from python",
+                                                           policy=USE_POLICY))
         self.assertEqual(key.key_metadata.key_state, kms_pb2.ENABLED)
         self.stub.CreateAlias(kms_pb2.CreateAliasRequest(
             alias_name="alias/python", target_key_id=key.key_metadata.key_id))
@@ -93,7 +98,7 @@ class PythonClientTest(unittest.TestCase):
         trailers = dict(caught.exception.trailing_metadata())
         self.assertEqual(trailers.get("kms-error-type"), "NotFoundException")
 
-        key = self.stub.CreateKey(kms_pb2.CreateKeyRequest())
+        key = self.stub.CreateKey(kms_pb2.CreateKeyRequest(policy=USE_POLICY))
         blob = self.stub.Encrypt(kms_pb2.EncryptRequest(
             key_id=key.key_metadata.key_id, plaintext=b"x", encryption_context={"a": "1"}))
         with self.assertRaises(grpc.RpcError) as caught:

@@ -73,6 +73,10 @@ CommandResult RunKmsctlWithTls(const std::string& endpoint, const ClientTlsFiles
 // The principals DaemonProcess's default plaintext mode configures.
 inline constexpr char kE2eAdmin[] = "e2e-admin";
 inline constexpr char kE2eAuditor[] = "e2e-auditor";
+// A key policy letting kE2eAdmin do everything with a key, for tests that
+// are not about access control.
+inline constexpr char kE2eKeyPolicy[] =
+    R"({"Statement":[{"Effect":"Allow","Principal":"e2e-admin","Action":"kms:*"}]})";
 
 class DaemonProcess {
  public:
