@@ -40,7 +40,7 @@ const std::vector<std::string>& KnownActions() {
         // Data plane.
         "Encrypt", "Decrypt", "GenerateDataKey", "GenerateDataKeyWithoutPlaintext",
         "GenerateRandom",
-        // Policies and grants (not RPCs yet).
+        // Policies and grants.
         "PutKeyPolicy", "GetKeyPolicy", "CreateGrant", "ListGrants", "RetireGrant", "RevokeGrant",
         // The ReEncrypt RPC is authorised in two halves, as in AWS KMS (there
         // is no kms:ReEncrypt action): ReEncryptFrom on the source key,
