@@ -2514,7 +2514,9 @@ TEST_P(KeyStoreConformanceTest, PolicyLimitIs32768Bytes) {
 TEST_P(KeyStoreConformanceTest, PolicyIsStoredByteForByte) {
   // Not JSON, not UTF-8, NUL bytes: the store does not look.
   KeyRecord key = NewKey(KeyId(1));
-  key.policy = std::string("{\0}\xff\xfe not json \"'; DROP TABLE keys; --", 40);
+  static constexpr char kPolicy[] = "{\0}\xff\xfe not json \"'; DROP TABLE keys; --";
+  key.policy = std::string(kPolicy, sizeof(kPolicy) - 1);  // the NUL inside included
+  ASSERT_EQ(key.policy[1], '\0');
   ASSERT_THAT(store().CreateKey(key, std::nullopt, {}), IsOk());
   absl::StatusOr<KeyRecord> got = store().GetKey(KeyId(1));
   ASSERT_THAT(got.status(), IsOk());
