@@ -16,6 +16,7 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <functional>
 #include <memory>
@@ -38,7 +39,15 @@
 #include "daemon/server/config.h"
 #include "daemon/server/data_dir.h"
 #include "daemon/server/dev_pki.h"
+#include "daemon/audit/audit_log.h"
+#include "daemon/audit/context_hasher.h"
+#include "daemon/audit/request_scope.h"
+#include "daemon/server/call_auditor.h"
 #include "daemon/server/kms_grpc_service.h"
+#include "daemon/service/access_control.h"
+#include "daemon/service/audit_service.h"
+#include "daemon/service/authorized_service.h"
+#include "hsm/recording_hsm.h"
 #include "daemon/server/peer_identity.h"
 #include "daemon/server/tls_credentials.h"
 #include "daemon/service/key_service.h"
@@ -48,6 +57,8 @@ namespace kms {
 namespace {
 
 constexpr char kDefaultSoftHsmModule[] = "/usr/lib/softhsm/libsofthsm2.so";
+// The HSM object id of the ECDSA P-256 key that signs audit checkpoints.
+constexpr char kAuditSigningKeyId[] = "kmsd-audit-signing-key";
 
 // Runs `task` every `interval` on its own thread until destroyed: the
 // deletion sweep and the rotation scheduler. Failures are the task's to log.
@@ -186,8 +197,52 @@ absl::Status Serve(server::Config config, const std::string& port_file,
                        keystore::SqliteKeyStore::Open(database));
   KMS_LOG(INFO) << "key store: " << database;
 
-  // ---- the service, recovered before it serves anyone
+  // ---- the audit log, open before anything is done that it must record
   SystemClock clock;
+  const std::string audit_path =
+      !config.audit.path.empty() ? config.audit.path : absl::StrCat(data_dir, "/audit.log");
+  if (const auto signing_keys = hsm->ListSigningKeyIds();
+      std::find(signing_keys.begin(), signing_keys.end(), kAuditSigningKeyId) ==
+      signing_keys.end()) {
+    KMS_RETURN_IF_ERROR(hsm->GenerateEcSigningKey(kAuditSigningKeyId));
+    KMS_LOG(INFO) << "audit: made the checkpoint signing key " << kAuditSigningKeyId
+                  << " (ECDSA P-256, never extractable) in the HSM";
+  }
+  KMS_ASSIGN_OR_RETURN(std::string audit_public_key, hsm->GetPublicKeyDer(kAuditSigningKeyId));
+  KMS_ASSIGN_OR_RETURN(std::string audit_fingerprint,
+                       audit::PublicKeyFingerprint(audit_public_key));
+  KMS_ASSIGN_OR_RETURN(audit::ContextHasher context_hasher,
+                       audit::LoadOrCreateContextHasher(*hsm, audit_path + ".context-key"));
+  audit::AuditLog::Options audit_options;
+  audit_options.path = audit_path;
+  audit_options.checkpoint_every_records =
+      static_cast<uint64_t>(config.audit.checkpoint_every_records);
+  audit_options.checkpoint_interval = config.audit.checkpoint_interval;
+  hsm::Hsm* raw_hsm = hsm.get();
+  KMS_ASSIGN_OR_RETURN(
+      std::unique_ptr<audit::AuditLog> audit_log,
+      audit::AuditLog::Open(
+          audit_options, clock,
+          [raw_hsm](absl::string_view message) {
+            return raw_hsm->SignEcdsaP256Sha256(kAuditSigningKeyId, message);
+          },
+          audit_fingerprint));
+  KMS_LOG(INFO) << "audit log: " << audit_path << " (checkpoints signed by key "
+                << audit_fingerprint << ")";
+  // Every HSM operation kmsd makes from here on is recorded, under the
+  // request (or task) the thread is working for.
+  hsm::RecordingHsm recorded_hsm(*hsm, [&audit_log](const hsm::HsmCall& call) {
+    audit::Entry entry;
+    entry.type = audit::RecordType::kHsm;
+    entry.request_id = audit::RequestScope::Current();
+    entry.function = call.function;
+    entry.mechanism = call.mechanism;
+    entry.object_id = call.object_id;
+    entry.result = call.result;
+    audit_log->Append(std::move(entry));
+  });
+
+  // ---- the service, recovered before it serves anyone
   service::ServiceOptions options;
   options.resource_name_prefix = config.resource_name_prefix;
   options.min_rotation_period_days = config.rotation.min_period_days;
@@ -210,7 +265,8 @@ absl::Status Serve(server::Config config, const std::string& port_file,
       ::raise(SIGKILL);
     };
   }
-  service::KeyService key_service(*hsm, *store, clock, options);
+  service::KeyService key_service(recorded_hsm, *store, clock, options);
+  audit::RequestScope startup_scope("kmsd:start-up");
   KMS_RETURN_IF_ERROR(key_service.Recover());
   // Keys that fell due while kmsd was down rotate now, once each; a failure
   // here is retried by the scheduler rather than stopping start-up.
@@ -225,14 +281,25 @@ absl::Status Serve(server::Config config, const std::string& port_file,
   KMS_LOG(INFO) << "access: administrators [" << absl::StrJoin(config.access.administrators, ", ")
                 << "], auditors [" << absl::StrJoin(config.access.auditors, ", ") << "]";
 
+  // ---- access control and the audit trail of every call
+  service::AccessControl access(
+      service::Roles{config.access.administrators, config.access.auditors});
+  service::AuthorizedService authorized(key_service, *store, access, clock);
+  service::AuditService audit_service(key_service, *audit_log, access,
+                                      {audit_public_key, audit_fingerprint});
+  server::CallAuditor call_auditor(*audit_log, context_hasher);
+  const server::CallGate gate{transport.identity, call_auditor};
+
   // ---- gRPC
-  server::KmsGrpcService grpc_service(key_service);
+  server::KmsGrpcService grpc_service(authorized, gate);
+  server::AuditGrpcService audit_grpc_service(audit_service, gate);
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
   int port = 0;
   builder.AddListeningPort(config.listen, transport.credentials, &port);
   builder.RegisterService(&grpc_service);
+  builder.RegisterService(&audit_grpc_service);
   builder.SetMaxReceiveMessageSize(config.limits.max_receive_message_bytes);
   builder.AddChannelArgument(GRPC_ARG_MAX_CONCURRENT_STREAMS, config.limits.max_concurrent_rpcs);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
@@ -243,14 +310,17 @@ absl::Status Serve(server::Config config, const std::string& port_file,
   }
   server->GetHealthCheckService()->SetServingStatus(true);
   PeriodicTask deletion_sweep(config.deletion_check_interval, [&key_service] {
+    audit::RequestScope scope("kmsd:deletion-sweep");
     absl::StatusOr<int> erased = key_service.DeleteDueKeys();
     if (!erased.ok()) KMS_LOG(ERROR) << "deletion sweep failed, will retry: " << erased.status();
   });
   PeriodicTask rotation_scheduler(config.rotation.check_interval, [&key_service] {
+    audit::RequestScope scope("kmsd:rotation-scheduler");
     absl::StatusOr<int> rotated = key_service.RotateDueKeys();
     if (!rotated.ok()) KMS_LOG(ERROR) << "rotation check failed, will retry: " << rotated.status();
   });
   PeriodicTask import_expiry(config.import.check_interval, [&key_service] {
+    audit::RequestScope scope("kmsd:import-expiry");
     absl::StatusOr<int> expired = key_service.ExpireImports();
     if (!expired.ok()) KMS_LOG(ERROR) << "import expiry sweep failed, will retry: " << expired.status();
   });

@@ -1,6 +1,9 @@
 #include "daemon/server/kms_grpc_service.h"
 
+#include "daemon/audit/request_scope.h"
+#include "daemon/common/errors.h"
 #include "daemon/common/secret_bytes.h"
+#include "daemon/common/uuid.h"
 #include "daemon/server/status_mapping.h"
 
 namespace kms::server {
@@ -14,6 +17,24 @@ void WipeSecrets(v1::EncryptRequest* m) { WipeString(m->mutable_plaintext()); }
 void WipeSecrets(v1::DecryptResponse* m) { WipeString(m->mutable_plaintext()); }
 void WipeSecrets(v1::GenerateDataKeyResponse* m) { WipeString(m->mutable_plaintext()); }
 void WipeSecrets(v1::GenerateRandomResponse* m) { WipeString(m->mutable_plaintext()); }
+
+// The encryption contexts a request carries, for its audit record.
+template <typename Request>
+ContextList ContextsOf(const Request&) {
+  return {};
+}
+ContextList ContextsOf(const v1::EncryptRequest& r) { return {{"", &r.encryption_context()}}; }
+ContextList ContextsOf(const v1::DecryptRequest& r) { return {{"", &r.encryption_context()}}; }
+ContextList ContextsOf(const v1::GenerateDataKeyRequest& r) {
+  return {{"", &r.encryption_context()}};
+}
+ContextList ContextsOf(const v1::GenerateDataKeyWithoutPlaintextRequest& r) {
+  return {{"", &r.encryption_context()}};
+}
+ContextList ContextsOf(const v1::ReEncryptRequest& r) {
+  return {{"source:", &r.source_encryption_context()},
+          {"", &r.destination_encryption_context()}};
+}
 
 // Finishes the call with the service's answer and wipes secrets on OnDone.
 template <typename Request, typename Response>
@@ -34,11 +55,40 @@ class WipingReactor final : public grpc::ServerUnaryReactor {
   Response* response_;
 };
 
+// One call: identify, authorise and run (`call`), record, answer.
 template <typename Request, typename Response, typename Fn>
-grpc::ServerUnaryReactor* Handle(absl::string_view method, grpc::CallbackServerContext* context,
-                                 const Request* request, Response* response, Fn&& call) {
+grpc::ServerUnaryReactor* Handle(const CallGate& gate, absl::string_view method,
+                                 grpc::CallbackServerContext* context, const Request* request,
+                                 Response* response, Fn&& call) {
   auto* reactor = new WipingReactor<Request, Response>(request, response);
-  absl::StatusOr<Response> result = call(*request);
+  service::Caller caller;
+  caller.request_id = NewUuid();
+  caller.peer = context->peer();
+  context->AddTrailingMetadata("kms-request-id", caller.request_id);
+  // Refuse at once while records cannot be written: nothing is done that
+  // could not be recorded.
+  if (absl::Status ready = gate.auditor.Ready(); !ready.ok()) {
+    reactor->Finish(ToGrpcStatus(ready, method, *context));
+    return reactor;
+  }
+  service::CallFacts facts;
+  absl::StatusOr<Response> result;
+  absl::StatusOr<std::string> principal = gate.identity.PrincipalOf(*context);
+  if (!principal.ok()) {
+    result = WithErrorType(absl::UnauthenticatedError(principal.status().message()),
+                           error_type::kAccessDenied);
+  } else {
+    caller.principal = *std::move(principal);
+    audit::RequestScope scope(caller.request_id);
+    result = call(caller, *request, &facts);
+  }
+  if (absl::Status recorded =
+          gate.auditor.Record(caller, method, facts, ContextsOf(*request), result.status());
+      !recorded.ok()) {
+    if (result.ok()) WipeSecrets(&*result);  // fail closed: no record, no answer
+    reactor->Finish(ToGrpcStatus(recorded, method, *context));
+    return reactor;
+  }
   if (result.ok()) {
     *response = *std::move(result);
     reactor->Finish(grpc::Status::OK);
@@ -50,44 +100,58 @@ grpc::ServerUnaryReactor* Handle(absl::string_view method, grpc::CallbackServerC
 
 }  // namespace
 
-#define KMS_DEFINE_RPC(Method)                                                        \
-  grpc::ServerUnaryReactor* KmsGrpcService::Method(grpc::CallbackServerContext* context, \
-                                                   const v1::Method##Request* request,   \
-                                                   v1::Method##Response* response) {     \
-    return Handle(#Method, context, request, response,                                \
-                  [this](const v1::Method##Request& r) { return service_.Method(r); });  \
+#define KMS_DEFINE_RPC(Service, Method)                                                    \
+  grpc::ServerUnaryReactor* Service::Method(grpc::CallbackServerContext* context,          \
+                                            const v1::Method##Request* request,            \
+                                            v1::Method##Response* response) {              \
+    return Handle(gate_, #Method, context, request, response,                              \
+                  [this](const service::Caller& caller, const v1::Method##Request& r,      \
+                         service::CallFacts* facts) {                                      \
+                    return service_.Method(caller, r, facts);                              \
+                  });                                                                      \
   }
 
-KMS_DEFINE_RPC(CreateKey)
-KMS_DEFINE_RPC(DescribeKey)
-KMS_DEFINE_RPC(ListKeys)
-KMS_DEFINE_RPC(EnableKey)
-KMS_DEFINE_RPC(DisableKey)
-KMS_DEFINE_RPC(UpdateKeyDescription)
-KMS_DEFINE_RPC(ScheduleKeyDeletion)
-KMS_DEFINE_RPC(CancelKeyDeletion)
-KMS_DEFINE_RPC(CreateAlias)
-KMS_DEFINE_RPC(UpdateAlias)
-KMS_DEFINE_RPC(DeleteAlias)
-KMS_DEFINE_RPC(ListAliases)
-KMS_DEFINE_RPC(TagResource)
-KMS_DEFINE_RPC(UntagResource)
-KMS_DEFINE_RPC(ListResourceTags)
-KMS_DEFINE_RPC(EnableKeyRotation)
-KMS_DEFINE_RPC(DisableKeyRotation)
-KMS_DEFINE_RPC(GetKeyRotationStatus)
-KMS_DEFINE_RPC(RotateKeyOnDemand)
-KMS_DEFINE_RPC(ListKeyRotations)
-KMS_DEFINE_RPC(GetRotationComplianceReport)
-KMS_DEFINE_RPC(GetParametersForImport)
-KMS_DEFINE_RPC(ImportKeyMaterial)
-KMS_DEFINE_RPC(DeleteImportedKeyMaterial)
-KMS_DEFINE_RPC(Encrypt)
-KMS_DEFINE_RPC(Decrypt)
-KMS_DEFINE_RPC(ReEncrypt)
-KMS_DEFINE_RPC(GenerateDataKey)
-KMS_DEFINE_RPC(GenerateDataKeyWithoutPlaintext)
-KMS_DEFINE_RPC(GenerateRandom)
+KMS_DEFINE_RPC(KmsGrpcService, CreateKey)
+KMS_DEFINE_RPC(KmsGrpcService, DescribeKey)
+KMS_DEFINE_RPC(KmsGrpcService, ListKeys)
+KMS_DEFINE_RPC(KmsGrpcService, EnableKey)
+KMS_DEFINE_RPC(KmsGrpcService, DisableKey)
+KMS_DEFINE_RPC(KmsGrpcService, UpdateKeyDescription)
+KMS_DEFINE_RPC(KmsGrpcService, ScheduleKeyDeletion)
+KMS_DEFINE_RPC(KmsGrpcService, CancelKeyDeletion)
+KMS_DEFINE_RPC(KmsGrpcService, CreateAlias)
+KMS_DEFINE_RPC(KmsGrpcService, UpdateAlias)
+KMS_DEFINE_RPC(KmsGrpcService, DeleteAlias)
+KMS_DEFINE_RPC(KmsGrpcService, ListAliases)
+KMS_DEFINE_RPC(KmsGrpcService, TagResource)
+KMS_DEFINE_RPC(KmsGrpcService, UntagResource)
+KMS_DEFINE_RPC(KmsGrpcService, ListResourceTags)
+KMS_DEFINE_RPC(KmsGrpcService, EnableKeyRotation)
+KMS_DEFINE_RPC(KmsGrpcService, DisableKeyRotation)
+KMS_DEFINE_RPC(KmsGrpcService, GetKeyRotationStatus)
+KMS_DEFINE_RPC(KmsGrpcService, RotateKeyOnDemand)
+KMS_DEFINE_RPC(KmsGrpcService, ListKeyRotations)
+KMS_DEFINE_RPC(KmsGrpcService, GetRotationComplianceReport)
+KMS_DEFINE_RPC(KmsGrpcService, GetParametersForImport)
+KMS_DEFINE_RPC(KmsGrpcService, ImportKeyMaterial)
+KMS_DEFINE_RPC(KmsGrpcService, DeleteImportedKeyMaterial)
+KMS_DEFINE_RPC(KmsGrpcService, Encrypt)
+KMS_DEFINE_RPC(KmsGrpcService, Decrypt)
+KMS_DEFINE_RPC(KmsGrpcService, ReEncrypt)
+KMS_DEFINE_RPC(KmsGrpcService, GenerateDataKey)
+KMS_DEFINE_RPC(KmsGrpcService, GenerateDataKeyWithoutPlaintext)
+KMS_DEFINE_RPC(KmsGrpcService, GenerateRandom)
+KMS_DEFINE_RPC(KmsGrpcService, PutKeyPolicy)
+KMS_DEFINE_RPC(KmsGrpcService, GetKeyPolicy)
+KMS_DEFINE_RPC(KmsGrpcService, CreateGrant)
+KMS_DEFINE_RPC(KmsGrpcService, ListGrants)
+KMS_DEFINE_RPC(KmsGrpcService, RetireGrant)
+KMS_DEFINE_RPC(KmsGrpcService, RevokeGrant)
+
+KMS_DEFINE_RPC(AuditGrpcService, QueryAuditLog)
+KMS_DEFINE_RPC(AuditGrpcService, ExportAuditLog)
+KMS_DEFINE_RPC(AuditGrpcService, GetAuditPublicKey)
+KMS_DEFINE_RPC(AuditGrpcService, GetKeyInventoryReport)
 #undef KMS_DEFINE_RPC
 
 }  // namespace kms::server

@@ -1,22 +1,36 @@
-// KmsGrpcService: the gRPC adapter for KeyService (callback API).
+// KmsGrpcService and AuditGrpcService: the gRPC adapters (callback API).
 //
-// Each RPC only translates: request -> KeyService call -> response + status
-// (ToGrpcStatus). Secret fields (request and response plaintexts) are wiped
-// when gRPC is done with the call. Anything that would need a branch here
-// belongs in the service. Borrows the KeyService; thread-safe.
+// Each call: a request id (returned in the trailing metadata entry
+// `kms-request-id`), the caller's principal from the transport
+// (PeerIdentity), then AuthorizedService / AuditService, then the call's
+// audit record, durable before the answer (CallAuditor). While the audit
+// log cannot be written every call is refused with UNAVAILABLE. Secret
+// fields (request and response plaintexts) are wiped when gRPC is done with
+// the call. Anything that would need a branch here belongs in the service.
+// Borrows everything; thread-safe.
 #ifndef KMS_DAEMON_SERVER_KMS_GRPC_SERVICE_H_
 #define KMS_DAEMON_SERVER_KMS_GRPC_SERVICE_H_
 
 #include <grpcpp/grpcpp.h>
 
-#include "daemon/service/key_service.h"
+#include "daemon/server/call_auditor.h"
+#include "daemon/server/peer_identity.h"
+#include "daemon/service/audit_service.h"
+#include "daemon/service/authorized_service.h"
 #include "kms/v1/kms.grpc.pb.h"
 
 namespace kms::server {
 
+// What every call passes through before and after the service.
+struct CallGate {
+  const PeerIdentity& identity;
+  CallAuditor& auditor;
+};
+
 class KmsGrpcService final : public v1::KeyManagementService::CallbackService {
  public:
-  explicit KmsGrpcService(service::KeyService& service) : service_(service) {}
+  KmsGrpcService(service::AuthorizedService& service, CallGate gate)
+      : service_(service), gate_(gate) {}
 
 #define KMS_DECLARE_RPC(Method)                                                    \
   grpc::ServerUnaryReactor* Method(grpc::CallbackServerContext* context,           \
@@ -52,10 +66,32 @@ class KmsGrpcService final : public v1::KeyManagementService::CallbackService {
   KMS_DECLARE_RPC(GenerateDataKey)
   KMS_DECLARE_RPC(GenerateDataKeyWithoutPlaintext)
   KMS_DECLARE_RPC(GenerateRandom)
+  KMS_DECLARE_RPC(PutKeyPolicy)
+  KMS_DECLARE_RPC(GetKeyPolicy)
+  KMS_DECLARE_RPC(CreateGrant)
+  KMS_DECLARE_RPC(ListGrants)
+  KMS_DECLARE_RPC(RetireGrant)
+  KMS_DECLARE_RPC(RevokeGrant)
+
+ private:
+  service::AuthorizedService& service_;
+  CallGate gate_;
+};
+
+class AuditGrpcService final : public v1::AuditService::CallbackService {
+ public:
+  AuditGrpcService(service::AuditService& service, CallGate gate)
+      : service_(service), gate_(gate) {}
+
+  KMS_DECLARE_RPC(QueryAuditLog)
+  KMS_DECLARE_RPC(ExportAuditLog)
+  KMS_DECLARE_RPC(GetAuditPublicKey)
+  KMS_DECLARE_RPC(GetKeyInventoryReport)
 #undef KMS_DECLARE_RPC
 
  private:
-  service::KeyService& service_;
+  service::AuditService& service_;
+  CallGate gate_;
 };
 
 }  // namespace kms::server
