@@ -344,16 +344,28 @@ TEST_F(DaemonE2eTest, TokenObjectsAreSensitiveNeverExtractableAndPrivate) {
   ASSERT_EQ(listed.exit_code, 0) << listed.err;
   std::vector<std::string> blocks = absl::StrSplit(listed.out, "Secret Key Object");
   blocks.erase(blocks.begin());  // text before the first object
-  ASSERT_EQ(blocks.size(), versions.size()) << listed.out;
+  // The CMK versions, and the key that seals the audit log's context key.
+  ASSERT_EQ(blocks.size(), versions.size() + 1) << listed.out;
+  EXPECT_EQ(CountCmkObjects(listed.out), static_cast<int>(versions.size())) << listed.out;
   for (const std::string& block : blocks) {
     EXPECT_TRUE(absl::StrContains(block, "AES length 32")) << block;
     EXPECT_TRUE(absl::StrContains(block, "Access:     sensitive, always sensitive, never extractable"))
         << block;
-    EXPECT_TRUE(absl::StrContains(block, "Usage:      encrypt, decrypt\n")) << block;
+    if (!absl::StrContains(block, testing::kAuditContextKeyLabel)) {
+      EXPECT_TRUE(absl::StrContains(block, "Usage:      encrypt, decrypt\n")) << block;
+    }
   }
   for (const std::string& version : versions) {
     EXPECT_TRUE(absl::StrContains(listed.out, "label:      kmsd:" + version)) << version;
   }
+  // The audit checkpoint signing key: a private key that signs and never
+  // leaves the token.
+  std::vector<std::string> private_keys = absl::StrSplit(listed.out, "Private Key Object");
+  ASSERT_EQ(private_keys.size(), 2u) << listed.out;
+  EXPECT_TRUE(absl::StrContains(private_keys[1], testing::kAuditSigningKeyLabel)) << private_keys[1];
+  EXPECT_TRUE(absl::StrContains(private_keys[1], "EC")) << private_keys[1];
+  EXPECT_TRUE(absl::StrContains(private_keys[1], "sensitive, always sensitive, never extractable"))
+      << private_keys[1];
 }
 
 // SIGTERM under load: calls already answered are durable, calls refused are

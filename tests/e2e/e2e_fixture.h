@@ -15,12 +15,20 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/match.h"
+#include "absl/strings/str_split.h"
 #include "client/kms_client.h"
 #include "tests/testing/daemon_process.h"
 
 namespace kms::testing {
 
 using client::KmsClient;
+
+// kmsd's own objects on every token besides the CMK versions: the audit
+// checkpoint signing key pair and the AES key that seals the audit log's
+// context-hashing key, as pkcs11-tool labels them.
+inline constexpr char kAuditSigningKeyLabel[] = "label:      kmsd-sign:kmsd-audit-signing-key";
+inline constexpr char kAuditContextKeyLabel[] = "label:      kmsd:kmsd-audit-context-key";
 
 class KmsdE2eTest : public ::testing::Test {
  protected:
@@ -100,6 +108,17 @@ class KmsdE2eTest : public ::testing::Test {
         {"SOFTHSM2_CONF=" + data_dir_ + "/softhsm2.conf"});
     EXPECT_EQ(listed.exit_code, 0) << listed.err;
     return listed.out;
+  }
+
+  // The CMK key versions in a ListTokenObjects() listing: its secret-key
+  // objects, less the one kmsd keeps for its audit log.
+  static int CountCmkObjects(const std::string& listing) {
+    std::vector<std::string> blocks = absl::StrSplit(listing, "Secret Key Object");
+    int count = 0;
+    for (size_t i = 1; i < blocks.size(); ++i) {
+      if (!absl::StrContains(blocks[i], kAuditContextKeyLabel)) ++count;
+    }
+    return count;
   }
 
   std::unique_ptr<TempDir> dir_;

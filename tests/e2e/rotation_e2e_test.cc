@@ -8,7 +8,6 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_split.h"
 #include "daemon/common/errors.h"
 #include "tests/e2e/e2e_fixture.h"
 #include "tests/testing/status_matchers.h"
@@ -34,6 +33,7 @@ TEST_F(RotationE2eTest, DaemonRotatesOnItsScheduleOncePerDowntime) {
   v1::CreateKeyRequest create;
   create.set_enable_key_rotation(true);
   create.set_rotation_period_in_days(30);
+  create.set_policy(testing::kE2eKeyPolicy);
   auto created = client_->CreateKey(create);
   ASSERT_TRUE(created.ok()) << created.status();
   const std::string key_id = created->key_metadata().key_id();
@@ -184,9 +184,7 @@ TEST_P(CrashPointTest, KillAtThisPointLeavesOldStateOrNewAndNoOrphans) {
   ASSERT_EQ(*daemon_->Stop(SIGTERM), 0);
   const std::string objects = ListTokenObjects();
   if (objects.empty()) GTEST_SKIP() << "pkcs11-tool not installed; orphan check skipped";
-  const int token_objects =
-      static_cast<int>(std::vector<std::string>(absl::StrSplit(objects, "Secret Key Object")).size()) - 1;
-  EXPECT_EQ(token_objects, versions) << objects;
+  EXPECT_EQ(CountCmkObjects(objects), versions) << objects;
 }
 
 INSTANTIATE_TEST_SUITE_P(

@@ -36,6 +36,8 @@ using testing::WriteTestFile;
 
 constexpr char kRefusal[] = "TLS connection refused";
 
+constexpr char kAlice[] = "spiffe://test/ops/alice";
+
 int CountOf(const std::string& text, const std::string& needle) {
   int n = 0;
   for (size_t at = text.find(needle); at != std::string::npos; at = text.find(needle, at + 1)) ++n;
@@ -66,7 +68,7 @@ class TlsE2eTest : public ::testing::Test {
     ASSERT_TRUE(pki_->MakeCa("ca2", "kmsd test CA two").ok());
     ASSERT_TRUE(pki_->MakeCert("server1", "ca1", server).ok());
     ASSERT_TRUE(pki_->MakeCert("server2", "ca2", server).ok());
-    ASSERT_TRUE(pki_->MakeCert("alice", "ca1", testing::ClientCert("/CN=alice", "URI:spiffe://test/ops/alice")).ok());
+    ASSERT_TRUE(pki_->MakeCert("alice", "ca1", testing::ClientCert("/CN=alice", absl::StrCat("URI:", kAlice))).ok());
     ASSERT_TRUE(pki_->MakeCert("bob", "ca1", testing::ClientCert("/CN=bob")).ok());
     CertSpec expired = testing::ClientCert("/CN=old-client");
     expired.not_before = "20200101000000Z";
@@ -93,11 +95,14 @@ class TlsE2eTest : public ::testing::Test {
     WriteTestFile(client_ca_file_, bundle);
   }
 
-  void StartTls() {
+  // Starts kmsd over mTLS. By default alice (by her URI SAN), bob and carol
+  // (by their CNs) are administrators.
+  void StartTls(std::vector<std::string> administrators = {kAlice, "bob", "carol"}) {
     DaemonProcess::Options options;
     options.data_dir = Path("data");
     options.transport = DaemonProcess::Transport::kTls;
     options.tls = {cert_file_, key_file_, client_ca_file_};
+    options.administrators = std::move(administrators);
     auto daemon = DaemonProcess::Start(std::move(options));
     ASSERT_TRUE(daemon.ok()) << daemon.status();
     daemon_ = *std::move(daemon);
@@ -155,6 +160,22 @@ TEST_F(TlsE2eTest, ServesClientsWithCertificatesFromTheClientCa) {
       {"list-keys"});
   EXPECT_EQ(listed.exit_code, 0) << listed.err;
   EXPECT_TRUE(absl::StrContains(daemon_->ReadLog(), "mTLS: certificate " + cert_file_));
+}
+
+// The principal is the URI SAN when there is one (alice's CN is not an
+// administrator's name here, her URI is not either), else the CN.
+TEST_F(TlsE2eTest, ThePrincipalIsTheUriSanElseTheCommonName) {
+  StartTls({"alice", "bob"});
+  auto alice = Client("alice", "ca1");
+  auto bob = Client("bob", "ca1");
+  absl::Status denied = ListKeys(*alice);
+  EXPECT_EQ(denied.code(), absl::StatusCode::kPermissionDenied) << denied;
+  EXPECT_TRUE(absl::StrContains(denied.message(), absl::StrCat("'", kAlice, "'"))) << denied;
+  EXPECT_TRUE(ListKeys(*bob).ok()) << ListKeys(*bob);
+  // Any authenticated principal may ask for random bytes.
+  v1::GenerateRandomRequest random;
+  random.set_number_of_bytes(16);
+  EXPECT_TRUE(alice->GenerateRandom(random).ok());
 }
 
 TEST_F(TlsE2eTest, KmsctlTakesItsTlsFilesFromTheEnvironmentAndRefusesAPartialSet) {

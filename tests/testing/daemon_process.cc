@@ -16,6 +16,7 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
 
 extern char** environ;
@@ -177,8 +178,13 @@ CommandResult RunKmsctlWithTls(const std::string& endpoint, const ClientTlsFiles
 
 std::string DaemonProcess::ConfigYaml(const Options& options) {
   std::string yaml;
-  const std::string access = absl::StrCat("access:\n  administrators: [\"", kE2eAdmin,
-                                          "\"]\n  auditors: [\"", kE2eAuditor, "\"]\n");
+  const auto list = [](const std::vector<std::string>& principals) {
+    return principals.empty() ? std::string("[]")
+                              : absl::StrCat("[\"", absl::StrJoin(principals, "\", \""), "\"]");
+  };
+  const std::string access =
+      absl::StrCat("access:\n  administrators: ", list(options.administrators),
+                   "\n  auditors: ", list(options.auditors), "\n");
   switch (options.transport) {
     case Transport::kPlaintext:
       yaml = absl::StrCat("plaintext:\n  enabled: true\n  principal: \"", kE2eAdmin, "\"\n",

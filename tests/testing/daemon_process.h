@@ -97,6 +97,10 @@ class DaemonProcess {
     std::string extra_yaml;
     Transport transport = Transport::kPlaintext;
     ServerTlsFiles tls;                   // with Transport::kTls
+    // access.administrators and access.auditors (not with kDevPki, whose
+    // roles are kmsd's own defaults).
+    std::vector<std::string> administrators = {kE2eAdmin};
+    std::vector<std::string> auditors = {kE2eAuditor};
     // --listen; "unix:/path" serves a unix socket (endpoint() is then that).
     std::string listen = "127.0.0.1:0";
     absl::Duration start_timeout = absl::Seconds(60);
