@@ -44,17 +44,7 @@ int CountOf(const std::string& text, const std::string& needle) {
   return n;
 }
 
-// Polls `condition` until it holds or `timeout` passes (another process's
-// state: nothing to inject).
-template <typename F>
-bool Eventually(F condition, absl::Duration timeout = absl::Seconds(20)) {
-  const absl::Time deadline = absl::Now() + timeout;
-  while (absl::Now() < deadline) {
-    if (condition()) return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
-  }
-  return condition();
-}
+using testing::Eventually;
 
 class TlsE2eTest : public ::testing::Test {
  protected:

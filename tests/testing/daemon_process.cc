@@ -176,6 +176,15 @@ CommandResult RunKmsctlWithTls(const std::string& endpoint, const ClientTlsFiles
   return RunCommand(argv, {}, input);
 }
 
+bool Eventually(const std::function<bool()>& condition, absl::Duration timeout) {
+  const absl::Time deadline = absl::Now() + timeout;
+  while (absl::Now() < deadline) {
+    if (condition()) return true;
+    absl::SleepFor(absl::Milliseconds(100));
+  }
+  return condition();
+}
+
 std::string DaemonProcess::ConfigYaml(const Options& options) {
   std::string yaml;
   const auto list = [](const std::vector<std::string>& principals) {

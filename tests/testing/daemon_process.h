@@ -14,6 +14,7 @@
 
 #include <sys/types.h>
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -40,6 +41,11 @@ class TempDir {
   explicit TempDir(std::string path) : path_(std::move(path)) {}
   std::string path_;
 };
+
+// Polls `condition` every 100 ms until it holds or `timeout` passes; for
+// another process's state, where there is no clock to inject.
+bool Eventually(const std::function<bool()>& condition,
+                absl::Duration timeout = absl::Seconds(20));
 
 struct CommandResult {
   int exit_code = -1;  // 128+N when killed by signal N
