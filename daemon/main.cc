@@ -324,6 +324,21 @@ absl::Status Serve(server::Config config, const std::string& port_file,
     absl::StatusOr<int> expired = key_service.ExpireImports();
     if (!expired.ok()) KMS_LOG(ERROR) << "import expiry sweep failed, will retry: " << expired.status();
   });
+  // While the audit log cannot be written kmsd answers no call, so the
+  // health service says NOT_SERVING and load balancers route around it.
+  bool audit_writable = true;  // only the task's thread touches it
+  PeriodicTask audit_health(absl::Seconds(1), [&server, &audit_log, &audit_writable] {
+    const absl::Status healthy = audit_log->Healthy();
+    if (healthy.ok() == audit_writable) return;
+    audit_writable = healthy.ok();
+    server->GetHealthCheckService()->SetServingStatus(audit_writable);
+    if (audit_writable) {
+      KMS_LOG(INFO) << "audit log writable again; health SERVING";
+    } else {
+      KMS_LOG(ERROR) << "audit log cannot be written; health NOT_SERVING until it can: "
+                     << healthy;
+    }
+  });
   if (!port_file.empty()) KMS_RETURN_IF_ERROR(WritePortFile(port_file, port));
   KMS_LOG(INFO) << "kmsd serving on port " << port << " (listen " << config.listen << ")";
 

@@ -7,8 +7,10 @@
 #include <signal.h>
 
 #include <gtest/gtest.h>
+#include <grpcpp/generic/generic_stub.h>
 #include <grpcpp/grpcpp.h>
 
+#include <chrono>
 #include <fstream>
 #include <map>
 #include <memory>
@@ -200,6 +202,41 @@ class AuditE2eTest : public ::testing::Test {
     auto key = auditor_->GetAuditPublicKey(v1::GetAuditPublicKeyRequest());
     EXPECT_TRUE(key.ok()) << key.status();
     return key.ok() ? key->public_key_der() : "";
+  }
+
+  // What grpc.health.v1.Health/Check says for the whole server: SERVING (1)
+  // or NOT_SERVING (2). Called without the generated health stubs: the
+  // request is the empty message and the response is field 1, a varint.
+  int HealthStatus() {
+    grpc::SslCredentialsOptions ssl;
+    ssl.pem_root_certs = ReadTestFile(pki_->Cert("ca"));
+    ssl.pem_cert_chain = ReadTestFile(pki_->Cert("service"));
+    ssl.pem_private_key = ReadTestFile(pki_->Key("service"));
+    grpc::GenericStub stub(grpc::CreateChannel(daemon_->endpoint(), grpc::SslCredentials(ssl)));
+    grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+    grpc::CompletionQueue queue;
+    grpc::Slice empty("");  // a buffer with no slice at all does not parse
+    grpc::ByteBuffer request(&empty, 1), response;
+    std::unique_ptr<grpc::GenericClientAsyncResponseReader> call =
+        stub.PrepareUnaryCall(&context, "/grpc.health.v1.Health/Check", request, &queue);
+    call->StartCall();
+    grpc::Status status;
+    call->Finish(&response, &status, nullptr);
+    void* tag = nullptr;
+    bool ok = false;
+    if (!queue.Next(&tag, &ok) || !ok || !status.ok()) {
+      ADD_FAILURE() << "health check: " << status.error_code() << " " << status.error_message();
+      return -1;
+    }
+    std::vector<grpc::Slice> slices;
+    if (!response.Dump(&slices).ok()) return -1;
+    std::string bytes;
+    for (const grpc::Slice& slice : slices) {
+      bytes.append(reinterpret_cast<const char*>(slice.begin()), slice.size());
+    }
+    if (bytes.size() != 2 || bytes[0] != 0x08) ADD_FAILURE() << "health check: " << bytes.size();
+    return bytes.size() == 2 && bytes[0] == 0x08 ? bytes[1] : -1;
   }
 
   bool SetImmutable(bool on) {
@@ -397,8 +434,10 @@ TEST_F(AuditE2eTest, AnAnsweredCallsRecordSurvivesKillDashNine) {
 // The audit file made immutable (chattr +i: even kmsd's open descriptor
 // gets EPERM) stands in for a failed or read-only disk.
 TEST_F(AuditE2eTest, RefusesServiceWhileTheLogCannotBeWrittenAndRecovers) {
+  constexpr int kServing = 1, kNotServing = 2;
   const std::string key_id = NewKey(kServicePolicy);
   ASSERT_TRUE(DataKey(*service_, key_id, kAcme).ok());
+  ASSERT_EQ(HealthStatus(), kServing);
   if (!SetImmutable(true)) GTEST_SKIP() << "chattr +i needs root and an ext2/3/4-like file system";
   const size_t size_before = ReadTestFile(audit_path_).size();
 
@@ -412,10 +451,12 @@ TEST_F(AuditE2eTest, RefusesServiceWhileTheLogCannotBeWrittenAndRecovers) {
   EXPECT_ERROR(auditor_->QueryAuditLog(v1::QueryAuditLogRequest()), kUnavailable,
                "DependencyTimeoutException");
   EXPECT_EQ(ReadTestFile(audit_path_).size(), size_before);
+  EXPECT_TRUE(Eventually([&] { return HealthStatus() == kNotServing; })) << HealthStatus();
 
   ASSERT_TRUE(SetImmutable(false));
   EXPECT_TRUE(Eventually([&] { return DataKey(*service_, key_id, kAcme).ok(); }))
       << daemon_->ReadLog();
+  EXPECT_TRUE(Eventually([&] { return HealthStatus() == kServing; })) << HealthStatus();
   // Nothing was lost or reordered while it failed: the chain verifies.
   const audit::VerifyResult verified = VerifyFile(AuditPublicKey());
   EXPECT_TRUE(verified.ok) << verified.problem;
