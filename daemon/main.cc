@@ -151,11 +151,7 @@ absl::StatusOr<Transport> MakeTransport(server::Config& config, const std::strin
     if (config.access.auditors.empty()) config.access.auditors = {"auditor"};
   }
   // The staging copies live next to kmsd's other state.
-  std::string state_dir = data_dir;
-  if (state_dir.empty()) {
-    const size_t slash = config.database.rfind('/');
-    state_dir = slash == std::string::npos ? "." : slash == 0 ? "/" : config.database.substr(0, slash);
-  }
+  const std::string state_dir = server::StateDirectory(data_dir, config.database);
   KMS_ASSIGN_OR_RETURN(transport.tls, server::ServerTls::Create(files, state_dir + "/tls-active"));
   transport.credentials = transport.tls->credentials();
   KMS_LOG(INFO) << "mTLS: certificate " << files.cert_file << ", key " << files.key_file
@@ -199,8 +195,7 @@ absl::Status Serve(server::Config config, const std::string& port_file,
 
   // ---- the audit log, open before anything is done that it must record
   SystemClock clock;
-  const std::string audit_path =
-      !config.audit.path.empty() ? config.audit.path : absl::StrCat(data_dir, "/audit.log");
+  const std::string audit_path = server::AuditLogPath(config, data_dir, database);
   if (const auto signing_keys = hsm->ListSigningKeyIds();
       std::find(signing_keys.begin(), signing_keys.end(), kAuditSigningKeyId) ==
       signing_keys.end()) {

@@ -6,18 +6,18 @@
 
 namespace kms::server {
 
-absl::Status AuditUnavailableError(const absl::Status& cause) {
+absl::Status AuditUnavailableError() {
+  // The cause (a path, an OS error) is for kmsd's log, not for callers.
   return WithErrorType(
-      absl::UnavailableError(absl::StrCat(
-          "kmsd cannot write its audit log, so it answers no call until it can (",
-          cause.message(), ")")),
+      absl::UnavailableError(
+          "kmsd cannot write its audit log, so it answers no call until it can"),
       error_type::kDependencyTimeout);
 }
 
 absl::Status CallAuditor::Ready() const {
   absl::Status healthy = log_.Healthy();
   if (healthy.ok()) return healthy;
-  return AuditUnavailableError(healthy);
+  return AuditUnavailableError();
 }
 
 absl::Status CallAuditor::Record(const service::Caller& caller, absl::string_view operation,
@@ -55,7 +55,7 @@ absl::Status CallAuditor::Record(const service::Caller& caller, absl::string_vie
     KMS_LOG(ERROR) << "audit record " << seq << " of request " << caller.request_id
                    << " is not durable; the call gets an error instead of its result: "
                    << durable;
-    return AuditUnavailableError(durable);
+    return AuditUnavailableError();
   }
   return absl::OkStatus();
 }

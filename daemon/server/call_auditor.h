@@ -52,7 +52,7 @@ class CallAuditor {
 };
 
 // The error calls get while the audit log cannot be written.
-absl::Status AuditUnavailableError(const absl::Status& cause);
+absl::Status AuditUnavailableError();
 
 }  // namespace kms::server
 

@@ -361,6 +361,20 @@ absl::Status ValidateConfig(const Config& config) {
   return absl::OkStatus();
 }
 
+std::string StateDirectory(const std::string& data_dir, const std::string& database) {
+  if (!data_dir.empty()) return data_dir;
+  const size_t slash = database.rfind('/');
+  if (slash == std::string::npos) return ".";
+  return slash == 0 ? "/" : database.substr(0, slash);
+}
+
+std::string AuditLogPath(const Config& config, const std::string& data_dir,
+                         const std::string& database) {
+  if (!config.audit.path.empty()) return config.audit.path;
+  const std::string dir = StateDirectory(data_dir, database);
+  return dir == "/" ? "/audit.log" : dir + "/audit.log";
+}
+
 bool HasTlsFiles(const Config& config) {
   return !config.tls.cert_file.empty() && !config.tls.key_file.empty() &&
          !config.tls.client_ca_file.empty();

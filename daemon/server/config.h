@@ -125,6 +125,15 @@ bool IsLocalListen(const std::string& listen);
 // True if `listen` names a unix socket.
 bool IsUnixListen(const std::string& listen);
 
+// Where kmsd keeps the state it owns besides the token: `data_dir` (as
+// resolved at start-up) if set, else the directory of `database`.
+std::string StateDirectory(const std::string& data_dir, const std::string& database);
+
+// The audit log's file: audit.path if set, else audit.log in
+// StateDirectory(data_dir, database).
+std::string AuditLogPath(const Config& config, const std::string& data_dir,
+                         const std::string& database);
+
 // True if mTLS is configured (all three tls files set).
 bool HasTlsFiles(const Config& config);
 

@@ -263,6 +263,23 @@ TEST_F(ConfigFileTest, TransportAccessAndAuditDefaults) {
   EXPECT_EQ(config->audit.checkpoint_interval, absl::Seconds(60));
 }
 
+TEST(StateDirectoryTest, IsTheDataDirElseTheDatabasesDirectory) {
+  EXPECT_EQ(StateDirectory("/var/lib/kmsd", "/elsewhere/kmsd.db"), "/var/lib/kmsd");
+  EXPECT_EQ(StateDirectory("", "/var/lib/kmsd/kmsd.db"), "/var/lib/kmsd");
+  EXPECT_EQ(StateDirectory("", "/kmsd.db"), "/");
+  EXPECT_EQ(StateDirectory("", "kmsd.db"), ".");
+}
+
+TEST(AuditLogPathTest, DefaultsNextToTheOtherState) {
+  Config config;
+  // External HSM, no data_dir: beside the database, never at the root.
+  EXPECT_EQ(AuditLogPath(config, "", "/var/lib/kmsd/kmsd.db"), "/var/lib/kmsd/audit.log");
+  EXPECT_EQ(AuditLogPath(config, "/data", "/data/kmsd.db"), "/data/audit.log");
+  EXPECT_EQ(AuditLogPath(config, "", "/kmsd.db"), "/audit.log");
+  config.audit.path = "/var/log/kmsd/audit.log";
+  EXPECT_EQ(AuditLogPath(config, "/data", "/data/kmsd.db"), "/var/log/kmsd/audit.log");
+}
+
 TEST(IsLocalListenTest, AcceptsUnixSockets) {
   EXPECT_TRUE(IsLocalListen("unix:/run/kmsd.sock"));
   EXPECT_TRUE(IsLocalListen("unix:relative.sock"));
