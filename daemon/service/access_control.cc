@@ -191,6 +191,20 @@ absl::Status AccessControl::AuthorizeKey(const Caller& caller, absl::string_view
                              grants.empty() ? "" : " or by any of the key's grants"));
 }
 
+absl::Status AccessControl::CheckNotExplicitlyDenied(const Caller& caller,
+                                                     absl::string_view action,
+                                                     const keystore::KeyRecord& key,
+                                                     absl::string_view key_arn) const {
+  std::shared_ptr<const policy::Policy> policy = PolicyFor(key.policy);
+  if (policy == nullptr) return absl::OkStatus();
+  policy::Request request;
+  request.principal = caller.principal;
+  request.action = std::string(action);
+  const policy::Decision decision = policy->Evaluate(request);
+  if (decision.effect != policy::Decision::kExplicitDeny) return absl::OkStatus();
+  return Denied(caller, action, key_arn, absl::StrCat("explicit deny: ", decision.reason));
+}
+
 bool AccessControl::CanStillPutKeyPolicy(const Caller& caller,
                                          const policy::Policy& policy) const {
   policy::Request request;

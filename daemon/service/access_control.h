@@ -88,6 +88,14 @@ class AccessControl {
                             const std::map<std::string, std::string>* context,
                             absl::string_view key_arn) const;
 
+  // AccessDeniedException if the key's policy explicitly denies `action` to
+  // the caller, else OK. For the paths that do not go through AuthorizeKey
+  // (a grantee passing on its grant, a retiring principal or grantee
+  // retiring one) but where a Deny must still win.
+  absl::Status CheckNotExplicitlyDenied(const Caller& caller, absl::string_view action,
+                                        const keystore::KeyRecord& key,
+                                        absl::string_view key_arn) const;
+
   // The policy lockout safety check (as AWS's): true if, under `policy`, the
   // caller could still change the key's policy. Assumes a valid policy.
   bool CanStillPutKeyPolicy(const Caller& caller, const policy::Policy& policy) const;

@@ -374,9 +374,12 @@ absl::StatusOr<v1::CreateGrantResponse> AuthorizedService::CreateGrant(
   // Allowed by the policy or role, or passed on by a grantee whose grant
   // covers the new one.
   KMS_ASSIGN_OR_RETURN(std::vector<GrantRecord> grants, store_.ListGrantsForKey(key.key_id));
+  const std::string key_arn = keys_.resource_names().KeyArn(key.key_id);
   if (access_.ParentGrantFor(caller, grants, grant) == nullptr) {
-    KMS_RETURN_IF_ERROR(access_.AuthorizeKey(caller, "kms:CreateGrant", key, {}, nullptr,
-                                             keys_.resource_names().KeyArn(key.key_id)));
+    KMS_RETURN_IF_ERROR(
+        access_.AuthorizeKey(caller, "kms:CreateGrant", key, {}, nullptr, key_arn));
+  } else {
+    KMS_RETURN_IF_ERROR(access_.CheckNotExplicitlyDenied(caller, "kms:CreateGrant", key, key_arn));
   }
   if (key.state == keystore::KeyState::kPendingDeletion) {
     return InvalidStateError(absl::StrCat("key '", request.key_id(), "' is pending deletion"));
@@ -467,10 +470,13 @@ absl::StatusOr<v1::RetireGrantResponse> AuthorizedService::RetireGrant(
                         grant->retiring_principal == caller.principal;
   const bool grantee = grant->grantee_principal == caller.principal &&
                        std::find(ops.begin(), ops.end(), "RetireGrant") != ops.end();
+  KMS_ASSIGN_OR_RETURN(KeyRecord key, store_.GetKey(grant->key_id));
+  const std::string key_arn = keys_.resource_names().KeyArn(key.key_id);
   if (!retiring && !grantee) {
-    KMS_ASSIGN_OR_RETURN(KeyRecord key, store_.GetKey(grant->key_id));
-    KMS_RETURN_IF_ERROR(access_.AuthorizeKey(caller, "kms:RetireGrant", key, {}, nullptr,
-                                             keys_.resource_names().KeyArn(key.key_id)));
+    KMS_RETURN_IF_ERROR(
+        access_.AuthorizeKey(caller, "kms:RetireGrant", key, {}, nullptr, key_arn));
+  } else {
+    KMS_RETURN_IF_ERROR(access_.CheckNotExplicitlyDenied(caller, "kms:RetireGrant", key, key_arn));
   }
   KMS_RETURN_IF_ERROR(store_.DeleteGrant(grant->grant_id));
   return v1::RetireGrantResponse();

@@ -372,6 +372,39 @@ TEST_F(AuthorizedServiceTest, GranteesPassOnOnlyWhatTheyHave) {
               StatusIs(absl::StatusCode::kPermissionDenied));
 }
 
+// A Deny in the policy wins on the paths that need no policy Allow: a
+// grantee passing its grant on, and a retiring principal or grantee retiring.
+TEST_F(AuthorizedServiceTest, ExplicitDenyWinsOverParentGrantsAndRetiringPrincipals) {
+  auto key = CreateKeyAs(kAdmin);
+  ASSERT_THAT(key.status(), IsOk());
+  auto parent = GrantAs(kAdmin, *key, kApp, {v1::DECRYPT, v1::CREATE_GRANT, v1::RETIRE_GRANT});
+  auto retirable = GrantAs(kAdmin, *key, kApp, {v1::DECRYPT}, {}, {}, kOther);
+  ASSERT_THAT(parent.status(), IsOk());
+  ASSERT_THAT(retirable.status(), IsOk());
+  ASSERT_THAT(PutPolicyAs(kAdmin, *key, absl::StrCat(R"({"Statement":[
+      {"Effect":"Allow","Principal":")", kAdmin, R"(","Action":"kms:*"},
+      {"Effect":"Deny","Principal":")", kApp, R"(","Action":["kms:CreateGrant","kms:RetireGrant"]},
+      {"Effect":"Deny","Principal":")", kOther, R"(","Action":"kms:RetireGrant"}]})")),
+              IsOk());
+  EXPECT_ERROR(GrantAs(kApp, *key, kOther, {v1::DECRYPT}), kPermissionDenied,
+               "AccessDeniedException");
+  CallFacts facts;
+  v1::RetireGrantRequest retire;
+  retire.set_key_id(*key);
+  retire.set_grant_id(parent->grant_id());
+  EXPECT_ERROR(authorized_->RetireGrant(As(kApp), retire, &facts), kPermissionDenied,
+               "AccessDeniedException");
+  retire.set_grant_id(retirable->grant_id());
+  EXPECT_ERROR(authorized_->RetireGrant(As(kOther), retire, &facts), kPermissionDenied,
+               "AccessDeniedException");
+  // Both grants are still there; a key manager can still revoke them.
+  v1::ListGrantsRequest list;
+  list.set_key_id(*key);
+  auto listed = authorized_->ListGrants(As(kAdmin), list, &facts);
+  ASSERT_THAT(listed.status(), IsOk());
+  EXPECT_EQ(listed->grants_size(), 2);
+}
+
 TEST_F(AuthorizedServiceTest, RetireGrantByTokenRetiringPrincipalOrGrantee) {
   auto key = CreateKeyAs(kAdmin);
   ASSERT_THAT(key.status(), IsOk());
