@@ -63,6 +63,7 @@
 #include "daemon/common/errors.h"
 #include "daemon/common/secret_bytes.h"
 #include "daemon/common/status_macros.h"
+#include "proto/grant_operation_names.h"
 
 namespace kms::kmsctl {
 namespace {
@@ -918,7 +919,7 @@ void AddCreateGrant(CommandTable& commands) {
         request.set_grantee_principal(args->grantee_principal);
         std::vector<v1::GrantOperation> seen;
         for (const std::string& name : args->operations) {
-          std::optional<v1::GrantOperation> operation = ParseGrantOperation(name);
+          std::optional<v1::GrantOperation> operation = api::GrantOperationFromName(name);
           if (!operation.has_value()) {
             return UsageError(
                 absl::StrCat("--operations: unknown operation '", name,

@@ -7,6 +7,7 @@
 #include "absl/strings/str_split.h"
 #include "google/protobuf/util/json_util.h"
 #include "google/protobuf/util/time_util.h"
+#include "proto/grant_operation_names.h"
 
 namespace kms::kmsctl {
 namespace {
@@ -201,46 +202,18 @@ std::string FormatCsvRow(const std::vector<std::string>& fields) {
   return out;
 }
 
-namespace {
-
-struct GrantOperationName {
-  v1::GrantOperation operation;
-  const char* aws_name;
-};
-
-// In proto order.
-constexpr GrantOperationName kGrantOperationNames[] = {
-    {v1::DECRYPT, "Decrypt"},
-    {v1::ENCRYPT, "Encrypt"},
-    {v1::GENERATE_DATA_KEY, "GenerateDataKey"},
-    {v1::GENERATE_DATA_KEY_WITHOUT_PLAINTEXT, "GenerateDataKeyWithoutPlaintext"},
-    {v1::RE_ENCRYPT_FROM, "ReEncryptFrom"},
-    {v1::RE_ENCRYPT_TO, "ReEncryptTo"},
-    {v1::CREATE_GRANT, "CreateGrant"},
-    {v1::RETIRE_GRANT, "RetireGrant"},
-    {v1::DESCRIBE_KEY, "DescribeKey"},
-};
-
-}  // namespace
-
 std::string GrantOperationAwsName(v1::GrantOperation operation) {
-  for (const GrantOperationName& entry : kGrantOperationNames) {
-    if (entry.operation == operation) return entry.aws_name;
-  }
+  absl::string_view name = api::GrantOperationName(operation);
+  if (!name.empty()) return std::string(name);
   // A newer kmsd's operation: its proto name, else its number.
   return EnumName(v1::GrantOperation_descriptor(), operation);
 }
 
-std::optional<v1::GrantOperation> ParseGrantOperation(absl::string_view name) {
-  for (const GrantOperationName& entry : kGrantOperationNames) {
-    if (name == entry.aws_name) return entry.operation;
-  }
-  return std::nullopt;
-}
-
 std::string GrantOperationAwsNames() {
-  std::vector<std::string> names;
-  for (const GrantOperationName& entry : kGrantOperationNames) names.push_back(entry.aws_name);
+  std::vector<absl::string_view> names;
+  for (const api::NamedGrantOperation& entry : api::NamedGrantOperations()) {
+    names.push_back(entry.name);
+  }
   return absl::StrJoin(names, ", ");
 }
 

@@ -15,7 +15,6 @@
 
 #include <cstdint>
 #include <map>
-#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -87,11 +86,10 @@ std::string NumberOrDash(int64_t value);
 std::string FormatCsvRow(const std::vector<std::string>& fields);
 
 // Grant operations by their AWS names ("Decrypt", "GenerateDataKey",
-// "ReEncryptFrom", ...), as kmsctl takes and prints them.
+// "ReEncryptFrom", ...), as kmsctl takes and prints them (the table and the
+// parser are in proto/grant_operation_names.h). An operation without an AWS
+// name prints as its proto name, else its number.
 std::string GrantOperationAwsName(v1::GrantOperation operation);
-// The operation with AWS name `name`, case-sensitive; nullopt for any other
-// text, GRANT_OPERATION_UNSPECIFIED's name included.
-std::optional<v1::GrantOperation> ParseGrantOperation(absl::string_view name);
 // Every valid AWS name, in proto order, joined by ", " (for error messages).
 std::string GrantOperationAwsNames();
 

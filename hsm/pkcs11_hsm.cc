@@ -15,6 +15,7 @@
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
+#include "absl/types/span.h"
 #include "daemon/common/logging.h"
 #include "daemon/common/status_macros.h"
 #include "hsm/pkcs11_module.h"
@@ -690,6 +691,36 @@ absl::Status Pkcs11Hsm::ReserveId(const std::string& id) {
   return absl::OkStatus();
 }
 
+// The templates point into the caller's locals, which outlive the call.
+struct Pkcs11Hsm::KeyPairRequest {
+  CK_MECHANISM_TYPE mechanism;
+  absl::Span<CK_ATTRIBUTE> public_template;
+  absl::Span<CK_ATTRIBUTE> private_template;
+  ObjectKind kind;             // as cached
+  absl::string_view function;  // as named in errors, e.g. "C_GenerateKeyPair(EC)"
+};
+
+absl::Status Pkcs11Hsm::GenerateKeyPair(const std::string& id, const KeyPairRequest& request) {
+  CK_MECHANISM mechanism = {request.mechanism, nullptr, 0};
+  CK_OBJECT_HANDLE public_key = CK_INVALID_HANDLE;
+  CK_OBJECT_HANDLE private_key = CK_INVALID_HANDLE;
+  absl::Status status;
+  {
+    SessionPool::Lease lease(sessions_.get());
+    status = lease.Check(
+        lease.fn()->C_GenerateKeyPair(
+            lease.session(), &mechanism, request.public_template.data(),
+            request.public_template.size(), request.private_template.data(),
+            request.private_template.size(), &public_key, &private_key),
+        request.function);
+  }
+  absl::MutexLock lock(&mu_);
+  generating_.erase(id);
+  if (!status.ok()) return status;
+  objects_.emplace(id, CachedObject{request.kind, private_key, public_key});
+  return absl::OkStatus();
+}
+
 const Pkcs11Hsm::CachedObject* Pkcs11Hsm::FindAesKey(const std::string& object_id) {
   auto it = objects_.find(object_id);
   if (it == objects_.end() || it->second.kind != ObjectKind::kAesKey) return nullptr;
@@ -1009,25 +1040,9 @@ absl::Status Pkcs11Hsm::GenerateRsaWrappingKey(absl::string_view object_id, int 
       {CKA_ID, id.data(), id.size()},
       {CKA_LABEL, label.data(), label.size()},
   };
-  CK_MECHANISM mechanism = {CKM_RSA_PKCS_KEY_PAIR_GEN, nullptr, 0};
-  CK_OBJECT_HANDLE public_key = CK_INVALID_HANDLE;
-  CK_OBJECT_HANDLE private_key = CK_INVALID_HANDLE;
-  absl::Status status;
-  {
-    SessionPool::Lease lease(sessions_.get());
-    status = lease.Check(
-        lease.fn()->C_GenerateKeyPair(
-            lease.session(), &mechanism, public_template,
-            sizeof(public_template) / sizeof(public_template[0]), private_template,
-            sizeof(private_template) / sizeof(private_template[0]), &public_key, &private_key),
-        "C_GenerateKeyPair");
-  }
-  absl::MutexLock lock(&mu_);
-  generating_.erase(id);
-  if (!status.ok()) return status;
-  objects_.emplace(std::move(id),
-                   CachedObject{ObjectKind::kWrappingKey, private_key, public_key});
-  return absl::OkStatus();
+  return GenerateKeyPair(id, {CKM_RSA_PKCS_KEY_PAIR_GEN, absl::MakeSpan(public_template),
+                              absl::MakeSpan(private_template), ObjectKind::kWrappingKey,
+                              "C_GenerateKeyPair"});
 }
 
 namespace {
@@ -1438,24 +1453,9 @@ absl::Status Pkcs11Hsm::GenerateEcSigningKey(absl::string_view object_id) {
       {CKA_ID, id.data(), id.size()},
       {CKA_LABEL, label.data(), label.size()},
   };
-  CK_MECHANISM mechanism = {CKM_EC_KEY_PAIR_GEN, nullptr, 0};
-  CK_OBJECT_HANDLE public_key = CK_INVALID_HANDLE;
-  CK_OBJECT_HANDLE private_key = CK_INVALID_HANDLE;
-  absl::Status status;
-  {
-    SessionPool::Lease lease(sessions_.get());
-    status = lease.Check(
-        lease.fn()->C_GenerateKeyPair(
-            lease.session(), &mechanism, public_template,
-            sizeof(public_template) / sizeof(public_template[0]), private_template,
-            sizeof(private_template) / sizeof(private_template[0]), &public_key, &private_key),
-        "C_GenerateKeyPair(EC)");
-  }
-  absl::MutexLock lock(&mu_);
-  generating_.erase(id);
-  if (!status.ok()) return status;
-  objects_.emplace(std::move(id), CachedObject{ObjectKind::kSigningKey, private_key, public_key});
-  return absl::OkStatus();
+  return GenerateKeyPair(id, {CKM_EC_KEY_PAIR_GEN, absl::MakeSpan(public_template),
+                              absl::MakeSpan(private_template), ObjectKind::kSigningKey,
+                              "C_GenerateKeyPair(EC)"});
 }
 
 absl::StatusOr<std::string> Pkcs11Hsm::SignEcdsaP256Sha256(absl::string_view object_id,

@@ -174,6 +174,14 @@ class Pkcs11Hsm final : public Hsm {
   absl::Status ProbeWrappingAlgorithms(SlotId slot);
   // Checks that the id is free and reserves it in generating_.
   absl::Status ReserveId(const std::string& id);
+  // A C_GenerateKeyPair call: mechanism, both templates, and how the pair is
+  // cached and named in errors. Defined in the .cc, which alone sees pkcs11.h.
+  struct KeyPairRequest;
+  // Creates the key pair `request` describes for the id `id`, which the
+  // caller has reserved (ReserveId) and which `request`'s templates name;
+  // releases the reservation, and on success caches both halves.
+  // Errors: as CkStatus.
+  absl::Status GenerateKeyPair(const std::string& id, const KeyPairRequest& request);
   // The AES key `object_id`; mu_ must be held. nullptr if there is none.
   const CachedObject* FindAesKey(const std::string& object_id)
       ABSL_SHARED_LOCKS_REQUIRED(mu_);

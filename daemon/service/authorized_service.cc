@@ -16,6 +16,7 @@
 #include "daemon/policy/policy.h"
 #include "daemon/service/ciphertext_blob.h"
 #include "daemon/service/service_internal.h"
+#include "proto/grant_operation_names.h"
 
 namespace kms::service {
 namespace {
@@ -34,34 +35,12 @@ std::string VersionOf(absl::string_view blob) {
   return parsed.ok() ? parsed->key_version_id : "";
 }
 
-struct GrantOperationName {
-  v1::GrantOperation op;
-  absl::string_view name;
-};
-constexpr GrantOperationName kGrantOperations[] = {
-    {v1::DECRYPT, "Decrypt"},
-    {v1::ENCRYPT, "Encrypt"},
-    {v1::GENERATE_DATA_KEY, "GenerateDataKey"},
-    {v1::GENERATE_DATA_KEY_WITHOUT_PLAINTEXT, "GenerateDataKeyWithoutPlaintext"},
-    {v1::RE_ENCRYPT_FROM, "ReEncryptFrom"},
-    {v1::RE_ENCRYPT_TO, "ReEncryptTo"},
-    {v1::CREATE_GRANT, "CreateGrant"},
-    {v1::RETIRE_GRANT, "RetireGrant"},
-    {v1::DESCRIBE_KEY, "DescribeKey"},
-};
-
 absl::StatusOr<std::string> GrantOperationToName(int op) {
-  for (const auto& entry : kGrantOperations) {
-    if (entry.op == op) return std::string(entry.name);
+  absl::string_view name = api::GrantOperationName(op);
+  if (name.empty()) {
+    return ValidationError(absl::StrCat("operations: unknown grant operation ", op));
   }
-  return ValidationError(absl::StrCat("operations: unknown grant operation ", op));
-}
-
-v1::GrantOperation GrantOperationFromName(absl::string_view name) {
-  for (const auto& entry : kGrantOperations) {
-    if (entry.name == name) return entry.op;
-  }
-  return v1::GRANT_OPERATION_UNSPECIFIED;
+  return std::string(name);
 }
 
 std::string Sha256(absl::string_view bytes) {
@@ -104,7 +83,10 @@ void ToListEntry(const GrantRecord& grant, const ResourceNames& names, v1::Grant
   out->set_grantee_principal(grant.grantee_principal);
   out->set_retiring_principal(grant.retiring_principal);
   out->set_issuing_principal(grant.issuing_principal);
-  for (const std::string& op : grant.operations) out->add_operations(GrantOperationFromName(op));
+  for (const std::string& op : grant.operations) {
+    out->add_operations(
+        api::GrantOperationFromName(op).value_or(v1::GRANT_OPERATION_UNSPECIFIED));
+  }
   for (const auto& [k, v] : grant.encryption_context_equals) {
     (*out->mutable_constraints()->mutable_encryption_context_equals())[k] = v;
   }
