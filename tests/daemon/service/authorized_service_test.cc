@@ -5,11 +5,14 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <string>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
 #include "daemon/common/errors.h"
+#include "daemon/policy/grant.h"
+#include "proto/grant_operation_names.h"
 #include "tests/daemon/service/service_fixture.h"
 #include "tests/testing/status_matchers.h"
 
@@ -350,6 +353,17 @@ TEST_F(AuthorizedServiceTest, GrantConstraintsBindTheContext) {
   EXPECT_THAT(DataKeyAs(kOther, *key, {{"tenant", "acme"}}).status(), IsOk());
   EXPECT_THAT(DataKeyAs(kOther, *key, {{"tenant", "acme"}, {"x", "y"}}).status(),
               StatusIs(absl::StatusCode::kPermissionDenied));
+}
+
+// The wire's grant operations and the policy library's are one list: a name
+// in only one would make CreateGrant refuse it or store what nothing honours.
+TEST(GrantOperationNamesTest, TheApiAndThePolicyLibraryAgree) {
+  std::vector<std::string> api;
+  for (const auto& named : api::NamedGrantOperations()) api.emplace_back(named.name);
+  std::vector<std::string> policy_ops = policy::GrantOperations();
+  std::sort(api.begin(), api.end());
+  std::sort(policy_ops.begin(), policy_ops.end());
+  EXPECT_EQ(api, policy_ops);
 }
 
 TEST_F(AuthorizedServiceTest, GranteesPassOnOnlyWhatTheyHave) {
