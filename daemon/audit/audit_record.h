@@ -32,7 +32,8 @@
 //   "function"       string (for "hsm" records: the PKCS#11 function)
 //   "mechanism"      string
 //   "object_id"      string
-//   "result"         string (for "hsm" records: the CK_RV name)
+//   "result"         string (for "hsm" records: "CKR_OK", or the failure as
+//                    "<absl code name>: <message>", see hsm::HsmCall)
 //   "message"        string
 //   "prev"           64 lower-case hex digits: the "hash" of the previous
 //                    record; 64 '0's for seq 1

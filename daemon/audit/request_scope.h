@@ -3,7 +3,8 @@
 // the request id of the call that caused them.
 //
 // The gRPC adapter opens a scope around each call; the periodic tasks open
-// one named after the task ("sweep:deletion", ...). Attribution only: no
+// one named after the task ("kmsd:deletion-sweep", "kmsd:rotation-scheduler",
+// "kmsd:import-expiry", "kmsd:start-up"). Attribution only: no
 // security decision reads it. Scopes nest; each thread has its own.
 #ifndef KMS_DAEMON_AUDIT_REQUEST_SCOPE_H_
 #define KMS_DAEMON_AUDIT_REQUEST_SCOPE_H_
