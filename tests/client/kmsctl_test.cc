@@ -456,6 +456,25 @@ TEST_F(KmsctlTest, DescribeKeyShowsTheOriginalMaterialKmsdLists) {
                   "current\n"));
 }
 
+// A caller allowed DescribeKey but not ListKeyRotations (a grantee with only
+// DescribeKey) gets the metadata and a note, and success.
+TEST_F(KmsctlTest, DescribeKeyWithoutListKeyRotationsShowsTheMetadata) {
+  v1::DescribeKeyResponse canned;
+  *canned.mutable_key_metadata() = Metadata();
+  server_.service().AddResponse("DescribeKey", canned);
+  server_.service().SetError("ListKeyRotations",
+                             {grpc::StatusCode::PERMISSION_DENIED,
+                              "'app' is not authorized to perform kms:ListKeyRotations",
+                              "AccessDeniedException"});
+
+  CommandResult outcome = RunAgainstServer({"describe-key", kKeyId});
+
+  EXPECT_EQ(outcome.exit_code, 0) << outcome.err;
+  EXPECT_THAT(outcome.out, HasSubstr("current_key_version_id: version-0001\n"));
+  EXPECT_THAT(outcome.out, ::testing::EndsWith(
+                               "(versions not shown: not allowed kms:ListKeyRotations)\n"));
+}
+
 TEST_F(KmsctlTest, DescribeKeyOfANeverRotatedKeyMarksTheOriginalCurrent) {
   v1::DescribeKeyResponse canned;
   *canned.mutable_key_metadata() = Metadata();
