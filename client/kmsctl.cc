@@ -7,7 +7,10 @@
 // (client/key_material.h), which work on local files only and never call
 // kmsd. The AuditService's RPCs are the `audit` group (audit query, audit
 // export, audit public-key; a command group is a subcommand whose commands
-// are added with CommandTable::Add(group, ...)) and key-inventory.
+// are added with CommandTable::Add(group, ...)) and key-inventory. `audit
+// verify` checks an exported log and its checkpoint signatures offline with
+// the daemon's own format code (daemon/audit/audit_record.h); it is a local
+// command (CommandTable::AddLocal), for which kmsctl makes no client at all.
 // list-grants, audit query and audit export follow every page. Two commands
 // make more than one kind of RPC: describe-key, which without
 // --json also lists the key's versions (ListKeyRotations), and
@@ -17,22 +20,27 @@
 //
 // Exit codes (also printed by `kmsctl --help`; see kmsctl_support.h):
 //   0  success
-//   1  kmsd returned an error; stderr: "kmsctl: <ExceptionName>: <message>"
+//   1  kmsd returned an error; stderr: "kmsctl: <ExceptionName>: <message>";
+//      for audit verify, which calls no kmsd: the log failed verification
 //   2  usage error: bad flags or arguments, caught before any RPC
 //   3  kmsd unreachable, or no answer within --timeout
-//   4  local failure: file I/O, an envelope file that fails verification, or
-//      key material that fails a local check (size, key check value)
+//   4  local failure: file I/O, an envelope file that fails verification,
+//      key material that fails a local check (size, key check value), or a
+//      public key that is not ECDSA P-256
 //
 // Each command is registered by an Add* function below, which declares its
 // flags and a runner. Runners check every argument first (usage errors), then
 // read input files, then call kmsd, so a usage error never reaches kmsd.
 // CLI11 reports its own parse errors by throwing; main() catches them and
 // turns them into exit code 2. Nothing else here throws.
+#include <errno.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <fstream>
 #include <functional>
+#include <iostream>
 #include <iterator>
 #include <map>
 #include <memory>
@@ -60,6 +68,7 @@
 #include "client/kms_client.h"
 #include "client/kmsctl_output.h"
 #include "client/kmsctl_support.h"
+#include "daemon/audit/audit_record.h"
 #include "daemon/common/errors.h"
 #include "daemon/common/secret_bytes.h"
 #include "daemon/common/status_macros.h"
@@ -91,6 +100,14 @@ struct Session {
 
 using Runner = std::function<absl::Status(Session&)>;
 
+// What a command that never calls kmsd works with: no client, so it needs no
+// endpoint or TLS files and cannot connect by mistake (audit verify).
+struct LocalSession {
+  bool json;
+};
+
+using LocalRunner = std::function<absl::Status(const LocalSession&)>;
+
 // The subcommands and their runners.
 class CommandTable {
  public:
@@ -117,9 +134,22 @@ class CommandTable {
     return command;
   }
 
-  // The runner of the command on the command line. Call after a successful
-  // parse (which requires exactly one command, and one in a group).
-  const Runner& Selected() const { return runners_.at(SelectedCommand(app_)); }
+  // A command in `group` that works on local files only: Run() makes no
+  // client for it and ignores --endpoint and the TLS flags.
+  CLI::App* AddLocal(CLI::App* group, const std::string& name, const std::string& description,
+                     LocalRunner run) {
+    CLI::App* command = group->add_subcommand(name, description);
+    local_runners_[command] = std::move(run);
+    return command;
+  }
+
+  // The runner of the command on the command line, if it calls kmsd; nullptr
+  // for a local command. Call after a successful parse (which requires
+  // exactly one command, and one in a group).
+  const Runner* Selected() const { return Find(runners_); }
+  // The runner of the local command on the command line; nullptr if the
+  // command calls kmsd.
+  const LocalRunner* SelectedLocal() const { return Find(local_runners_); }
 
   // The innermost subcommand on the command line; nullptr if none.
   static const CLI::App* SelectedCommand(const CLI::App& app) {
@@ -131,8 +161,15 @@ class CommandTable {
   }
 
  private:
+  template <typename R>
+  const R* Find(const std::map<const CLI::App*, R>& runners) const {
+    auto it = runners.find(SelectedCommand(app_));
+    return it == runners.end() ? nullptr : &it->second;
+  }
+
   CLI::App& app_;
   std::map<const CLI::App*, Runner> runners_;
+  std::map<const CLI::App*, LocalRunner> local_runners_;
 };
 
 // ---------------------------------------------------------------- output
@@ -2304,6 +2341,120 @@ void AddAuditPublicKey(CommandTable& commands, CLI::App* audit) {
       ->required();
 }
 
+// "1 record", "2 records".
+std::string CountOf(uint64_t n, absl::string_view noun) {
+  return absl::StrCat(n, " ", noun, n == 1 ? "" : "s");
+}
+
+// audit verify's line for a log that verified.
+std::string VerifiedSummary(const audit::VerifyResult& result, bool partial) {
+  if (result.records == 0) return "audit log verified: empty (no records)\n";
+  const uint64_t first = result.last_sequence - result.records + 1;
+  std::string line = absl::StrCat("audit log verified: ", CountOf(result.records, "record"),
+                                  " (seq ", first, "..", result.last_sequence);
+  if (partial && first > 1) {
+    absl::StrAppend(&line, "; its link to seq ", first - 1, " is taken on trust");
+  }
+  absl::StrAppend(&line, "), ", CountOf(result.checkpoints, "signed checkpoint"), "; ");
+  if (result.unsigned_tail == 0) {
+    absl::StrAppend(&line, "every record is covered by a signed checkpoint");
+  } else if (result.checkpoints == 0) {
+    absl::StrAppend(&line, "no record is signed, all are only chained");
+  } else {
+    absl::StrAppend(&line, CountOf(result.unsigned_tail, "record"), " after the last checkpoint ",
+                    result.unsigned_tail == 1 ? "is" : "are", " chained but not yet signed");
+  }
+  return absl::StrCat(line, "\n");
+}
+
+// audit verify's --json object: every member always present, null where it
+// does not apply (first_bad_sequence and problem on success; the range and
+// the unsigned tail on failure, where they would describe a broken log).
+std::string VerifyJson(const audit::VerifyResult& result) {
+  const auto number_or_null = [](bool set, uint64_t n) {
+    return set ? absl::StrCat(n) : std::string("null");
+  };
+  const bool any = result.ok && result.records > 0;
+  return absl::StrCat(
+      "{\"verified\":", BoolName(result.ok), ",\"records\":", result.records,
+      ",\"first_sequence\":", number_or_null(any, result.last_sequence - result.records + 1),
+      ",\"last_sequence\":", number_or_null(any, result.last_sequence),
+      ",\"checkpoints\":", result.checkpoints,
+      ",\"unsigned_tail\":", number_or_null(result.ok, result.unsigned_tail),
+      ",\"first_bad_sequence\":",
+      number_or_null(result.first_bad_sequence.has_value(), result.first_bad_sequence.value_or(0)),
+      ",\"problem\":", result.ok ? "null" : JsonQuote(result.problem), "}\n");
+}
+
+void AddAuditVerify(CommandTable& commands, CLI::App* audit) {
+  struct Args {
+    std::string log;
+    std::string public_key;
+    bool partial = false;
+  };
+  auto args = std::make_shared<Args>();
+  CLI::App* command = commands.AddLocal(
+      audit, "verify",
+      "Check an audit log's hash chain and checkpoint signatures (no call to kmsd)",
+      [args](const LocalSession& session) -> absl::Status {
+        if (args->log == "-" && args->public_key == "-") {
+          return UsageError("--log and --public-key cannot both be stdin ('-')");
+        }
+        KMS_ASSIGN_OR_RETURN(std::string public_key, ReadInputFile(args->public_key));
+        // Streamed, not read whole: a log grows for as long as kmsd runs.
+        std::ifstream file;
+        std::istream* lines = &std::cin;
+        if (args->log != "-") {
+          errno = 0;
+          file.open(args->log, std::ios::binary);
+          if (!file.is_open()) {
+            return AsLocalFailure(absl::ErrnoToStatus(
+                errno != 0 ? errno : EIO, absl::StrCat("cannot open '", args->log, "'")));
+          }
+          lines = &file;
+        }
+        absl::StatusOr<audit::VerifyResult> result =
+            audit::VerifyAuditLog(*lines, public_key, args->partial);
+        if (!result.ok()) {
+          return AsLocalFailure(absl::InvalidArgumentError(
+              absl::StrCat("--public-key '", args->public_key, "': ", result.status().message())));
+        }
+        // A read error ends getline as the end of the file would: the records
+        // seen so far may verify, but the log was not checked.
+        if (lines->bad()) {
+          return AsLocalFailure(absl::ErrnoToStatus(errno != 0 ? errno : EIO,
+                                                    absl::StrCat("cannot read '", args->log, "'")));
+        }
+        if (session.json) KMS_RETURN_IF_ERROR(WriteStdout(VerifyJson(*result)));
+        if (!result->ok) {
+          return AsFailedCheck(absl::DataLossError(
+              absl::StrCat("audit log NOT verified: first bad record seq ",
+                           result->first_bad_sequence.value_or(0), ": ", result->problem)));
+        }
+        if (session.json) return absl::OkStatus();
+        return WriteStdout(VerifiedSummary(*result, args->partial));
+      });
+  command->add_option("--log", args->log, "The audit log, e.g. from audit export ('-': stdin)")
+      ->type_name("FILE")
+      ->required();
+  command
+      ->add_option("--public-key", args->public_key,
+                   "The checkpoint signing key, PEM or DER, e.g. from audit public-key")
+      ->type_name("FILE")
+      ->required();
+  command->add_flag("--partial", args->partial,
+                    "For an export made with --after-sequence: trust its first record's link "
+                    "to the record before it");
+  command->footer(
+      "Checks, with no call to kmsd, that every line parses, seq runs 1, 2, 3, ... without a\n"
+      "gap, each record's hash matches its bytes and names the record before it, and every\n"
+      "checkpoint's signature verifies under the public key. Stops at the first bad record and\n"
+      "names its seq. Records after the last checkpoint are protected by the chain alone:\n"
+      "whoever can write the file can rewrite or drop them unnoticed, so the summary counts\n"
+      "them. Exit 0: verified; 1: not verified; 2: bad flags; 4: a file could not be read\n"
+      "or the public key is not an ECDSA P-256 key.\n");
+}
+
 const std::vector<std::string> kInventoryCsvHeader = {"key_id",
                                                       "arn",
                                                       "aliases",
@@ -2463,12 +2614,13 @@ void AddCommands(CommandTable& commands) {
   AddListGrants(commands);
   AddRetireGrant(commands);
   AddRevokeGrant(commands);
-  // Compliance. `audit verify` joins this group with the verifier library.
-  CLI::App* audit =
-      commands.AddGroup("audit", "Compliance: query and export the audit log, get its signing key");
+  // Compliance.
+  CLI::App* audit = commands.AddGroup(
+      "audit", "Compliance: query and export the audit log, get its signing key, verify it");
   AddAuditQuery(commands, audit);
   AddAuditExport(commands, audit);
   AddAuditPublicKey(commands, audit);
+  AddAuditVerify(commands, audit);
   AddKeyInventory(commands);
 }
 
@@ -2521,22 +2673,27 @@ int UsageFailure(const CLI::App& app, const std::string& message) {
 }
 
 // Runs the selected command and reports its outcome.
-int Run(const GlobalFlags& flags, const CLI::App& app, const Runner& run) {
-  client::ClientOptions options;
-  options.timeout = absl::Seconds(flags.timeout_seconds);
-  options.ca_file = flags.ca_file;
-  options.cert_file = flags.cert_file;
-  options.key_file = flags.key_file;
-  absl::Status status = CheckTlsFlags(flags);
-  if (status.ok()) {
-    absl::StatusOr<std::unique_ptr<KmsClient>> client =
-        KmsClient::Connect(flags.endpoint, options);
-    if (client.ok()) {
-      Session session{**client, flags.json};
-      status = run(session);
-    } else {
-      // A bad endpoint or an unreadable TLS file: the user's to fix.
-      status = UsageError(client.status().message());
+int Run(const GlobalFlags& flags, const CLI::App& app, const CommandTable& commands) {
+  absl::Status status;
+  if (const LocalRunner* run_local = commands.SelectedLocal()) {
+    status = (*run_local)(LocalSession{flags.json});
+  } else {
+    client::ClientOptions options;
+    options.timeout = absl::Seconds(flags.timeout_seconds);
+    options.ca_file = flags.ca_file;
+    options.cert_file = flags.cert_file;
+    options.key_file = flags.key_file;
+    status = CheckTlsFlags(flags);
+    if (status.ok()) {
+      absl::StatusOr<std::unique_ptr<KmsClient>> client =
+          KmsClient::Connect(flags.endpoint, options);
+      if (client.ok()) {
+        Session session{**client, flags.json};
+        status = (*commands.Selected())(session);
+      } else {
+        // A bad endpoint or an unreadable TLS file: the user's to fix.
+        status = UsageError(client.status().message());
+      }
     }
   }
   if (status.ok()) return kExitOk;
@@ -2586,7 +2743,7 @@ int Main(int argc, char** argv) {
     return UsageFailure(app, e.what());
   }
   if (app.get_subcommands().empty()) return UsageFailure(app, "a command is required");
-  return Run(flags, app, commands.Selected());
+  return Run(flags, app, commands);
 }
 
 }  // namespace

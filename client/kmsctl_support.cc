@@ -74,11 +74,12 @@ const char kExitCodeHelp[] =
     "Exit codes:\n"
     "  0  success\n"
     "  1  kmsd returned an error; stderr: kmsctl: <ExceptionName>: <message>\n"
+    "     (audit verify, which calls no kmsd: the log failed verification)\n"
     "  2  usage error: bad flags or arguments (nothing was sent to kmsd)\n"
     "  3  kmsd unreachable, or no answer within --timeout\n"
     "  4  local failure: a file could not be read or written, an envelope file\n"
-    "     failed verification, or key material failed a local check (its size,\n"
-    "     a key check value)\n"
+    "     failed verification, key material failed a local check (its size, a\n"
+    "     key check value), or a public key file held no ECDSA P-256 key\n"
     "\n"
     "Output: --json prints one JSON object per command, with the API's field\n"
     "names and bytes in base64. Key bytes are printed only where asked for:\n"
@@ -90,6 +91,10 @@ absl::Status UsageError(absl::string_view message) {
 
 absl::Status AsLocalFailure(absl::Status status) {
   return WithExitCode(std::move(status), kExitLocalFailure);
+}
+
+absl::Status AsFailedCheck(absl::Status status) {
+  return WithExitCode(std::move(status), kExitNotVerified);
 }
 
 ExitCode ExitCodeFor(const absl::Status& status) {

@@ -2,7 +2,8 @@
 // the files kmsctl reads and writes.
 //
 // Every kmsctl command returns an absl::Status. Errors that kmsctl makes
-// itself are tagged with their exit code (UsageError, AsLocalFailure); untagged
+// itself are tagged with their exit code (UsageError, AsLocalFailure,
+// AsFailedCheck); untagged
 // errors come from KmsClient and map to 1 (kmsd said no) or 3 (kmsd could not
 // be reached).
 //
@@ -26,10 +27,11 @@ namespace kms::kmsctl {
 enum ExitCode : int {
   kExitOk = 0,
   kExitServiceError = 1,  // kmsd returned an error
+  kExitNotVerified = 1,   // audit verify, which calls no kmsd: the log failed verification
   kExitUsage = 2,         // bad flags or arguments; no RPC was made
   kExitUnreachable = 3,   // kmsd unreachable or no answer before the timeout
-  kExitLocalFailure = 4,  // local file I/O, a failed envelope file, or key material failing a
-                          // local check (size, key check value)
+  kExitLocalFailure = 4,  // local file I/O, a failed envelope file, key material failing a
+                          // local check (size, key check value), an unusable public key
 };
 
 // The exit-code table as printed at the end of `kmsctl --help`.
@@ -40,6 +42,11 @@ absl::Status UsageError(absl::string_view message);
 // `status` (not OK), tagged as a local failure: file I/O, envelope
 // verification, or a local check of key material (exit 4).
 absl::Status AsLocalFailure(absl::Status status);
+
+// `status` (not OK), tagged as the verdict of a check kmsctl made itself on
+// input it could read: `audit verify` on a log that fails verification
+// (exit 1, kExitNotVerified). Unlike a local failure, the input was checked.
+absl::Status AsFailedCheck(absl::Status status);
 
 // The exit code for a failed command's status (see ExitCode).
 ExitCode ExitCodeFor(const absl::Status& status);

@@ -6,8 +6,10 @@
 
 #include <algorithm>
 #include <fstream>
+#include <functional>
 #include <memory>
 #include <optional>
+#include <set>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -15,15 +17,18 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "client/key_material.h"
+#include "daemon/audit/audit_record.h"
 #include "daemon/common/secret_bytes.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "kms/v1/kms.pb.h"
 #include "tests/client/fake_kms_server.h"
 #include "tests/client/test_wrapping_key.h"
+#include "tests/daemon/audit/test_signing_key.h"
 #include "tests/testing/daemon_process.h"
 
 namespace kms {
@@ -204,6 +209,13 @@ INSTANTIATE_TEST_SUITE_P(
                   "--json asks for jsonl output but --output says csv"},
         UsageCase{"AuditExportWithoutOut", {"audit", "export"}, "--out"},
         UsageCase{"AuditPublicKeyWithoutOut", {"audit", "public-key"}, "--out"},
+        UsageCase{"AuditVerifyWithoutLog", {"audit", "verify", "--public-key", "k.pem"}, "--log"},
+        UsageCase{"AuditVerifyWithoutPublicKey",
+                  {"audit", "verify", "--log", "audit.jsonl"},
+                  "--public-key"},
+        UsageCase{"AuditVerifyBothFromStdin",
+                  {"audit", "verify", "--log", "-", "--public-key", "-"},
+                  "--log and --public-key cannot both be stdin"},
         UsageCase{"KeyInventoryUnknownOutput", {"key-inventory", "--output", "jsonl"}, "--output"},
         UsageCase{"KeyInventoryMaxAgeNotANumber",
                   {"key-inventory", "--max-age-days", "old"},
@@ -2367,6 +2379,343 @@ TEST_F(KmsctlTest, AuditPublicKeyWritesThePemAndPrintsTheFingerprint) {
                              "\n"
                              "key_fingerprint: sha256:0a1b2c\n");
 }
+
+// ------------------------------------------------------------ audit verify
+
+constexpr absl::Time kLogStart = absl::FromUnixSeconds(1800000000);
+
+// A log written with the daemon's own format code (audit_record.h), signed by
+// a throwaway P-256 key, in files kmsctl audit verify reads.
+class KmsctlAuditVerifyTest : public KmsctlTest {
+ protected:
+  // Lines (each with its '\n') of records 1..n, checkpoints at `checkpoints`
+  // signed by `signer`.
+  static std::vector<std::string> BuildLog(uint64_t n, const std::set<uint64_t>& checkpoints,
+                                           const audit::TestSigningKey& signer) {
+    std::vector<std::string> lines;
+    std::string prev(audit::kZeroHash);
+    for (uint64_t seq = 1; seq <= n; ++seq) {
+      audit::Entry e;
+      if (checkpoints.count(seq) > 0) {
+        e.type = audit::RecordType::kCheckpoint;
+      } else {
+        e.type = audit::RecordType::kRpc;
+        e.request_id = absl::StrCat("req-", seq);
+        e.principal = "alice";
+        e.operation = "Encrypt";
+        e.outcome = audit::Outcome::kSuccess;
+      }
+      const audit::FormattedRecord f =
+          audit::FormatRecord(e, seq, kLogStart + absl::Seconds(seq), prev);
+      lines.push_back(
+          e.type == audit::RecordType::kCheckpoint
+              ? audit::FinishRecord(f, signer.Fingerprint(), signer.Sign(f.body + "}").value())
+              : audit::FinishRecord(f));
+      prev = f.hash;
+    }
+    return lines;
+  }
+
+  // Writes `lines` to log.jsonl and key_'s public key to audit.pem.
+  void WriteLog(const std::vector<std::string>& lines) {
+    testing::WriteTestFile(Path("log.jsonl"), absl::StrJoin(lines, ""));
+    testing::WriteTestFile(Path("audit.pem"), key_.PublicPem());
+  }
+
+  // kmsctl `global_flags` audit verify --log log.jsonl --public-key audit.pem
+  // `more`, with no endpoint: verify needs none.
+  CommandResult Verify(const std::vector<std::string>& global_flags = {},
+                       const std::vector<std::string>& more = {}) {
+    std::vector<std::string> args = global_flags;
+    args.insert(args.end(),
+                {"audit", "verify", "--log", Path("log.jsonl"), "--public-key", Path("audit.pem")});
+    args.insert(args.end(), more.begin(), more.end());
+    return Run(args);
+  }
+
+  audit::TestSigningKey key_;
+};
+
+TEST_F(KmsctlAuditVerifyTest, AnIntactLogVerifiesAndTheSummaryCountsTheUnsignedTail) {
+  WriteLog(BuildLog(12, {5, 10}, key_));
+
+  CommandResult outcome = Verify();
+
+  EXPECT_EQ(outcome.exit_code, 0) << outcome.err;
+  EXPECT_EQ(outcome.out,
+            "audit log verified: 12 records (seq 1..12), 2 signed checkpoints; 2 records after "
+            "the last checkpoint are chained but not yet signed\n");
+  EXPECT_EQ(outcome.err, "");
+}
+
+TEST_F(KmsctlAuditVerifyTest, ALogEndingInACheckpointIsSignedThroughout) {
+  WriteLog(BuildLog(10, {5, 10}, key_));
+
+  CommandResult outcome = Verify();
+
+  EXPECT_EQ(outcome.exit_code, 0) << outcome.err;
+  EXPECT_EQ(outcome.out,
+            "audit log verified: 10 records (seq 1..10), 2 signed checkpoints; every record is "
+            "covered by a signed checkpoint\n");
+}
+
+TEST_F(KmsctlAuditVerifyTest, ALogWithoutACheckpointSaysNothingIsSigned) {
+  WriteLog(BuildLog(1, {}, key_));
+
+  CommandResult outcome = Verify();
+
+  EXPECT_EQ(outcome.exit_code, 0) << outcome.err;
+  EXPECT_EQ(outcome.out,
+            "audit log verified: 1 record (seq 1..1), 0 signed checkpoints; no record is signed, "
+            "all are only chained\n");
+}
+
+TEST_F(KmsctlAuditVerifyTest, AnEmptyLogVerifiesAsEmpty) {
+  WriteLog({});
+
+  CommandResult outcome = Verify();
+
+  EXPECT_EQ(outcome.exit_code, 0) << outcome.err;
+  EXPECT_EQ(outcome.out, "audit log verified: empty (no records)\n");
+}
+
+TEST_F(KmsctlAuditVerifyTest, NeedsNoEndpointAndIgnoresTheTlsFlags) {
+  WriteLog(BuildLog(6, {5}, key_));
+  ClosedPort port;
+
+  // Half the TLS flags, naming a file that is not there: a command that
+  // calls kmsd stops at them with exit 2.
+  CommandResult outcome = Run({"--endpoint", port.endpoint(), "audit", "verify", "--log",
+                               Path("log.jsonl"), "--public-key", Path("audit.pem")},
+                              {"KMSCTL_CA=" + Path("no-such-ca.pem")});
+
+  EXPECT_EQ(outcome.exit_code, 0) << outcome.err;
+  EXPECT_THAT(outcome.out, StartsWith("audit log verified: 6 records"));
+}
+
+TEST_F(KmsctlAuditVerifyTest, JsonGivesEveryCount) {
+  WriteLog(BuildLog(12, {5, 10}, key_));
+
+  CommandResult outcome = Verify({"--json"});
+
+  EXPECT_EQ(outcome.exit_code, 0) << outcome.err;
+  EXPECT_EQ(outcome.out,
+            "{\"verified\":true,\"records\":12,\"first_sequence\":1,\"last_sequence\":12,"
+            "\"checkpoints\":2,\"unsigned_tail\":2,\"first_bad_sequence\":null,\"problem\":null}"
+            "\n");
+}
+
+TEST_F(KmsctlAuditVerifyTest, JsonOfABadLogNamesTheFirstBadRecordAndExitsOne) {
+  std::vector<std::string> lines = BuildLog(12, {5, 10}, key_);
+  lines.erase(lines.begin() + 6);  // seq 7
+  WriteLog(lines);
+
+  CommandResult outcome = Verify({"--json"});
+
+  EXPECT_EQ(outcome.exit_code, 1);
+  EXPECT_EQ(outcome.out,
+            "{\"verified\":false,\"records\":7,\"first_sequence\":null,\"last_sequence\":null,"
+            "\"checkpoints\":1,\"unsigned_tail\":null,\"first_bad_sequence\":7,"
+            "\"problem\":\"line 7: seq 8 where 7 was due\"}\n");
+  EXPECT_EQ(outcome.err,
+            "kmsctl: audit log NOT verified: first bad record seq 7: line 7: seq 8 where 7 was "
+            "due\n");
+}
+
+TEST_F(KmsctlAuditVerifyTest, APartialExportVerifiesWithPartialOnly) {
+  std::vector<std::string> lines = BuildLog(12, {5, 10}, key_);
+  lines.erase(lines.begin(), lines.begin() + 5);  // seq 6..12, as export --after-sequence 5
+  WriteLog(lines);
+
+  CommandResult partial = Verify({}, {"--partial"});
+  CommandResult whole = Verify();
+
+  EXPECT_EQ(partial.exit_code, 0) << partial.err;
+  EXPECT_EQ(partial.out,
+            "audit log verified: 7 records (seq 6..12; its link to seq 5 is taken on trust), "
+            "1 signed checkpoint; 2 records after the last checkpoint are chained but not yet "
+            "signed\n");
+  EXPECT_EQ(whole.exit_code, 1);
+  EXPECT_THAT(whole.err, StartsWith("kmsctl: audit log NOT verified: first bad record seq 1: "));
+}
+
+TEST_F(KmsctlAuditVerifyTest, ReadsTheLogFromStdin) {
+  const std::vector<std::string> lines = BuildLog(6, {5}, key_);
+  testing::WriteTestFile(Path("audit.pem"), key_.PublicPem());
+
+  CommandResult outcome = RunCommand(
+      {KMS_KMSCTL_BINARY, "audit", "verify", "--log", "-", "--public-key", Path("audit.pem")}, {},
+      absl::StrJoin(lines, ""));
+
+  EXPECT_EQ(outcome.exit_code, 0) << outcome.err;
+  EXPECT_THAT(outcome.out, StartsWith("audit log verified: 6 records (seq 1..6)"));
+}
+
+TEST_F(KmsctlAuditVerifyTest, AcceptsADerPublicKey) {
+  WriteLog(BuildLog(6, {5}, key_));
+  testing::WriteTestFile(Path("audit.pem"), key_.PublicDer());
+
+  CommandResult outcome = Verify();
+
+  EXPECT_EQ(outcome.exit_code, 0) << outcome.err;
+}
+
+TEST_F(KmsctlAuditVerifyTest, AnotherPublicKeyFailsAtTheFirstCheckpoint) {
+  WriteLog(BuildLog(12, {5, 10}, key_));
+  audit::TestSigningKey other;
+  testing::WriteTestFile(Path("audit.pem"), other.PublicPem());
+
+  CommandResult outcome = Verify();
+
+  EXPECT_EQ(outcome.exit_code, 1);
+  EXPECT_THAT(outcome.err, StartsWith("kmsctl: audit log NOT verified: first bad record seq 5: "
+                                      "record 5: checkpoint signed by key "));
+  EXPECT_EQ(std::count(outcome.err.begin(), outcome.err.end(), '\n'), 1);
+  EXPECT_EQ(outcome.out, "");
+}
+
+TEST_F(KmsctlAuditVerifyTest, AMissingLogExitsFour) {
+  testing::WriteTestFile(Path("audit.pem"), key_.PublicPem());
+
+  CommandResult outcome = Verify();
+
+  EXPECT_EQ(outcome.exit_code, 4);
+  EXPECT_EQ(outcome.err,
+            "kmsctl: cannot open '" + Path("log.jsonl") + "': No such file or directory\n");
+  EXPECT_EQ(outcome.out, "");
+}
+
+TEST_F(KmsctlAuditVerifyTest, ALogThatCannotBeReadExitsFourNotOne) {
+  testing::WriteTestFile(Path("audit.pem"), key_.PublicPem());
+  ASSERT_EQ(mkdir(Path("log.jsonl").c_str(), 0700), 0);
+
+  CommandResult outcome = Verify();
+
+  EXPECT_EQ(outcome.exit_code, 4) << outcome.err;
+  EXPECT_THAT(outcome.err, StartsWith("kmsctl: cannot read '" + Path("log.jsonl") + "'"));
+}
+
+TEST_F(KmsctlAuditVerifyTest, AMissingPublicKeyFileExitsFour) {
+  testing::WriteTestFile(Path("log.jsonl"), absl::StrJoin(BuildLog(6, {5}, key_), ""));
+
+  CommandResult outcome = Verify();
+
+  EXPECT_EQ(outcome.exit_code, 4);
+  EXPECT_THAT(outcome.err, HasSubstr(Path("audit.pem")));
+}
+
+TEST_F(KmsctlAuditVerifyTest, APublicKeyFileWithoutAP256KeyExitsFour) {
+  WriteLog(BuildLog(6, {5}, key_));
+  testing::WriteTestFile(Path("audit.pem"), "-----BEGIN PUBLIC KEY-----\nnot a key\n");
+
+  CommandResult outcome = Verify();
+
+  EXPECT_EQ(outcome.exit_code, 4);
+  EXPECT_THAT(outcome.err, StartsWith("kmsctl: --public-key '" + Path("audit.pem") + "': "));
+  EXPECT_EQ(outcome.out, "");
+}
+
+TEST_F(KmsctlAuditVerifyTest, HelpOfTheAuditGroupListsVerify) {
+  CommandResult outcome = Run({"audit", "--help"});
+
+  EXPECT_EQ(outcome.exit_code, 0);
+  EXPECT_THAT(outcome.out, HasSubstr("verify"));
+  EXPECT_THAT(outcome.out, HasSubstr("no call to kmsd"));
+}
+
+// A log of records 1..12 with checkpoints at 5 and 10, changed by an
+// attacker who can write the file but not sign.
+struct TamperCase {
+  std::string name;
+  std::function<void(std::vector<std::string>&)> tamper;
+  uint64_t first_bad;
+  std::string problem;  // a part of the stderr line
+};
+
+void PrintTo(const TamperCase& c, std::ostream* os) { *os << c.name; }
+
+class KmsctlAuditTamperTest : public KmsctlAuditVerifyTest,
+                              public ::testing::WithParamInterface<TamperCase> {};
+
+// Re-formats a changed line with a hash that matches its new bytes, keeping
+// any signature (which the attacker cannot renew).
+std::string Rehash(const std::string& line, const std::string& prev) {
+  auto r = audit::ParseRecord(line);
+  EXPECT_TRUE(r.ok()) << r.status();
+  return audit::FinishRecord(audit::FormatRecord(r->entry, r->seq, r->time, prev), r->signing_key,
+                             r->signature);
+}
+
+std::string Replace(std::string line, const std::string& from, const std::string& to) {
+  const size_t at = line.find(from);
+  EXPECT_NE(at, std::string::npos) << from << " in " << line;
+  return at == std::string::npos ? line : line.replace(at, from.size(), to);
+}
+
+TEST_P(KmsctlAuditTamperTest, ExitsOneNamingTheFirstBadRecord) {
+  const TamperCase& c = GetParam();
+  std::vector<std::string> lines = BuildLog(12, {5, 10}, key_);
+  c.tamper(lines);
+  WriteLog(lines);
+
+  CommandResult outcome = Verify();
+
+  EXPECT_EQ(outcome.exit_code, 1) << outcome.err;
+  EXPECT_THAT(outcome.err,
+              StartsWith(absl::StrCat("kmsctl: audit log NOT verified: first bad record seq ",
+                                      c.first_bad, ": ")));
+  EXPECT_THAT(outcome.err, HasSubstr(c.problem));
+  EXPECT_EQ(std::count(outcome.err.begin(), outcome.err.end(), '\n'), 1);
+  EXPECT_EQ(outcome.out, "");
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Tampering, KmsctlAuditTamperTest,
+    ::testing::Values(
+        TamperCase{"ChangedRecord",
+                   [](std::vector<std::string>& l) {
+                     l[6] = Replace(l[6], "\"principal\":\"alice\"", "\"principal\":\"mallory\"");
+                   },
+                   7, "record 7: its hash does not match its contents"},
+        TamperCase{"ChangedAndRehashedRecord",
+                   [](std::vector<std::string>& l) {
+                     const std::string prev = audit::ParseRecord(l[5]).value().hash;
+                     l[6] = Rehash(Replace(l[6], "alice", "mallory"), prev);
+                   },
+                   7, "record 8 does not chain to it"},
+        TamperCase{"ChangedAndRechainedToTheEnd",
+                   [](std::vector<std::string>& l) {
+                     std::string prev = audit::ParseRecord(l[5]).value().hash;
+                     l[6] = Replace(l[6], "alice", "mallory");
+                     for (size_t i = 6; i < l.size(); ++i) {
+                       l[i] = Rehash(l[i], prev);
+                       prev = audit::ParseRecord(l[i]).value().hash;
+                     }
+                   },
+                   10, "record 10: checkpoint signature does not verify"},
+        TamperCase{"DeletedRecord", [](std::vector<std::string>& l) { l.erase(l.begin() + 6); }, 7,
+                   "seq 8 where 7 was due"},
+        TamperCase{"DeletedCheckpoint", [](std::vector<std::string>& l) { l.erase(l.begin() + 4); },
+                   5, "seq 6 where 5 was due"},
+        TamperCase{"SwappedRecords", [](std::vector<std::string>& l) { std::swap(l[6], l[7]); }, 7,
+                   "seq 8 where 7 was due"},
+        TamperCase{"InsertedRecord",
+                   [](std::vector<std::string>& l) { l.insert(l.begin() + 7, l[6]); }, 8,
+                   "seq 7 where 8 was due"},
+        TamperCase{"ChangedCheckpointSignature",
+                   [](std::vector<std::string>& l) {
+                     auto r = audit::ParseRecord(l[9]).value();
+                     std::string signature = r.signature;
+                     signature.back() ^= 1;
+                     l[9] = audit::FinishRecord(audit::FormatRecord(r.entry, r.seq, r.time, r.prev),
+                                                r.signing_key, signature);
+                   },
+                   10, "record 10: checkpoint signature does not verify"},
+        TamperCase{"NotJson", [](std::vector<std::string>& l) { l[2] = "{\"seq\":3,oops\n"; }, 3,
+                   "line 3: "},
+        TamperCase{"TornLastLine", [](std::vector<std::string>& l) { l.back().pop_back(); }, 12,
+                   "the last line has no newline"}),
+    [](const ::testing::TestParamInfo<TamperCase>& info) { return info.param.name; });
 
 v1::KeyInventoryEntry InventoryEntry() {
   v1::KeyInventoryEntry k;
