@@ -282,22 +282,43 @@ uint64_t AuditLog::Append(Entry entry) {
   return EnqueueLocked(std::move(entry));
 }
 
-absl::Status AuditLog::WaitDurable(uint64_t seq) {
-  absl::MutexLock lock(&mu_);
-  if (seq == 0 || seq >= next_seq_) {
-    return absl::InvalidArgumentError(absl::StrCat("no audit record ", seq, " was appended"));
-  }
-  const auto settled = [this, seq]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    return durable_seq_ >= seq || !health_.ok() || writer_done_;
-  };
-  while (!settled()) durable_cv_.Wait(&mu_);
+std::optional<absl::Status> AuditLog::SettledLocked(uint64_t seq) const {
   if (durable_seq_ >= seq) return absl::OkStatus();
   if (!health_.ok()) {
     return absl::UnavailableError(
         absl::StrCat("audit record ", seq, " is not durable: ", health_.message()));
   }
-  return absl::UnavailableError(
-      absl::StrCat("audit record ", seq, " is not durable: the audit log is closed"));
+  if (writer_done_) {
+    return absl::UnavailableError(
+        absl::StrCat("audit record ", seq, " is not durable: the audit log is closed"));
+  }
+  return std::nullopt;
+}
+
+absl::Status AuditLog::WaitDurable(uint64_t seq) {
+  absl::MutexLock lock(&mu_);
+  if (seq == 0 || seq >= next_seq_) {
+    return absl::InvalidArgumentError(absl::StrCat("no audit record ", seq, " was appended"));
+  }
+  std::optional<absl::Status> settled;
+  while (!(settled = SettledLocked(seq))) durable_cv_.Wait(&mu_);
+  return *settled;
+}
+
+void AuditLog::WhenDurable(uint64_t seq, DurableCallback done) {
+  absl::Status now;
+  {
+    absl::MutexLock lock(&mu_);
+    if (seq == 0 || seq >= next_seq_) {
+      now = absl::InvalidArgumentError(absl::StrCat("no audit record ", seq, " was appended"));
+    } else if (std::optional<absl::Status> settled = SettledLocked(seq)) {
+      now = *std::move(settled);
+    } else {
+      durable_callbacks_.emplace(seq, std::move(done));
+      return;
+    }
+  }
+  done(std::move(now));
 }
 
 absl::Status AuditLog::Healthy() const {
@@ -482,6 +503,20 @@ void AuditLog::WriterLoop() {
     }
     tick_done_ = tick_seen;
     durable_cv_.SignalAll();
+    // The callbacks this pass settles, run once the lock is released.
+    std::vector<std::pair<DurableCallback, absl::Status>> settled_callbacks;
+    if (stopping) writer_done_ = true;  // so that what is left settles as closed
+    for (auto it = durable_callbacks_.begin(); it != durable_callbacks_.end();) {
+      std::optional<absl::Status> settled = SettledLocked(it->first);
+      if (!settled) break;  // by seq: every later one waits too
+      settled_callbacks.emplace_back(std::move(it->second), *std::move(settled));
+      it = durable_callbacks_.erase(it);
+    }
+    if (!settled_callbacks.empty()) {
+      mu_.Unlock();
+      for (auto& [done, status] : settled_callbacks) done(std::move(status));
+      mu_.Lock();
+    }
     if (stopping) {
       if (!unwritten_.empty()) {
         KMS_LOG(ERROR) << "audit log closed with records up to seq " << unwritten_last_seq_

@@ -2,7 +2,8 @@
 //
 // Callers Append an Entry (one per RPC, one per PKCS#11 call made for it) and
 // get its sequence number at once; before answering, the RPC calls
-// WaitDurable(seq), which returns OK only once the record is fdatasync'ed.
+// WaitDurable(seq) (or WhenDurable, its callback form), which returns OK only
+// once the record is fdatasync'ed.
 // One writer thread drains everything appended so far, formats and chains it
 // (audit_record.h), writes it with one write(2) and one fdatasync, then wakes
 // every waiter: concurrent callers share one fdatasync (group commit).
@@ -32,6 +33,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 #include <utility>
@@ -103,6 +105,15 @@ class AuditLog {
   // as soon as the log is failing or closed while `seq` is not durable.
   absl::Status WaitDurable(uint64_t seq);
 
+  // WaitDurable without the wait, for callers that must not block a thread
+  // (the gRPC callback handlers): calls `done` with what WaitDurable would
+  // return, exactly once. If that is known now, `done` runs at once on this
+  // thread; otherwise on the writer thread, after the pass that settles it,
+  // in seq order and outside the log's lock. `done` must be quick (it
+  // delays the next group commit) and may Append but not wait on the log.
+  using DurableCallback = std::function<void(absl::Status)>;
+  void WhenDurable(uint64_t seq, DurableCallback done);
+
   // kUnavailable (with the reason) while writes fail; OK otherwise.
   absl::Status Healthy() const;
 
@@ -146,6 +157,9 @@ class AuditLog {
   void WriterLoop();
   std::string FormatPending(Pending& p);  // writer thread only
   absl::Status WriteOut();                // writer thread only
+  // What a waiter for `seq` gets once settled; nullopt while it must wait.
+  std::optional<absl::Status> SettledLocked(uint64_t seq) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const Options options_;
   const Clock& clock_;
@@ -170,6 +184,8 @@ class AuditLog {
   uint64_t tick_requested_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t tick_done_ ABSL_GUARDED_BY(mu_) = 0;
   std::map<uint64_t, absl::Status> checkpoint_results_ ABSL_GUARDED_BY(mu_);
+  // WhenDurable callbacks not yet settled, by seq.
+  std::multimap<uint64_t, DurableCallback> durable_callbacks_ ABSL_GUARDED_BY(mu_);
 
   // Writer thread only.
   std::unique_ptr<Sink> sink_;

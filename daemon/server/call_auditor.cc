@@ -20,9 +20,9 @@ absl::Status CallAuditor::Ready() const {
   return AuditUnavailableError();
 }
 
-absl::Status CallAuditor::Record(const service::Caller& caller, absl::string_view operation,
-                                 const service::CallFacts& facts, const ContextList& contexts,
-                                 const absl::Status& outcome) {
+void CallAuditor::Record(const service::Caller& caller, absl::string_view operation,
+                         const service::CallFacts& facts, const ContextList& contexts,
+                         const absl::Status& outcome, std::function<void(absl::Status)> done) {
   audit::Entry entry;
   entry.type = audit::RecordType::kRpc;
   entry.request_id = caller.request_id;
@@ -50,14 +50,17 @@ absl::Status CallAuditor::Record(const service::Caller& caller, absl::string_vie
                         : audit::Outcome::kFailed;
   }
   const uint64_t seq = log_.Append(std::move(entry));
-  absl::Status durable = log_.WaitDurable(seq);
-  if (!durable.ok()) {
-    KMS_LOG(ERROR) << "audit record " << seq << " of request " << caller.request_id
-                   << " is not durable; the call gets an error instead of its result: "
-                   << durable;
-    return AuditUnavailableError();
-  }
-  return absl::OkStatus();
+  log_.WhenDurable(seq, [seq, request_id = caller.request_id,
+                         done = std::move(done)](absl::Status durable) {
+    if (!durable.ok()) {
+      KMS_LOG(ERROR) << "audit record " << seq << " of request " << request_id
+                     << " is not durable; the call gets an error instead of its result: "
+                     << durable;
+      done(AuditUnavailableError());
+      return;
+    }
+    done(absl::OkStatus());
+  });
 }
 
 }  // namespace kms::server

@@ -12,6 +12,7 @@
 #ifndef KMS_DAEMON_SERVER_CALL_AUDITOR_H_
 #define KMS_DAEMON_SERVER_CALL_AUDITOR_H_
 
+#include <functional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -40,11 +41,13 @@ class CallAuditor {
   // until it can again (UNAVAILABLE, DependencyTimeoutException).
   absl::Status Ready() const;
 
-  // Appends the record of a finished call and waits until it is durable.
-  // Errors: as Ready().
-  absl::Status Record(const service::Caller& caller, absl::string_view operation,
-                      const service::CallFacts& facts, const ContextList& contexts,
-                      const absl::Status& outcome);
+  // Appends the record of a finished call and calls `done` once it is
+  // durable (OK) or cannot be (as Ready()): at once, or later on the audit
+  // log's writer thread, so no thread waits for the disk. `done` must be
+  // quick.
+  void Record(const service::Caller& caller, absl::string_view operation,
+              const service::CallFacts& facts, const ContextList& contexts,
+              const absl::Status& outcome, std::function<void(absl::Status)> done);
 
  private:
   audit::AuditLog& log_;

@@ -36,12 +36,29 @@ ContextList ContextsOf(const v1::ReEncryptRequest& r) {
           {"", &r.destination_encryption_context()}};
 }
 
-// Finishes the call with the service's answer and wipes secrets on OnDone.
+// One call's reactor: holds the service's answer until its audit record is
+// durable, then finishes; wipes secrets on OnDone.
 template <typename Request, typename Response>
-class WipingReactor final : public grpc::ServerUnaryReactor {
+class AuditedReactor final : public grpc::ServerUnaryReactor {
  public:
-  WipingReactor(const Request* request, Response* response)
-      : request_(request), response_(response) {}
+  AuditedReactor(grpc::CallbackServerContext* context, absl::string_view method,
+                 const Request* request, Response* response)
+      : context_(context), method_(method), request_(request), response_(response) {}
+
+  // Answers with `result` if `recorded` is OK, else with `recorded`'s error
+  // and no result (fail closed). Once per call, from any thread.
+  void FinishAudited(absl::StatusOr<Response> result, const absl::Status& recorded) {
+    if (!recorded.ok()) {
+      if (result.ok()) WipeSecrets(&*result);
+      Finish(ToGrpcStatus(recorded, method_, *context_));
+    } else if (result.ok()) {
+      *response_ = *std::move(result);
+      Finish(grpc::Status::OK);
+    } else {
+      Finish(ToGrpcStatus(result.status(), method_, *context_));
+    }
+  }
+
   void OnDone() override {
     // The request belongs to gRPC but is not const underneath; wiping it is
     // the last thing that happens to it.
@@ -50,17 +67,24 @@ class WipingReactor final : public grpc::ServerUnaryReactor {
     delete this;
   }
 
+  absl::StatusOr<Response> result;  // the service's answer, until recorded
+
  private:
-  const Request* request_;
-  Response* response_;
+  grpc::CallbackServerContext* const context_;
+  const absl::string_view method_;  // a string literal
+  const Request* const request_;
+  Response* const response_;
 };
 
-// One call: identify, authorise and run (`call`), record, answer.
+// One call: identify, authorise and run (`call`), then record it and answer
+// once the record is durable. The handler thread never waits for the disk:
+// the answer goes out from the audit log's writer thread, after the group
+// commit that made the record durable.
 template <typename Request, typename Response, typename Fn>
 grpc::ServerUnaryReactor* Handle(const CallGate& gate, absl::string_view method,
                                  grpc::CallbackServerContext* context, const Request* request,
                                  Response* response, Fn&& call) {
-  auto* reactor = new WipingReactor<Request, Response>(request, response);
+  auto* reactor = new AuditedReactor<Request, Response>(context, method, request, response);
   service::Caller caller;
   caller.request_id = NewUuid();
   caller.peer = context->peer();
@@ -72,29 +96,20 @@ grpc::ServerUnaryReactor* Handle(const CallGate& gate, absl::string_view method,
     return reactor;
   }
   service::CallFacts facts;
-  absl::StatusOr<Response> result;
   absl::StatusOr<std::string> principal = gate.identity.PrincipalOf(*context);
   if (!principal.ok()) {
-    result = WithErrorType(absl::UnauthenticatedError(principal.status().message()),
-                           error_type::kAccessDenied);
+    reactor->result = WithErrorType(absl::UnauthenticatedError(principal.status().message()),
+                                    error_type::kAccessDenied);
   } else {
     caller.principal = *std::move(principal);
     audit::RequestScope scope(caller.request_id);
-    result = call(caller, *request, &facts);
+    reactor->result = call(caller, *request, &facts);
   }
-  if (absl::Status recorded =
-          gate.auditor.Record(caller, method, facts, ContextsOf(*request), result.status());
-      !recorded.ok()) {
-    if (result.ok()) WipeSecrets(&*result);  // fail closed: no record, no answer
-    reactor->Finish(ToGrpcStatus(recorded, method, *context));
-    return reactor;
-  }
-  if (result.ok()) {
-    *response = *std::move(result);
-    reactor->Finish(grpc::Status::OK);
-  } else {
-    reactor->Finish(ToGrpcStatus(result.status(), method, *context));
-  }
+  const absl::Status outcome = reactor->result.status();
+  gate.auditor.Record(caller, method, facts, ContextsOf(*request), outcome,
+                      [reactor](absl::Status recorded) {
+                        reactor->FinishAudited(std::move(reactor->result), recorded);
+                      });
   return reactor;
 }
 

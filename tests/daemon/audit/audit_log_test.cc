@@ -11,6 +11,7 @@
 #include <cstring>
 #include <fstream>
 #include <map>
+#include <mutex>
 #include <set>
 #include <sstream>
 #include <thread>
@@ -36,6 +37,7 @@ struct Faults {
   std::atomic<bool> fail_append{false};
   std::atomic<bool> partial_append{false};  // write half the bytes, then fail
   std::atomic<bool> fail_sync{false};
+  std::atomic<bool> hold_sync{false};  // Sync waits while set
   std::atomic<int> syncs{0};
   std::atomic<int> reopens{0};
   std::atomic<int> truncates{0};
@@ -54,6 +56,7 @@ class FaultySink final : public Sink {
     return inner_->Append(bytes);
   }
   absl::Status Sync() override {
+    while (faults_.hold_sync) absl::SleepFor(absl::Milliseconds(1));
     ++faults_.syncs;
     if (faults_.fail_sync) {
       return absl::UnavailableError(absl::StrCat("fdatasync audit log: ", std::strerror(EIO)));
@@ -501,6 +504,113 @@ TEST_F(AuditLogTest, NothingAppendedAfterCloseBecomesDurable) {
   EXPECT_THAT(log->Checkpoint(), StatusIs(absl::StatusCode::kUnavailable));
   EXPECT_THAT(log->WaitDurable(seq + 5), StatusIs(absl::StatusCode::kInvalidArgument));
   EXPECT_TRUE(VerifyFile().ok);
+}
+
+// WhenDurable's outcomes, as the callback saw them.
+struct Callbacks {
+  absl::Mutex mu;
+  std::map<uint64_t, absl::Status> outcomes ABSL_GUARDED_BY(mu);
+  std::map<uint64_t, uint64_t> durable_then ABSL_GUARDED_BY(mu);  // durable_sequence() inside
+  int calls ABSL_GUARDED_BY(mu) = 0;
+  absl::CondVar called;
+
+  AuditLog::DurableCallback For(AuditLog& log, uint64_t seq) {
+    return [this, &log, seq](absl::Status status) {
+      const uint64_t durable = log.durable_sequence();  // the lock is not held: no deadlock
+      absl::MutexLock lock(&mu);
+      ++calls;
+      outcomes[seq] = std::move(status);
+      durable_then[seq] = durable;
+      called.SignalAll();
+    };
+  }
+  bool Called(uint64_t seq) {
+    absl::MutexLock lock(&mu);
+    return outcomes.count(seq) > 0;
+  }
+  absl::Status Await(uint64_t seq) {
+    absl::MutexLock lock(&mu);
+    while (outcomes.count(seq) == 0) called.Wait(&mu);
+    return outcomes[seq];
+  }
+};
+
+TEST_F(AuditLogTest, WhenDurableCallsBackOnceTheRecordIsDurable) {
+  auto log = OpenOrDie(Options(), FaultySinkOverFile());
+  Callbacks callbacks;
+  faults_.hold_sync = true;  // the writer cannot finish a pass yet
+  const uint64_t seq = log->Append(Rpc("pending"));
+  log->WhenDurable(seq, callbacks.For(*log, seq));
+  EXPECT_FALSE(callbacks.Called(seq)) << "called before its record was durable";
+  faults_.hold_sync = false;
+  EXPECT_THAT(callbacks.Await(seq), IsOk());
+  absl::MutexLock lock(&callbacks.mu);
+  EXPECT_GE(callbacks.durable_then[seq], seq);
+  EXPECT_EQ(callbacks.calls, 1);
+}
+
+TEST_F(AuditLogTest, WhenDurableOfADurableRecordCallsBackAtOnce) {
+  auto log = OpenOrDie(Options());
+  Callbacks callbacks;
+  const uint64_t seq = log->Append(Rpc("done"));
+  ASSERT_THAT(log->WaitDurable(seq), IsOk());
+  log->WhenDurable(seq, callbacks.For(*log, seq));
+  EXPECT_TRUE(callbacks.Called(seq)) << "not called on the caller's thread";
+  log->WhenDurable(seq + 100, callbacks.For(*log, seq + 100));
+  EXPECT_THAT(callbacks.Await(seq + 100), StatusIs(absl::StatusCode::kInvalidArgument));
+}
+
+TEST_F(AuditLogTest, WhenDurableCallsEveryCallbackOnceUnderConcurrency) {
+  auto log = OpenOrDie(Options());
+  Callbacks callbacks;
+  constexpr int kThreads = 8, kEach = 50;
+  std::vector<std::thread> threads;
+  std::mutex seqs_mu;
+  std::vector<uint64_t> seqs;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < kEach; ++i) {
+        const uint64_t seq = log->Append(Rpc(absl::StrCat("t", t, "-", i)));
+        log->WhenDurable(seq, callbacks.For(*log, seq));
+        std::lock_guard<std::mutex> lock(seqs_mu);
+        seqs.push_back(seq);
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  for (uint64_t seq : seqs) {
+    EXPECT_THAT(callbacks.Await(seq), IsOk());
+    absl::MutexLock lock(&callbacks.mu);
+    EXPECT_GE(callbacks.durable_then[seq], seq);
+  }
+  absl::MutexLock lock(&callbacks.mu);
+  EXPECT_EQ(callbacks.calls, kThreads * kEach);
+}
+
+TEST_F(AuditLogTest, WhenDurableFailsClosedWhileTheLogFailsAndAfterClose) {
+  auto log = OpenOrDie(Options(), FaultySinkOverFile());
+  Callbacks callbacks;
+  faults_.fail_sync = true;
+  const uint64_t during = log->Append(Rpc("during"));
+  log->WhenDurable(during, callbacks.For(*log, during));
+  EXPECT_THAT(callbacks.Await(during),
+              StatusIs(absl::StatusCode::kUnavailable, "Input/output error"));
+  // While failing, at once.
+  const uint64_t later = log->Append(Rpc("later"));
+  log->WhenDurable(later, callbacks.For(*log, later));
+  EXPECT_TRUE(callbacks.Called(later));
+  EXPECT_THAT(callbacks.Await(later), StatusIs(absl::StatusCode::kUnavailable));
+
+  faults_.fail_sync = false;
+  log->Tick();
+  Callbacks after_recovery;
+  log->WhenDurable(during, after_recovery.For(*log, during));
+  EXPECT_THAT(after_recovery.Await(during), IsOk()) << "the record became durable later";
+
+  log->Close();
+  const uint64_t late = log->Append(Rpc("late"));
+  log->WhenDurable(late, callbacks.For(*log, late));
+  EXPECT_THAT(callbacks.Await(late), StatusIs(absl::StatusCode::kUnavailable, "closed"));
 }
 
 TEST_F(AuditLogTest, ReadAuditLogStartsAfterASeqAndStopsWhenAsked) {
