@@ -408,6 +408,65 @@ TEST_F(AuditServiceTest, PagingReturnsEveryMatchingRecordExactlyOnce) {
   }
 }
 
+TEST_F(AuditServiceTest, HsmRecordsBeforeAPageBoundaryComeWithTheirCallOnTheNextPage) {
+  // B's first HSM record comes before A's call, where page 1 ends.
+  const uint64_t b1 = Append(HsmEntry("B", "C_GenerateRandom"));
+  const uint64_t a = Append(RpcEntry("A", kAlice, "Encrypt", kKey1));
+  const uint64_t b2 = Append(HsmEntry("B", "C_Encrypt"));
+  const uint64_t b = Append(RpcEntry("B", kBob, "Encrypt", kKey2));
+
+  v1::QueryAuditLogRequest request;
+  request.set_include_hsm_calls(true);
+  request.set_limit(1);
+  absl::StatusOr<v1::QueryAuditLogResponse> page = Query(request);
+  ASSERT_THAT(page.status(), IsOk());
+  EXPECT_THAT(Seqs(*page), ElementsAre(a));
+  ASSERT_TRUE(page->truncated());
+  EXPECT_EQ(page->next_sequence(), a);
+
+  request.set_after_sequence(page->next_sequence());
+  page = Query(request);
+  ASSERT_THAT(page.status(), IsOk());
+  EXPECT_THAT(Seqs(*page), ElementsAre(b1, b2, b));
+  EXPECT_FALSE(page->truncated());
+}
+
+TEST_F(AuditServiceTest, PagingKeepsEveryHsmRecordWhenCallsInterleave) {
+  // Three calls at a time, each with two HSM records, so every call's first
+  // record comes before the previous calls' records end.
+  for (int i = 0; i < 12; ++i) {
+    Append(HsmEntry(absl::StrCat("call-", i)));
+    if (i >= 2) {
+      const std::string id = absl::StrCat("call-", i - 2);
+      Append(HsmEntry(id));
+      Append(RpcEntry(id, i % 3 == 0 ? kBob : kAlice, "Decrypt", kKey1));
+    }
+  }
+  for (int i = 10; i < 12; ++i) {
+    const std::string id = absl::StrCat("call-", i);
+    Append(HsmEntry(id));
+    Append(RpcEntry(id, kAlice, "Decrypt", kKey1));
+  }
+  for (const std::string& principal : {std::string(), std::string(kAlice)}) {
+    v1::QueryAuditLogRequest request;
+    request.set_include_hsm_calls(true);
+    request.set_principal(principal);
+    request.set_limit(1000);
+    absl::StatusOr<v1::QueryAuditLogResponse> whole = Query(request);
+    ASSERT_THAT(whole.status(), IsOk());
+    ASSERT_FALSE(whole->truncated());
+    EXPECT_EQ(whole->records_size() % 3, 0);  // each call with both its HSM records
+    for (int limit = 1; limit <= 13; ++limit) {
+      SCOPED_TRACE(absl::StrCat("principal '", principal, "' limit ", limit));
+      std::vector<uint64_t> paged;
+      for (const v1::AuditRecord& r : QueryAllPages(request, limit)) {
+        paged.push_back(r.sequence());
+      }
+      EXPECT_THAT(paged, ElementsAreArray(Seqs(*whole)));
+    }
+  }
+}
+
 TEST_F(AuditServiceTest, APageEndsAtItsLastCallAndTheNextStartsAfterIt) {
   const Scenario s = AppendFiveCalls();
   v1::QueryAuditLogRequest request;
