@@ -711,7 +711,7 @@ TEST_F(AuditServiceTest, InventoryReportsStateOriginVersionsAndRotation) {
   ASSERT_NE(d, nullptr);
   EXPECT_EQ(d->key_state(), v1::PENDING_DELETION);
   EXPECT_EQ(d->deletion_date().seconds(), absl::ToUnixSeconds(created + absl::Hours(24 * 7)));
-  EXPECT_EQ(d->rotation_status(), v1::ROTATION_COMPLIANCE_STATUS_UNSPECIFIED);
+  EXPECT_FALSE(d->has_rotation_status());
 
   const v1::KeyInventoryEntry* e = Find(*report, external_id);
   ASSERT_NE(e, nullptr);
@@ -719,7 +719,7 @@ TEST_F(AuditServiceTest, InventoryReportsStateOriginVersionsAndRotation) {
   EXPECT_EQ(e->origin(), v1::EXTERNAL);
   EXPECT_EQ(e->key_version_count(), 0);
   EXPECT_FALSE(e->has_current_material_date());
-  EXPECT_EQ(e->rotation_status(), v1::ROTATION_COMPLIANCE_STATUS_UNSPECIFIED);
+  EXPECT_FALSE(e->has_rotation_status());
   EXPECT_EQ(e->expiration_model(), v1::EXPIRATION_MODEL_TYPE_UNSPECIFIED);
   EXPECT_FALSE(e->has_valid_to());
 
