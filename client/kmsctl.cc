@@ -2513,7 +2513,8 @@ void AddKeyInventory(CommandTable& commands) {
                     k.rotation_period_in_days() == 0 ? ""
                                                      : absl::StrCat(k.rotation_period_in_days()),
                     CsvTime(k.next_rotation_date(), k.has_next_rotation_date()),
-                    RotationComplianceStatusName(k.rotation_status()),
+                    k.has_rotation_status() ? RotationComplianceStatusName(k.rotation_status())
+                                            : "",
                     CsvTime(k.last_used_date(), k.has_last_used_date()),
                     k.expiration_model() == v1::EXPIRATION_MODEL_TYPE_UNSPECIFIED
                         ? ""
@@ -2536,7 +2537,7 @@ void AddKeyInventory(CommandTable& commands) {
               k.rotation_enabled() ? "enabled" : "disabled",
               NumberOrDash(k.rotation_period_in_days()),
               FormatTimestamp(k.next_rotation_date(), k.has_next_rotation_date()),
-              RotationComplianceStatusName(k.rotation_status()),
+              k.has_rotation_status() ? RotationComplianceStatusName(k.rotation_status()) : "-",
               FormatTimestamp(k.last_used_date(), k.has_last_used_date()),
               k.expiration_model() == v1::EXPIRATION_MODEL_TYPE_UNSPECIFIED
                   ? "-"

@@ -230,6 +230,13 @@ struct GrantRecord {
   }
 };
 
+// Which grants ListGrants returns: those that match every field set; an
+// empty field matches any grant.
+struct GrantFilter {
+  std::string grant_id;
+  std::string grantee_principal;
+};
+
 template <typename T>
 struct Page {
   std::vector<T> items;
@@ -377,10 +384,13 @@ class KeyStore {
   // such key.
   virtual absl::StatusOr<std::vector<GrantRecord>> ListGrantsForKey(
       absl::string_view key_id) = 0;
-  // A page of the key's grants, by grant_id, at most `limit` (>= 1), resuming
-  // after `marker` (empty: from the start). An unknown key gives an empty
-  // page. Errors: kInvalidArgument (limit < 1).
-  virtual absl::StatusOr<Page<GrantRecord>> ListGrants(absl::string_view key_id, int limit,
+  // A page of the key's grants that match `filter`, by grant_id, at most
+  // `limit` (>= 1), resuming after `marker` (empty: from the start). The
+  // filter applies before the limit: a page is short only when it is the
+  // last, and next_marker is set only when another matching grant follows.
+  // An unknown key gives an empty page. Errors: kInvalidArgument (limit < 1).
+  virtual absl::StatusOr<Page<GrantRecord>> ListGrants(absl::string_view key_id,
+                                                       const GrantFilter& filter, int limit,
                                                        absl::string_view marker) = 0;
   // How many grants the key has (0 for an unknown key).
   virtual absl::StatusOr<int64_t> CountGrants(absl::string_view key_id) = 0;

@@ -1577,25 +1577,29 @@ absl::StatusOr<std::vector<GrantRecord>> SqliteKeyStore::ListGrantsForKey(
   return grants;
 }
 
-absl::StatusOr<Page<GrantRecord>> SqliteKeyStore::ListGrants(absl::string_view key_id, int limit,
+absl::StatusOr<Page<GrantRecord>> SqliteKeyStore::ListGrants(absl::string_view key_id,
+                                                             const GrantFilter& filter, int limit,
                                                              absl::string_view marker) {
   KMS_RETURN_IF_ERROR(CheckLimit(limit));
+  // As in ListKeys: no "grant_id > ''" for the first page. Each condition is
+  // there only when it is used, so there are at most 8 statement texts to
+  // prepare (and cache), and a grant_id filter is an index lookup.
+  std::string sql = "SELECT " KMS_GRANT_COLUMNS " FROM grants WHERE key_id = ?";
+  if (!marker.empty()) sql += " AND grant_id > ?";
+  if (!filter.grant_id.empty()) sql += " AND grant_id = ?";
+  if (!filter.grantee_principal.empty()) sql += " AND grantee_principal = ?";
+  sql += " ORDER BY grant_id LIMIT ?";
   absl::MutexLock lock(&mu_);
   Page<GrantRecord> page;
   KMS_RETURN_IF_ERROR(InTransaction(
       TransactionMode::kRead, [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) -> absl::Status {
         {
-          // As in ListKeys: a separate statement for the first page, and one
-          // row more than asked for to tell whether another page follows.
-          KMS_ASSIGN_OR_RETURN(
-              Statement stmt,
-              Prepare(marker.empty() ? "SELECT " KMS_GRANT_COLUMNS
-                                       " FROM grants WHERE key_id = ? ORDER BY grant_id LIMIT ?"
-                                     : "SELECT " KMS_GRANT_COLUMNS
-                                       " FROM grants WHERE key_id = ? AND grant_id > ? "
-                                       "ORDER BY grant_id LIMIT ?"));
+          KMS_ASSIGN_OR_RETURN(Statement stmt, Prepare(sql.c_str()));
           stmt.BindText(key_id);
           if (!marker.empty()) stmt.BindText(marker);
+          if (!filter.grant_id.empty()) stmt.BindText(filter.grant_id);
+          if (!filter.grantee_principal.empty()) stmt.BindText(filter.grantee_principal);
+          // One row more than asked for tells whether another page follows.
           stmt.BindInt(int64_t{limit} + 1);
           KMS_ASSIGN_OR_RETURN(page.items, ReadGrantRows(stmt, "listing grants"));
         }

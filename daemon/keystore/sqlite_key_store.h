@@ -221,8 +221,10 @@ class SqliteKeyStore final : public KeyStore {
   // Served by the UNIQUE index on token_hash.
   absl::StatusOr<GrantRecord> FindGrantByTokenHash(absl::string_view token_hash) override;
   absl::StatusOr<std::vector<GrantRecord>> ListGrantsForKey(absl::string_view key_id) override;
-  absl::StatusOr<Page<GrantRecord>> ListGrants(absl::string_view key_id, int limit,
-                                               absl::string_view marker) override;
+  // Served by the index grants_by_key; the filter is a condition of the
+  // query, so rows that do not match are never read into records.
+  absl::StatusOr<Page<GrantRecord>> ListGrants(absl::string_view key_id, const GrantFilter& filter,
+                                               int limit, absl::string_view marker) override;
   absl::StatusOr<int64_t> CountGrants(absl::string_view key_id) override;
   absl::Status DeleteGrant(absl::string_view grant_id) override;
 

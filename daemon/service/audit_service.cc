@@ -28,6 +28,12 @@ constexpr int kMaxExportLimit = 10000;
 // HSM records held back while looking for the call they belong to (they come
 // before it). Records of periodic tasks never meet a call; the oldest go.
 constexpr size_t kMaxHeldHsmRecords = 100000;
+// How far before after_sequence a query with include_hsm_calls looks for the
+// HSM records of calls after it: the bound, in records, on how far a call's
+// HSM records may precede its own record and still be found on any page.
+// The same as the cap above, so a page boundary costs no records that one
+// long page would have kept.
+constexpr uint64_t kHsmLookback = kMaxHeldHsmRecords;
 
 v1::AuditRecordType ToProto(RecordType type) {
   switch (type) {
@@ -144,37 +150,65 @@ absl::StatusOr<v1::QueryAuditLogResponse> AuditService::QueryAuditLog(
   std::map<std::string, std::vector<ParsedRecord>> held;
   std::deque<std::string> held_order;
   size_t held_count = 0;
+  auto hold = [&](const ParsedRecord& r) {
+    auto& list = held[r.entry.request_id];
+    if (list.empty()) held_order.push_back(r.entry.request_id);
+    list.push_back(r);
+    if (++held_count > kMaxHeldHsmRecords && !held_order.empty()) {
+      held_count -= held[held_order.front()].size();
+      held.erase(held_order.front());
+      held_order.pop_front();
+    }
+  };
+  // The held records of `request_id`, no longer held (empty if none).
+  auto release = [&](const std::string& request_id) {
+    std::vector<ParsedRecord> list;
+    auto it = held.find(request_id);
+    if (it != held.end()) {
+      list = std::move(it->second);
+      held_count -= list.size();
+      held.erase(it);
+    }
+    return list;
+  };
+
+  // Concurrent calls interleave, so a call after `after` (where the previous
+  // page ended, at its last call) may have HSM records at or before it,
+  // which that page held and dropped. Read again from up to kHsmLookback
+  // records back, only to hold HSM records; a call whose own record is also
+  // at or before `after` was paged already (or did not match), so its held
+  // records go. Nothing at or before `after` is returned. ReadAuditLog reads
+  // the file from its start whatever it is asked, so this costs no I/O.
+  const uint64_t after = request.after_sequence();
+  const uint64_t read_after =
+      !request.include_hsm_calls() ? after : (after > kHsmLookback ? after - kHsmLookback : 0);
   int emitted = 0;
-  uint64_t last_seen = request.after_sequence();
+  uint64_t last_seen = after;
   bool more = false;
-  KMS_RETURN_IF_ERROR(log_.ReadDurable(request.after_sequence(), [&](const ParsedRecord& r) {
+  KMS_RETURN_IF_ERROR(log_.ReadDurable(read_after, [&](const ParsedRecord& r) {
+    const bool paged_already = r.seq <= after;
+    if (paged_already) {
+      if (r.entry.type == RecordType::kHsm) {
+        hold(r);
+      } else if (r.entry.type == RecordType::kRpc) {
+        release(r.entry.request_id);
+      }
+      return true;
+    }
     if (emitted >= limit) {
       more = true;
       return false;
     }
     last_seen = r.seq;
     if (r.entry.type == RecordType::kHsm) {
-      if (request.include_hsm_calls()) {
-        auto& list = held[r.entry.request_id];
-        if (list.empty()) held_order.push_back(r.entry.request_id);
-        list.push_back(r);
-        if (++held_count > kMaxHeldHsmRecords && !held_order.empty()) {
-          held_count -= held[held_order.front()].size();
-          held.erase(held_order.front());
-          held_order.pop_front();
-        }
-      }
+      if (request.include_hsm_calls()) hold(r);
       return true;
     }
     const bool match = matches(r);
     if (request.include_hsm_calls() && r.entry.type == RecordType::kRpc) {
-      auto it = held.find(r.entry.request_id);
-      if (it != held.end()) {
-        if (match) {
-          for (const ParsedRecord& h : it->second) ToProto(h, response.add_records());
-        }
-        held_count -= it->second.size();
-        held.erase(it);
+      const std::vector<ParsedRecord> calls = release(r.entry.request_id);
+      if (match) {
+        for (const ParsedRecord& h : calls) ToProto(h, response.add_records());
       }
     }
     if (match) {

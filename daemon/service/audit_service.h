@@ -2,9 +2,27 @@
 // the checkpoint public key) and the key inventory report. Auditors only
 // (AccessControl::AuthorizeAudit).
 //
-// Queries scan the durable part of the log from after_sequence; the
-// inventory's last-use dates come from one scan of all of it. Borrows
-// everything; thread-safe.
+// Queries read the durable part of the log. QueryAuditLog returns the "rpc"
+// records that match every filter given, at most `limit` a page; a
+// truncated page ends at its last call, whose seq is next_sequence (the
+// next page's after_sequence). With include_hsm_calls
+// each returned call is preceded by its "hsm" records (same request_id),
+// which come before the call in the log and may interleave with other
+// calls': a call's HSM records are found, on whichever page the call falls,
+// when they are at most 100000 records before it (kHsmLookback). HSM records
+// of calls that do not match, and of periodic tasks, are never returned.
+// ExportAuditLog returns the stored lines themselves, so its pages joined
+// with '\n' are the file's bytes. The inventory's last-use dates come from
+// one scan of all of it.
+//
+// Errors, every method: AccessDeniedException (kPermissionDenied) unless
+// the caller is an auditor, checked first; kUnavailable / kDataLoss as
+// audit::ReadAuditLog. QueryAuditLog and ExportAuditLog:
+// ValidationException (kInvalidArgument) for a limit out of range.
+// GetKeyInventoryReport: ValidationException for max_age_in_days out of
+// range. GetAuditPublicKey: kInternal if the configured key does not parse.
+//
+// Borrows everything; thread-safe.
 #ifndef KMS_DAEMON_SERVICE_AUDIT_SERVICE_H_
 #define KMS_DAEMON_SERVICE_AUDIT_SERVICE_H_
 

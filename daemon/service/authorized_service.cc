@@ -405,15 +405,15 @@ absl::StatusOr<v1::ListGrantsResponse> AuthorizedService::ListGrants(
   if (limit < 1 || limit > 100) {
     return ValidationError(absl::StrCat("limit: must be 1..100, got ", limit));
   }
+  // Filtered in the store, before the limit: filtering a page afterwards
+  // could return fewer than `limit` grants, or none, while more match.
+  keystore::GrantFilter filter;
+  filter.grant_id = request.grant_id();
+  filter.grantee_principal = request.grantee_principal();
   KMS_ASSIGN_OR_RETURN(keystore::Page<GrantRecord> page,
-                       store_.ListGrants(key.key_id, limit, request.marker()));
+                       store_.ListGrants(key.key_id, filter, limit, request.marker()));
   v1::ListGrantsResponse response;
   for (const GrantRecord& grant : page.items) {
-    if (!request.grant_id().empty() && grant.grant_id != request.grant_id()) continue;
-    if (!request.grantee_principal().empty() &&
-        grant.grantee_principal != request.grantee_principal()) {
-      continue;
-    }
     ToListEntry(grant, keys_.resource_names(), response.add_grants());
   }
   response.set_next_marker(page.next_marker);

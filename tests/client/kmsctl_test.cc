@@ -42,6 +42,7 @@ using ::kms::testing::RunKmsctl;
 using ::kms::testing::TempDir;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
+using ::testing::Not;
 using ::testing::Pair;
 using ::testing::StartsWith;
 
@@ -2809,6 +2810,49 @@ TEST_F(KmsctlTest, KeyInventoryJsonIsTheResponse) {
     EXPECT_THAT(outcome.out, HasSubstr("\"aliases\":[\"alias/payments\",\"alias/pay\"]"));
     EXPECT_THAT(outcome.out, HasSubstr("\"rotation_status\":\"ROTATION_DISABLED\""));
   }
+}
+
+// kmsd gives no rotation status for keys pending deletion or import: "-"
+// in the table, an empty cell in the CSV and no member in the JSON, as for
+// every other unset field, never the enum's UNSPECIFIED name.
+TEST_F(KmsctlTest, KeyInventoryShowsNoRotationStatusWhereKmsdGivesNone) {
+  v1::GetKeyInventoryReportResponse canned;
+  v1::KeyInventoryEntry importing;
+  importing.set_key_id("key-import");
+  importing.set_key_state(v1::PENDING_IMPORT);
+  importing.set_origin(v1::EXTERNAL);
+  *canned.add_keys() = importing;
+  v1::KeyInventoryEntry doomed;
+  doomed.set_key_id("key-doomed");
+  doomed.set_key_state(v1::PENDING_DELETION);
+  doomed.set_origin(v1::AWS_KMS);
+  doomed.set_key_version_count(1);
+  doomed.mutable_deletion_date()->set_seconds(1800000000);
+  *canned.add_keys() = doomed;
+  server_.audit_service().AddResponse("GetKeyInventoryReport", canned);
+
+  CommandResult table = RunAgainstServer({"key-inventory"});
+  ASSERT_EQ(table.exit_code, 0) << table.err;
+  EXPECT_THAT(table.out, Not(HasSubstr("UNSPECIFIED")));
+  EXPECT_THAT(table.out,
+              HasSubstr("key-import  -        PENDING_IMPORT    EXTERNAL  0         -           "
+                        "      disabled  -            -              -                "
+                        "-          -           -         -\n"));
+  EXPECT_THAT(table.out,
+              HasSubstr("key-doomed  -        PENDING_DELETION  AWS_KMS   1         -           "
+                        "      disabled  -            -              -                "
+                        "-          -           -         2027-01-15T08:00:00Z\n"));
+
+  CommandResult csv = RunAgainstServer({"key-inventory", "--output", "csv"});
+  ASSERT_EQ(csv.exit_code, 0) << csv.err;
+  EXPECT_THAT(csv.out, HasSubstr("\r\nkey-import,,,,PENDING_IMPORT,EXTERNAL,,0,,false,,,,,,,\r\n"));
+  EXPECT_THAT(csv.out, HasSubstr("\r\nkey-doomed,,,,PENDING_DELETION,AWS_KMS,,1,,false,,,,,,,"
+                                 "2027-01-15T08:00:00Z\r\n"));
+
+  CommandResult json = RunAgainstServer({"key-inventory", "--output", "json"});
+  ASSERT_EQ(json.exit_code, 0) << json.err;
+  EXPECT_THAT(json.out, Not(HasSubstr("rotation_status")));
+  EXPECT_THAT(json.out, HasSubstr("\"key_state\":\"PENDING_IMPORT\""));
 }
 
 TEST_F(KmsctlTest, HelpListsTheAccessAndAuditCommands) {

@@ -757,7 +757,7 @@ TEST_P(KeyStoreTimeTest, TimesRoundTripExactly) {
   got_grant = store().FindGrantByTokenHash(grant.token_hash);
   ASSERT_THAT(got_grant.status(), IsOk());
   EXPECT_EQ(got_grant->creation_time, t);
-  absl::StatusOr<Page<GrantRecord>> grants = store().ListGrants(KeyId(1), 10, "");
+  absl::StatusOr<Page<GrantRecord>> grants = store().ListGrants(KeyId(1), {}, 10, "");
   ASSERT_THAT(grants.status(), IsOk());
   EXPECT_THAT(grants->items, ElementsAre(grant));
 }
@@ -2594,7 +2594,7 @@ TEST_P(KeyStoreConformanceTest, GrantsOfAnUnknownKeyAreNoneNotAnError) {
   absl::StatusOr<std::vector<GrantRecord>> listed = store().ListGrantsForKey(KeyId(9));
   ASSERT_THAT(listed.status(), IsOk());
   EXPECT_THAT(*listed, IsEmpty());
-  absl::StatusOr<Page<GrantRecord>> page = store().ListGrants(KeyId(9), 10, "");
+  absl::StatusOr<Page<GrantRecord>> page = store().ListGrants(KeyId(9), {}, 10, "");
   ASSERT_THAT(page.status(), IsOk());
   EXPECT_THAT(page->items, IsEmpty());
   EXPECT_EQ(page->next_marker, "");
@@ -2603,7 +2603,7 @@ TEST_P(KeyStoreConformanceTest, GrantsOfAnUnknownKeyAreNoneNotAnError) {
   EXPECT_EQ(*count, 0);
   // A key without grants, likewise.
   ASSERT_THAT(CreateKeyWithVersion(store(), KeyId(1), VersionId(1)), IsOk());
-  page = store().ListGrants(KeyId(1), 1, "");
+  page = store().ListGrants(KeyId(1), {}, 1, "");
   ASSERT_THAT(page.status(), IsOk());
   EXPECT_THAT(page->items, IsEmpty());
   EXPECT_EQ(page->next_marker, "");
@@ -2642,7 +2642,7 @@ TEST_P(KeyStoreConformanceTest, ListGrantsWalksEveryPageExactlyOnce) {
     std::string marker;
     int pages = 0;
     do {
-      absl::StatusOr<Page<GrantRecord>> page = store().ListGrants(KeyId(1), limit, marker);
+      absl::StatusOr<Page<GrantRecord>> page = store().ListGrants(KeyId(1), {}, limit, marker);
       ASSERT_THAT(page.status(), IsOk());
       ASSERT_LE(page->items.size(), static_cast<size_t>(limit));
       // Only the last page may be short, and it has no next marker.
@@ -2659,13 +2659,85 @@ TEST_P(KeyStoreConformanceTest, ListGrantsWalksEveryPageExactlyOnce) {
   }
 
   // The marker is exclusive and need not name a grant.
-  absl::StatusOr<Page<GrantRecord>> page = store().ListGrants(KeyId(1), 2, GrantId(4));
+  absl::StatusOr<Page<GrantRecord>> page = store().ListGrants(KeyId(1), {}, 2, GrantId(4));
   ASSERT_THAT(page.status(), IsOk());
   EXPECT_THAT(GrantIdsOf(page->items), ElementsAre(GrantId(6), GrantId(8)));
-  page = store().ListGrants(KeyId(1), 2, GrantId(5));
+  page = store().ListGrants(KeyId(1), {}, 2, GrantId(5));
   ASSERT_THAT(page.status(), IsOk());
   EXPECT_THAT(GrantIdsOf(page->items), ElementsAre(GrantId(6), GrantId(8)));
-  page = store().ListGrants(KeyId(1), 2, GrantId(14));
+  page = store().ListGrants(KeyId(1), {}, 2, GrantId(14));
+  ASSERT_THAT(page.status(), IsOk());
+  EXPECT_THAT(page->items, IsEmpty());
+  EXPECT_EQ(page->next_marker, "");
+}
+
+TEST_P(KeyStoreConformanceTest, ListGrantsFiltersBeforeItPages) {
+  ASSERT_THAT(CreateKeyWithVersion(store(), KeyId(1), VersionId(1)), IsOk());
+  ASSERT_THAT(CreateKeyWithVersion(store(), KeyId(2), VersionId(2)), IsOk());
+  // Key 1: grants 1..12, every third to "carol", so her grants are spread
+  // thin among the others'. Key 2: one more of hers, which must not show.
+  const std::string carol = "arn:aws:iam::111122223333:role/carol";
+  std::vector<GrantRecord> carols;
+  for (int n = 1; n <= 12; ++n) {
+    GrantRecord grant = NewGrant(n, KeyId(1));
+    if (n % 3 == 0) grant.grantee_principal = carol;
+    ASSERT_THAT(store().AddGrant(grant), IsOk());
+    if (n % 3 == 0) carols.push_back(grant);
+  }
+  GrantRecord elsewhere = NewGrant(20, KeyId(2));
+  elsewhere.grantee_principal = carol;
+  ASSERT_THAT(store().AddGrant(elsewhere), IsOk());
+
+  GrantFilter by_grantee;
+  by_grantee.grantee_principal = carol;
+  for (int limit = 1; limit <= 5; ++limit) {
+    SCOPED_TRACE(absl::StrCat("limit ", limit));
+    std::vector<GrantRecord> seen;
+    std::string marker;
+    int pages = 0;
+    do {
+      absl::StatusOr<Page<GrantRecord>> page =
+          store().ListGrants(KeyId(1), by_grantee, limit, marker);
+      ASSERT_THAT(page.status(), IsOk());
+      // Full pages until the last; a marker only when more of hers follow.
+      if (!page->next_marker.empty()) {
+        EXPECT_EQ(page->items.size(), static_cast<size_t>(limit));
+        EXPECT_EQ(page->next_marker, page->items.back().grant_id);
+      } else {
+        EXPECT_FALSE(page->items.empty());
+      }
+      seen.insert(seen.end(), page->items.begin(), page->items.end());
+      marker = page->next_marker;
+      ASSERT_LT(++pages, 20) << "no end";
+    } while (!marker.empty());
+    EXPECT_EQ(seen, carols);  // every field, operations included
+    EXPECT_EQ(pages, (4 + limit - 1) / limit);
+  }
+
+  // By grant id: that grant, on its key only, and with the other filter too.
+  GrantFilter by_id;
+  by_id.grant_id = GrantId(6);
+  absl::StatusOr<Page<GrantRecord>> page = store().ListGrants(KeyId(1), by_id, 1, "");
+  ASSERT_THAT(page.status(), IsOk());
+  EXPECT_THAT(page->items, ElementsAre(carols[1]));
+  EXPECT_EQ(page->next_marker, "");
+  page = store().ListGrants(KeyId(2), by_id, 10, "");
+  ASSERT_THAT(page.status(), IsOk());
+  EXPECT_THAT(page->items, IsEmpty());
+  page = store().ListGrants(KeyId(1), by_id, 10, GrantId(6));  // after it
+  ASSERT_THAT(page.status(), IsOk());
+  EXPECT_THAT(page->items, IsEmpty());
+  by_id.grantee_principal = carol;
+  page = store().ListGrants(KeyId(1), by_id, 10, GrantId(5));
+  ASSERT_THAT(page.status(), IsOk());
+  EXPECT_THAT(GrantIdsOf(page->items), ElementsAre(GrantId(6)));
+  by_id.grant_id = GrantId(5);  // not hers
+  page = store().ListGrants(KeyId(1), by_id, 10, "");
+  ASSERT_THAT(page.status(), IsOk());
+  EXPECT_THAT(page->items, IsEmpty());
+  GrantFilter nobody;
+  nobody.grantee_principal = "arn:aws:iam::111122223333:role/nobody";
+  page = store().ListGrants(KeyId(1), nobody, 10, "");
   ASSERT_THAT(page.status(), IsOk());
   EXPECT_THAT(page->items, IsEmpty());
   EXPECT_EQ(page->next_marker, "");
@@ -2721,10 +2793,10 @@ TEST_P(KeyStoreConformanceTest, GrantStringsAndMapsRoundTripExactly) {
     absl::StatusOr<std::vector<GrantRecord>> listed = store().ListGrantsForKey(KeyId(1));
     ASSERT_THAT(listed.status(), IsOk());
     EXPECT_THAT(*listed, ElementsAre(grant, subset_only, bare));
-    absl::StatusOr<Page<GrantRecord>> page = store().ListGrants(KeyId(1), 1, "");
+    absl::StatusOr<Page<GrantRecord>> page = store().ListGrants(KeyId(1), {}, 1, "");
     ASSERT_THAT(page.status(), IsOk());
     EXPECT_THAT(page->items, ElementsAre(grant));
-    page = store().ListGrants(KeyId(1), 5, page->next_marker);
+    page = store().ListGrants(KeyId(1), {}, 5, page->next_marker);
     ASSERT_THAT(page.status(), IsOk());
     EXPECT_THAT(page->items, ElementsAre(subset_only, bare));
   };
@@ -3022,14 +3094,14 @@ INSTANTIATE_TEST_SUITE_P(
                           int limit) { return s.ListAliases(KeyId(1), limit, "").status(); }},
             ListerCase{"ListGrants",
                        [](KeyStore& s, int limit) {
-                         return s.ListGrants(KeyId(1), limit, "").status();
+                         return s.ListGrants(KeyId(1), {}, limit, "").status();
                        }},
             ListerCase{"ListGrantsAfterMarker",
                        [](KeyStore& s, int limit) {
-                         return s.ListGrants(KeyId(1), limit, GrantId(0)).status();
+                         return s.ListGrants(KeyId(1), {}, limit, GrantId(0)).status();
                        }},
             ListerCase{"ListGrantsOfUnknownKey", [](KeyStore& s, int limit) {
-                         return s.ListGrants(KeyId(9), limit, "").status();
+                         return s.ListGrants(KeyId(9), {}, limit, "").status();
                        }})),
     KindAndCaseName<ListerCase>);
 

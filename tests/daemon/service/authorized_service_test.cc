@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <set>
 #include <string>
 
 #include "absl/strings/str_cat.h"
@@ -471,6 +472,67 @@ TEST_F(AuthorizedServiceTest, ListGrantsShowsWhatWasGranted) {
   EXPECT_EQ(entry.issuing_principal(), kAdmin);
   EXPECT_EQ(entry.operations_size(), 2);
   EXPECT_EQ(entry.constraints().encryption_context_equals().at("t"), "1");
+}
+
+TEST_F(AuthorizedServiceTest, FilteredListGrantsFillsEveryPageWithMatches) {
+  auto key = CreateKeyAs(kAdmin);
+  ASSERT_THAT(key.status(), IsOk());
+  // 12 grants, 3 of them to kOther; grant ids are random, so where kOther's
+  // fall among the others' pages is too.
+  std::set<std::string> others;
+  for (int i = 0; i < 12; ++i) {
+    auto grant = GrantAs(kAdmin, *key, i % 4 == 0 ? kOther : kApp, {v1::DECRYPT});
+    ASSERT_THAT(grant.status(), IsOk());
+    if (i % 4 == 0) others.insert(grant->grant_id());
+  }
+  CallFacts facts;
+  for (int limit = 1; limit <= 4; ++limit) {
+    SCOPED_TRACE(absl::StrCat("limit ", limit));
+    v1::ListGrantsRequest list;
+    list.set_key_id(*key);
+    list.set_grantee_principal(kOther);
+    list.set_limit(limit);
+    std::vector<std::string> seen;
+    int pages = 0;
+    while (true) {
+      auto listed = authorized_->ListGrants(As(kAdmin), list, &facts);
+      ASSERT_THAT(listed.status(), IsOk());
+      for (const auto& entry : listed->grants()) {
+        EXPECT_EQ(entry.grantee_principal(), kOther);
+        seen.push_back(entry.grant_id());
+      }
+      ASSERT_LT(++pages, 20);
+      EXPECT_EQ(listed->truncated(), !listed->next_marker().empty());
+      if (!listed->truncated()) {
+        EXPECT_GT(listed->grants_size(), 0);  // never an empty last page
+        break;
+      }
+      EXPECT_EQ(listed->grants_size(), limit);  // never short while more match
+      list.set_marker(listed->next_marker());
+    }
+    EXPECT_EQ(std::set<std::string>(seen.begin(), seen.end()), others);
+    EXPECT_EQ(seen.size(), others.size());
+    EXPECT_EQ(pages, (3 + limit - 1) / limit);
+  }
+
+  // One grant by id, wherever it sorts, even with a limit of 1.
+  for (const std::string& id : others) {
+    v1::ListGrantsRequest list;
+    list.set_key_id(*key);
+    list.set_grant_id(id);
+    list.set_limit(1);
+    auto listed = authorized_->ListGrants(As(kAdmin), list, &facts);
+    ASSERT_THAT(listed.status(), IsOk());
+    ASSERT_EQ(listed->grants_size(), 1);
+    EXPECT_EQ(listed->grants(0).grant_id(), id);
+    EXPECT_FALSE(listed->truncated());
+    // With a grantee it does not have: nothing, and nothing more to page.
+    list.set_grantee_principal(kApp);
+    listed = authorized_->ListGrants(As(kAdmin), list, &facts);
+    ASSERT_THAT(listed.status(), IsOk());
+    EXPECT_EQ(listed->grants_size(), 0);
+    EXPECT_FALSE(listed->truncated());
+  }
 }
 
 TEST_F(AuthorizedServiceTest, BadGrantsAreRefusedAndStoreNothing) {
