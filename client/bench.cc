@@ -630,6 +630,9 @@ absl::Status ValidateBenchOptions(const BenchOptions& options) {
     return absl::InvalidArgumentError(absl::StrCat(
         "set-up concurrency must be 1..", kMaxConcurrency, ", got ", options.setup_concurrency));
   }
+  if (options.rounds < 1 || options.rounds > 1000) {
+    return absl::InvalidArgumentError(absl::StrCat("rounds must be 1..1000, got ", options.rounds));
+  }
   if (options.ciphertexts < 0 || options.ciphertexts > 10000000) {
     return absl::InvalidArgumentError(
         absl::StrCat("ciphertexts must be 0..10000000, got ", options.ciphertexts));
@@ -703,6 +706,7 @@ absl::StatusOr<BenchReport> RunBench(const Target& target, const BenchOptions& o
   report.context_pairs = options.context_pairs;
   report.warmup = options.warmup;
   report.duration = options.duration;
+  report.rounds = options.rounds;
 
   KMS_ASSIGN_OR_RETURN(const Channels channels, Connect(target, options.channels));
   Corpus corpus;
@@ -768,40 +772,68 @@ absl::StatusOr<BenchReport> RunBench(const Target& target, const BenchOptions& o
     report.ciphertexts = count;
   }
 
-  // ---- the runs
+  // ---- the runs: at each concurrency, every round runs the baseline and
+  // each mix for its share of the time, so that a change in the machine's
+  // load over the minutes lands on all of them alike.
   const OpMix health = {{Op::kHealth, 1}};
+  const absl::Duration slice = options.duration / options.rounds;
+  const absl::Duration slice_warmup = options.warmup / options.rounds;
   for (int concurrency : options.concurrencies) {
-    std::vector<std::pair<OpMix, bool>> runs;
-    if (options.baseline) runs.emplace_back(health, true);
-    for (const OpMix& mix : options.mixes) runs.emplace_back(mix, false);
-    for (const auto& [mix, baseline] : runs) {
-      Progress(options, absl::StrCat(OpMixName(mix), " at ", concurrency,
-                                     " in flight: ", Seconds(options.warmup), " warm-up, ",
-                                     Seconds(options.duration), " measured"));
-      RunPlan plan;
-      plan.mix = mix;
-      plan.concurrency = concurrency;
-      const Clock::time_point start = Clock::now();
-      plan.measure_from = start + absl::ToChronoNanoseconds(options.warmup);
-      plan.measure_until = plan.measure_from + absl::ToChronoNanoseconds(options.duration);
-      CpuSample before, after;
-      std::vector<OpResult> results = runner.Run(
-          plan, [&] { before = SampleCpu(options.kmsd_pid); },
-          [&] { after = SampleCpu(options.kmsd_pid); });
+    struct Pending {
+      OpMix mix;
+      bool baseline;
+      std::vector<OpResult> results;
+      int64_t wall_ns = 0, client_ns = 0, kmsd_ns = 0;
+      bool kmsd_known = true;
+    };
+    std::vector<Pending> runs;
+    if (options.baseline) runs.push_back({health, true, {}});
+    for (const OpMix& mix : options.mixes) runs.push_back({mix, false, {}});
+    for (int round = 0; round < options.rounds; ++round) {
+      for (Pending& pending : runs) {
+        Progress(options,
+                 absl::StrCat(OpMixName(pending.mix), " at ", concurrency, " in flight: ",
+                              Seconds(slice_warmup), " warm-up, ", Seconds(slice), " measured",
+                              options.rounds > 1
+                                  ? absl::StrCat(" (round ", round + 1, " of ", options.rounds, ")")
+                                  : ""));
+        RunPlan plan;
+        plan.mix = pending.mix;
+        plan.concurrency = concurrency;
+        plan.measure_from = Clock::now() + absl::ToChronoNanoseconds(slice_warmup);
+        plan.measure_until = plan.measure_from + absl::ToChronoNanoseconds(slice);
+        CpuSample before, after;
+        std::vector<OpResult> results = runner.Run(
+            plan, [&] { before = SampleCpu(options.kmsd_pid); },
+            [&] { after = SampleCpu(options.kmsd_pid); });
+        if (pending.results.empty()) {
+          pending.results = std::move(results);
+        } else {
+          for (size_t i = 0; i < results.size(); ++i) pending.results[i].Merge(results[i]);
+        }
+        pending.wall_ns += Nanos(after.at - before.at);
+        pending.client_ns += after.self_ns - before.self_ns;
+        if (before.kmsd_ns.has_value() && after.kmsd_ns.has_value()) {
+          pending.kmsd_ns += *after.kmsd_ns - *before.kmsd_ns;
+        } else {
+          pending.kmsd_known = false;
+        }
+      }
+    }
+    for (Pending& pending : runs) {
       RunResult& run = report.runs.emplace_back();
       run.concurrency = concurrency;
-      run.mix = mix;
-      run.baseline = baseline;
-      run.measured = absl::FromChrono(after.at - before.at);
-      run.total.op = mix.front().op;
-      for (const OpResult& result : results) run.total.Merge(result);
-      run.by_op = std::move(results);
-      const double wall = static_cast<double>(Nanos(after.at - before.at));
-      if (wall > 0) {
-        run.client_cpu_percent = 100.0 * static_cast<double>(after.self_ns - before.self_ns) / wall;
-        if (before.kmsd_ns.has_value() && after.kmsd_ns.has_value()) {
-          run.kmsd_cpu_percent =
-              100.0 * static_cast<double>(*after.kmsd_ns - *before.kmsd_ns) / wall;
+      run.mix = pending.mix;
+      run.baseline = pending.baseline;
+      run.measured = absl::Nanoseconds(pending.wall_ns);
+      run.total.op = pending.mix.front().op;
+      for (const OpResult& result : pending.results) run.total.Merge(result);
+      run.by_op = std::move(pending.results);
+      if (pending.wall_ns > 0) {
+        const double wall = static_cast<double>(pending.wall_ns);
+        run.client_cpu_percent = 100.0 * static_cast<double>(pending.client_ns) / wall;
+        if (pending.kmsd_known) {
+          run.kmsd_cpu_percent = 100.0 * static_cast<double>(pending.kmsd_ns) / wall;
         }
       }
     }
@@ -907,7 +939,8 @@ std::string FormatBenchReport(const BenchReport& report) {
   }
   absl::StrAppend(&out, "requests: AES_256 data keys, ", report.context_pairs,
                   "-pair encryption context; each run ", Seconds(report.warmup), " warm-up, ",
-                  Seconds(report.duration), " measured\n\n");
+                  Seconds(report.duration), " measured",
+                  report.rounds > 1 ? absl::StrCat(", in ", report.rounds, " rounds") : "", "\n\n");
 
   std::vector<std::vector<std::string>> rows = {{"in flight", "mix", "op", "ok/s", "p50 ms",
                                                  "p99 ms", "p99.9 ms", "max ms", "failed", "shed",
@@ -959,6 +992,7 @@ std::string FormatBenchReportJson(const BenchReport& report) {
   json["context_pairs"] = report.context_pairs;
   json["warmup_seconds"] = absl::ToDoubleSeconds(report.warmup);
   json["duration_seconds"] = absl::ToDoubleSeconds(report.duration);
+  json["rounds"] = report.rounds;
   nlohmann::ordered_json keys;
   keys["count"] = report.keys.used;
   keys["created"] = report.keys.created;

@@ -14,7 +14,11 @@
 //  4. for each concurrency: a Health/Check run (the baseline, unless turned
 //     off), then one run per mix. A run is `warmup` of load whose results
 //     are dropped, then `duration` measured: a call counts if it completes
-//     inside the measured window.
+//     inside the measured window. With `rounds` > 1 each run is cut into
+//     that many slices (warm-up and measured time alike), and the rounds
+//     take turns (baseline, mix 1, mix 2, baseline, ...), so that a change
+//     in the machine's other load falls on the baseline and the mixes alike;
+//     a run's figures add up its slices.
 // Each request picks its op by weight and its key (or ciphertext) uniformly
 // at random. GenerateDataKey asks for AES_256 under an encryption context of
 // `context_pairs` pairs; Encrypt sends 32 bytes under the same context.
@@ -116,6 +120,7 @@ struct BenchOptions {
   absl::Duration warmup = absl::Seconds(2);
   absl::Duration duration = absl::Seconds(10);
   bool baseline = true;              // Health/Check run at each concurrency
+  int rounds = 1;                    // 1..1000; see the file comment
   int keys = 1;                      // keys to create, if key_ids is empty
   std::vector<std::string> key_ids;  // existing keys to use instead
   std::string principal;             // for BenchKeyPolicy; required to create keys
@@ -179,7 +184,8 @@ struct BenchReport {
   int channels = 0;
   int threads = 0;
   int context_pairs = 0;
-  absl::Duration warmup, duration;
+  absl::Duration warmup, duration;  // of each run, all its rounds together
+  int rounds = 1;
   KeySetupResult keys;
   int ciphertexts = 0;  // blobs prepared for decrypt
   std::vector<RunResult> runs;

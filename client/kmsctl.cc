@@ -2424,6 +2424,7 @@ void AddBench(CommandTable& commands) {
     std::string principal;
     int context_pairs = 3;
     bool baseline = true;
+    int rounds = 1;
     int channels = 2;
     int client_threads = 1;
     int setup_concurrency = 16;
@@ -2456,6 +2457,7 @@ void AddBench(CommandTable& commands) {
         options.duration = *duration;
         options.warmup = *warmup;
         options.baseline = args->baseline;
+        options.rounds = args->rounds;
         options.keys = args->keys;
         options.key_ids = args->key_ids;
         options.context_pairs = args->context_pairs;
@@ -2574,6 +2576,10 @@ void AddBench(CommandTable& commands) {
       ->capture_default_str();
   command->add_flag("--baseline,!--no-baseline", args->baseline,
                     "Measure Health/Check at each concurrency first (default: on)");
+  command->add_option("--rounds", args->rounds,
+                      "Cut each run into this many slices, taking turns with the other runs at "
+                      "the same concurrency")
+      ->capture_default_str();
   command->add_option("--channels", args->channels, "gRPC channels (connections) to spread over")
       ->capture_default_str();
   command->add_option("--client-threads", args->client_threads,

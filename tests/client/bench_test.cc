@@ -230,7 +230,9 @@ INSTANTIATE_TEST_SUITE_P(
         BadOptionsCase{"ZeroChannels", [](BenchOptions& o) { o.channels = 0; },
                        "channels must be 1..64, got 0"},
         BadOptionsCase{"ZeroThreads", [](BenchOptions& o) { o.threads = 0; },
-                       "client threads must be 1..64, got 0"}),
+                       "client threads must be 1..64, got 0"},
+        BadOptionsCase{"ZeroRounds", [](BenchOptions& o) { o.rounds = 0; },
+                       "rounds must be 1..1000, got 0"}),
     [](const ::testing::TestParamInfo<BadOptionsCase>& info) { return info.param.name; });
 
 TEST(ValidateBenchOptionsTest, NeedsNoPrincipalForGivenKeys) {
@@ -316,7 +318,7 @@ TEST(FormatBenchReportTest, HasARowPerOpAndRunWithEveryColumn) {
                               "1 client thread\n"));
   EXPECT_THAT(text, HasSubstr("keys: 10 created in 0.20 s: 50.0 CreateKey/s at 10 in flight"));
   EXPECT_THAT(text, HasSubstr("decrypt: 256 blobs"));
-  EXPECT_THAT(text, HasSubstr("3-pair encryption context; each run 1 s warm-up, 2 s measured"));
+  EXPECT_THAT(text, HasSubstr("3-pair encryption context; each run 1 s warm-up, 2 s measured\n\n"));
   const std::vector<std::string> lines = absl::StrSplit(text, '\n');
   auto line_with = [&](const std::string& a, const std::string& b) {
     for (const std::string& line : lines) {
@@ -346,6 +348,13 @@ TEST(FormatBenchReportTest, HasARowPerOpAndRunWithEveryColumn) {
   EXPECT_THAT(text, HasSubstr("16 in flight, generate-data-key: 1 x RESOURCE_EXHAUSTED: "
                               "LimitExceededException: too busy (shed)"));
   EXPECT_THAT(text, HasSubstr("16 in flight, decrypt: 1 x UNAVAILABLE: connection reset\n"));
+}
+
+TEST(FormatBenchReportTest, SaysInHowManyRounds) {
+  BenchReport report = SampleReport();
+  report.rounds = 4;
+  EXPECT_THAT(FormatBenchReport(report), HasSubstr("2 s measured, in 4 rounds\n"));
+  EXPECT_THAT(FormatBenchReportJson(report), HasSubstr("\"rounds\":4"));
 }
 
 TEST(FormatBenchReportJsonTest, IsOneObjectWithTheDocumentedFields) {

@@ -79,20 +79,20 @@ TEST(BenchStartDaemonE2eTest, StartsItsOwnKmsdBenchesItAndCleansUp) {
 class BenchE2eTest : public KmsdE2eTest {};
 
 TEST_F(BenchE2eTest, RunsEachMixAtEachConcurrencyAndPrintsJson) {
-  const CommandResult r =
-      RunKmsctl(daemon_->endpoint(), {"--json",     "bench",         "--principal",
-                                      kE2eAdmin,    "--ops",         "encrypt=1,decrypt=1",
-                                      "--ops",      "create-key",    "--concurrency",
-                                      "1,2",        "--keys",        "2",
-                                      "--duration", "0.5s",          "--warmup",
-                                      "0",          "--no-baseline", "--channels",
-                                      "1",          "--ciphertexts", "5"});
+  // clang-format off
+  const CommandResult r = RunKmsctl(daemon_->endpoint(), {
+      "--json", "bench", "--principal", kE2eAdmin,
+      "--ops", "encrypt=1,decrypt=1", "--ops", "create-key", "--concurrency", "1,2",
+      "--keys", "2", "--ciphertexts", "5", "--no-baseline", "--channels", "1",
+      "--duration", "0.5s", "--warmup", "0", "--rounds", "2"});
+  // clang-format on
   ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
   const nlohmann::json json = nlohmann::json::parse(r.out);
   EXPECT_EQ(json["endpoint"], daemon_->endpoint());
   EXPECT_EQ(json["tls"], false);
   EXPECT_EQ(json["started_daemon"], false);
   EXPECT_EQ(json["channels"], 1);
+  EXPECT_EQ(json["rounds"], 2);
   EXPECT_EQ(json["keys"]["count"], 2);
   EXPECT_EQ(json["keys"]["created"], true);
   EXPECT_EQ(json["keys"]["create_key"]["ok"], 2);
