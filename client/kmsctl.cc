@@ -2423,7 +2423,7 @@ void AddBench(CommandTable& commands) {
     std::vector<std::string> key_ids;
     std::string principal;
     int context_pairs = 3;
-    bool baseline = true;
+    bool no_baseline = false;
     int rounds = 1;
     int channels = 2;
     int client_threads = 1;
@@ -2456,7 +2456,7 @@ void AddBench(CommandTable& commands) {
         options.concurrencies = args->concurrency;
         options.duration = *duration;
         options.warmup = *warmup;
-        options.baseline = args->baseline;
+        options.baseline = !args->no_baseline;
         options.rounds = args->rounds;
         options.keys = args->keys;
         options.key_ids = args->key_ids;
@@ -2543,12 +2543,13 @@ void AddBench(CommandTable& commands) {
         if (!stopped.ok()) return AsLocalFailure(stopped);
         return bench::CheckEveryRunSucceeded(*report);
       });
-  command->add_option("--ops", args->ops,
-                      "Op mix OP[=WEIGHT],... of generate-data-key, decrypt, encrypt, create-key, "
-                      "health; repeat to run several mixes one after another")
+  command
+      ->add_option("--ops", args->ops,
+                   "Op mix OP[=WEIGHT],... of generate-data-key, decrypt, encrypt, create-key, "
+                   "health; repeat to run several mixes one after another (default: "
+                   "generate-data-key, then decrypt)")
       ->type_name("MIX")
-      ->allow_extra_args(false)
-      ->capture_default_str();
+      ->allow_extra_args(false);
   command->add_option("--concurrency", args->concurrency,
                       "Requests in flight; a list (1,16,64) runs each in turn")
       ->type_name("N[,N...]")
@@ -2574,8 +2575,8 @@ void AddBench(CommandTable& commands) {
   command->add_option("--context-pairs", args->context_pairs,
                       "Encryption context pairs per request")
       ->capture_default_str();
-  command->add_flag("--baseline,!--no-baseline", args->baseline,
-                    "Measure Health/Check at each concurrency first (default: on)");
+  command->add_flag("--no-baseline", args->no_baseline,
+                    "Skip the Health/Check run at each concurrency (and so the ratio)");
   command->add_option("--rounds", args->rounds,
                       "Cut each run into this many slices, taking turns with the other runs at "
                       "the same concurrency")
