@@ -730,8 +730,8 @@ absl::StatusOr<BenchReport> RunBench(const Target& target, const BenchOptions& o
       key_ids[static_cast<size_t>(call.item)] =
           ResponseOf<v1::CreateKeyResponse>(call).key_metadata().key_id();
     };
-    Progress(options, absl::StrCat("creating ", count, " keys, ", plan.concurrency,
-                                   " CreateKey calls in flight"));
+    Progress(options, absl::StrCat("creating ", count, count == 1 ? " key, " : " keys, ",
+                                   plan.concurrency, " CreateKey calls in flight"));
     const Clock::time_point start = Clock::now();
     std::vector<OpResult> results = runner.Run(plan, nullptr, nullptr);
     report.keys.elapsed = absl::FromChrono(Clock::now() - start);

@@ -2516,6 +2516,10 @@ void AddBench(CommandTable& commands) {
               bench::LocalKmsd::Start(std::move(daemon_options));
           if (!started.ok()) return AsLocalFailure(started.status());
           daemon = *std::move(started);
+          options.progress(absl::StrCat("kmsd ", daemon->pid(), " serves ", daemon->endpoint(),
+                                        "; data ", daemon->data_dir(), ", log ",
+                                        daemon->log_path(), " (removed at the end, a --data-dir "
+                                        "kept; left behind if kmsctl is killed)"));
           target.endpoint = daemon->endpoint();
           const absl::Duration timeout = target.client.timeout;
           target.client = daemon->ClientOptionsForAdmin();
