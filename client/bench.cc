@@ -12,7 +12,6 @@
 #include <atomic>
 #include <chrono>
 #include <cmath>
-#include <cstdio>
 #include <fstream>
 #include <memory>
 #include <random>
@@ -783,7 +782,8 @@ absl::StatusOr<BenchReport> RunBench(const Target& target, const BenchOptions& o
       OpMix mix;
       bool baseline;
       std::vector<OpResult> results;
-      int64_t wall_ns = 0, client_ns = 0, kmsd_ns = 0;
+      int64_t window_ns = 0;                               // the measured windows, for rates
+      int64_t sampled_ns = 0, client_ns = 0, kmsd_ns = 0;  // for CPU use
       bool kmsd_known = true;
     };
     std::vector<Pending> runs;
@@ -811,7 +811,8 @@ absl::StatusOr<BenchReport> RunBench(const Target& target, const BenchOptions& o
         } else {
           for (size_t i = 0; i < results.size(); ++i) pending.results[i].Merge(results[i]);
         }
-        pending.wall_ns += Nanos(after.at - before.at);
+        pending.window_ns += Nanos(plan.measure_until - plan.measure_from);
+        pending.sampled_ns += Nanos(after.at - before.at);
         pending.client_ns += after.self_ns - before.self_ns;
         if (before.kmsd_ns.has_value() && after.kmsd_ns.has_value()) {
           pending.kmsd_ns += *after.kmsd_ns - *before.kmsd_ns;
@@ -825,12 +826,12 @@ absl::StatusOr<BenchReport> RunBench(const Target& target, const BenchOptions& o
       run.concurrency = concurrency;
       run.mix = pending.mix;
       run.baseline = pending.baseline;
-      run.measured = absl::Nanoseconds(pending.wall_ns);
-      run.total.op = pending.mix.front().op;
+      run.measured = absl::Nanoseconds(pending.window_ns);
+      run.total.op = pending.mix.front().op;  // not shown: the total is of every op
       for (const OpResult& result : pending.results) run.total.Merge(result);
       run.by_op = std::move(pending.results);
-      if (pending.wall_ns > 0) {
-        const double wall = static_cast<double>(pending.wall_ns);
+      if (pending.sampled_ns > 0) {
+        const double wall = static_cast<double>(pending.sampled_ns);
         run.client_cpu_percent = 100.0 * static_cast<double>(pending.client_ns) / wall;
         if (pending.kmsd_known) {
           run.kmsd_cpu_percent = 100.0 * static_cast<double>(pending.kmsd_ns) / wall;
