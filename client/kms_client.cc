@@ -15,16 +15,6 @@ namespace {
 
 constexpr char kErrorTypeTrailer[] = "kms-error-type";
 
-// The client side's one translation of grpc::Status. gRPC and Abseil share
-// the canonical code numbering, so the code carries over as is.
-absl::Status FromGrpcStatus(const grpc::Status& status, const grpc::ClientContext& context) {
-  absl::Status result(static_cast<absl::StatusCode>(status.error_code()), status.error_message());
-  const auto& trailers = context.GetServerTrailingMetadata();
-  auto it = trailers.find(kErrorTypeTrailer);
-  if (it == trailers.end() || it->second.empty()) return result;
-  return WithErrorType(std::move(result), absl::string_view(it->second.data(), it->second.size()));
-}
-
 void CopyContext(const EncryptionContext& from,
                  google::protobuf::Map<std::string, std::string>* to) {
   to->insert(from.begin(), from.end());
@@ -43,10 +33,44 @@ absl::StatusOr<std::string> ReadPemFile(const std::string& what, const std::stri
 
 }  // namespace
 
+// The client side's one translation of grpc::Status. gRPC and Abseil share
+// the canonical code numbering, so the code carries over as is.
+absl::Status FromGrpcStatus(const grpc::Status& status, const grpc::ClientContext& context) {
+  absl::Status result(static_cast<absl::StatusCode>(status.error_code()), status.error_message());
+  const auto& trailers = context.GetServerTrailingMetadata();
+  auto it = trailers.find(kErrorTypeTrailer);
+  if (it == trailers.end() || it->second.empty()) return result;
+  return WithErrorType(std::move(result), absl::string_view(it->second.data(), it->second.size()));
+}
+
 bool IsTransportError(const absl::Status& status) {
   return (status.code() == absl::StatusCode::kUnavailable ||
           status.code() == absl::StatusCode::kDeadlineExceeded) &&
          !status.GetPayload(kErrorTypePayloadUrl).has_value();
+}
+
+absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> ChannelCredentialsFor(
+    const ClientOptions& options) {
+  const int tls_files = !options.ca_file.empty() + !options.cert_file.empty() +
+                        !options.key_file.empty();
+  if (tls_files == 0) return grpc::InsecureChannelCredentials();
+  if (tls_files != 3) {
+    return absl::InvalidArgumentError(
+        "TLS needs all of the CA file, the client certificate and its key, got only some");
+  }
+  grpc::SslCredentialsOptions ssl;
+  absl::StatusOr<std::string> ca = ReadPemFile("CA file", options.ca_file);
+  if (!ca.ok()) return ca.status();
+  absl::StatusOr<std::string> cert = ReadPemFile("client certificate", options.cert_file);
+  if (!cert.ok()) return cert.status();
+  absl::StatusOr<std::string> key = ReadPemFile("client key", options.key_file);
+  if (!key.ok()) return key.status();
+  ssl.pem_root_certs = *std::move(ca);
+  ssl.pem_cert_chain = *std::move(cert);
+  ssl.pem_private_key = *std::move(key);
+  std::shared_ptr<grpc::ChannelCredentials> credentials = grpc::SslCredentials(ssl);
+  WipeString(&ssl.pem_private_key);
+  return credentials;
 }
 
 absl::StatusOr<std::unique_ptr<KmsClient>> KmsClient::Connect(const std::string& endpoint,
@@ -56,29 +80,10 @@ absl::StatusOr<std::unique_ptr<KmsClient>> KmsClient::Connect(const std::string&
     return absl::InvalidArgumentError("call timeout must be positive, got " +
                                       absl::FormatDuration(options.timeout));
   }
-  std::shared_ptr<grpc::ChannelCredentials> credentials;
-  const int tls_files = !options.ca_file.empty() + !options.cert_file.empty() +
-                        !options.key_file.empty();
-  if (tls_files == 0) {
-    credentials = grpc::InsecureChannelCredentials();
-  } else if (tls_files != 3) {
-    return absl::InvalidArgumentError(
-        "TLS needs all of the CA file, the client certificate and its key, got only some");
-  } else {
-    grpc::SslCredentialsOptions ssl;
-    absl::StatusOr<std::string> ca = ReadPemFile("CA file", options.ca_file);
-    if (!ca.ok()) return ca.status();
-    absl::StatusOr<std::string> cert = ReadPemFile("client certificate", options.cert_file);
-    if (!cert.ok()) return cert.status();
-    absl::StatusOr<std::string> key = ReadPemFile("client key", options.key_file);
-    if (!key.ok()) return key.status();
-    ssl.pem_root_certs = *std::move(ca);
-    ssl.pem_cert_chain = *std::move(cert);
-    ssl.pem_private_key = *std::move(key);
-    credentials = grpc::SslCredentials(ssl);
-    WipeString(&ssl.pem_private_key);
-  }
-  std::shared_ptr<grpc::Channel> channel = grpc::CreateChannel(endpoint, credentials);
+  absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> credentials =
+      ChannelCredentialsFor(options);
+  if (!credentials.ok()) return credentials.status();
+  std::shared_ptr<grpc::Channel> channel = grpc::CreateChannel(endpoint, *credentials);
   return std::unique_ptr<KmsClient>(
       new KmsClient(v1::KeyManagementService::NewStub(channel),
                     v1::AuditService::NewStub(channel), options));

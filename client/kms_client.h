@@ -25,6 +25,10 @@
 #include <memory>
 #include <string>
 
+#include <grpcpp/client_context.h>
+#include <grpcpp/security/credentials.h>
+#include <grpcpp/support/status.h>
+
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
@@ -52,6 +56,17 @@ struct ClientOptions {
 // sent by kmsd: kmsd could not be reached (kUnavailable) or did not answer in
 // time (kDeadlineExceeded). kmsd's own errors always name their exception.
 bool IsTransportError(const absl::Status& status);
+
+// The channel credentials for `options`: mTLS from the three PEM files, or
+// plaintext if none is given. For callers that make their own channels
+// (kmsctl bench). Errors as for KmsClient::Connect's TLS files.
+absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> ChannelCredentialsFor(
+    const ClientOptions& options);
+
+// A finished call's status as KmsClient returns it: the gRPC code and
+// message, and the exception name from the `kms-error-type` trailer if kmsd
+// sent one. For callers that make their own calls (kmsctl bench).
+absl::Status FromGrpcStatus(const grpc::Status& status, const grpc::ClientContext& context);
 
 class KmsClient final : public DataKeySource {
  public:

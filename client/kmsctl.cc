@@ -11,12 +11,14 @@
 // verify` checks an exported log and its checkpoint signatures offline with
 // the daemon's own format code (daemon/audit/audit_record.h); it is a local
 // command (CommandTable::AddLocal), for which kmsctl makes no client at all.
-// list-grants, audit query and audit export follow every page. Two commands
-// make more than one kind of RPC: describe-key, which without
-// --json also lists the key's versions (ListKeyRotations), and
+// list-grants, audit query and audit export follow every page. Besides bench
+// (below), two commands make more than one kind of RPC: describe-key, which
+// without --json also lists the key's versions (ListKeyRotations), and
 // import-key-material, which gets a wrapping key (GetParametersForImport,
 // again for each algorithm kmsd does not support if --wrapping-algorithm is
 // auto), wraps the material locally and imports it (ImportKeyMaterial).
+// bench (client/bench.h) measures kmsd with channels of its own, against
+// --endpoint or against a kmsd it starts (client/local_kmsd.h).
 //
 // Exit codes (also printed by `kmsctl --help`; see kmsctl_support.h):
 //   0  success
@@ -62,12 +64,14 @@
 #include "absl/strings/strip.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "client/bench.h"
 #include "client/data_key_source.h"
 #include "client/envelope.h"
 #include "client/key_material.h"
 #include "client/kms_client.h"
 #include "client/kmsctl_output.h"
 #include "client/kmsctl_support.h"
+#include "client/local_kmsd.h"
 #include "daemon/audit/audit_record.h"
 #include "daemon/common/errors.h"
 #include "daemon/common/secret_bytes.h"
@@ -96,6 +100,7 @@ struct GlobalFlags {
 struct Session {
   KmsClient& client;
   bool json;
+  const GlobalFlags* flags;  // for commands that make their own channels (bench)
 };
 
 using Runner = std::function<absl::Status(Session&)>;
@@ -2565,6 +2570,208 @@ void AddKeyInventory(CommandTable& commands) {
       "with a header row and every field. --json means --output json.\n");
 }
 
+// ---------------------------------------------------------------- bench
+
+void AddBench(CommandTable& commands) {
+  struct Args {
+    std::vector<std::string> ops = {"generate-data-key", "decrypt"};
+    std::vector<int> concurrency = {64};
+    std::string duration = "10s";
+    std::string warmup = "2s";
+    int keys = 1;
+    std::vector<std::string> key_ids;
+    std::string principal;
+    int context_pairs = 3;
+    bool no_baseline = false;
+    int rounds = 1;
+    int channels = 2;
+    int client_threads = 1;
+    int setup_concurrency = 16;
+    int ciphertexts = 0;
+    bool start_daemon = false;
+    std::string kmsd;
+    std::string data_dir;
+    CLI::Option* keys_flag = nullptr;
+    CLI::Option* key_id_flag = nullptr;
+  };
+  auto args = std::make_shared<Args>();
+  CLI::App* command = commands.Add(
+      "bench", "Measure kmsd: ops/s and latency of an op mix against the Health/Check baseline",
+      [args](Session& session) -> absl::Status {
+        // Everything the user may have got wrong, before anything runs.
+        bench::BenchOptions options;
+        for (const std::string& text : args->ops) {
+          absl::StatusOr<bench::OpMix> mix = bench::ParseOpMix(text);
+          if (!mix.ok()) return UsageError(absl::StrCat("--ops: ", mix.status().message()));
+          options.mixes.push_back(*std::move(mix));
+        }
+        absl::StatusOr<absl::Duration> duration = bench::ParseBenchDuration(args->duration);
+        if (!duration.ok()) {
+          return UsageError(absl::StrCat("--duration: ", duration.status().message()));
+        }
+        absl::StatusOr<absl::Duration> warmup = bench::ParseBenchDuration(args->warmup);
+        if (!warmup.ok()) return UsageError(absl::StrCat("--warmup: ", warmup.status().message()));
+        KMS_RETURN_IF_ERROR(RequireAtMostOne(args->keys_flag, args->key_id_flag));
+        options.concurrencies = args->concurrency;
+        options.duration = *duration;
+        options.warmup = *warmup;
+        options.baseline = !args->no_baseline;
+        options.rounds = args->rounds;
+        options.keys = args->keys;
+        options.key_ids = args->key_ids;
+        options.context_pairs = args->context_pairs;
+        options.channels = args->channels;
+        options.threads = args->client_threads;
+        options.setup_concurrency = args->setup_concurrency;
+        options.ciphertexts = args->ciphertexts;
+        options.progress = [](const std::string& line) {
+          fprintf(stderr, "kmsctl bench: %s\n", line.c_str());
+        };
+
+        const GlobalFlags& flags = *session.flags;
+        bench::Target target;
+        target.endpoint = flags.endpoint;
+        target.client.timeout = absl::Seconds(flags.timeout_seconds);
+        target.client.ca_file = flags.ca_file;
+        target.client.cert_file = flags.cert_file;
+        target.client.key_file = flags.key_file;
+        // The principal the bench's keys let use them: kmsd names this
+        // client by its certificate. A kmsd we start is known to take the
+        // development PKI's admin certificate, which exists only once it runs.
+        options.principal = args->principal;
+        if (options.principal.empty() && !args->start_daemon && !flags.cert_file.empty()) {
+          absl::StatusOr<std::string> principal =
+              bench::PrincipalOfCertificateFile(flags.cert_file);
+          if (!principal.ok()) return UsageError(principal.status().message());
+          options.principal = *std::move(principal);
+        }
+        {
+          bench::BenchOptions checked = options;
+          if (args->start_daemon && checked.principal.empty()) checked.principal = "admin";
+          if (absl::Status valid = bench::ValidateBenchOptions(checked); !valid.ok()) {
+            if (checked.principal.empty()) {
+              return UsageError(
+                  "give --principal, kmsd's name for this client (plaintext: its "
+                  "plaintext.principal): the keys the bench creates let it use them");
+            }
+            return UsageError(valid.message());
+          }
+        }
+
+        std::unique_ptr<bench::LocalKmsd> daemon;
+        if (args->start_daemon) {
+          bench::LocalKmsd::Options daemon_options;
+          daemon_options.kmsd_path = args->kmsd;
+          if (daemon_options.kmsd_path.empty()) {
+            absl::StatusOr<std::string> found = bench::FindKmsdBinary();
+            if (!found.ok()) {
+              return UsageError(absl::StrCat(found.status().message(), "; give --kmsd PATH"));
+            }
+            daemon_options.kmsd_path = *std::move(found);
+          }
+          daemon_options.data_dir = args->data_dir;
+          options.progress(absl::StrCat("starting ", daemon_options.kmsd_path));
+          absl::StatusOr<std::unique_ptr<bench::LocalKmsd>> started =
+              bench::LocalKmsd::Start(std::move(daemon_options));
+          if (!started.ok()) return AsLocalFailure(started.status());
+          daemon = *std::move(started);
+          options.progress(absl::StrCat("kmsd ", daemon->pid(), " serves ", daemon->endpoint(),
+                                        "; data ", daemon->data_dir(), ", log ",
+                                        daemon->log_path(), " (removed at the end, a --data-dir "
+                                        "kept; left behind if kmsctl is killed)"));
+          target.endpoint = daemon->endpoint();
+          const absl::Duration timeout = target.client.timeout;
+          target.client = daemon->ClientOptionsForAdmin();
+          target.client.timeout = timeout;
+          options.kmsd_pid = daemon->pid();
+          if (options.principal.empty()) {
+            absl::StatusOr<std::string> principal =
+                bench::PrincipalOfCertificateFile(target.client.cert_file);
+            if (!principal.ok()) return AsLocalFailure(principal.status());
+            options.principal = *std::move(principal);
+          }
+        }
+
+        absl::StatusOr<bench::BenchReport> report = bench::RunBench(target, options);
+        // RunBench has closed its channels, so kmsd drains at once.
+        absl::Status stopped = absl::OkStatus();
+        if (daemon != nullptr) {
+          options.progress("stopping kmsd");
+          stopped = daemon->Stop();
+        }
+        if (!report.ok()) return report.status();
+        report->started_daemon = daemon != nullptr;
+        KMS_RETURN_IF_ERROR(WriteStdout(session.json ? bench::FormatBenchReportJson(*report)
+                                                     : bench::FormatBenchReport(*report)));
+        if (!stopped.ok()) return AsLocalFailure(stopped);
+        return bench::CheckEveryRunSucceeded(*report);
+      });
+  command
+      ->add_option("--ops", args->ops,
+                   "Op mix OP[=WEIGHT],... of generate-data-key, decrypt, encrypt, create-key, "
+                   "health; repeat to run several mixes one after another (default: "
+                   "generate-data-key, then decrypt)")
+      ->type_name("MIX")
+      ->allow_extra_args(false);
+  command->add_option("--concurrency", args->concurrency,
+                      "Requests in flight; a list (1,16,64) runs each in turn")
+      ->type_name("N[,N...]")
+      ->delimiter(',')
+      ->allow_extra_args(false)
+      ->capture_default_str();
+  command->add_option("--duration", args->duration, "Measured time of each run (10s, 500ms, 1m)")
+      ->type_name("TIME")
+      ->capture_default_str();
+  command->add_option("--warmup", args->warmup, "Unmeasured load before each run")
+      ->type_name("TIME")
+      ->capture_default_str();
+  args->keys_flag = command->add_option("--keys", args->keys,
+                                        "Create this many keys first (timed: CreateKey/s)")
+                        ->capture_default_str();
+  args->key_id_flag = command
+                          ->add_option("--key-id", args->key_ids,
+                                       "Use this existing key instead of creating keys; repeat")
+                          ->type_name("KEY")
+                          ->allow_extra_args(false);
+  command->add_option("--principal", args->principal,
+                      "Who the created keys let use them (default: from the client certificate)");
+  command->add_option("--context-pairs", args->context_pairs,
+                      "Encryption context pairs per request")
+      ->capture_default_str();
+  command->add_flag("--no-baseline", args->no_baseline,
+                    "Skip the Health/Check run at each concurrency (and so the ratio)");
+  command->add_option("--rounds", args->rounds,
+                      "Cut each run into this many slices, taking turns with the other runs at "
+                      "the same concurrency")
+      ->capture_default_str();
+  command->add_option("--channels", args->channels, "gRPC channels (connections) to spread over")
+      ->capture_default_str();
+  command->add_option("--client-threads", args->client_threads,
+                      "Threads sending and completing requests")
+      ->capture_default_str();
+  command->add_option("--setup-concurrency", args->setup_concurrency,
+                      "Requests in flight while creating keys and data keys for decrypt")
+      ->capture_default_str();
+  command->add_option("--ciphertexts", args->ciphertexts,
+                      "Data keys to make for decrypt (default: the larger of 256 and --keys)");
+  CLI::Option* start_flag =
+      command->add_flag("--start-daemon", args->start_daemon,
+                        "Start a kmsd of its own (embedded SoftHSM, mTLS with its development "
+                        "PKI, on a free port), bench it, stop it");
+  command->add_option("--kmsd", args->kmsd, "The kmsd binary to start (default: next to kmsctl)")
+      ->type_name("PATH")
+      ->needs(start_flag);
+  command->add_option("--data-dir", args->data_dir,
+                      "Data directory of the started kmsd, kept (default: a temporary one)")
+      ->type_name("DIR")
+      ->needs(start_flag);
+  command->footer(
+      "Prints, per run, successful calls per second, latency percentiles, failures, shed calls\n"
+      "(RESOURCE_EXHAUSTED) and the ratio to Health/Check at the same concurrency. Keys it\n"
+      "creates are kept, tagged kmsctl-bench=true. Without --start-daemon it benches the kmsd at\n"
+      "--endpoint with the global TLS flags.\n");
+}
+
 // ---------------------------------------------------------------- main
 
 void AddCommands(CommandTable& commands) {
@@ -2623,6 +2830,7 @@ void AddCommands(CommandTable& commands) {
   AddAuditPublicKey(commands, audit);
   AddAuditVerify(commands, audit);
   AddKeyInventory(commands);
+  AddBench(commands);
 }
 
 void AddGlobalFlags(CLI::App& app, GlobalFlags& flags) {
@@ -2689,7 +2897,7 @@ int Run(const GlobalFlags& flags, const CLI::App& app, const CommandTable& comma
       absl::StatusOr<std::unique_ptr<KmsClient>> client =
           KmsClient::Connect(flags.endpoint, options);
       if (client.ok()) {
-        Session session{**client, flags.json};
+        Session session{**client, flags.json, &flags};
         status = (*commands.Selected())(session);
       } else {
         // A bad endpoint or an unreadable TLS file: the user's to fix.
