@@ -83,11 +83,23 @@ absl::StatusOr<std::string> PeerIdentity::PrincipalOf(
   if (pems.empty()) {
     return absl::UnauthenticatedError("the call has no verified client certificate");
   }
-  absl::StatusOr<std::string> principal =
-      PrincipalFromCertificatePem(absl::string_view(pems.front().data(), pems.front().size()));
-  if (!principal.ok() && principal.status().code() == absl::StatusCode::kInvalidArgument) {
-    return absl::UnauthenticatedError(principal.status().message());
+  const absl::string_view pem(pems.front().data(), pems.front().size());
+  {
+    absl::MutexLock lock(&cache_->mu);
+    auto it = cache_->principals.find(pem);
+    if (it != cache_->principals.end()) return it->second;
   }
+  absl::StatusOr<std::string> principal = PrincipalFromCertificatePem(pem);
+  if (!principal.ok()) {
+    if (principal.status().code() == absl::StatusCode::kInvalidArgument) {
+      return absl::UnauthenticatedError(principal.status().message());
+    }
+    return principal;
+  }
+  absl::MutexLock lock(&cache_->mu);
+  // Clients are few; a flood of new certificates just parses again.
+  if (cache_->principals.size() >= kMaxCachedCertificates) cache_->principals.clear();
+  cache_->principals.emplace(pem, *principal);
   return principal;
 }
 

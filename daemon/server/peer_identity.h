@@ -11,12 +11,16 @@
 #ifndef KMS_DAEMON_SERVER_PEER_IDENTITY_H_
 #define KMS_DAEMON_SERVER_PEER_IDENTITY_H_
 
+#include <memory>
 #include <string>
 
 #include <grpcpp/server_context.h>
 
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "absl/synchronization/mutex.h"
 
 namespace kms::server {
 
@@ -40,10 +44,21 @@ class PeerIdentity {
   bool is_plaintext() const { return plaintext_; }
 
  private:
+  // The principals of the certificates seen, by certificate PEM: parsing
+  // one costs more than the rest of a typical call, and a client presents
+  // the same certificate on every call. A principal is a function of the
+  // verified certificate's bytes alone. Bounded; shared by copies.
+  struct Cache {
+    absl::Mutex mu;
+    absl::flat_hash_map<std::string, std::string> principals ABSL_GUARDED_BY(mu);
+  };
+  static constexpr size_t kMaxCachedCertificates = 4096;
+
   PeerIdentity(bool plaintext, std::string principal)
       : plaintext_(plaintext), principal_(std::move(principal)) {}
   bool plaintext_;
   std::string principal_;  // plaintext mode only
+  std::shared_ptr<Cache> cache_ = std::make_shared<Cache>();
 };
 
 }  // namespace kms::server
