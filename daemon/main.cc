@@ -283,7 +283,8 @@ absl::Status Serve(server::Config config, const std::string& port_file,
   service::AuditService audit_service(key_service, *audit_log, access,
                                       {audit_public_key, audit_fingerprint});
   server::CallAuditor call_auditor(*audit_log, context_hasher);
-  const server::CallGate gate{transport.identity, call_auditor};
+  server::InFlightLimit in_flight(config.limits.max_in_flight_calls);
+  const server::CallGate gate{transport.identity, call_auditor, in_flight};
 
   // ---- gRPC
   server::KmsGrpcService grpc_service(authorized, gate);
@@ -332,6 +333,13 @@ absl::Status Serve(server::Config config, const std::string& port_file,
     } else {
       KMS_LOG(ERROR) << "audit log cannot be written; health NOT_SERVING until it can: "
                      << healthy;
+    }
+  });
+  // Shed calls are not audited (they touch nothing); the log says how many.
+  PeriodicTask shed_report(absl::Seconds(1), [&in_flight] {
+    if (const uint64_t shed = in_flight.TakeShedCount(); shed > 0) {
+      KMS_LOG(WARNING) << "shed " << shed << " calls in the last second: "
+                       << in_flight.max() << " in flight (limits.max_in_flight_calls)";
     }
   });
   if (!port_file.empty()) KMS_RETURN_IF_ERROR(WritePortFile(port_file, port));

@@ -33,6 +33,7 @@ inline constexpr absl::string_view kInvalidState = "KMSInvalidStateException";
 inline constexpr absl::string_view kUnsupportedOperation = "UnsupportedOperationException";
 inline constexpr absl::string_view kAccessDenied = "AccessDeniedException";
 inline constexpr absl::string_view kLimitExceeded = "LimitExceededException";
+inline constexpr absl::string_view kThrottling = "ThrottlingException";
 inline constexpr absl::string_view kKeyUnavailable = "KeyUnavailableException";
 inline constexpr absl::string_view kDependencyTimeout = "DependencyTimeoutException";
 inline constexpr absl::string_view kInternal = "KMSInternalException";

@@ -117,6 +117,11 @@ Keys() {
          KMS_ASSIGN_OR_RETURN(c.limits.max_concurrent_rpcs, AsInt(key, n, 1, 100000));
          return absl::OkStatus();
        }},
+      {"limits.max_in_flight_calls",
+       [](const std::string& key, const YAML::Node& n, Config& c) -> absl::Status {
+         KMS_ASSIGN_OR_RETURN(c.limits.max_in_flight_calls, AsInt(key, n, 1, 1000000));
+         return absl::OkStatus();
+       }},
       {"deletion.check_interval_seconds",
        [](const std::string& key, const YAML::Node& n, Config& c) -> absl::Status {
          KMS_ASSIGN_OR_RETURN(long long s, AsInt(key, n, 1, 86400));

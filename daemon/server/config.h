@@ -40,7 +40,10 @@ struct Config {
 
   struct Limits {
     int max_receive_message_bytes = 64 * 1024;  // 4 KiB..64 MiB
-    int max_concurrent_rpcs = 1024;             // 1..100000; excess get RESOURCE_EXHAUSTED
+    int max_concurrent_rpcs = 1024;             // 1..100000 per client connection (HTTP/2 streams)
+    // Calls being served at once, over all connections, 1..1000000; beyond it
+    // a call is shed at once with RESOURCE_EXHAUSTED (ThrottlingException).
+    int max_in_flight_calls = 4096;
   } limits;
 
   struct Rotation {

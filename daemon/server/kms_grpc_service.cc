@@ -1,5 +1,6 @@
 #include "daemon/server/kms_grpc_service.h"
 
+#include "absl/strings/str_cat.h"
 #include "daemon/audit/request_scope.h"
 #include "daemon/common/errors.h"
 #include "daemon/common/secret_bytes.h"
@@ -64,10 +65,12 @@ class AuditedReactor final : public grpc::ServerUnaryReactor {
     // the last thing that happens to it.
     WipeSecrets(const_cast<Request*>(request_));
     WipeSecrets(response_);
+    if (admitted != nullptr) admitted->Release();
     delete this;
   }
 
   absl::StatusOr<Response> result;  // the service's answer, until recorded
+  InFlightLimit* admitted = nullptr;  // set once the call holds a place
 
  private:
   grpc::CallbackServerContext* const context_;
@@ -85,6 +88,16 @@ grpc::ServerUnaryReactor* Handle(const CallGate& gate, absl::string_view method,
                                  grpc::CallbackServerContext* context, const Request* request,
                                  Response* response, Fn&& call) {
   auto* reactor = new AuditedReactor<Request, Response>(context, method, request, response);
+  if (!gate.in_flight.TryAcquire()) {
+    reactor->Finish(ToGrpcStatus(
+        WithErrorType(absl::ResourceExhaustedError(absl::StrCat(
+                          "kmsd is serving its limit of ", gate.in_flight.max(),
+                          " calls at once (limits.max_in_flight_calls); retry with backoff")),
+                      error_type::kThrottling),
+        method, *context));
+    return reactor;
+  }
+  reactor->admitted = &gate.in_flight;
   service::Caller caller;
   caller.request_id = NewUuid();
   caller.peer = context->peer();

@@ -4,7 +4,9 @@
 // `kms-request-id`), the caller's principal from the transport
 // (PeerIdentity), then AuthorizedService / AuditService, then the call's
 // audit record, durable before the answer (CallAuditor). While the audit
-// log cannot be written every call is refused with UNAVAILABLE. Secret
+// log cannot be written every call is refused with UNAVAILABLE; beyond
+// limits.max_in_flight_calls a call is shed with RESOURCE_EXHAUSTED, before
+// any work and without an audit record (it touched nothing). Secret
 // fields (request and response plaintexts) are wiped when gRPC is done with
 // the call. Anything that would need a branch here belongs in the service.
 // Borrows everything; thread-safe.
@@ -12,6 +14,9 @@
 #define KMS_DAEMON_SERVER_KMS_GRPC_SERVICE_H_
 
 #include <grpcpp/grpcpp.h>
+
+#include <atomic>
+#include <cstdint>
 
 #include "daemon/server/call_auditor.h"
 #include "daemon/server/peer_identity.h"
@@ -21,10 +26,38 @@
 
 namespace kms::server {
 
+// The calls admitted and not yet done, against limits.max_in_flight_calls.
+// A call beyond it is shed before any work (RESOURCE_EXHAUSTED,
+// ThrottlingException), so overload never builds an unbounded queue: memory
+// and latency stay bounded, and clients back off. Thread-safe.
+class InFlightLimit {
+ public:
+  explicit InFlightLimit(int max) : max_(max) {}
+  // True if the call may proceed (then Release() it when done).
+  bool TryAcquire() {
+    if (count_.fetch_add(1, std::memory_order_relaxed) >= max_) {
+      count_.fetch_sub(1, std::memory_order_relaxed);
+      shed_.fetch_add(1, std::memory_order_relaxed);
+      return false;
+    }
+    return true;
+  }
+  void Release() { count_.fetch_sub(1, std::memory_order_relaxed); }
+  // Calls shed since the last call of this (for the log).
+  uint64_t TakeShedCount() { return shed_.exchange(0, std::memory_order_relaxed); }
+  int max() const { return max_; }
+
+ private:
+  const int max_;
+  std::atomic<int> count_{0};
+  std::atomic<uint64_t> shed_{0};
+};
+
 // What every call passes through before and after the service.
 struct CallGate {
   const PeerIdentity& identity;
   CallAuditor& auditor;
+  InFlightLimit& in_flight;
 };
 
 class KmsGrpcService final : public v1::KeyManagementService::CallbackService {

@@ -118,6 +118,30 @@ TEST_F(BenchE2eTest, RunsEachMixAtEachConcurrencyAndPrintsJson) {
   EXPECT_EQ(json["runs"][0]["by_op"][1]["op"], "decrypt");
 }
 
+// Overload is shed, not queued: beyond limits.max_in_flight_calls a call
+// gets RESOURCE_EXHAUSTED (ThrottlingException) at once, and kmsd logs the
+// count.
+TEST_F(BenchE2eTest, CallsBeyondTheInFlightLimitAreShed) {
+  ASSERT_EQ(*daemon_->Stop(SIGTERM), 0);
+  StartDaemon({}, "limits:\n  max_in_flight_calls: 1\n");
+  // clang-format off
+  const CommandResult r = RunKmsctl(daemon_->endpoint(), {
+      "--json", "bench", "--principal", kE2eAdmin, "--ops", "generate-data-key",
+      "--concurrency", "16", "--keys", "1", "--setup-concurrency", "1", "--no-baseline",
+      "--duration", "1s", "--warmup", "0"});
+  // clang-format on
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  const nlohmann::json json = nlohmann::json::parse(r.out);
+  ASSERT_EQ(json["runs"].size(), 1u) << r.out;
+  const nlohmann::json& run = json["runs"][0];
+  EXPECT_GT(run["ok"].get<int>(), 0) << run;
+  EXPECT_GT(run["shed"].get<int>(), 0) << run;
+  EXPECT_EQ(run["failed"], 0) << run;
+  EXPECT_THAT(run["errors"].dump(), HasSubstr("ThrottlingException")) << run;
+  EXPECT_TRUE(Eventually([&] { return absl::StrContains(daemon_->ReadLog(), "calls in the last second"); }))
+      << daemon_->ReadLog();
+}
+
 TEST_F(BenchE2eTest, UsesGivenKeysWithoutCreatingAny) {
   const std::string key_id = NewKey();
   const CommandResult r = RunKmsctl(

@@ -253,6 +253,18 @@ TEST_F(ConfigFileTest, ReadsTransportAccessAndAuditKeys) {
   EXPECT_EQ(plaintext->plaintext.principal, "dev");
 }
 
+TEST_F(ConfigFileTest, ReadsLimitsAndRefusesOutOfRange) {
+  auto config = Load("limits:\n  max_concurrent_rpcs: 64\n  max_in_flight_calls: 200\n");
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_EQ(config->limits.max_concurrent_rpcs, 64);
+  EXPECT_EQ(config->limits.max_in_flight_calls, 200);
+  EXPECT_EQ(Config().limits.max_in_flight_calls, 4096);
+  auto zero = Load("limits:\n  max_in_flight_calls: 0\n");
+  EXPECT_FALSE(zero.ok());
+  EXPECT_TRUE(absl::StrContains(zero.status().message(), "limits.max_in_flight_calls"))
+      << zero.status();
+}
+
 TEST_F(ConfigFileTest, TransportAccessAndAuditDefaults) {
   auto config = Load("");
   ASSERT_TRUE(config.ok());
