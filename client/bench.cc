@@ -1,9 +1,5 @@
 #include "client/bench.h"
 
-#include <openssl/bio.h>
-#include <openssl/pem.h>
-#include <openssl/x509.h>
-#include <openssl/x509v3.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -28,6 +24,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "daemon/common/certificate_principal.h"
 #include "daemon/common/errors.h"
 #include "daemon/common/secret_bytes.h"
 #include "daemon/common/status_macros.h"
@@ -543,43 +540,13 @@ absl::StatusOr<std::string> PrincipalOfCertificateFile(const std::string& path) 
   if (!in || pem.str().empty()) {
     return absl::NotFoundError(absl::StrCat("client certificate ", path, " cannot be read"));
   }
-  const std::string text = pem.str();
-  std::unique_ptr<BIO, decltype(&BIO_free)> bio(
-      BIO_new_mem_buf(text.data(), static_cast<int>(text.size())), &BIO_free);
-  std::unique_ptr<X509, decltype(&X509_free)> cert(
-      bio == nullptr ? nullptr : PEM_read_bio_X509(bio.get(), nullptr, nullptr, nullptr),
-      &X509_free);
-  if (cert == nullptr) {
+  // kmsd's own rule, so the policy names the principal kmsd will see.
+  absl::StatusOr<std::string> principal = PrincipalFromCertificatePem(pem.str());
+  if (!principal.ok()) {
     return absl::InvalidArgumentError(
-        absl::StrCat("client certificate ", path, " is not a PEM X.509 certificate"));
+        absl::StrCat("client certificate ", path, ": ", principal.status().message()));
   }
-  // kmsd's rule (daemon/server/peer_identity.cc): the first URI SAN...
-  std::unique_ptr<GENERAL_NAMES, decltype(&GENERAL_NAMES_free)> names(
-      static_cast<GENERAL_NAMES*>(
-          X509_get_ext_d2i(cert.get(), NID_subject_alt_name, nullptr, nullptr)),
-      &GENERAL_NAMES_free);
-  for (int i = 0; names != nullptr && i < sk_GENERAL_NAME_num(names.get()); ++i) {
-    const GENERAL_NAME* name = sk_GENERAL_NAME_value(names.get(), i);
-    if (name->type != GEN_URI) continue;
-    const ASN1_IA5STRING* uri = name->d.uniformResourceIdentifier;
-    std::string value(reinterpret_cast<const char*>(ASN1_STRING_get0_data(uri)),
-                      static_cast<size_t>(ASN1_STRING_length(uri)));
-    if (!value.empty()) return value;
-  }
-  // ...else the subject CN.
-  const X509_NAME* subject = X509_get_subject_name(cert.get());
-  const int index = X509_NAME_get_index_by_NID(subject, NID_commonName, -1);
-  if (index >= 0) {
-    const ASN1_STRING* cn = X509_NAME_ENTRY_get_data(X509_NAME_get_entry(subject, index));
-    unsigned char* utf8 = nullptr;
-    const int length = ASN1_STRING_to_UTF8(&utf8, cn);
-    std::string value;
-    if (length > 0) value.assign(reinterpret_cast<char*>(utf8), static_cast<size_t>(length));
-    OPENSSL_free(utf8);
-    if (!value.empty()) return value;
-  }
-  return absl::InvalidArgumentError(absl::StrCat(
-      "client certificate ", path, " names no principal: neither a URI SAN nor a subject CN"));
+  return principal;
 }
 
 absl::Status ValidateBenchOptions(const BenchOptions& options) {

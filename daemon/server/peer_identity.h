@@ -21,13 +21,13 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
+#include "daemon/common/certificate_principal.h"
 
 namespace kms::server {
 
-// The principal named by a client certificate: its first URI SAN if it has
-// any, else its subject CN. Errors: kInvalidArgument (not a PEM certificate),
-// kUnauthenticated (neither a URI SAN nor a CN).
-absl::StatusOr<std::string> PrincipalFromCertificatePem(absl::string_view pem);
+// The certificate rule itself lives in daemon/common/certificate_principal.h
+// (kmsctl bench applies it too).
+using ::kms::PrincipalFromCertificatePem;
 
 class PeerIdentity {
  public:
