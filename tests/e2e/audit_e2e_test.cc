@@ -7,7 +7,6 @@
 #include <signal.h>
 
 #include <gtest/gtest.h>
-#include <grpcpp/generic/generic_stub.h>
 #include <grpcpp/grpcpp.h>
 
 #include <chrono>
@@ -24,6 +23,7 @@
 #include "client/kms_client.h"
 #include "daemon/audit/audit_log.h"
 #include "daemon/audit/audit_record.h"
+#include "grpc/health/v1/health.grpc.pb.h"
 #include "kms/v1/kms.grpc.pb.h"
 #include "tests/testing/daemon_process.h"
 #include "tests/testing/status_matchers.h"
@@ -33,6 +33,8 @@ namespace kms {
 namespace {
 
 using client::ClientOptions;
+using grpc::health::v1::HealthCheckRequest;
+using grpc::health::v1::HealthCheckResponse;
 using client::KmsClient;
 using testing::CertSpec;
 using testing::DaemonProcess;
@@ -110,14 +112,19 @@ class AuditE2eTest : public ::testing::Test {
     return client.ok() ? *std::move(client) : nullptr;
   }
 
-  // A raw stub for `who`, for the trailers KmsClient does not show.
-  std::unique_ptr<v1::KeyManagementService::Stub> Stub(const std::string& who) {
+  // A channel presenting `who`'s certificate, for the stubs KmsClient does
+  // not wrap.
+  std::shared_ptr<grpc::Channel> Channel(const std::string& who) {
     grpc::SslCredentialsOptions ssl;
     ssl.pem_root_certs = ReadTestFile(pki_->Cert("ca"));
     ssl.pem_cert_chain = ReadTestFile(pki_->Cert(who));
     ssl.pem_private_key = ReadTestFile(pki_->Key(who));
-    return v1::KeyManagementService::NewStub(
-        grpc::CreateChannel(daemon_->endpoint(), grpc::SslCredentials(ssl)));
+    return grpc::CreateChannel(daemon_->endpoint(), grpc::SslCredentials(ssl));
+  }
+
+  // A raw stub for `who`, for the trailers KmsClient does not show.
+  std::unique_ptr<v1::KeyManagementService::Stub> Stub(const std::string& who) {
+    return v1::KeyManagementService::NewStub(Channel(who));
   }
 
   // A key the administrator made, with `policy` (or kmsd's default).
@@ -204,39 +211,15 @@ class AuditE2eTest : public ::testing::Test {
     return key.ok() ? key->public_key_der() : "";
   }
 
-  // What grpc.health.v1.Health/Check says for the whole server: SERVING (1)
-  // or NOT_SERVING (2). Called without the generated health stubs: the
-  // request is the empty message and the response is field 1, a varint.
-  int HealthStatus() {
-    grpc::SslCredentialsOptions ssl;
-    ssl.pem_root_certs = ReadTestFile(pki_->Cert("ca"));
-    ssl.pem_cert_chain = ReadTestFile(pki_->Cert("service"));
-    ssl.pem_private_key = ReadTestFile(pki_->Key("service"));
-    grpc::GenericStub stub(grpc::CreateChannel(daemon_->endpoint(), grpc::SslCredentials(ssl)));
+  // What grpc.health.v1.Health/Check says for the whole server.
+  HealthCheckResponse::ServingStatus HealthStatus() {
     grpc::ClientContext context;
     context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
-    grpc::CompletionQueue queue;
-    grpc::Slice empty("");  // a buffer with no slice at all does not parse
-    grpc::ByteBuffer request(&empty, 1), response;
-    std::unique_ptr<grpc::GenericClientAsyncResponseReader> call =
-        stub.PrepareUnaryCall(&context, "/grpc.health.v1.Health/Check", request, &queue);
-    call->StartCall();
-    grpc::Status status;
-    call->Finish(&response, &status, nullptr);
-    void* tag = nullptr;
-    bool ok = false;
-    if (!queue.Next(&tag, &ok) || !ok || !status.ok()) {
-      ADD_FAILURE() << "health check: " << status.error_code() << " " << status.error_message();
-      return -1;
-    }
-    std::vector<grpc::Slice> slices;
-    if (!response.Dump(&slices).ok()) return -1;
-    std::string bytes;
-    for (const grpc::Slice& slice : slices) {
-      bytes.append(reinterpret_cast<const char*>(slice.begin()), slice.size());
-    }
-    if (bytes.size() != 2 || bytes[0] != 0x08) ADD_FAILURE() << "health check: " << bytes.size();
-    return bytes.size() == 2 && bytes[0] == 0x08 ? bytes[1] : -1;
+    HealthCheckResponse response;
+    const grpc::Status status = grpc::health::v1::Health::NewStub(Channel("service"))
+                                    ->Check(&context, HealthCheckRequest(), &response);
+    EXPECT_TRUE(status.ok()) << status.error_code() << " " << status.error_message();
+    return status.ok() ? response.status() : HealthCheckResponse::UNKNOWN;
   }
 
   bool SetImmutable(bool on) {
@@ -434,7 +417,8 @@ TEST_F(AuditE2eTest, AnAnsweredCallsRecordSurvivesKillDashNine) {
 // The audit file made immutable (chattr +i: even kmsd's open descriptor
 // gets EPERM) stands in for a failed or read-only disk.
 TEST_F(AuditE2eTest, RefusesServiceWhileTheLogCannotBeWrittenAndRecovers) {
-  constexpr int kServing = 1, kNotServing = 2;
+  constexpr auto kServing = HealthCheckResponse::SERVING;
+  constexpr auto kNotServing = HealthCheckResponse::NOT_SERVING;
   const std::string key_id = NewKey(kServicePolicy);
   ASSERT_TRUE(DataKey(*service_, key_id, kAcme).ok());
   ASSERT_EQ(HealthStatus(), kServing);
