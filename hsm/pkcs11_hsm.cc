@@ -79,6 +79,7 @@ class SessionPool {
   ~SessionPool() {
     absl::MutexLock lock(&mu_);
     for (CK_SESSION_HANDLE session : idle_) fn_->C_CloseSession(session);
+    if (keeper_ != CK_INVALID_HANDLE) fn_->C_CloseSession(keeper_);
   }
 
   SessionPool(const SessionPool&) = delete;
@@ -98,8 +99,27 @@ class SessionPool {
       absl::MutexLock lock(&mu_);
       first = idle_.front();
     }
-    return Login(first);
+    KMS_RETURN_IF_ERROR(Login(first));
+    // A module that caps sessions may refuse one more; kmsd then works on
+    // the token objects alone (see Pkcs11Hsm::MakeWorkingCopy).
+    absl::Status keeper = OpenSession(&keeper_);
+    if (!keeper.ok()) {
+      keeper_ = CK_INVALID_HANDLE;
+      KMS_LOG(WARNING) << "no session for working copies of keys, so every operation uses "
+                          "the token object: "
+                       << keeper.message();
+    }
+    return absl::OkStatus();
   }
+
+  // A session that is never lent and never replaced, open from Open() to
+  // the pool's destruction; CK_INVALID_HANDLE if the module refused it. It
+  // owns Pkcs11Hsm's working copies of keys: a session object lives exactly
+  // as long as the session that made it, so copies made on a pooled session
+  // would vanish (and their handles could be reused) whenever that session
+  // is replaced. Callers serialise their use of it (Pkcs11Hsm: mu_ held
+  // exclusively).
+  CK_SESSION_HANDLE keeper() const { return keeper_; }
 
   // One borrowed session, returned when the Lease is destroyed. If a call
   // through Check() failed, the session is replaced on return.
@@ -187,6 +207,8 @@ class SessionPool {
   CK_FUNCTION_LIST* const fn_;
   const CK_SLOT_ID slot_;
   const SecretBytes user_pin_;
+
+  CK_SESSION_HANDLE keeper_ = CK_INVALID_HANDLE;  // set once by Open()
 
   absl::Mutex mu_;
   std::deque<CK_SESSION_HANDLE> idle_ ABSL_GUARDED_BY(mu_);
@@ -727,6 +749,45 @@ const Pkcs11Hsm::CachedObject* Pkcs11Hsm::FindAesKey(const std::string& object_i
   return &it->second;
 }
 
+void Pkcs11Hsm::MakeWorkingCopy(const std::string& object_id) {
+  {
+    absl::ReaderMutexLock lock(&mu_);
+    const CachedObject* key = FindAesKey(object_id);
+    if (key == nullptr || key->working_copy != CK_INVALID_HANDLE || key->no_working_copy) {
+      return;
+    }
+  }
+  // Exclusive: the keeper session is used by one thread at a time, and a
+  // copy is published to readers only once it is complete.
+  absl::MutexLock lock(&mu_);
+  auto it = objects_.find(object_id);
+  if (it == objects_.end() || it->second.kind != ObjectKind::kAesKey) return;
+  CachedObject& key = it->second;
+  if (key.working_copy != CK_INVALID_HANDLE || key.no_working_copy) return;  // raced
+
+  const CK_SESSION_HANDLE keeper = sessions_->keeper();
+  absl::Status status = absl::UnavailableError("no keeper session");
+  CK_OBJECT_HANDLE copy = CK_INVALID_HANDLE;
+  if (keeper != CK_INVALID_HANDLE) {
+    CK_BBOOL no = CK_FALSE;
+    CK_ATTRIBUTE session_object[] = {{CKA_TOKEN, &no, sizeof(no)}};
+    status = CkStatus(module_->fn()->C_CopyObject(keeper, key.handle, session_object, 1, &copy),
+                      "C_CopyObject");
+  }
+  if (!status.ok() || copy == CK_INVALID_HANDLE) {
+    key.no_working_copy = true;
+    KMS_LOG(WARNING) << "key '" << Printable(object_id)
+                     << "' has no working copy, so its operations use the token object: "
+                     << (status.ok() ? "C_CopyObject returned no handle" : status.message());
+    return;
+  }
+  key.working_copy = copy;
+}
+
+Pkcs11Hsm::ObjectHandle Pkcs11Hsm::OperationHandle(const CachedObject& key) {
+  return key.working_copy != CK_INVALID_HANDLE ? key.working_copy : key.handle;
+}
+
 absl::Status Pkcs11Hsm::GenerateAesKey(absl::string_view object_id) {
   KMS_RETURN_IF_ERROR(CheckObjectId(object_id));
   std::string id(object_id);
@@ -758,6 +819,14 @@ absl::Status Pkcs11Hsm::DestroyKey(absl::string_view object_id) {
   auto it = objects_.find(std::string(object_id));
   if (it == objects_.end()) return NoSuchKey(object_id);
   CachedObject& object = it->second;
+  // The working copy first: it holds the same secret, and once the token
+  // object is gone nothing would find it again until the process exits.
+  if (object.working_copy != CK_INVALID_HANDLE) {
+    KMS_RETURN_IF_ERROR(CkStatus(
+        module_->fn()->C_DestroyObject(sessions_->keeper(), object.working_copy),
+        "C_DestroyObject(working copy)"));
+    object.working_copy = CK_INVALID_HANDLE;
+  }
   SessionPool::Lease lease(sessions_.get());
   // The private half (the secret) first. A half destroyed is forgotten at
   // once, so a retry after a failure destroys only what is left.
@@ -895,16 +964,19 @@ absl::StatusOr<std::string> Pkcs11Hsm::EncryptGcm(absl::string_view object_id,
                                                   absl::string_view plaintext,
                                                   absl::string_view aad) {
   KMS_RETURN_IF_ERROR(CheckIv(iv));
+  const std::string id(object_id);
+  MakeWorkingCopy(id);
   absl::ReaderMutexLock lock(&mu_);  // held across the token call: see mu_
-  const CachedObject* key = FindAesKey(std::string(object_id));
+  const CachedObject* key = FindAesKey(id);
   if (key == nullptr) return NoSuchKey(object_id);
 
   GcmMechanism gcm(iv, aad);
 
   SessionPool::Lease lease(sessions_.get());
   CK_FUNCTION_LIST* fn = lease.fn();
-  KMS_RETURN_IF_ERROR(lease.Check(
-      fn->C_EncryptInit(lease.session(), &gcm.mechanism, key->handle), "C_EncryptInit"));
+  KMS_RETURN_IF_ERROR(
+      lease.Check(fn->C_EncryptInit(lease.session(), &gcm.mechanism, OperationHandle(*key)),
+                  "C_EncryptInit"));
   // GCM output is exactly plaintext || tag.
   std::string ciphertext(plaintext.size() + kGcmTagSize, '\0');
   CK_ULONG size = ciphertext.size();
@@ -941,16 +1013,19 @@ absl::StatusOr<SecretBytes> Pkcs11Hsm::DecryptGcm(absl::string_view object_id,
         absl::StrCat("ciphertext must hold at least the ", kGcmTagSize,
                      "-byte GCM tag, got ", ciphertext.size(), " bytes"));
   }
+  const std::string id(object_id);
+  MakeWorkingCopy(id);
   absl::ReaderMutexLock lock(&mu_);  // held across the token call: see mu_
-  const CachedObject* key = FindAesKey(std::string(object_id));
+  const CachedObject* key = FindAesKey(id);
   if (key == nullptr) return NoSuchKey(object_id);
 
   GcmMechanism gcm(iv, aad);
 
   SessionPool::Lease lease(sessions_.get());
   CK_FUNCTION_LIST* fn = lease.fn();
-  KMS_RETURN_IF_ERROR(lease.Check(
-      fn->C_DecryptInit(lease.session(), &gcm.mechanism, key->handle), "C_DecryptInit"));
+  KMS_RETURN_IF_ERROR(
+      lease.Check(fn->C_DecryptInit(lease.session(), &gcm.mechanism, OperationHandle(*key)),
+                  "C_DecryptInit"));
   // The plaintext goes straight into SecretBytes, so no other buffer ever
   // holds it. SoftHSM insists on room for the whole ciphertext, tag included.
   SecretBytes plaintext(ciphertext.size());

@@ -13,6 +13,14 @@
 // this process is the only one changing the token's keys (DESIGN.md: one
 // kmsd process owns a token).
 //
+// Encryption and decryption run under a working copy of each AES key: a
+// session object copied from the token object the first time the key is
+// used, held by a session of its own for as long as the Pkcs11Hsm is open,
+// and destroyed with the key (see MakeWorkingCopy). SoftHSM re-reads its
+// token files on every operation on a token object; on a session object it
+// does not, which makes GenerateDataKey and Decrypt several times cheaper in
+// the HSM and independent of how many keys the token holds.
+//
 // Open() also decides, once, which import wrapping algorithms the token can
 // do (SupportedWrappingAlgorithms): CKM_RSA_PKCS_KEY_PAIR_GEN and
 // CKM_RSA_PKCS_OAEP with CKF_UNWRAP must be listed; the OAEP hashes are then
@@ -160,6 +168,10 @@ class Pkcs11Hsm final : public Hsm {
     ObjectKind kind;
     ObjectHandle handle;         // the AES key, or the private half
     ObjectHandle public_handle;  // the public half of a key pair, else 0
+    // AES keys only: the key's working copy (see MakeWorkingCopy), 0 until
+    // one is made; and whether making one failed, so it is not tried again.
+    ObjectHandle working_copy = 0;
+    bool no_working_copy = false;
   };
 
   Pkcs11Hsm(std::shared_ptr<const internal::Pkcs11Module> module, std::string token_label);
@@ -185,6 +197,24 @@ class Pkcs11Hsm final : public Hsm {
   // The AES key `object_id`; mu_ must be held. nullptr if there is none.
   const CachedObject* FindAesKey(const std::string& object_id)
       ABSL_SHARED_LOCKS_REQUIRED(mu_);
+  // Makes the working copy of the AES key `object_id` if it has none yet:
+  // a session object copied from the token object (C_CopyObject with
+  // CKA_TOKEN=FALSE, every other attribute kept, so it is as sensitive and
+  // unextractable as the original), owned by the pool's keeper session.
+  // EncryptGcm and DecryptGcm then run under the copy. Operations on a
+  // token object cost a module like SoftHSM a check of the token's files
+  // every time (about 3x the work, growing with the number of keys); a
+  // session object lives in memory. The copy is destroyed with the key
+  // (DestroyKey) and, with the keeper session, when this Pkcs11Hsm closes;
+  // it never outlives the process.
+  // If the module refuses the copy (CKA_COPYABLE=FALSE, no keeper session,
+  // any error), the key is marked and every operation keeps using the token
+  // object; that is logged once per key. Takes mu_; cheap once the copy
+  // exists or was refused.
+  void MakeWorkingCopy(const std::string& object_id) ABSL_LOCKS_EXCLUDED(mu_);
+  // The handle operations on the AES key `key` use: its working copy if it
+  // has one, else the token object.
+  static ObjectHandle OperationHandle(const CachedObject& key);
   // The body of UnwrapAesKey once `new_object_id` is reserved: the handle
   // of the new AES key object.
   absl::StatusOr<ObjectHandle> UnwrapIntoToken(absl::string_view wrapping_key_id,

@@ -22,6 +22,7 @@
 #include "absl/strings/strip.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "hsm/pkcs11_module.h"
 #include "hsm/token_setup.h"
 #include "tests/testing/softhsm_token.h"
 
@@ -280,6 +281,164 @@ TEST_F(Pkcs11HsmTest, TagFailureLeavesEverySessionUsable) {
     });
   }
   for (std::thread& thread : threads) thread.join();
+}
+
+// A logged-in session of this process on the fixture's token, straight on
+// the module: to look at what Pkcs11Hsm leaves on the token, and to make
+// objects it would never make. Session objects of every session of the
+// process are visible to it.
+class RawSession {
+ public:
+  explicit RawSession(const SoftHsmToken& token) {
+    auto module = internal::Pkcs11Module::Load(token.module_path());
+    EXPECT_TRUE(module.ok()) << module.status();
+    if (!module.ok()) return;
+    module_ = *module;
+    auto slot = module_->FindTokenSlot(token.label());
+    EXPECT_TRUE(slot.ok()) << slot.status();
+    if (!slot.ok()) return;
+    EXPECT_EQ(fn()->C_OpenSession(*slot, CKF_SERIAL_SESSION | CKF_RW_SESSION, nullptr,
+                                  nullptr, &session_),
+              CKR_OK);
+    absl::Status login = module_->LoginUser(session_, *slot, token.user_pin());
+    EXPECT_TRUE(login.ok()) << login;
+  }
+  ~RawSession() {
+    if (session_ != CK_INVALID_HANDLE) fn()->C_CloseSession(session_);
+  }
+  RawSession(const RawSession&) = delete;
+  RawSession& operator=(const RawSession&) = delete;
+
+  CK_FUNCTION_LIST* fn() const { return module_->fn(); }
+  CK_SESSION_HANDLE session() const { return session_; }
+
+  // Every AES secret key the process sees with CKA_TOKEN = `on_token`.
+  std::vector<CK_OBJECT_HANDLE> AesKeys(bool on_token) {
+    CK_OBJECT_CLASS secret = CKO_SECRET_KEY;
+    CK_BBOOL token = on_token ? CK_TRUE : CK_FALSE;
+    CK_ATTRIBUTE search[] = {{CKA_CLASS, &secret, sizeof(secret)},
+                             {CKA_TOKEN, &token, sizeof(token)}};
+    std::vector<CK_OBJECT_HANDLE> found;
+    EXPECT_EQ(fn()->C_FindObjectsInit(session_, search, 2), CKR_OK);
+    CK_OBJECT_HANDLE batch[64];
+    CK_ULONG count = 0;
+    while (fn()->C_FindObjects(session_, batch, 64, &count) == CKR_OK && count > 0) {
+      found.insert(found.end(), batch, batch + count);
+    }
+    EXPECT_EQ(fn()->C_FindObjectsFinal(session_), CKR_OK);
+    return found;
+  }
+
+  CK_BBOOL Flag(CK_OBJECT_HANDLE object, CK_ATTRIBUTE_TYPE type) {
+    CK_BBOOL value = CK_FALSE;
+    CK_ATTRIBUTE attribute = {type, &value, sizeof(value)};
+    EXPECT_EQ(fn()->C_GetAttributeValue(session_, object, &attribute, 1), CKR_OK);
+    return value;
+  }
+
+ private:
+  std::shared_ptr<const internal::Pkcs11Module> module_;
+  CK_SESSION_HANDLE session_ = CK_INVALID_HANDLE;
+};
+
+TEST_F(Pkcs11HsmTest, WorkingCopyIsMadeOnFirstUseAndDestroyedWithTheKey) {
+  std::unique_ptr<Pkcs11Hsm> hsm = Open();
+  ASSERT_NE(hsm, nullptr);
+  RawSession raw(*token_);
+  ASSERT_TRUE(hsm->GenerateAesKey("k1").ok());
+  ASSERT_TRUE(hsm->GenerateAesKey("k2").ok());
+  EXPECT_THAT(raw.AesKeys(/*on_token=*/false), IsEmpty());
+
+  auto ciphertext = hsm->EncryptGcm("k1", kIv, "data key", kAad);
+  ASSERT_TRUE(ciphertext.ok()) << ciphertext.status();
+  const std::vector<CK_OBJECT_HANDLE> copies = raw.AesKeys(/*on_token=*/false);
+  ASSERT_EQ(copies.size(), 1u);
+  // The copy is as closed as the token object: its value cannot be read.
+  EXPECT_EQ(raw.Flag(copies[0], CKA_SENSITIVE), CK_TRUE);
+  EXPECT_EQ(raw.Flag(copies[0], CKA_EXTRACTABLE), CK_FALSE);
+  EXPECT_EQ(raw.Flag(copies[0], CKA_PRIVATE), CK_TRUE);
+  CK_BYTE value[32];
+  CK_ATTRIBUTE value_attribute = {CKA_VALUE, value, sizeof(value)};
+  EXPECT_EQ(raw.fn()->C_GetAttributeValue(raw.session(), copies[0], &value_attribute, 1),
+            CKR_ATTRIBUTE_SENSITIVE);
+
+  // One copy per key, however often it is used, and it is the same key.
+  for (int i = 0; i < 3; ++i) {
+    auto decrypted = hsm->DecryptGcm("k1", kIv, *ciphertext, kAad);
+    ASSERT_TRUE(decrypted.ok()) << decrypted.status();
+    EXPECT_EQ(decrypted->secret(), "data key");
+  }
+  EXPECT_EQ(raw.AesKeys(/*on_token=*/false), copies);
+
+  // Crypto-erase takes the copy too, and the key is gone for callers.
+  ASSERT_TRUE(hsm->DestroyKey("k1").ok());
+  EXPECT_THAT(raw.AesKeys(/*on_token=*/false), IsEmpty());
+  EXPECT_EQ(raw.AesKeys(/*on_token=*/true).size(), 1u);  // k2
+  EXPECT_EQ(hsm->DecryptGcm("k1", kIv, *ciphertext, kAad).status().code(),
+            absl::StatusCode::kNotFound);
+}
+
+TEST_F(Pkcs11HsmTest, WorkingCopiesCloseWithTheHsmAndNeverConfuseAnother) {
+  std::unique_ptr<Pkcs11Hsm> first = Open();
+  ASSERT_NE(first, nullptr);
+  RawSession raw(*token_);
+  ASSERT_TRUE(first->GenerateAesKey("k1").ok());
+  auto ciphertext = first->EncryptGcm("k1", kIv, "data key", kAad);
+  ASSERT_TRUE(ciphertext.ok()) << ciphertext.status();
+  ASSERT_EQ(raw.AesKeys(/*on_token=*/false).size(), 1u);
+
+  // A second Pkcs11Hsm in the process sees the first's copy on the token
+  // but reads only token objects: one key "k1", not two.
+  std::unique_ptr<Pkcs11Hsm> second = Open();
+  ASSERT_NE(second, nullptr);
+  EXPECT_THAT(second->ListKeyIds(), ElementsAre("k1"));
+  auto decrypted = second->DecryptGcm("k1", kIv, *ciphertext, kAad);
+  ASSERT_TRUE(decrypted.ok()) << decrypted.status();
+  EXPECT_EQ(raw.AesKeys(/*on_token=*/false).size(), 2u);
+
+  // Closing a Pkcs11Hsm closes the session that holds its copies.
+  first.reset();
+  EXPECT_EQ(raw.AesKeys(/*on_token=*/false).size(), 1u);
+  second.reset();
+  EXPECT_THAT(raw.AesKeys(/*on_token=*/false), IsEmpty());
+  EXPECT_EQ(raw.AesKeys(/*on_token=*/true).size(), 1u);
+}
+
+TEST_F(Pkcs11HsmTest, KeyTheModuleWillNotCopyIsUsedFromTheToken) {
+  RawSession raw(*token_);
+  // An AES key like kmsd's, but with CKA_COPYABLE false, as some sites set.
+  CK_OBJECT_CLASS secret = CKO_SECRET_KEY;
+  CK_KEY_TYPE aes = CKK_AES;
+  CK_BBOOL yes = CK_TRUE;
+  CK_BBOOL no = CK_FALSE;
+  CK_ULONG length = 32;
+  char id[] = "nocopy";
+  CK_ATTRIBUTE key_template[] = {
+      {CKA_CLASS, &secret, sizeof(secret)},   {CKA_KEY_TYPE, &aes, sizeof(aes)},
+      {CKA_TOKEN, &yes, sizeof(yes)},         {CKA_PRIVATE, &yes, sizeof(yes)},
+      {CKA_SENSITIVE, &yes, sizeof(yes)},     {CKA_EXTRACTABLE, &no, sizeof(no)},
+      {CKA_ENCRYPT, &yes, sizeof(yes)},       {CKA_DECRYPT, &yes, sizeof(yes)},
+      {CKA_COPYABLE, &no, sizeof(no)},        {CKA_VALUE_LEN, &length, sizeof(length)},
+      {CKA_ID, id, sizeof(id) - 1},
+  };
+  CK_MECHANISM generate = {CKM_AES_KEY_GEN, nullptr, 0};
+  CK_OBJECT_HANDLE key = CK_INVALID_HANDLE;
+  ASSERT_EQ(raw.fn()->C_GenerateKey(raw.session(), &generate, key_template,
+                                    sizeof(key_template) / sizeof(key_template[0]), &key),
+            CKR_OK);
+
+  std::unique_ptr<Pkcs11Hsm> hsm = Open();
+  ASSERT_NE(hsm, nullptr);
+  for (int i = 0; i < 2; ++i) {
+    auto ciphertext = hsm->EncryptGcm("nocopy", kIv, "data key", kAad);
+    ASSERT_TRUE(ciphertext.ok()) << ciphertext.status();
+    auto decrypted = hsm->DecryptGcm("nocopy", kIv, *ciphertext, kAad);
+    ASSERT_TRUE(decrypted.ok()) << decrypted.status();
+    EXPECT_EQ(decrypted->secret(), "data key");
+  }
+  EXPECT_THAT(raw.AesKeys(/*on_token=*/false), IsEmpty());
+  ASSERT_TRUE(hsm->DestroyKey("nocopy").ok());
+  EXPECT_THAT(raw.AesKeys(/*on_token=*/true), IsEmpty());
 }
 
 // Runs `command` through the shell; returns its exit status and output.
