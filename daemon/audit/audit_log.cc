@@ -262,7 +262,8 @@ uint64_t AuditLog::EnqueueLocked(Entry entry, bool report) {
   }
   const uint64_t seq = next_seq_++;
   queue_.push_back(Pending{std::move(entry), seq, now, report});
-  if (writer_idle_) work_cv_.Signal();
+  // No signal: a record is written when someone waits for it or a later one
+  // (WantDurableLocked), or by the writer's next timed pass.
   if (!checkpoint && ++records_since_checkpoint_ >= options_.checkpoint_every_records &&
       options_.checkpoint_every_records > 0) {
     EnqueueLocked(CheckpointEntry());
@@ -280,6 +281,12 @@ void AuditLog::MaybeScheduleTimedCheckpointLocked() {
 uint64_t AuditLog::Append(Entry entry) {
   absl::MutexLock lock(&mu_);
   return EnqueueLocked(std::move(entry));
+}
+
+void AuditLog::WantDurableLocked(uint64_t seq) {
+  if (seq <= wanted_seq_) return;
+  wanted_seq_ = seq;
+  if (writer_idle_) work_cv_.Signal();
 }
 
 std::optional<absl::Status> AuditLog::SettledLocked(uint64_t seq) const {
@@ -300,7 +307,8 @@ absl::Status AuditLog::WaitDurable(uint64_t seq) {
   if (seq == 0 || seq >= next_seq_) {
     return absl::InvalidArgumentError(absl::StrCat("no audit record ", seq, " was appended"));
   }
-  std::optional<absl::Status> settled;
+  std::optional<absl::Status> settled = SettledLocked(seq);
+  if (!settled) WantDurableLocked(seq);
   while (!(settled = SettledLocked(seq))) durable_cv_.Wait(&mu_);
   return *settled;
 }
@@ -315,6 +323,7 @@ void AuditLog::WhenDurable(uint64_t seq, DurableCallback done) {
       now = *std::move(settled);
     } else {
       durable_callbacks_.emplace(seq, std::move(done));
+      WantDurableLocked(seq);
       return;
     }
   }
@@ -362,7 +371,7 @@ void AuditLog::Close() {
     if (!stop_) {
       if (records_since_checkpoint_ > 0) EnqueueLocked(CheckpointEntry());
       stop_ = true;
-      work_cv_.Signal();
+      work_cv_.Signal();  // the writer flushes everything before it stops
     }
   }
   if (writer_.joinable()) writer_.join();
@@ -448,8 +457,10 @@ void AuditLog::WriterLoop() {
       absl::MutexLock lock(&mu_);
       const bool failing = !health_.ok();
       const auto has_work = [this, failing]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-        // While failing, new records wait for the next retry.
-        return stop_ || tick_requested_ > tick_done_ || (!failing && !queue_.empty());
+        // Records are written when someone waits for one of them. While
+        // failing, they wait for the next retry instead.
+        return stop_ || tick_requested_ > tick_done_ ||
+               (!failing && !queue_.empty() && wanted_seq_ >= queue_.front().seq);
       };
       absl::Duration timeout = options_.retry_interval;
       if (!failing) {
@@ -458,8 +469,10 @@ void AuditLog::WriterLoop() {
           timeout = std::clamp(last_checkpoint_time_ + options_.checkpoint_interval - clock_.Now(),
                                absl::Milliseconds(1), options_.checkpoint_interval);
         }
+        // Records nobody waits for yet go out on a timed pass.
+        timeout = std::min(timeout, options_.unwaited_write_delay);
       }
-      // Appends signal work_cv_ only while the writer is idle here, so a
+      // Waiters signal work_cv_ only while the writer is idle here, so a
       // busy writer costs them nothing.
       const absl::Time deadline = absl::Now() + timeout;
       writer_idle_ = true;

@@ -7,6 +7,12 @@
 // One writer thread drains everything appended so far, formats and chains it
 // (audit_record.h), writes it with one write(2) and one fdatasync, then wakes
 // every waiter: concurrent callers share one fdatasync (group commit).
+// The writer starts a pass when someone waits for a record not yet written,
+// not on every Append: a call's PKCS#11 records then go out in the same
+// write and fdatasync as its rpc record (which waits), instead of costing
+// a sync each while the call is still running. Records nobody waits for
+// (background work) are written within `unwaited_write_delay`. The file is
+// sequential, so a durable record means every earlier one is durable too.
 //
 // Every `checkpoint_every_records` records, and every `checkpoint_interval`
 // (by the injected Clock) if records were added since the last one, a
@@ -75,6 +81,10 @@ class AuditLog {
     uint64_t checkpoint_every_records = 1000;  // N (0: never by count)
     absl::Duration checkpoint_interval = absl::Seconds(60);  // T (only if records were added)
     absl::Duration retry_interval = absl::Seconds(1);        // after a write failure
+    // How long a record may stay in memory while nobody waits for it or a
+    // later one. A kill -9 loses such records (never those of an answered
+    // call: its answer waited for its rpc record, and so for all before).
+    absl::Duration unwaited_write_delay = absl::Milliseconds(20);
   };
   // Signs body bytes for a checkpoint: returns the DER ECDSA signature.
   using Signer = std::function<absl::StatusOr<std::string>(absl::string_view message)>;
@@ -97,8 +107,10 @@ class AuditLog {
   AuditLog(const AuditLog&) = delete;
   AuditLog& operator=(const AuditLog&) = delete;
 
-  // Queues `entry`, assigning its seq and time; never waits for I/O. An entry
-  // of type kCheckpoint asks for a checkpoint (its other fields are ignored).
+  // Queues `entry`, assigning its seq and time; never waits for I/O. It is
+  // written with the next record someone waits for, or within
+  // unwaited_write_delay. An entry of type kCheckpoint asks for a checkpoint
+  // (its other fields are ignored).
   uint64_t Append(Entry entry);
 
   // Blocks until record `seq` is durable: OK. kUnavailable (with the reason)
@@ -157,6 +169,8 @@ class AuditLog {
   void WriterLoop();
   std::string FormatPending(Pending& p);  // writer thread only
   absl::Status WriteOut();                // writer thread only
+  // Records through `seq` are waited for: wakes an idle writer if that is news.
+  void WantDurableLocked(uint64_t seq) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // What a waiter for `seq` gets once settled; nullopt while it must wait.
   std::optional<absl::Status> SettledLocked(uint64_t seq) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -170,6 +184,7 @@ class AuditLog {
   std::vector<Pending> queue_ ABSL_GUARDED_BY(mu_);
   uint64_t next_seq_ ABSL_GUARDED_BY(mu_) = 1;
   uint64_t durable_seq_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t wanted_seq_ ABSL_GUARDED_BY(mu_) = 0;  // the highest seq anyone waited for
   uint64_t records_since_checkpoint_ ABSL_GUARDED_BY(mu_) = 0;
   absl::Time last_checkpoint_time_ ABSL_GUARDED_BY(mu_);
   absl::Status health_ ABSL_GUARDED_BY(mu_);

@@ -187,6 +187,35 @@ TEST_F(AuditLogTest, AnAppendedRecordIsDurableAndReadable) {
   EXPECT_EQ(st.st_mode & 0777, 0600u);
 }
 
+TEST_F(AuditLogTest, RecordsNobodyWaitsForGoOutWithTheNextOneWaitedFor) {
+  AuditLog::Options options = Options();
+  options.unwaited_write_delay = absl::Hours(1);  // no timed pass in this test
+  auto log = OpenOrDie(options, FaultySinkOverFile());
+  const int syncs_after_open = faults_.syncs.load();
+  // A call's PKCS#11 records, then its rpc record, which the call waits for.
+  const uint64_t first = log->Append(Rpc("req-1"));
+  log->Append(Rpc("req-1"));
+  const uint64_t last = log->Append(Rpc("req-1"));
+  EXPECT_LT(log->durable_sequence(), first);
+  EXPECT_THAT(log->WaitDurable(last), IsOk());
+  EXPECT_EQ(faults_.syncs.load(), syncs_after_open + 1) << "one fdatasync for all three";
+  EXPECT_EQ(RequestIdCounts()["req-1"], 3);
+}
+
+TEST_F(AuditLogTest, RecordsNobodyWaitsForAreWrittenByATimedPass) {
+  AuditLog::Options options = Options();
+  options.unwaited_write_delay = absl::Milliseconds(1);
+  auto log = OpenOrDie(options);
+  const uint64_t seq = log->Append(Rpc("background"));
+  // Nobody waits for it; the writer's timed pass still makes it durable.
+  const absl::Time give_up = absl::Now() + absl::Seconds(30);
+  while (log->durable_sequence() < seq && absl::Now() < give_up) {
+    absl::SleepFor(absl::Milliseconds(1));
+  }
+  EXPECT_GE(log->durable_sequence(), seq);
+  EXPECT_EQ(RequestIdCounts()["background"], 1);
+}
+
 TEST_F(AuditLogTest, ConcurrentCallersShareFsyncsAndGetGaplessSeqs) {
   auto log = OpenOrDie(Options(), FaultySinkOverFile());
   constexpr int kThreads = 16;
