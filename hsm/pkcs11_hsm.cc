@@ -307,19 +307,30 @@ absl::StatusOr<std::vector<std::pair<std::string, CK_OBJECT_HANDLE>>> FindWithId
   KMS_RETURN_IF_ERROR(final_status);
 
   std::vector<std::pair<std::string, CK_OBJECT_HANDLE>> result;
+  result.reserve(found.size());
   for (CK_OBJECT_HANDLE handle : found) {
-    CK_ATTRIBUTE id_attribute = {CKA_ID, nullptr, 0};
-    KMS_RETURN_IF_ERROR(lease.Check(fn->C_GetAttributeValue(session, handle, &id_attribute, 1),
-                                    "C_GetAttributeValue(CKA_ID)"));
+    // One call per object, into room for any id kmsd makes: each call costs
+    // SoftHSM a check of the token's files, and a restart reads every key.
+    std::string id(kMaxObjectIdSize, '\0');
+    CK_ATTRIBUTE id_attribute = {CKA_ID, id.data(), id.size()};
+    CK_RV rv = fn->C_GetAttributeValue(session, handle, &id_attribute, 1);
+    if (rv == CKR_BUFFER_TOO_SMALL) {
+      // A longer id (not kmsd's): ask for its size, then read it.
+      id_attribute = {CKA_ID, nullptr, 0};
+      KMS_RETURN_IF_ERROR(lease.Check(fn->C_GetAttributeValue(session, handle, &id_attribute, 1),
+                                      "C_GetAttributeValue(CKA_ID)"));
+      if (id_attribute.ulValueLen != CK_UNAVAILABLE_INFORMATION) {
+        id.resize(id_attribute.ulValueLen);
+        id_attribute.pValue = id.data();
+        rv = fn->C_GetAttributeValue(session, handle, &id_attribute, 1);
+      }
+    }
+    KMS_RETURN_IF_ERROR(lease.Check(rv, "C_GetAttributeValue(CKA_ID)"));
     if (id_attribute.ulValueLen == CK_UNAVAILABLE_INFORMATION || id_attribute.ulValueLen == 0) {
       KMS_LOG(WARNING) << "ignoring " << what << " without CKA_ID on token '" << token_label
                        << "'";
       continue;
     }
-    std::string id(id_attribute.ulValueLen, '\0');
-    id_attribute.pValue = id.data();
-    KMS_RETURN_IF_ERROR(lease.Check(fn->C_GetAttributeValue(session, handle, &id_attribute, 1),
-                                    "C_GetAttributeValue(CKA_ID)"));
     id.resize(id_attribute.ulValueLen);
     result.emplace_back(std::move(id), handle);
   }

@@ -17,6 +17,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/ascii.h"
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
@@ -520,6 +521,18 @@ TEST_F(Pkcs11ToolTest, KeysMadeElsewhereAreListedByIdAndKeysWithoutIdIgnored) {
   std::unique_ptr<Pkcs11Hsm> hsm = Open();
   ASSERT_NE(hsm, nullptr);
   EXPECT_THAT(hsm->ListKeyIds(), ElementsAre("foreign"));
+}
+
+TEST_F(Pkcs11ToolTest, KeyWithAnIdLongerThanKmsdMakesIsStillListed) {
+  // Open reads ids into a buffer sized for kmsd's own; a longer one takes a
+  // second call, not an error.
+  const std::string long_id(100, 'x');
+  const auto [exit_code, output] = Pkcs11Tool(absl::StrCat(
+      "--keygen --key-type AES:32 --label long --id ", absl::BytesToHexString(long_id)));
+  ASSERT_EQ(exit_code, 0) << output;
+  std::unique_ptr<Pkcs11Hsm> hsm = Open();
+  ASSERT_NE(hsm, nullptr);
+  EXPECT_THAT(hsm->ListKeyIds(), ElementsAre(long_id));
 }
 
 TEST_F(Pkcs11ToolTest, TwoKeysWithOneIdStopOpen) {
