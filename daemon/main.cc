@@ -166,6 +166,7 @@ absl::Status Serve(server::Config config, const std::string& port_file,
   hsm_config.token_label = config.hsm.token_label;
   hsm_config.session_count = config.hsm.sessions;
   std::string data_dir = config.data_dir;
+  std::shared_ptr<const void> embedded_module;  // held until the token is open
   if (config.hsm.module.empty()) {
     hsm_config.module_path = kDefaultSoftHsmModule;
     KMS_ASSIGN_OR_RETURN(server::EmbeddedSetup setup,
@@ -173,6 +174,7 @@ absl::Status Serve(server::Config config, const std::string& port_file,
                                                         config.hsm.token_label));
     data_dir = setup.data_dir;
     hsm_config.user_pin = std::move(setup.user_pin);
+    embedded_module = std::move(setup.module);
     KMS_LOG(INFO) << "embedded mode: SoftHSM token '" << config.hsm.token_label << "' under "
                   << data_dir << " (SOFTHSM2_CONF=" << setup.softhsm_conf << ")";
   } else {
@@ -185,6 +187,7 @@ absl::Status Serve(server::Config config, const std::string& port_file,
   }
   KMS_ASSIGN_OR_RETURN(std::unique_ptr<hsm::Pkcs11Hsm> hsm,
                        hsm::Pkcs11Hsm::Open(std::move(hsm_config)));
+  embedded_module.reset();  // the Pkcs11Hsm holds the module now
 
   // ---- metadata
   const std::string database =

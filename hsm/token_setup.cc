@@ -72,4 +72,10 @@ absl::StatusOr<bool> TokenExists(const std::string& module_path, const std::stri
   return slot.status();
 }
 
+absl::StatusOr<std::shared_ptr<const void>> HoldModule(const std::string& module_path) {
+  KMS_ASSIGN_OR_RETURN(std::shared_ptr<const Pkcs11Module> module,
+                       Pkcs11Module::Load(module_path));
+  return std::shared_ptr<const void>(std::move(module));
+}
+
 }  // namespace kms::hsm

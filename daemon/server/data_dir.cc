@@ -138,6 +138,7 @@ absl::StatusOr<EmbeddedSetup> PrepareEmbeddedDataDir(const std::string& data_dir
   ::setenv("SOFTHSM2_CONF", setup.softhsm_conf.c_str(), /*overwrite=*/1);
 
   KMS_ASSIGN_OR_RETURN(setup.user_pin, ReadPinFile(user_pin_path));
+  KMS_ASSIGN_OR_RETURN(setup.module, hsm::HoldModule(module_path));
   KMS_ASSIGN_OR_RETURN(bool exists, hsm::TokenExists(module_path, token_label));
   if (!exists) {
     KMS_ASSIGN_OR_RETURN(SecretBytes so_pin, ReadPinFile(so_pin_path));

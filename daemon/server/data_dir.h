@@ -17,6 +17,7 @@
 #ifndef KMS_DAEMON_SERVER_DATA_DIR_H_
 #define KMS_DAEMON_SERVER_DATA_DIR_H_
 
+#include <memory>
 #include <string>
 
 #include "absl/status/statusor.h"
@@ -29,6 +30,9 @@ struct EmbeddedSetup {
   std::string softhsm_conf;   // DIR/softhsm2.conf
   SecretBytes user_pin;
   bool token_created = false;  // true on first start
+  // Keeps the SoftHSM module initialised (hsm::HoldModule) until the caller
+  // has opened the token, so it is read once, not twice.
+  std::shared_ptr<const void> module;
 };
 
 // Errors: kFailedPrecondition (DIR exists but is not a directory, or a PIN
