@@ -403,7 +403,7 @@ INSTANTIATE_TEST_SUITE_P(
 TEST_F(EnvelopeTest, RoundTripsAMultiMebibyteFileWithDefaultOptions) {
   const std::string plaintext = RandomBytes(5 * kMiB + 3, 7);
   const EnvelopeHeader written = EncryptBytes(plaintext);
-  EXPECT_EQ(written.chunk_size, 64 * kKiB);
+  EXPECT_EQ(written.chunk_size, 1 * kMiB);
   EXPECT_EQ(ReadBytes(Path("sealed")).size(), ExpectedFileSize(written, plaintext.size()));
   ASSERT_TRUE(DecryptFile(source_, Path("sealed"), Path("out")).ok());
   EXPECT_EQ(ReadBytes(Path("out")), plaintext);
