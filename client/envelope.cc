@@ -3,17 +3,21 @@
 #include <fcntl.h>
 #include <openssl/evp.h>
 #include <openssl/rand.h>
+#include <poll.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
 #include <limits>
+#include <memory>
 #include <system_error>
 #include <utility>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "client/chunk_pipeline.h"
 #include "daemon/common/errors.h"
 #include "daemon/common/secret_bytes.h"
 #include "daemon/common/status_macros.h"
@@ -28,6 +32,10 @@ constexpr size_t kHeaderPrefixSize = 8 + 2 + 4;
 // The temporary file's name keeps at most this much of the output's name, so
 // the name stays under NAME_MAX (255) whatever the output is called.
 constexpr size_t kMaxTempBaseName = 200;
+// Chunk crypto threads. Two: the machines kmsctl runs on have at least two
+// cores, and with the reader and the calling thread (the writer) busy in
+// system calls, more would only add context switches.
+constexpr int kCryptoThreads = 2;
 
 // ---- Errors ---------------------------------------------------------------
 
@@ -220,10 +228,24 @@ class ScopedFd {
 
 // Reads until `size` bytes or end of file; `*got` says how many arrived. Short
 // only at end of file, so callers can tell a short chunk from a slow pipe.
-absl::Status ReadFull(int fd, void* buffer, size_t size, size_t* got, const std::string& path) {
+// With a `cancel_fd`, waits for `fd` and `cancel_fd` together and gives up
+// (kCancelled) once `cancel_fd` is readable: a pipe whose writer is slow must
+// not keep a failed pipeline from returning.
+absl::Status ReadFull(int fd, void* buffer, size_t size, size_t* got, const std::string& path,
+                      int cancel_fd = -1) {
   auto* p = static_cast<char*>(buffer);
   *got = 0;
   while (*got < size) {
+    if (cancel_fd >= 0) {
+      pollfd fds[2] = {{fd, POLLIN, 0}, {cancel_fd, POLLIN, 0}};
+      if (poll(fds, 2, -1) < 0) {
+        if (errno == EINTR) continue;
+        return ErrnoError(errno, "cannot poll", path);
+      }
+      if ((fds[1].revents & POLLIN) != 0) {
+        return absl::CancelledError(absl::StrCat("reading ", path, " cancelled"));
+      }
+    }
     const ssize_t n = read(fd, p + *got, size - *got);
     if (n < 0) {
       if (errno == EINTR) continue;
@@ -242,6 +264,10 @@ absl::StatusOr<ScopedFd> OpenInput(const std::string& path, struct stat* st) {
   if (S_ISDIR(st->st_mode)) return ValidationError(absl::StrCat("input ", path, " is a directory"));
   return ScopedFd(fd.release());
 }
+
+// Whether a read of the input can block indefinitely (a pipe, a socket, a
+// terminal), so the reader thread must be cancellable.
+bool ReadsMayBlock(const struct stat& st) { return !S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode); }
 
 // Refuses an output that would destroy the input or cannot be a file. A
 // missing output is fine; other stat errors surface when the temporary file
@@ -364,12 +390,12 @@ absl::StatusOr<std::pair<EnvelopeHeader, std::string>> ReadHeader(int fd, const 
 // ---- Chunks ----------------------------------------------------------------
 
 // AES-256-GCM over the chunks of one file: the STREAM nonces and the header
-// digest as AAD. Owns the data key and wipes it (and, through
-// EVP_CIPHER_CTX_free, the key schedule) on destruction.
+// digest as AAD, in place in the chunk buffer. One per crypto thread (an EVP
+// context is not thread-safe). The data key goes into the context once, at
+// Create; the context's key schedule is wiped by EVP_CIPHER_CTX_free on
+// destruction, and the caller keeps (and wipes) the key bytes.
 class ChunkCipher {
  public:
-  ChunkCipher(SecretBytes key, absl::string_view nonce_prefix, absl::string_view header_digest)
-      : key_(std::move(key)), nonce_prefix_(nonce_prefix), aad_(header_digest) {}
   ChunkCipher(const ChunkCipher&) = delete;
   ChunkCipher& operator=(const ChunkCipher&) = delete;
   ~ChunkCipher() {
@@ -377,46 +403,52 @@ class ChunkCipher {
     EVP_CIPHER_free(cipher_);
   }
 
-  absl::Status Init(bool encrypt) {
-    if (key_.size() != kEnvelopeDataKeySize) {
-      return absl::InternalError(absl::StrCat("data key source returned a ", key_.size(),
+  // Errors: kInternal for a key that is not kEnvelopeDataKeySize bytes or an
+  // OpenSSL failure.
+  static absl::StatusOr<std::unique_ptr<ChunkCipher>> Create(const SecretBytes& key, bool encrypt,
+                                                             absl::string_view nonce_prefix,
+                                                             absl::string_view header_digest) {
+    if (key.size() != kEnvelopeDataKeySize) {
+      return absl::InternalError(absl::StrCat("data key source returned a ", key.size(),
                                               "-byte data key; AES-256 needs ",
                                               kEnvelopeDataKeySize));
     }
-    cipher_ = EVP_CIPHER_fetch(nullptr, "AES-256-GCM", nullptr);
-    ctx_ = EVP_CIPHER_CTX_new();
-    if (cipher_ == nullptr || ctx_ == nullptr ||
-        EVP_CipherInit_ex(ctx_, cipher_, nullptr, nullptr, nullptr, encrypt ? 1 : 0) != 1 ||
-        EVP_CIPHER_CTX_ctrl(ctx_, EVP_CTRL_AEAD_SET_IVLEN, kNonceSize, nullptr) != 1) {
+    std::unique_ptr<ChunkCipher> cipher(new ChunkCipher(nonce_prefix, header_digest));
+    cipher->cipher_ = EVP_CIPHER_fetch(nullptr, "AES-256-GCM", nullptr);
+    cipher->ctx_ = EVP_CIPHER_CTX_new();
+    EVP_CIPHER_CTX* ctx = cipher->ctx_;
+    const int enc = encrypt ? 1 : 0;
+    if (cipher->cipher_ == nullptr || ctx == nullptr ||
+        EVP_CipherInit_ex(ctx, cipher->cipher_, nullptr, nullptr, nullptr, enc) != 1 ||
+        EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_AEAD_SET_IVLEN, kNonceSize, nullptr) != 1 ||
+        EVP_CipherInit_ex(ctx, nullptr, nullptr, key.data(), nullptr, enc) != 1) {
       return absl::InternalError("cannot set up AES-256-GCM");
     }
-    return absl::OkStatus();
+    return cipher;
   }
 
-  // Encrypts `size` bytes of `plaintext` as chunk `index` into `out`, which
-  // receives size + kEnvelopeTagSize bytes.
-  absl::Status Seal(uint32_t index, bool last, const uint8_t* plaintext, size_t size,
-                    uint8_t* out) {
+  // Encrypts the `size` bytes at `data` as chunk `index`, in place, and puts
+  // the tag after them: `data` must have room for size + kEnvelopeTagSize.
+  absl::Status Seal(uint32_t index, bool last, uint8_t* data, size_t size) {
     uint8_t nonce[kNonceSize];
     MakeNonce(index, last, nonce);
     int len = 0;
-    if (EVP_EncryptInit_ex(ctx_, nullptr, nullptr, key_.data(), nonce) != 1 ||
+    if (EVP_EncryptInit_ex(ctx_, nullptr, nullptr, nullptr, nonce) != 1 ||
         EVP_EncryptUpdate(ctx_, nullptr, &len, Aad(), static_cast<int>(aad_.size())) != 1 ||
-        (size > 0 && EVP_EncryptUpdate(ctx_, out, &len, plaintext, static_cast<int>(size)) != 1) ||
-        EVP_EncryptFinal_ex(ctx_, out + size, &len) != 1 ||
-        EVP_CIPHER_CTX_ctrl(ctx_, EVP_CTRL_AEAD_GET_TAG, kEnvelopeTagSize, out + size) != 1) {
+        (size > 0 && EVP_EncryptUpdate(ctx_, data, &len, data, static_cast<int>(size)) != 1) ||
+        EVP_EncryptFinal_ex(ctx_, data + size, &len) != 1 ||
+        EVP_CIPHER_CTX_ctrl(ctx_, EVP_CTRL_AEAD_GET_TAG, kEnvelopeTagSize, data + size) != 1) {
       return absl::InternalError(
           absl::StrCat("AES-256-GCM encryption of chunk ", index, " failed"));
     }
     return absl::OkStatus();
   }
 
-  // Decrypts chunk `index` (`size` bytes: ciphertext || tag) into `out`
-  // (size - kEnvelopeTagSize bytes). Returns false if the chunk does not
-  // authenticate; `out` then holds unauthenticated bytes the caller must not
-  // use.
-  absl::StatusOr<bool> Open(uint32_t index, bool last, const uint8_t* record, size_t size,
-                            uint8_t* out) {
+  // Decrypts chunk `index` (`size` bytes at `record`: ciphertext || tag) in
+  // place: the plaintext is the first size - kEnvelopeTagSize bytes. Returns
+  // false if the chunk does not authenticate; `record` then holds
+  // unauthenticated bytes the caller must not use.
+  absl::StatusOr<bool> Open(uint32_t index, bool last, uint8_t* record, size_t size) {
     const size_t ciphertext_size = size - kEnvelopeTagSize;
     uint8_t nonce[kNonceSize];
     MakeNonce(index, last, nonce);
@@ -424,18 +456,21 @@ class ChunkCipher {
     uint8_t tag[kEnvelopeTagSize];
     std::memcpy(tag, record + ciphertext_size, kEnvelopeTagSize);
     int len = 0;
-    if (EVP_DecryptInit_ex(ctx_, nullptr, nullptr, key_.data(), nonce) != 1 ||
+    if (EVP_DecryptInit_ex(ctx_, nullptr, nullptr, nullptr, nonce) != 1 ||
         EVP_DecryptUpdate(ctx_, nullptr, &len, Aad(), static_cast<int>(aad_.size())) != 1 ||
         (ciphertext_size > 0 &&
-         EVP_DecryptUpdate(ctx_, out, &len, record, static_cast<int>(ciphertext_size)) != 1) ||
+         EVP_DecryptUpdate(ctx_, record, &len, record, static_cast<int>(ciphertext_size)) != 1) ||
         EVP_CIPHER_CTX_ctrl(ctx_, EVP_CTRL_AEAD_SET_TAG, kEnvelopeTagSize, tag) != 1) {
       return absl::InternalError(
           absl::StrCat("AES-256-GCM decryption of chunk ", index, " failed"));
     }
-    return EVP_DecryptFinal_ex(ctx_, out + ciphertext_size, &len) == 1;
+    return EVP_DecryptFinal_ex(ctx_, record + ciphertext_size, &len) == 1;
   }
 
  private:
+  ChunkCipher(absl::string_view nonce_prefix, absl::string_view header_digest)
+      : nonce_prefix_(nonce_prefix), aad_(header_digest) {}
+
   // prefix (7) || big-endian index (4) || last flag (1): STREAM's nonce.
   void MakeNonce(uint32_t index, bool last, uint8_t nonce[kNonceSize]) const {
     std::memcpy(nonce, nonce_prefix_.data(), kEnvelopeNoncePrefixSize);
@@ -447,12 +482,36 @@ class ChunkCipher {
   }
   const uint8_t* Aad() const { return reinterpret_cast<const uint8_t*>(aad_.data()); }
 
-  SecretBytes key_;
   std::string nonce_prefix_;
   std::string aad_;
   EVP_CIPHER* cipher_ = nullptr;
   EVP_CIPHER_CTX* ctx_ = nullptr;
 };
+
+// One ChunkCipher per crypto thread, all keyed with `key`. STREAM makes
+// chunks independent of each other (the nonce depends only on the index and
+// the last flag, the AAD only on the header), so any thread may process any
+// chunk.
+absl::StatusOr<std::vector<std::unique_ptr<ChunkCipher>>> MakeChunkCiphers(
+    const SecretBytes& key, bool encrypt, absl::string_view nonce_prefix,
+    absl::string_view header_digest) {
+  std::vector<std::unique_ptr<ChunkCipher>> ciphers;
+  for (int i = 0; i < kCryptoThreads; ++i) {
+    KMS_ASSIGN_OR_RETURN(auto cipher,
+                         ChunkCipher::Create(key, encrypt, nonce_prefix, header_digest));
+    ciphers.push_back(std::move(cipher));
+  }
+  return ciphers;
+}
+
+ChunkPipelineOptions PipelineOptions(size_t chunk_size) {
+  ChunkPipelineOptions options;
+  // A buffer holds a whole record: a chunk is sealed and opened in place.
+  options.buffer_size = chunk_size + kEnvelopeTagSize;
+  options.slots = static_cast<int>(kEnvelopeChunkBuffers);
+  options.workers = kCryptoThreads;
+  return options;
+}
 
 absl::Status CheckChunkSize(size_t chunk_size) {
   if (chunk_size < kMinEnvelopeChunkSize || chunk_size > kMaxEnvelopeChunkSize) {
@@ -590,27 +649,39 @@ absl::StatusOr<EnvelopeHeader> EncryptFile(DataKeySource& source, const std::str
   KMS_ASSIGN_OR_RETURN(const std::string digest, Sha256(header_bytes));
   KMS_RETURN_IF_ERROR(output.Write(header_bytes.data(), header_bytes.size()));
 
-  ChunkCipher cipher(std::move(data_key.plaintext), header.nonce_prefix, digest);
-  KMS_RETURN_IF_ERROR(cipher.Init(/*encrypt=*/true));
+  KMS_ASSIGN_OR_RETURN(auto ciphers, MakeChunkCiphers(data_key.plaintext, /*encrypt=*/true,
+                                                     header.nonce_prefix, digest));
+  // From here on the key lives only in the EVP contexts.
+  data_key.plaintext.Clear();
+
   const size_t chunk_size = options.chunk_size;
-  SecretBytes plaintext(chunk_size);
-  std::string record(chunk_size + kEnvelopeTagSize, '\0');
-  auto* record_data = reinterpret_cast<uint8_t*>(record.data());
-  for (uint32_t index = 0;; ++index) {
+  const bool cancellable = ReadsMayBlock(input_stat);
+  const ChunkReadFn read = [&](PipelineChunk& chunk, int cancel_fd) -> absl::Status {
     size_t got = 0;
-    KMS_RETURN_IF_ERROR(
-        ReadFull(input.get(), plaintext.mutable_data(), chunk_size, &got, input_path));
+    KMS_RETURN_IF_ERROR(ReadFull(input.get(), chunk.buffer.mutable_data(), chunk_size, &got,
+                                 input_path, cancellable ? cancel_fd : -1));
     // The final chunk is the first short one; an input that is a multiple of
     // the chunk size (or empty) ends with an empty final chunk.
-    const bool last = got < chunk_size;
-    if (!last && index == std::numeric_limits<uint32_t>::max()) {
+    chunk.size = got;
+    chunk.last = got < chunk_size;
+    if (!chunk.last && chunk.index >= std::numeric_limits<uint32_t>::max()) {
       return ValidationError(absl::StrCat("input ", input_path, " needs more than 2^32 chunks of ",
                                           chunk_size, " bytes; use a larger chunk size"));
     }
-    KMS_RETURN_IF_ERROR(cipher.Seal(index, last, plaintext.data(), got, record_data));
-    KMS_RETURN_IF_ERROR(output.Write(record_data, got + kEnvelopeTagSize));
-    if (last) break;
-  }
+    return absl::OkStatus();
+  };
+  // The read stage refuses chunk 2^32 - 1 unless it is the last, so every
+  // index fits the nonce's 32 bits.
+  const ChunkTransformFn seal = [&](int worker, PipelineChunk& chunk) -> absl::Status {
+    KMS_RETURN_IF_ERROR(ciphers[worker]->Seal(static_cast<uint32_t>(chunk.index), chunk.last,
+                                              chunk.buffer.mutable_data(), chunk.size));
+    chunk.size += kEnvelopeTagSize;
+    return absl::OkStatus();
+  };
+  const ChunkWriteFn write = [&](const PipelineChunk& chunk) {
+    return output.Write(chunk.buffer.data(), chunk.size);
+  };
+  KMS_RETURN_IF_ERROR(RunChunkPipeline(PipelineOptions(chunk_size), read, seal, write));
   KMS_RETURN_IF_ERROR(output.Commit());
   return header;
 }
@@ -632,39 +703,53 @@ absl::StatusOr<EnvelopeHeader> DecryptFile(DataKeySource& source, const std::str
 
   KMS_ASSIGN_OR_RETURN(SecretBytes key,
                        source.DecryptDataKey(header.wrapped_data_key, header.context));
-  ChunkCipher cipher(std::move(key), header.nonce_prefix, header_and_digest.second);
-  KMS_RETURN_IF_ERROR(cipher.Init(/*encrypt=*/false));
+  KMS_ASSIGN_OR_RETURN(auto ciphers, MakeChunkCiphers(key, /*encrypt=*/false, header.nonce_prefix,
+                                                     header_and_digest.second));
+  // From here on the key lives only in the EVP contexts.
+  key.Clear();
 
   const size_t chunk_size = header.chunk_size;
   const size_t full_record = chunk_size + kEnvelopeTagSize;
-  std::string record(full_record, '\0');
-  const auto* record_data = reinterpret_cast<const uint8_t*>(record.data());
-  SecretBytes plaintext(chunk_size);
-  for (uint32_t index = 0;; ++index) {
+  const bool cancellable = ReadsMayBlock(input_stat);
+  const ChunkReadFn read = [&](PipelineChunk& chunk, int cancel_fd) -> absl::Status {
     size_t got = 0;
-    KMS_RETURN_IF_ERROR(ReadFull(input.get(), record.data(), full_record, &got, input_path));
+    KMS_RETURN_IF_ERROR(ReadFull(input.get(), chunk.buffer.mutable_data(), full_record, &got,
+                                 input_path, cancellable ? cancel_fd : -1));
     if (got == 0) {
-      return FormatError(absl::StrCat(input_path, ": file is truncated: no final chunk (", index,
-                                      " full chunks)"));
+      return FormatError(absl::StrCat(input_path, ": file is truncated: no final chunk (",
+                                      chunk.index, " full chunks)"));
     }
     if (got < kEnvelopeTagSize) {
-      return FormatError(absl::StrCat(input_path, ": chunk ", index, " failed authentication (",
-                                      got, " bytes, shorter than a tag; file truncated?)"));
+      return FormatError(absl::StrCat(input_path, ": chunk ", chunk.index,
+                                      " failed authentication (", got,
+                                      " bytes, shorter than a tag; file truncated?)"));
     }
     // Only the final chunk is short; a cut anywhere else makes a short chunk
     // that fails authentication as "last" under the wrong nonce.
-    const bool last = got < full_record;
-    if (!last && index == std::numeric_limits<uint32_t>::max()) {
+    chunk.size = got;
+    chunk.last = got < full_record;
+    if (!chunk.last && chunk.index >= std::numeric_limits<uint32_t>::max()) {
       return FormatError(absl::StrCat(input_path, ": more than 2^32 chunks"));
     }
+    return absl::OkStatus();
+  };
+  // Every chunk is authenticated here, before the write stage sees it.
+  const ChunkTransformFn open = [&](int worker, PipelineChunk& chunk) -> absl::Status {
     KMS_ASSIGN_OR_RETURN(const bool authentic,
-                         cipher.Open(index, last, record_data, got, plaintext.mutable_data()));
+                         ciphers[worker]->Open(static_cast<uint32_t>(chunk.index), chunk.last,
+                                               chunk.buffer.mutable_data(), chunk.size));
     if (!authentic) {
-      return FormatError(absl::StrCat(input_path, ": chunk ", index, " failed authentication"));
+      return FormatError(
+          absl::StrCat(input_path, ": chunk ", chunk.index, " failed authentication"));
     }
-    KMS_RETURN_IF_ERROR(output.Write(plaintext.data(), got - kEnvelopeTagSize));
-    if (last) break;
-  }
+    chunk.size -= kEnvelopeTagSize;
+    return absl::OkStatus();
+  };
+  const ChunkWriteFn write = [&](const PipelineChunk& chunk) {
+    return output.Write(chunk.buffer.data(), chunk.size);
+  };
+  KMS_RETURN_IF_ERROR(RunChunkPipeline(PipelineOptions(chunk_size), read, open, write));
+
   // ReadFull stops short only at end of file, so this is belt and braces for
   // an input that grows while it is read.
   char extra;

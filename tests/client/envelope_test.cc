@@ -23,6 +23,7 @@
 #include <set>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -402,7 +403,7 @@ INSTANTIATE_TEST_SUITE_P(
 TEST_F(EnvelopeTest, RoundTripsAMultiMebibyteFileWithDefaultOptions) {
   const std::string plaintext = RandomBytes(5 * kMiB + 3, 7);
   const EnvelopeHeader written = EncryptBytes(plaintext);
-  EXPECT_EQ(written.chunk_size, 64 * kKiB);
+  EXPECT_EQ(written.chunk_size, 1 * kMiB);
   EXPECT_EQ(ReadBytes(Path("sealed")).size(), ExpectedFileSize(written, plaintext.size()));
   ASSERT_TRUE(DecryptFile(source_, Path("sealed"), Path("out")).ok());
   EXPECT_EQ(ReadBytes(Path("out")), plaintext);
@@ -578,6 +579,122 @@ TEST_F(EnvelopeTest, ChunksFollowTheDocumentedStreamConstruction) {
   }
   EXPECT_EQ(h + 2 * record + 100 + 16, file.size());
   EXPECT_EQ(decoded, plaintext);
+}
+
+// The independent encoder matching OpenChunk: AES-256-GCM seal of one chunk,
+// returning ciphertext || tag.
+std::string SealChunk(const SecretBytes& key, const std::string& nonce, const std::string& aad,
+                      const std::string& plaintext) {
+  EVP_CIPHER_CTX* ctx = EVP_CIPHER_CTX_new();
+  std::string out(plaintext.size() + 16, '\0');
+  auto* o = reinterpret_cast<unsigned char*>(out.data());
+  int len = 0;
+  const bool ok =
+      EVP_EncryptInit_ex(ctx, EVP_aes_256_gcm(), nullptr, nullptr, nullptr) == 1 &&
+      EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_AEAD_SET_IVLEN, static_cast<int>(nonce.size()), nullptr) ==
+          1 &&
+      EVP_EncryptInit_ex(ctx, nullptr, nullptr, key.data(),
+                         reinterpret_cast<const unsigned char*>(nonce.data())) == 1 &&
+      EVP_EncryptUpdate(ctx, nullptr, &len, reinterpret_cast<const unsigned char*>(aad.data()),
+                        static_cast<int>(aad.size())) == 1 &&
+      EVP_EncryptUpdate(ctx, o, &len, reinterpret_cast<const unsigned char*>(plaintext.data()),
+                        static_cast<int>(plaintext.size())) == 1 &&
+      EVP_EncryptFinal_ex(ctx, o + plaintext.size(), &len) == 1 &&
+      EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_AEAD_GET_TAG, 16, o + plaintext.size()) == 1;
+  EVP_CIPHER_CTX_free(ctx);
+  EXPECT_TRUE(ok);
+  return out;
+}
+
+// The chunks are sealed by several threads; the file must still be exactly
+// what one thread sealing chunk after chunk (this test's own encoder) makes
+// from the same header, key and plaintext, whatever the timing. Many tiny
+// chunks give the threads many chances to get out of step.
+TEST_F(EnvelopeTest, ManyTinyChunksMatchASingleThreadedEncoderByteForByte) {
+  const std::string plaintext = RandomBytes(3000 * kKiB + 77, 11);
+  for (int run = 0; run < 3; ++run) {
+    const EnvelopeHeader written = EncryptBytes(plaintext, ChunkSize(kKiB));
+    const std::string file = ReadBytes(Path("sealed"));
+    const size_t h = written.header_length;
+    std::string aad(32, '\0');
+    unsigned int aad_size = 0;
+    ASSERT_EQ(EVP_Digest(file.data(), h, reinterpret_cast<unsigned char*>(aad.data()), &aad_size,
+                         EVP_sha256(), nullptr),
+              1);
+    const SecretBytes key = source_.last_data_key();
+    std::string expected = file.substr(0, h);
+    const uint32_t chunks = static_cast<uint32_t>(plaintext.size() / kKiB) + 1;
+    for (uint32_t i = 0; i < chunks; ++i) {
+      expected += SealChunk(key, StreamNonce(written.nonce_prefix, i, i + 1 == chunks), aad,
+                            plaintext.substr(i * kKiB, kKiB));
+    }
+    ASSERT_EQ(file.size(), expected.size());
+    EXPECT_TRUE(file == expected) << "run " << run;
+
+    ASSERT_TRUE(DecryptFile(source_, Path("sealed"), Path("out")).ok());
+    EXPECT_TRUE(ReadBytes(Path("out")) == plaintext) << "run " << run;
+  }
+}
+
+// Input from a pipe larger than the pipe's buffer, fed slowly by another
+// thread: the reader thread waits on it without the pipeline mistaking a
+// short read for the end.
+TEST_F(EnvelopeTest, EncryptReadsALargeSlowPipe) {
+  const std::string plaintext = RandomBytes(600 * kKiB + 9, 13);
+  int fds[2];
+  ASSERT_EQ(pipe(fds), 0);
+  std::thread feeder([&] {
+    for (size_t pos = 0; pos < plaintext.size(); pos += 7000) {
+      const size_t n = std::min<size_t>(7000, plaintext.size() - pos);
+      if (write(fds[1], plaintext.data() + pos, n) != static_cast<ssize_t>(n)) break;
+    }
+    close(fds[1]);
+  });
+  auto written = EncryptFile(source_, "key-1", context_, absl::StrCat("/proc/self/fd/", fds[0]),
+                             Path("sealed"), ChunkSize(4 * kKiB));
+  feeder.join();
+  close(fds[0]);
+  ASSERT_TRUE(written.ok()) << written.status();
+  ASSERT_TRUE(DecryptFile(source_, Path("sealed"), Path("out")).ok());
+  EXPECT_TRUE(ReadBytes(Path("out")) == plaintext);
+}
+
+// With hundreds of chunks and several in flight, a chunk deep in the file
+// that fails authentication is reported by number (the first bad one, even
+// when a later bad chunk is opened first by the other thread), the existing
+// output is untouched and no temporary file is left.
+TEST_F(EnvelopeTest, BadChunkDeepInAManyChunkFileLeavesNothingBehind) {
+  const EnvelopeHeader written = EncryptBytes(RandomBytes(400 * kKiB + 5, 17), ChunkSize(kKiB));
+  std::string file = ReadBytes(Path("sealed"));
+  const size_t record = kKiB + kEnvelopeTagSize;
+  file[written.header_length + 250 * record + 3] ^= 0x01;
+  file[written.header_length + 251 * record + 3] ^= 0x01;
+  file[written.header_length + 253 * record + 3] ^= 0x01;
+  WriteBytes(Path("sealed"), file);
+  WriteBytes(Path("out"), "precious");
+  const std::set<std::string> before = DirEntries();
+  for (int run = 0; run < 20; ++run) {
+    auto result = DecryptFile(source_, Path("sealed"), Path("out"));
+    ASSERT_FALSE(result.ok());
+    EXPECT_EQ(result.status().code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_THAT(std::string(result.status().message()),
+                HasSubstr("chunk 250 failed authentication"));
+    EXPECT_EQ(ReadBytes(Path("out")), "precious");
+    EXPECT_EQ(DirEntries(), before);
+  }
+}
+
+// A file cut in the middle of a chunk deep in the file: the short chunk
+// fails as a "last" chunk under the wrong nonce, after many good ones have
+// gone through the pipeline.
+TEST_F(EnvelopeTest, TruncationDeepInAManyChunkFileLeavesNothingBehind) {
+  const EnvelopeHeader written = EncryptBytes(RandomBytes(300 * kKiB, 19), ChunkSize(kKiB));
+  std::string file = ReadBytes(Path("sealed"));
+  file.resize(written.header_length + 123 * (kKiB + kEnvelopeTagSize) + 40);
+  WriteBytes(Path("sealed"), file);
+  auto result = DecryptFile(source_, Path("sealed"), Path("out"));
+  EXPECT_THAT(std::string(result.status().message()), HasSubstr("chunk 123 failed authentication"));
+  EXPECT_EQ(DirEntries(), (std::set<std::string>{"plain", "sealed"}));
 }
 
 // ---- Tampering -----------------------------------------------------------
@@ -1025,12 +1142,13 @@ TEST_F(EnvelopeTest, ParserSurvivesRandomCorruption) {
 // ---- Memory ----------------------------------------------------------------
 
 // Memory must not grow with the file: the C++ heap in use during encryption
-// and decryption of a 4-chunk file stays near two chunks, and a 16-chunk file
-// needs no more.
+// and decryption of a 4-chunk file stays near the pipeline's ring of
+// kEnvelopeChunkBuffers chunks, and a 16-chunk file needs no more.
 TEST_F(EnvelopeTest, MemoryIsBoundedByTheChunkSizeNotTheFileSize) {
   constexpr size_t kChunk = 256 * kKiB;
-  // Two chunk-sized buffers plus headers, messages and the fake's strings.
-  constexpr int64_t kBound = 2 * kChunk + 96 * kKiB;
+  constexpr int64_t kRing = kEnvelopeChunkBuffers * (kChunk + kEnvelopeTagSize);
+  // The ring plus headers, messages and the fake's strings.
+  constexpr int64_t kBound = kRing + 96 * kKiB;
   int64_t peaks[2][2] = {};
   for (int i = 0; i < 2; ++i) {
     const size_t size = (i == 0 ? 4 : 16) * kChunk + 99;
@@ -1045,7 +1163,7 @@ TEST_F(EnvelopeTest, MemoryIsBoundedByTheChunkSizeNotTheFileSize) {
     EXPECT_EQ(ReadBytes(Path("out")).size(), size);
   }
   for (int op = 0; op < 2; ++op) {
-    EXPECT_GE(peaks[0][op], static_cast<int64_t>(2 * kChunk)) << "accounting is not working";
+    EXPECT_GE(peaks[0][op], kRing) << "accounting is not working";
     EXPECT_LE(peaks[0][op], kBound) << op;
     EXPECT_LE(peaks[1][op], kBound) << op;
     // Same code path, same buffers; a few bytes move with the fake's state.
