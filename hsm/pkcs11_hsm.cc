@@ -282,15 +282,47 @@ absl::Status Pkcs11Hsm::LoadHandleCache() {
 
 namespace {
 
-// Every object matching `search`, with its CKA_ID; objects without one are
-// not kmsd's (kmsd always sets CKA_ID) and are skipped with a warning.
-absl::StatusOr<std::vector<std::pair<std::string, CK_OBJECT_HANDLE>>> FindWithIds(
-    SessionPool::Lease& lease, CK_ATTRIBUTE* search, CK_ULONG search_size,
-    absl::string_view what, absl::string_view token_label) {
+// What Open needs to know of one token object to cache it.
+enum class FoundKind {
+  kOther,            // not kmsd's kind of object: skipped
+  kAesKey,
+  kRsaPrivateUnwrap, // a wrapping key's private half
+  kRsaPublicWrap,    // its public half
+  kEcPrivateSign,    // a signing key's private half
+  kEcPublicVerify,   // its public half
+};
+
+struct FoundObject {
+  FoundKind kind;
+  std::string id;  // empty: the object has no CKA_ID
+  CK_OBJECT_HANDLE handle;
+};
+
+absl::string_view FoundKindName(FoundKind kind) {
+  switch (kind) {
+    case FoundKind::kAesKey: return "an AES key";
+    case FoundKind::kRsaPrivateUnwrap: return "an RSA private key";
+    case FoundKind::kRsaPublicWrap: return "an RSA public key";
+    case FoundKind::kEcPrivateSign: return "an EC private key";
+    case FoundKind::kEcPublicVerify: return "an EC public key";
+    case FoundKind::kOther: break;
+  }
+  return "an object";
+}
+
+// Every token object, classified, with its CKA_ID: one C_FindObjects pass
+// and one C_GetAttributeValue per object. (Open used to run one search per
+// kind; each search, and each attribute read, costs SoftHSM a check of the
+// object's file, which made a restart with 10,000 keys take seconds.)
+// Wrapping keys are told from other RSA keys (a future signing key, say),
+// and signing keys from other EC keys, by their usage.
+absl::StatusOr<std::vector<FoundObject>> FindTokenObjects(SessionPool::Lease& lease) {
   CK_FUNCTION_LIST* fn = lease.fn();
   const CK_SESSION_HANDLE session = lease.session();
+  CK_BBOOL yes = CK_TRUE;
+  CK_ATTRIBUTE search[] = {{CKA_TOKEN, &yes, sizeof(yes)}};
   KMS_RETURN_IF_ERROR(
-      lease.Check(fn->C_FindObjectsInit(session, search, search_size), "C_FindObjectsInit"));
+      lease.Check(fn->C_FindObjectsInit(session, search, 1), "C_FindObjectsInit"));
   std::vector<CK_OBJECT_HANDLE> found;
   absl::Status status;
   for (;;) {
@@ -306,15 +338,57 @@ absl::StatusOr<std::vector<std::pair<std::string, CK_OBJECT_HANDLE>>> FindWithId
   KMS_RETURN_IF_ERROR(status);
   KMS_RETURN_IF_ERROR(final_status);
 
-  std::vector<std::pair<std::string, CK_OBJECT_HANDLE>> result;
+  std::vector<FoundObject> result;
   result.reserve(found.size());
   for (CK_OBJECT_HANDLE handle : found) {
-    // One call per object, into room for any id kmsd makes: each call costs
-    // SoftHSM a check of the token's files, and a restart reads every key.
+    CK_OBJECT_CLASS object_class = CK_UNAVAILABLE_INFORMATION;
+    CK_KEY_TYPE key_type = CK_UNAVAILABLE_INFORMATION;
+    CK_BBOOL unwrap = CK_FALSE, wrap = CK_FALSE, sign = CK_FALSE, verify = CK_FALSE;
+    // Room for any id kmsd makes; a longer one is read on its own below.
     std::string id(kMaxObjectIdSize, '\0');
-    CK_ATTRIBUTE id_attribute = {CKA_ID, id.data(), id.size()};
-    CK_RV rv = fn->C_GetAttributeValue(session, handle, &id_attribute, 1);
-    if (rv == CKR_BUFFER_TOO_SMALL) {
+    CK_ATTRIBUTE attributes[] = {
+        {CKA_CLASS, &object_class, sizeof(object_class)},
+        {CKA_KEY_TYPE, &key_type, sizeof(key_type)},
+        {CKA_UNWRAP, &unwrap, sizeof(unwrap)},
+        {CKA_WRAP, &wrap, sizeof(wrap)},
+        {CKA_SIGN, &sign, sizeof(sign)},
+        {CKA_VERIFY, &verify, sizeof(verify)},
+        {CKA_ID, id.data(), id.size()},
+    };
+    constexpr CK_ULONG kCount = sizeof(attributes) / sizeof(attributes[0]);
+    // An attribute the object's class lacks (a wrap flag on a private key,
+    // a key type on a data object) or an id too long for the buffer makes the
+    // call report an error, but the module still fills in every other one
+    // and marks the missing ones CK_UNAVAILABLE_INFORMATION (PKCS#11 2.40,
+    // C_GetAttributeValue). Those codes are expected here and do not count as
+    // a session failure.
+    CK_RV rv = fn->C_GetAttributeValue(session, handle, attributes, kCount);
+    if (rv != CKR_OK && rv != CKR_ATTRIBUTE_TYPE_INVALID && rv != CKR_BUFFER_TOO_SMALL &&
+        rv != CKR_ATTRIBUTE_SENSITIVE) {
+      KMS_RETURN_IF_ERROR(lease.Check(rv, "C_GetAttributeValue"));
+    }
+    const auto flag = [&](int index, CK_BBOOL value) {
+      return attributes[index].ulValueLen != CK_UNAVAILABLE_INFORMATION && value == CK_TRUE;
+    };
+    FoundKind kind = FoundKind::kOther;
+    if (attributes[0].ulValueLen != CK_UNAVAILABLE_INFORMATION &&
+        attributes[1].ulValueLen != CK_UNAVAILABLE_INFORMATION) {
+      if (object_class == CKO_SECRET_KEY && key_type == CKK_AES) {
+        kind = FoundKind::kAesKey;
+      } else if (object_class == CKO_PRIVATE_KEY && key_type == CKK_RSA && flag(2, unwrap)) {
+        kind = FoundKind::kRsaPrivateUnwrap;
+      } else if (object_class == CKO_PUBLIC_KEY && key_type == CKK_RSA && flag(3, wrap)) {
+        kind = FoundKind::kRsaPublicWrap;
+      } else if (object_class == CKO_PRIVATE_KEY && key_type == CKK_EC && flag(4, sign)) {
+        kind = FoundKind::kEcPrivateSign;
+      } else if (object_class == CKO_PUBLIC_KEY && key_type == CKK_EC && flag(5, verify)) {
+        kind = FoundKind::kEcPublicVerify;
+      }
+    }
+    if (kind == FoundKind::kOther) continue;
+
+    CK_ATTRIBUTE& id_attribute = attributes[6];
+    if (id_attribute.ulValueLen == CK_UNAVAILABLE_INFORMATION && rv == CKR_BUFFER_TOO_SMALL) {
       // A longer id (not kmsd's): ask for its size, then read it.
       id_attribute = {CKA_ID, nullptr, 0};
       KMS_RETURN_IF_ERROR(lease.Check(fn->C_GetAttributeValue(session, handle, &id_attribute, 1),
@@ -322,17 +396,17 @@ absl::StatusOr<std::vector<std::pair<std::string, CK_OBJECT_HANDLE>>> FindWithId
       if (id_attribute.ulValueLen != CK_UNAVAILABLE_INFORMATION) {
         id.resize(id_attribute.ulValueLen);
         id_attribute.pValue = id.data();
-        rv = fn->C_GetAttributeValue(session, handle, &id_attribute, 1);
+        KMS_RETURN_IF_ERROR(
+            lease.Check(fn->C_GetAttributeValue(session, handle, &id_attribute, 1),
+                        "C_GetAttributeValue(CKA_ID)"));
       }
     }
-    KMS_RETURN_IF_ERROR(lease.Check(rv, "C_GetAttributeValue(CKA_ID)"));
-    if (id_attribute.ulValueLen == CK_UNAVAILABLE_INFORMATION || id_attribute.ulValueLen == 0) {
-      KMS_LOG(WARNING) << "ignoring " << what << " without CKA_ID on token '" << token_label
-                       << "'";
-      continue;
+    if (id_attribute.ulValueLen == CK_UNAVAILABLE_INFORMATION) {
+      id.clear();
+    } else {
+      id.resize(id_attribute.ulValueLen);
     }
-    id.resize(id_attribute.ulValueLen);
-    result.emplace_back(std::move(id), handle);
+    result.push_back(FoundObject{kind, std::move(id), handle});
   }
   return result;
 }
@@ -349,76 +423,51 @@ absl::Status DuplicateId(absl::string_view what, const std::string& id) {
 }  // namespace
 
 absl::StatusOr<std::map<std::string, Pkcs11Hsm::CachedObject>> Pkcs11Hsm::ReadObjects() {
-  SessionPool::Lease lease(sessions_.get());
-  CK_BBOOL yes = CK_TRUE;
-  CK_KEY_TYPE aes = CKK_AES;
-  CK_KEY_TYPE rsa = CKK_RSA;
-  CK_KEY_TYPE ec = CKK_EC;
-  CK_OBJECT_CLASS secret_class = CKO_SECRET_KEY;
-  CK_OBJECT_CLASS private_class = CKO_PRIVATE_KEY;
-  CK_OBJECT_CLASS public_class = CKO_PUBLIC_KEY;
-  CK_ATTRIBUTE aes_search[] = {
-      {CKA_CLASS, &secret_class, sizeof(secret_class)},
-      {CKA_KEY_TYPE, &aes, sizeof(aes)},
-      {CKA_TOKEN, &yes, sizeof(yes)},
-  };
-  // Wrapping keys are told from other RSA keys (a future signing key, say)
-  // by their usage.
-  CK_ATTRIBUTE private_search[] = {
-      {CKA_CLASS, &private_class, sizeof(private_class)},
-      {CKA_KEY_TYPE, &rsa, sizeof(rsa)},
-      {CKA_TOKEN, &yes, sizeof(yes)},
-      {CKA_UNWRAP, &yes, sizeof(yes)},
-  };
-  CK_ATTRIBUTE public_search[] = {
-      {CKA_CLASS, &public_class, sizeof(public_class)},
-      {CKA_KEY_TYPE, &rsa, sizeof(rsa)},
-      {CKA_TOKEN, &yes, sizeof(yes)},
-      {CKA_WRAP, &yes, sizeof(yes)},
-  };
-  // Signing keys likewise: EC keys that sign, and their verifying halves.
-  CK_ATTRIBUTE signing_private_search[] = {
-      {CKA_CLASS, &private_class, sizeof(private_class)},
-      {CKA_KEY_TYPE, &ec, sizeof(ec)},
-      {CKA_TOKEN, &yes, sizeof(yes)},
-      {CKA_SIGN, &yes, sizeof(yes)},
-  };
-  CK_ATTRIBUTE signing_public_search[] = {
-      {CKA_CLASS, &public_class, sizeof(public_class)},
-      {CKA_KEY_TYPE, &ec, sizeof(ec)},
-      {CKA_TOKEN, &yes, sizeof(yes)},
-      {CKA_VERIFY, &yes, sizeof(yes)},
-  };
-  KMS_ASSIGN_OR_RETURN(auto aes_keys, FindWithIds(lease, aes_search, 3, "an AES key",
-                                                  token_label_));
-  KMS_ASSIGN_OR_RETURN(auto signing_private_keys,
-                       FindWithIds(lease, signing_private_search, 4, "an EC private key",
-                                   token_label_));
-  KMS_ASSIGN_OR_RETURN(auto signing_public_keys,
-                       FindWithIds(lease, signing_public_search, 4, "an EC public key",
-                                   token_label_));
-  KMS_ASSIGN_OR_RETURN(auto private_keys, FindWithIds(lease, private_search, 4,
-                                                      "an RSA private key", token_label_));
-  KMS_ASSIGN_OR_RETURN(auto public_keys, FindWithIds(lease, public_search, 4,
-                                                     "an RSA public key", token_label_));
-
+  std::vector<FoundObject> found;
+  {
+    SessionPool::Lease lease(sessions_.get());
+    KMS_ASSIGN_OR_RETURN(found, FindTokenObjects(lease));
+  }
+  std::vector<std::pair<std::string, CK_OBJECT_HANDLE>> public_keys;
+  std::vector<std::pair<std::string, CK_OBJECT_HANDLE>> signing_public_keys;
   std::map<std::string, CachedObject> objects;
-  for (const auto& [id, handle] : aes_keys) {
-    if (!objects.emplace(id, CachedObject{ObjectKind::kAesKey, handle, CK_INVALID_HANDLE})
-             .second) {
-      return DuplicateId("AES key", id);
+  // Private halves and AES keys first, so public halves find their pair
+  // whatever order the token lists objects in.
+  for (FoundObject& object : found) {
+    if (object.id.empty()) {
+      // kmsd always sets CKA_ID: an object without one is not kmsd's.
+      KMS_LOG(WARNING) << "ignoring " << FoundKindName(object.kind) << " without CKA_ID on token '"
+                       << token_label_ << "'";
+      continue;
     }
-  }
-  for (const auto& [id, handle] : private_keys) {
-    if (!objects.emplace(id, CachedObject{ObjectKind::kWrappingKey, handle, CK_INVALID_HANDLE})
-             .second) {
-      return DuplicateId("key", id);
-    }
-  }
-  for (const auto& [id, handle] : signing_private_keys) {
-    if (!objects.emplace(id, CachedObject{ObjectKind::kSigningKey, handle, CK_INVALID_HANDLE})
-             .second) {
-      return DuplicateId("key", id);
+    switch (object.kind) {
+      case FoundKind::kAesKey:
+        if (!objects.emplace(object.id,
+                             CachedObject{ObjectKind::kAesKey, object.handle, CK_INVALID_HANDLE})
+                 .second) {
+          const bool both_aes = objects.at(object.id).kind == ObjectKind::kAesKey;
+          return DuplicateId(both_aes ? "AES key" : "key", object.id);
+        }
+        break;
+      case FoundKind::kRsaPrivateUnwrap:
+      case FoundKind::kEcPrivateSign: {
+        const ObjectKind kind = object.kind == FoundKind::kRsaPrivateUnwrap
+                                    ? ObjectKind::kWrappingKey
+                                    : ObjectKind::kSigningKey;
+        if (!objects.emplace(object.id, CachedObject{kind, object.handle, CK_INVALID_HANDLE})
+                 .second) {
+          return DuplicateId("key", object.id);
+        }
+        break;
+      }
+      case FoundKind::kRsaPublicWrap:
+        public_keys.emplace_back(std::move(object.id), object.handle);
+        break;
+      case FoundKind::kEcPublicVerify:
+        signing_public_keys.emplace_back(std::move(object.id), object.handle);
+        break;
+      case FoundKind::kOther:
+        break;
     }
   }
   // Pairs each public half with the private half of `kind` under its id.

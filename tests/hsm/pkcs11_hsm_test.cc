@@ -535,6 +535,29 @@ TEST_F(Pkcs11ToolTest, KeyWithAnIdLongerThanKmsdMakesIsStillListed) {
   EXPECT_THAT(hsm->ListKeyIds(), ElementsAre(long_id));
 }
 
+TEST_F(Pkcs11ToolTest, ObjectsThatAreNotKeysAreIgnored) {
+  {
+    std::unique_ptr<Pkcs11Hsm> hsm = Open();
+    ASSERT_NE(hsm, nullptr);
+    ASSERT_TRUE(hsm->GenerateAesKey("k1").ok());
+  }
+  // A data object under the same id: it has no key type and no usage flags,
+  // so Open's one-call attribute read reports some attributes invalid.
+  const std::string data_file = absl::StrCat(::testing::TempDir(), "/kmsd-data-object");
+  FILE* file = fopen(data_file.c_str(), "w");
+  ASSERT_NE(file, nullptr);
+  fputs("not a key", file);
+  fclose(file);
+  const auto [exit_code, output] = Pkcs11Tool(absl::StrCat(
+      "--write-object ", data_file, " --type data --id 6b31 --label data --private"));
+  ASSERT_EQ(exit_code, 0) << output;
+  std::unique_ptr<Pkcs11Hsm> hsm = Open();
+  ASSERT_NE(hsm, nullptr);
+  EXPECT_THAT(hsm->ListKeyIds(), ElementsAre("k1"));
+  auto ciphertext = hsm->EncryptGcm("k1", kIv, "data key", kAad);
+  EXPECT_TRUE(ciphertext.ok()) << ciphertext.status();
+}
+
 TEST_F(Pkcs11ToolTest, TwoKeysWithOneIdStopOpen) {
   {
     std::unique_ptr<Pkcs11Hsm> hsm = Open();
