@@ -259,7 +259,8 @@ v1::KeyMetadata KeyService::ToMetadata(const KeyRecord& key) const {
 
 absl::StatusOr<std::string> KeyService::EncryptUnder(const KeyRecord& key,
                                                      absl::string_view plaintext,
-                                                     const EncryptionContext& context) {
+                                                     const EncryptionContext& context,
+                                                     absl::string_view iv) {
   if (key.current_version_id.empty()) {
     return InternalError(absl::StrCat("key ", key.key_id, " is enabled but has no key material"));
   }
@@ -271,9 +272,16 @@ absl::StatusOr<std::string> KeyService::EncryptUnder(const KeyRecord& key,
   CiphertextBlob blob;
   blob.key_id = key.key_id;
   blob.key_version_id = key.current_version_id;
-  absl::StatusOr<SecretBytes> iv = hsm_.GenerateRandom(kBlobIvSize);
-  if (!iv.ok()) return FromHsm(iv.status(), "GenerateRandom(iv)");
-  blob.iv = std::string(iv->secret());  // an IV is not secret once used
+  if (iv.empty()) {
+    absl::StatusOr<SecretBytes> drawn = hsm_.GenerateRandom(kBlobIvSize);
+    if (!drawn.ok()) return FromHsm(drawn.status(), "GenerateRandom(iv)");
+    blob.iv = std::string(drawn->secret());  // an IV is not secret once used
+  } else if (iv.size() != kBlobIvSize) {
+    return InternalError(absl::StrCat("blob IV must be ", kBlobIvSize, " bytes, got ",
+                                      iv.size()));
+  } else {
+    blob.iv = std::string(iv);
+  }
   absl::StatusOr<std::string> sealed =
       hsm_.EncryptGcm(blob.key_version_id, blob.iv, plaintext,
                       BlobAad(blob, CanonicalContext(context)));
@@ -1157,10 +1165,16 @@ absl::StatusOr<std::pair<SecretBytes, std::string>> KeyService::NewDataKey(
   KMS_RETURN_IF_ERROR(ValidateContext(context, "encryption_context"));
   KMS_ASSIGN_OR_RETURN(*key_out, ResolveKey("key_id", key_id));
   KMS_RETURN_IF_ERROR(CheckUsableForCrypto(*key_out, key_id));
-  absl::StatusOr<SecretBytes> data_key = hsm_.GenerateRandom(static_cast<size_t>(length));
-  if (!data_key.ok()) return FromHsm(data_key.status(), "GenerateRandom(data key)");
-  KMS_ASSIGN_OR_RETURN(std::string blob, EncryptUnder(*key_out, data_key->secret(), context));
-  return std::make_pair(*std::move(data_key), std::move(blob));
+  // The data key and the blob's IV in one draw: one HSM call (and one audit
+  // record) fewer on the busiest path.
+  absl::StatusOr<SecretBytes> random =
+      hsm_.GenerateRandom(static_cast<size_t>(length) + kBlobIvSize);
+  if (!random.ok()) return FromHsm(random.status(), "GenerateRandom(data key and IV)");
+  const absl::string_view drawn = random->secret();
+  SecretBytes data_key = SecretBytes::CopyFrom(drawn.substr(0, static_cast<size_t>(length)));
+  KMS_ASSIGN_OR_RETURN(std::string blob, EncryptUnder(*key_out, data_key.secret(), context,
+                                                      drawn.substr(static_cast<size_t>(length))));
+  return std::make_pair(std::move(data_key), std::move(blob));
 }
 
 absl::StatusOr<v1::GenerateDataKeyResponse> KeyService::GenerateDataKey(

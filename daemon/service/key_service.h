@@ -257,9 +257,12 @@ class KeyService {
   v1::KeyMetadata ToMetadata(const keystore::KeyRecord& key) const;
 
   // Encrypts `plaintext` under the key's current version, binding `context`.
+  // `iv`, if not empty, is the blob's IV (kBlobIvSize bytes, fresh from the
+  // HSM's generator); otherwise one is drawn from the HSM.
   absl::StatusOr<std::string> EncryptUnder(const keystore::KeyRecord& key,
                                            absl::string_view plaintext,
-                                           const EncryptionContext& context);
+                                           const EncryptionContext& context,
+                                           absl::string_view iv = {});
   // Parses and decrypts a blob; `expected_key_field`/`expected_key_id`, when
   // the latter is non-empty, name the key the caller says the blob is for.
   absl::StatusOr<Decrypted> DecryptBlob(absl::string_view blob_bytes,

@@ -503,6 +503,26 @@ TEST_F(KeyServiceTest, GenerateDataKeyReturnsAKeyItsBlobDecryptsTo) {
   }
 }
 
+TEST_F(KeyServiceTest, GenerateDataKeyDrawsKeyAndIvInOneHsmCall) {
+  const std::string key_id = NewKey();
+  v1::GenerateDataKeyRequest r;
+  r.set_key_id(key_id);
+  r.set_key_spec(v1::AES_256);
+  auto warm = service_->GenerateDataKey(r);  // the first use reserves encryptions
+  ASSERT_TRUE(warm.ok()) << warm.status();
+  const int64_t random_before = faulty_->CallCount(testing::FaultInjectingHsm::kGenerateRandom);
+  const int64_t total_before = faulty_->CallCount();
+  auto dk = service_->GenerateDataKey(r);
+  ASSERT_TRUE(dk.ok()) << dk.status();
+  // One draw for the key and the IV, one encryption: two HSM calls, two
+  // audit records.
+  EXPECT_EQ(faulty_->CallCount(testing::FaultInjectingHsm::kGenerateRandom), random_before + 1);
+  EXPECT_EQ(faulty_->CallCount(), total_before + 2);
+  // The blob still decrypts to the whole key.
+  EXPECT_EQ(*Decrypt(dk->ciphertext_blob(), {}), dk->plaintext());
+  EXPECT_NE(dk->plaintext(), warm->plaintext());
+}
+
 TEST_F(KeyServiceTest, GenerateDataKeyNeedsExactlyOneSize) {
   const std::string key_id = NewKey();
   v1::GenerateDataKeyRequest r;
