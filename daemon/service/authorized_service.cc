@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <map>
+#include <optional>
 #include <utility>
 
 #include "absl/strings/escaping.h"
@@ -227,10 +228,10 @@ absl::StatusOr<v1::DeleteAliasResponse> AuthorizedService::DeleteAlias(
 absl::StatusOr<v1::EncryptResponse> AuthorizedService::Encrypt(
     const Caller& caller, const v1::EncryptRequest& request, CallFacts* facts) {
   const ContextMap context = ToMap(request.encryption_context());
-  KMS_RETURN_IF_ERROR(
-      AuthorizeNamedKey(caller, "kms:Encrypt", "key_id", request.key_id(), &context, facts)
-          .status());
-  KMS_ASSIGN_OR_RETURN(v1::EncryptResponse response, keys_.Encrypt(request));
+  KMS_ASSIGN_OR_RETURN(
+      const KeyRecord key,
+      AuthorizeNamedKey(caller, "kms:Encrypt", "key_id", request.key_id(), &context, facts));
+  KMS_ASSIGN_OR_RETURN(v1::EncryptResponse response, keys_.Encrypt(request, &key));
   facts->key_version_id = VersionOf(response.ciphertext_blob());
   return response;
 }
@@ -238,10 +239,11 @@ absl::StatusOr<v1::EncryptResponse> AuthorizedService::Encrypt(
 absl::StatusOr<v1::GenerateDataKeyResponse> AuthorizedService::GenerateDataKey(
     const Caller& caller, const v1::GenerateDataKeyRequest& request, CallFacts* facts) {
   const ContextMap context = ToMap(request.encryption_context());
-  KMS_RETURN_IF_ERROR(AuthorizeNamedKey(caller, "kms:GenerateDataKey", "key_id",
-                                        request.key_id(), &context, facts)
-                          .status());
-  KMS_ASSIGN_OR_RETURN(v1::GenerateDataKeyResponse response, keys_.GenerateDataKey(request));
+  KMS_ASSIGN_OR_RETURN(const KeyRecord key,
+                       AuthorizeNamedKey(caller, "kms:GenerateDataKey", "key_id",
+                                         request.key_id(), &context, facts));
+  KMS_ASSIGN_OR_RETURN(v1::GenerateDataKeyResponse response,
+                       keys_.GenerateDataKey(request, &key));
   facts->key_version_id = VersionOf(response.ciphertext_blob());
   return response;
 }
@@ -251,11 +253,11 @@ AuthorizedService::GenerateDataKeyWithoutPlaintext(
     const Caller& caller, const v1::GenerateDataKeyWithoutPlaintextRequest& request,
     CallFacts* facts) {
   const ContextMap context = ToMap(request.encryption_context());
-  KMS_RETURN_IF_ERROR(AuthorizeNamedKey(caller, "kms:GenerateDataKeyWithoutPlaintext", "key_id",
-                                        request.key_id(), &context, facts)
-                          .status());
+  KMS_ASSIGN_OR_RETURN(const KeyRecord key,
+                       AuthorizeNamedKey(caller, "kms:GenerateDataKeyWithoutPlaintext", "key_id",
+                                         request.key_id(), &context, facts));
   KMS_ASSIGN_OR_RETURN(v1::GenerateDataKeyWithoutPlaintextResponse response,
-                       keys_.GenerateDataKeyWithoutPlaintext(request));
+                       keys_.GenerateDataKeyWithoutPlaintext(request, &key));
   facts->key_version_id = VersionOf(response.ciphertext_blob());
   return response;
 }
@@ -265,6 +267,7 @@ absl::StatusOr<v1::DecryptResponse> AuthorizedService::Decrypt(
   // The ciphertext names its key. One that does not parse, or names no key
   // here, is KeyService's InvalidCiphertextException: nothing to protect.
   absl::StatusOr<CiphertextBlob> blob = CiphertextBlob::Parse(request.ciphertext_blob());
+  std::optional<KeyRecord> authorized;
   if (blob.ok()) {
     absl::StatusOr<KeyRecord> key = store_.GetKey(blob->key_id);
     if (key.ok()) {
@@ -272,11 +275,12 @@ absl::StatusOr<v1::DecryptResponse> AuthorizedService::Decrypt(
       facts->key_version_id = blob->key_version_id;
       const ContextMap context = ToMap(request.encryption_context());
       KMS_RETURN_IF_ERROR(AuthorizeOn(caller, "kms:Decrypt", *key, &context));
+      authorized = *std::move(key);
     } else if (!absl::IsNotFound(key.status())) {
       return key.status();
     }
   }
-  return keys_.Decrypt(request);
+  return keys_.Decrypt(request, authorized ? &*authorized : nullptr);
 }
 
 absl::StatusOr<v1::ReEncryptResponse> AuthorizedService::ReEncrypt(

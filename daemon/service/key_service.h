@@ -209,18 +209,27 @@ class KeyService {
 
   // ---- data plane. Keys must be ENABLED: DisabledException for a disabled
   // key, KMSInvalidStateException for one pending deletion or import.
-  // Encrypt: plaintext 1..4096 bytes.
-  absl::StatusOr<v1::EncryptResponse> Encrypt(const v1::EncryptRequest& request);
+  // `key`, where a method takes one, is the key's record as the caller has
+  // just read it to authorise the call (AuthorizedService): the call then
+  // uses that record instead of reading it again, so authorisation and use
+  // see one state of the key. nullptr: the method reads it.
+  // Encrypt: plaintext 1..4096 bytes. `key`: resolved from request.key_id.
+  absl::StatusOr<v1::EncryptResponse> Encrypt(const v1::EncryptRequest& request,
+                                              const keystore::KeyRecord* key = nullptr);
   // Decrypt: InvalidCiphertextException for any blob that does not parse or
   // authenticate (including a wrong context and a blob naming an unknown key);
   // IncorrectKeyException when key_id is given and the blob is another key's.
-  absl::StatusOr<v1::DecryptResponse> Decrypt(const v1::DecryptRequest& request);
+  // `key`: the key the blob names (ignored if the blob names another).
+  absl::StatusOr<v1::DecryptResponse> Decrypt(const v1::DecryptRequest& request,
+                                              const keystore::KeyRecord* key = nullptr);
   absl::StatusOr<v1::ReEncryptResponse> ReEncrypt(const v1::ReEncryptRequest& request);
   // GenerateDataKey*: exactly one of key_spec and number_of_bytes (1..1024).
+  // `key`: resolved from request.key_id.
   absl::StatusOr<v1::GenerateDataKeyResponse> GenerateDataKey(
-      const v1::GenerateDataKeyRequest& request);
+      const v1::GenerateDataKeyRequest& request, const keystore::KeyRecord* key = nullptr);
   absl::StatusOr<v1::GenerateDataKeyWithoutPlaintextResponse> GenerateDataKeyWithoutPlaintext(
-      const v1::GenerateDataKeyWithoutPlaintextRequest& request);
+      const v1::GenerateDataKeyWithoutPlaintextRequest& request,
+      const keystore::KeyRecord* key = nullptr);
   // GenerateRandom: number_of_bytes 1..1024, from the HSM.
   absl::StatusOr<v1::GenerateRandomResponse> GenerateRandom(
       const v1::GenerateRandomRequest& request);
@@ -265,15 +274,19 @@ class KeyService {
                                            absl::string_view iv = {});
   // Parses and decrypts a blob; `expected_key_field`/`expected_key_id`, when
   // the latter is non-empty, name the key the caller says the blob is for.
+  // `blob_key`, if not null and the key the blob names, is used instead of
+  // reading that key.
   absl::StatusOr<Decrypted> DecryptBlob(absl::string_view blob_bytes,
                                         const EncryptionContext& context,
                                         absl::string_view expected_key_field,
-                                        absl::string_view expected_key_id);
-  // Shared body of GenerateDataKey and GenerateDataKeyWithoutPlaintext.
+                                        absl::string_view expected_key_id,
+                                        const keystore::KeyRecord* blob_key = nullptr);
+  // Shared body of GenerateDataKey and GenerateDataKeyWithoutPlaintext;
+  // `resolved` as their `key`.
   absl::StatusOr<std::pair<SecretBytes, std::string>> NewDataKey(
       absl::string_view key_id, const google::protobuf::Map<std::string, std::string>& context,
       const std::optional<int>& number_of_bytes, v1::DataKeySpec key_spec,
-      keystore::KeyRecord* key_out);
+      const keystore::KeyRecord* resolved, keystore::KeyRecord* key_out);
 
   // Makes new material current for `key`, crash-safely (intent, HSM object,
   // metadata commit). AUTOMATIC rotations also schedule the next one.

@@ -523,6 +523,36 @@ TEST_F(KeyServiceTest, GenerateDataKeyDrawsKeyAndIvInOneHsmCall) {
   EXPECT_NE(dk->plaintext(), warm->plaintext());
 }
 
+TEST_F(KeyServiceTest, DataPlaneUsesTheKeyRecordTheCallerAuthorisedOn) {
+  const std::string key_id = NewKey();
+  auto blob = Encrypt(key_id, "p");
+  ASSERT_TRUE(blob.ok()) << blob.status();
+  // The record an authoriser read, in a state the store no longer has: the
+  // call goes by what was authorised, not by a second read.
+  auto record = store_->GetKey(key_id);
+  ASSERT_TRUE(record.ok()) << record.status();
+  record->state = keystore::KeyState::kDisabled;
+  v1::GenerateDataKeyRequest gdk;
+  gdk.set_key_id(key_id);
+  gdk.set_key_spec(v1::AES_256);
+  EXPECT_ERROR(service_->GenerateDataKey(gdk, &*record), kFailedPrecondition,
+               "DisabledException");
+  v1::EncryptRequest encrypt;
+  encrypt.set_key_id(key_id);
+  encrypt.set_plaintext("p");
+  EXPECT_ERROR(service_->Encrypt(encrypt, &*record), kFailedPrecondition, "DisabledException");
+  v1::DecryptRequest decrypt;
+  decrypt.set_ciphertext_blob(*blob);
+  EXPECT_ERROR(service_->Decrypt(decrypt, &*record), kFailedPrecondition, "DisabledException");
+  // A record of another key than the blob names is not used for it.
+  const std::string other_id = NewKey();
+  auto other = store_->GetKey(other_id);
+  ASSERT_TRUE(other.ok()) << other.status();
+  other->state = keystore::KeyState::kDisabled;
+  EXPECT_TRUE(service_->Decrypt(decrypt, &*other).ok());
+  EXPECT_TRUE(service_->GenerateDataKey(gdk).ok());
+}
+
 TEST_F(KeyServiceTest, GenerateDataKeyNeedsExactlyOneSize) {
   const std::string key_id = NewKey();
   v1::GenerateDataKeyRequest r;
