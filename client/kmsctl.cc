@@ -322,7 +322,7 @@ struct DataKeyShape {
     if (number_of_bytes_flag->count() > 0) {
       request->set_number_of_bytes(number_of_bytes);
     } else {
-      v1::DataKeySpec spec;
+      v1::DataKeySpec spec = v1::DATA_KEY_SPEC_UNSPECIFIED;
       v1::DataKeySpec_Parse(key_spec, &spec);  // IsMember checked the name
       request->set_key_spec(spec);
     }
@@ -400,7 +400,7 @@ void AddCreateKey(CommandTable& commands) {
         }
         v1::CreateKeyRequest request;
         request.set_description(args->description);
-        v1::OriginType origin;
+        v1::OriginType origin = v1::ORIGIN_TYPE_UNSPECIFIED;
         v1::OriginType_Parse(args->origin, &origin);  // IsMember checked the name
         request.set_origin(origin);
         for (const auto& [key, value] : tags) {
