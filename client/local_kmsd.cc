@@ -20,6 +20,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
 #include "absl/time/clock.h"
+#include "daemon/common/child_process.h"
 
 namespace kms::bench {
 namespace {
@@ -42,26 +43,6 @@ std::string TailOfLog(const std::string& path) {
 
 std::string ErrnoText(const std::string& what) {
   return absl::StrCat(what, ": ", std::strerror(errno));
-}
-
-int ExitCodeOf(int wait_status) {
-  if (WIFEXITED(wait_status)) return WEXITSTATUS(wait_status);
-  if (WIFSIGNALED(wait_status)) return 128 + WTERMSIG(wait_status);
-  return -1;
-}
-
-// Waits up to `timeout` for `pid` to exit; its exit code, or nullopt.
-std::optional<int> WaitForExit(pid_t pid, absl::Duration timeout) {
-  const absl::Time deadline = absl::Now() + timeout;
-  while (true) {
-    int status = 0;
-    const pid_t r = ::waitpid(pid, &status, WNOHANG);
-    if (r == pid) return ExitCodeOf(status);
-    if (r < 0 && errno != EINTR) return std::nullopt;
-    if (absl::Now() > deadline) return std::nullopt;
-    // Another process's exit: nothing to wait on but time.
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
 }
 
 void RemoveTree(const std::string& path) {
@@ -151,7 +132,7 @@ absl::StatusOr<std::unique_ptr<LocalKmsd>> LocalKmsd::Start(Options options) {
                              " before serving");
     } else if (absl::Now() > deadline) {
       ::kill(pid, SIGKILL);
-      WaitForExit(pid, absl::Seconds(10));
+      WaitForChildExit(pid, absl::Seconds(10));
       failure =
           absl::StrCat("kmsd did not serve within ", absl::FormatDuration(options.start_timeout));
     }
@@ -177,7 +158,7 @@ LocalKmsd::LocalKmsd(Options options, std::string temp_dir, std::string data_dir
 LocalKmsd::~LocalKmsd() {
   if (pid_ > 0) {
     ::kill(pid_, SIGKILL);
-    WaitForExit(pid_, absl::Seconds(10));
+    WaitForChildExit(pid_, absl::Seconds(10));
   }
   RemoveTree(temp_dir_);
 }
@@ -196,10 +177,10 @@ client::ClientOptions LocalKmsd::ClientOptionsForAdmin() const {
 absl::Status LocalKmsd::Stop() {
   if (pid_ <= 0) return absl::FailedPreconditionError("kmsd is not running");
   ::kill(pid_, SIGTERM);
-  const std::optional<int> code = WaitForExit(pid_, options_.stop_timeout);
+  const std::optional<int> code = WaitForChildExit(pid_, options_.stop_timeout);
   if (!code.has_value()) {
     ::kill(pid_, SIGKILL);
-    WaitForExit(pid_, absl::Seconds(10));
+    WaitForChildExit(pid_, absl::Seconds(10));
     pid_ = -1;
     return absl::DeadlineExceededError(absl::StrCat(
         "kmsd did not stop within ", absl::FormatDuration(options_.stop_timeout), "; killed"));

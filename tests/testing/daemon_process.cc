@@ -18,6 +18,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
+#include "daemon/common/child_process.h"
 
 extern char** environ;
 
@@ -45,26 +46,6 @@ std::vector<std::string> Environment(const std::vector<std::string>& extra) {
   }
   env.insert(env.end(), extra.begin(), extra.end());
   return env;
-}
-
-int ExitCodeOf(int wait_status) {
-  if (WIFEXITED(wait_status)) return WEXITSTATUS(wait_status);
-  if (WIFSIGNALED(wait_status)) return 128 + WTERMSIG(wait_status);
-  return -1;
-}
-
-// Waits for `pid` up to `timeout`; returns the exit code or nullopt.
-std::optional<int> WaitFor(pid_t pid, absl::Duration timeout) {
-  const absl::Time deadline = absl::Now() + timeout;
-  while (true) {
-    int status = 0;
-    pid_t r = ::waitpid(pid, &status, WNOHANG);
-    if (r == pid) return ExitCodeOf(status);
-    if (r < 0 && errno != EINTR) return std::nullopt;
-    if (absl::Now() > deadline) return std::nullopt;
-    // Polling a child's exit; no clock to inject in another process.
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  }
 }
 
 std::string ReadFile(const std::string& path) {
@@ -156,7 +137,7 @@ CommandResult RunCommand(const std::vector<std::string>& argv,
   if (in_open) ::close(in_pipe[1]);
   ::close(out_pipe[0]);
   ::close(err_pipe[0]);
-  result.exit_code = WaitFor(pid, absl::Seconds(10)).value_or(-1);
+  result.exit_code = WaitForChildExit(pid, absl::Seconds(10)).value_or(-1);
   return result;
 }
 
@@ -251,7 +232,7 @@ absl::StatusOr<std::unique_ptr<DaemonProcess>> DaemonProcess::Start(Options opti
     }
     if (absl::Now() > deadline) {
       ::kill(pid, SIGKILL);
-      WaitFor(pid, absl::Seconds(10));
+      WaitForChildExit(pid, absl::Seconds(10));
       return absl::UnavailableError(
           absl::StrCat("kmsd did not serve in time; log:\n", ReadFile(log_path)));
     }
@@ -265,10 +246,10 @@ std::string DaemonProcess::ReadLog() const { return ReadFile(log_path_); }
 absl::StatusOr<int> DaemonProcess::Stop(int signal, absl::Duration timeout) {
   if (pid_ <= 0) return absl::FailedPreconditionError("kmsd is not running");
   ::kill(pid_, signal);
-  std::optional<int> code = WaitFor(pid_, timeout);
+  std::optional<int> code = WaitForChildExit(pid_, timeout);
   if (!code.has_value()) {
     ::kill(pid_, SIGKILL);
-    WaitFor(pid_, absl::Seconds(10));
+    WaitForChildExit(pid_, absl::Seconds(10));
     pid_ = -1;
     return absl::DeadlineExceededError("kmsd did not exit in time; killed");
   }
@@ -279,7 +260,7 @@ absl::StatusOr<int> DaemonProcess::Stop(int signal, absl::Duration timeout) {
 DaemonProcess::~DaemonProcess() {
   if (pid_ > 0) {
     ::kill(pid_, SIGKILL);
-    WaitFor(pid_, absl::Seconds(10));
+    WaitForChildExit(pid_, absl::Seconds(10));
   }
 }
 
