@@ -282,6 +282,31 @@ absl::Status Pkcs11Hsm::LoadHandleCache() {
 
 namespace {
 
+// Every object matching the `size` attributes of `search` (all objects the
+// session can see for size 0), in one C_FindObjects search.
+absl::StatusOr<std::vector<CK_OBJECT_HANDLE>> FindAll(SessionPool::Lease& lease,
+                                                      CK_ATTRIBUTE* search, CK_ULONG size) {
+  CK_FUNCTION_LIST* fn = lease.fn();
+  const CK_SESSION_HANDLE session = lease.session();
+  KMS_RETURN_IF_ERROR(
+      lease.Check(fn->C_FindObjectsInit(session, search, size), "C_FindObjectsInit"));
+  std::vector<CK_OBJECT_HANDLE> found;
+  absl::Status status;
+  for (;;) {
+    CK_OBJECT_HANDLE batch[256];
+    CK_ULONG count = 0;
+    status = lease.Check(fn->C_FindObjects(session, batch, 256, &count), "C_FindObjects");
+    if (!status.ok() || count == 0) break;
+    found.insert(found.end(), batch, batch + count);
+  }
+  // Always end the search, even after an error, so the session is clean.
+  absl::Status final_status =
+      lease.Check(fn->C_FindObjectsFinal(session), "C_FindObjectsFinal");
+  KMS_RETURN_IF_ERROR(status);
+  KMS_RETURN_IF_ERROR(final_status);
+  return found;
+}
+
 // What Open needs to know of one token object to cache it.
 enum class FoundKind {
   kOther,            // not kmsd's kind of object: skipped
@@ -321,22 +346,7 @@ absl::StatusOr<std::vector<FoundObject>> FindTokenObjects(SessionPool::Lease& le
   const CK_SESSION_HANDLE session = lease.session();
   CK_BBOOL yes = CK_TRUE;
   CK_ATTRIBUTE search[] = {{CKA_TOKEN, &yes, sizeof(yes)}};
-  KMS_RETURN_IF_ERROR(
-      lease.Check(fn->C_FindObjectsInit(session, search, 1), "C_FindObjectsInit"));
-  std::vector<CK_OBJECT_HANDLE> found;
-  absl::Status status;
-  for (;;) {
-    CK_OBJECT_HANDLE batch[256];
-    CK_ULONG count = 0;
-    status = lease.Check(fn->C_FindObjects(session, batch, 256, &count), "C_FindObjects");
-    if (!status.ok() || count == 0) break;
-    found.insert(found.end(), batch, batch + count);
-  }
-  // Always end the search, even after an error, so the session is clean.
-  absl::Status final_status =
-      lease.Check(fn->C_FindObjectsFinal(session), "C_FindObjectsFinal");
-  KMS_RETURN_IF_ERROR(status);
-  KMS_RETURN_IF_ERROR(final_status);
+  KMS_ASSIGN_OR_RETURN(const std::vector<CK_OBJECT_HANDLE> found, FindAll(lease, search, 1));
 
   std::vector<FoundObject> result;
   result.reserve(found.size());
@@ -1627,24 +1637,8 @@ absl::StatusOr<std::string> Pkcs11Hsm::SignEcdsaP256Sha256(absl::string_view obj
 
 absl::StatusOr<size_t> Pkcs11Hsm::CountObjectsForTesting() {
   SessionPool::Lease lease(sessions_.get());
-  CK_FUNCTION_LIST* fn = lease.fn();
-  const CK_SESSION_HANDLE session = lease.session();
-  KMS_RETURN_IF_ERROR(
-      lease.Check(fn->C_FindObjectsInit(session, nullptr, 0), "C_FindObjectsInit"));
-  size_t total = 0;
-  absl::Status status;
-  for (;;) {
-    CK_OBJECT_HANDLE batch[256];
-    CK_ULONG count = 0;
-    status = lease.Check(fn->C_FindObjects(session, batch, 256, &count), "C_FindObjects");
-    if (!status.ok() || count == 0) break;
-    total += count;
-  }
-  absl::Status final_status =
-      lease.Check(fn->C_FindObjectsFinal(session), "C_FindObjectsFinal");
-  KMS_RETURN_IF_ERROR(status);
-  KMS_RETURN_IF_ERROR(final_status);
-  return total;
+  KMS_ASSIGN_OR_RETURN(const std::vector<CK_OBJECT_HANDLE> found, FindAll(lease, nullptr, 0));
+  return found.size();
 }
 
 }  // namespace kms::hsm
