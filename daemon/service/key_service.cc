@@ -218,6 +218,13 @@ absl::StatusOr<KeyRecord> KeyService::ResolveKey(absl::string_view field,
   return key;
 }
 
+absl::StatusOr<KeyRecord> KeyService::ResolvedOrResolve(const KeyRecord* resolved,
+                                                        absl::string_view field,
+                                                        absl::string_view key_id) {
+  if (resolved != nullptr) return *resolved;
+  return ResolveKey(field, key_id);
+}
+
 absl::StatusOr<KeyRecord> KeyService::ResolveKeyNotAlias(absl::string_view field,
                                                          absl::string_view key_id) {
   KMS_ASSIGN_OR_RETURN(KeyIdentifier id, names_.Parse(field, key_id));
@@ -1100,12 +1107,7 @@ absl::StatusOr<v1::EncryptResponse> KeyService::Encrypt(const v1::EncryptRequest
                                  1, kMaxBlobPlaintext));
   const EncryptionContext context = ContextFromProto(request.encryption_context());
   KMS_RETURN_IF_ERROR(ValidateContext(context, "encryption_context"));
-  KeyRecord key;
-  if (resolved != nullptr) {
-    key = *resolved;
-  } else {
-    KMS_ASSIGN_OR_RETURN(key, ResolveKey("key_id", request.key_id()));
-  }
+  KMS_ASSIGN_OR_RETURN(KeyRecord key, ResolvedOrResolve(resolved, "key_id", request.key_id()));
   KMS_RETURN_IF_ERROR(CheckUsableForCrypto(key, request.key_id()));
   KMS_ASSIGN_OR_RETURN(std::string blob, EncryptUnder(key, request.plaintext(), context));
   v1::EncryptResponse response;
@@ -1175,11 +1177,7 @@ absl::StatusOr<std::pair<SecretBytes, std::string>> KeyService::NewDataKey(
   }
   const EncryptionContext context = ContextFromProto(proto_context);
   KMS_RETURN_IF_ERROR(ValidateContext(context, "encryption_context"));
-  if (resolved != nullptr) {
-    *key_out = *resolved;
-  } else {
-    KMS_ASSIGN_OR_RETURN(*key_out, ResolveKey("key_id", key_id));
-  }
+  KMS_ASSIGN_OR_RETURN(*key_out, ResolvedOrResolve(resolved, "key_id", key_id));
   KMS_RETURN_IF_ERROR(CheckUsableForCrypto(*key_out, key_id));
   // The data key and the blob's IV in one draw: one HSM call (and one audit
   // record) fewer on the busiest path.

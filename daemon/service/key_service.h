@@ -251,6 +251,11 @@ class KeyService {
   // malformed identifier.
   absl::StatusOr<keystore::KeyRecord> ResolveKey(absl::string_view field,
                                                  absl::string_view key_id);
+  // `resolved` (a data-plane method's `key`, see above) if not null, else
+  // ResolveKey(field, key_id).
+  absl::StatusOr<keystore::KeyRecord> ResolvedOrResolve(const keystore::KeyRecord* resolved,
+                                                        absl::string_view field,
+                                                        absl::string_view key_id);
 
   const ResourceNames& resource_names() const { return names_; }
 
