@@ -9,7 +9,7 @@ PACKAGES="
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler libabsl-dev
   libssl-dev libsqlite3-dev libyaml-cpp-dev libcli11-dev libp11-kit-dev nlohmann-json3-dev
   libgtest-dev libgmock-dev libbenchmark-dev
-  softhsm2 opensc faketime python3 python3-grpcio python3-protobuf
+  softhsm2 opensc sqlite3 faketime python3 python3-grpcio python3-protobuf
   clang libclang-rt-14-dev
 "
 
