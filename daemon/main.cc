@@ -35,6 +35,7 @@
 #include "daemon/common/clock.h"
 #include "daemon/common/logging.h"
 #include "daemon/common/status_macros.h"
+#include "daemon/keystore/caching_key_store.h"
 #include "daemon/keystore/sqlite_key_store.h"
 #include "daemon/server/config.h"
 #include "daemon/server/data_dir.h"
@@ -192,8 +193,11 @@ absl::Status Serve(server::Config config, const std::string& port_file,
   // ---- metadata
   const std::string database =
       config.database.empty() ? absl::StrCat(data_dir, "/kmsd.db") : config.database;
-  KMS_ASSIGN_OR_RETURN(std::unique_ptr<keystore::SqliteKeyStore> store,
+  KMS_ASSIGN_OR_RETURN(std::unique_ptr<keystore::SqliteKeyStore> sqlite_store,
                        keystore::SqliteKeyStore::Open(database));
+  // Every read and write of the database goes through the cache from here on
+  // (it relies on seeing every write).
+  auto store = std::make_unique<keystore::CachingKeyStore>(std::move(sqlite_store));
   KMS_LOG(INFO) << "key store: " << database;
 
   // ---- the audit log, open before anything is done that it must record

@@ -25,6 +25,7 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
+#include "daemon/keystore/caching_key_store.h"
 #include "daemon/keystore/key_store.h"
 #include "daemon/keystore/sqlite_key_store.h"
 #include "gmock/gmock.h"
@@ -128,6 +129,14 @@ std::vector<StoreKind> AllStores() {
       {"SqliteFile", /*persistent=*/true,
        [](const std::string& dir) -> absl::StatusOr<std::unique_ptr<KeyStore>> {
          return SqliteKeyStore::Open(dir + "/keystore.db");
+       }},
+      // What kmsd runs: the cache in front of a file database.
+      {"CachedSqliteFile", /*persistent=*/true,
+       [](const std::string& dir) -> absl::StatusOr<std::unique_ptr<KeyStore>> {
+         absl::StatusOr<std::unique_ptr<SqliteKeyStore>> inner =
+             SqliteKeyStore::Open(dir + "/keystore.db");
+         if (!inner.ok()) return inner.status();
+         return std::make_unique<CachingKeyStore>(*std::move(inner));
        }},
   };
 }

@@ -1,0 +1,136 @@
+#include "daemon/keystore/caching_key_store.h"
+
+#include <utility>
+
+namespace kms::keystore {
+
+template <typename Map, typename Read>
+auto CachingKeyStore::Cached(Map Maps::*map, absl::string_view id, Read read)
+    -> decltype(read()) {
+  uint64_t generation;
+  {
+    absl::ReaderMutexLock lock(&mu_);
+    const Map& cache = maps_.*map;
+    if (auto it = cache.find(id); it != cache.end()) {
+      hits_.fetch_add(1, std::memory_order_relaxed);
+      return it->second;
+    }
+    generation = generation_;
+  }
+  misses_.fetch_add(1, std::memory_order_relaxed);
+  auto result = read();
+  if (result.ok()) {
+    absl::MutexLock lock(&mu_);
+    // A write finished while we read: what we found may be what it replaced.
+    if (generation_ == generation) {
+      Map& cache = maps_.*map;
+      if (cache.size() >= options_.max_entries) cache.clear();
+      cache.insert_or_assign(std::string(id), *result);
+    }
+  }
+  return result;
+}
+
+template <typename Result>
+Result CachingKeyStore::Cleared(Result result) {
+  absl::MutexLock lock(&mu_);
+  ++generation_;
+  maps_.keys.clear();
+  maps_.grants.clear();
+  maps_.aliases.clear();
+  return result;
+}
+
+CachingKeyStore::Stats CachingKeyStore::stats() const {
+  return Stats{hits_.load(std::memory_order_relaxed), misses_.load(std::memory_order_relaxed)};
+}
+
+absl::StatusOr<KeyRecord> CachingKeyStore::GetKey(absl::string_view key_id) {
+  return Cached(&Maps::keys, key_id, [&] { return ForwardingKeyStore::GetKey(key_id); });
+}
+
+absl::StatusOr<std::vector<GrantRecord>> CachingKeyStore::ListGrantsForKey(
+    absl::string_view key_id) {
+  return Cached(&Maps::grants, key_id,
+                [&] { return ForwardingKeyStore::ListGrantsForKey(key_id); });
+}
+
+absl::StatusOr<AliasRecord> CachingKeyStore::GetAlias(absl::string_view alias_name) {
+  return Cached(&Maps::aliases, alias_name,
+                [&] { return ForwardingKeyStore::GetAlias(alias_name); });
+}
+
+absl::Status CachingKeyStore::CreateKey(const KeyRecord& key,
+                                        const std::optional<KeyVersionRecord>& version,
+                                        const std::vector<TagRecord>& tags) {
+  return Cleared(ForwardingKeyStore::CreateKey(key, version, tags));
+}
+
+absl::Status CachingKeyStore::UpdateKey(const KeyRecord& key) {
+  return Cleared(ForwardingKeyStore::UpdateKey(key));
+}
+
+absl::Status CachingKeyStore::AddVersion(const KeyVersionRecord& version, const KeyRecord& key) {
+  return Cleared(ForwardingKeyStore::AddVersion(version, key));
+}
+
+absl::Status CachingKeyStore::DeleteKey(absl::string_view key_id) {
+  return Cleared(ForwardingKeyStore::DeleteKey(key_id));
+}
+
+absl::Status CachingKeyStore::CommitImport(const ImportCommit& commit) {
+  return Cleared(ForwardingKeyStore::CommitImport(commit));
+}
+
+absl::Status CachingKeyStore::MarkMaterialDeleted(const KeyRecord& key) {
+  return Cleared(ForwardingKeyStore::MarkMaterialDeleted(key));
+}
+
+absl::Status CachingKeyStore::AddImportParameters(const ImportParametersRecord& record) {
+  return Cleared(ForwardingKeyStore::AddImportParameters(record));
+}
+
+absl::Status CachingKeyStore::DeleteImportParameters(absl::string_view wrapping_key_id) {
+  return Cleared(ForwardingKeyStore::DeleteImportParameters(wrapping_key_id));
+}
+
+absl::Status CachingKeyStore::CreateAlias(const AliasRecord& alias) {
+  return Cleared(ForwardingKeyStore::CreateAlias(alias));
+}
+
+absl::Status CachingKeyStore::UpdateAlias(absl::string_view alias_name, absl::string_view key_id,
+                                          absl::Time now) {
+  return Cleared(ForwardingKeyStore::UpdateAlias(alias_name, key_id, now));
+}
+
+absl::Status CachingKeyStore::DeleteAlias(absl::string_view alias_name) {
+  return Cleared(ForwardingKeyStore::DeleteAlias(alias_name));
+}
+
+absl::Status CachingKeyStore::AddGrant(const GrantRecord& grant) {
+  return Cleared(ForwardingKeyStore::AddGrant(grant));
+}
+
+absl::Status CachingKeyStore::DeleteGrant(absl::string_view grant_id) {
+  return Cleared(ForwardingKeyStore::DeleteGrant(grant_id));
+}
+
+absl::Status CachingKeyStore::PutTags(absl::string_view key_id,
+                                      const std::vector<TagRecord>& tags) {
+  return Cleared(ForwardingKeyStore::PutTags(key_id, tags));
+}
+
+absl::Status CachingKeyStore::RemoveTags(absl::string_view key_id,
+                                         const std::vector<std::string>& tag_keys) {
+  return Cleared(ForwardingKeyStore::RemoveTags(key_id, tag_keys));
+}
+
+absl::StatusOr<int64_t> CachingKeyStore::AddIntent(const Intent& intent) {
+  return Cleared(ForwardingKeyStore::AddIntent(intent));
+}
+
+absl::Status CachingKeyStore::RemoveIntent(int64_t id) {
+  return Cleared(ForwardingKeyStore::RemoveIntent(id));
+}
+
+}  // namespace kms::keystore
