@@ -88,9 +88,22 @@ size_t Utf8SequenceAt(absl::string_view s, size_t i, uint32_t* cp) {
   return len;
 }
 
+// True when JsonEscape(s) == s: printable ASCII without '"' or '\\'. Ids,
+// ARNs, names and hashes, most of what a record holds, are like that.
+bool IsPlainJson(absl::string_view s) {
+  return std::all_of(s.begin(), s.end(), [](char ch) {
+    const auto c = static_cast<uint8_t>(ch);
+    return c >= 0x20 && c < 0x7F && c != '"' && c != '\\';
+  });
+}
+
 void AppendQuoted(absl::string_view s, std::string* out) {
   out->push_back('"');
-  out->append(JsonEscape(s));
+  if (IsPlainJson(s)) {
+    out->append(s.data(), s.size());
+  } else {
+    out->append(JsonEscape(s));
+  }
   out->push_back('"');
 }
 

@@ -2,11 +2,14 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <openssl/hmac.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cstdint>
 #include <cstring>
+#include <memory>
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
@@ -94,23 +97,61 @@ absl::Status WriteFileAtomically(const std::string& path, absl::string_view byte
 
 }  // namespace
 
+struct ContextHasher::Pads {
+  ~Pads() {
+    EVP_MD_CTX_free(inner);
+    EVP_MD_CTX_free(outer);
+  }
+  EVP_MD_CTX* inner = nullptr;  // SHA-256 after (key XOR ipad)
+  EVP_MD_CTX* outer = nullptr;  // SHA-256 after (key XOR opad)
+};
+
 absl::StatusOr<ContextHasher> ContextHasher::FromKey(SecretBytes key) {
   if (key.size() != kContextHmacKeySize) {
     return absl::InvalidArgumentError(absl::StrCat("context HMAC key must be ",
                                                    kContextHmacKeySize, " bytes, got ",
                                                    key.size()));
   }
-  return ContextHasher(std::move(key));
+  // The key is shorter than SHA-256's 64-byte block, so it is padded with
+  // zeros, not hashed first.
+  constexpr size_t kBlock = 64;
+  SecretBytes inner_pad(kBlock);
+  SecretBytes outer_pad(kBlock);
+  for (size_t i = 0; i < kBlock; ++i) {
+    const uint8_t k = i < key.size() ? key.data()[i] : 0;
+    inner_pad.mutable_data()[i] = k ^ 0x36;
+    outer_pad.mutable_data()[i] = k ^ 0x5c;
+  }
+  auto pads = std::make_shared<Pads>();
+  pads->inner = EVP_MD_CTX_new();
+  pads->outer = EVP_MD_CTX_new();
+  if (pads->inner == nullptr || pads->outer == nullptr ||
+      EVP_DigestInit_ex(pads->inner, EVP_sha256(), nullptr) != 1 ||
+      EVP_DigestUpdate(pads->inner, inner_pad.data(), kBlock) != 1 ||
+      EVP_DigestInit_ex(pads->outer, EVP_sha256(), nullptr) != 1 ||
+      EVP_DigestUpdate(pads->outer, outer_pad.data(), kBlock) != 1) {
+    return absl::InternalError("OpenSSL could not set up HMAC-SHA256");
+  }
+  return ContextHasher(std::move(pads));
 }
 
 std::string ContextHasher::Hash(absl::string_view value) const {
+  // Fails only when memory runs out; a missing hash must not be written.
+  auto check = [](int ok) {
+    if (ok != 1) abort();
+  };
+  std::unique_ptr<EVP_MD_CTX, void (*)(EVP_MD_CTX*)> ctx(EVP_MD_CTX_new(), EVP_MD_CTX_free);
+  if (ctx == nullptr) abort();
+  unsigned char inner[EVP_MAX_MD_SIZE];
   unsigned char mac[EVP_MAX_MD_SIZE];
   unsigned int len = 0;
-  if (HMAC(EVP_sha256(), key_.data(), static_cast<int>(key_.size()),
-           reinterpret_cast<const unsigned char*>(value.data()), value.size(), mac,
-           &len) == nullptr) {
-    abort();  // HMAC-SHA256 with a valid key cannot fail short of memory exhaustion
-  }
+  check(EVP_MD_CTX_copy_ex(ctx.get(), pads_->inner));
+  check(EVP_DigestUpdate(ctx.get(), value.data(), value.size()));
+  check(EVP_DigestFinal_ex(ctx.get(), inner, &len));
+  check(EVP_MD_CTX_copy_ex(ctx.get(), pads_->outer));
+  check(EVP_DigestUpdate(ctx.get(), inner, len));
+  check(EVP_DigestFinal_ex(ctx.get(), mac, &len));
+  OPENSSL_cleanse(inner, sizeof(inner));
   return absl::BytesToHexString(absl::string_view(reinterpret_cast<char*>(mac), 16));
 }
 

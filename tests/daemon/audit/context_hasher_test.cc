@@ -6,6 +6,11 @@
 
 #include <fstream>
 #include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
 
 #include "tests/testing/daemon_process.h"
 #include "tests/testing/fake_hsm.h"
@@ -45,6 +50,33 @@ TEST_F(ContextHasherTest, HashIsTruncatedHmacSha256InHex) {
   EXPECT_NE(hasher->Hash("tenant=acme"), hasher->Hash("tenant=acmf"));
   EXPECT_THAT(ContextHasher::FromKey(SecretBytes(31)).status(),
               StatusIs(absl::StatusCode::kInvalidArgument, "32 bytes"));
+}
+
+TEST_F(ContextHasherTest, HashMatchesHmacSha256ForEmptyAndLongValues) {
+  // Values shorter than, equal to and longer than SHA-256's 64-byte block.
+  // python3: hmac.new(b'\x0b'*32, value, hashlib.sha256).hexdigest()[:32]
+  auto hasher = ContextHasher::FromKey(SecretBytes::CopyFrom(std::string(32, '\x0b')));
+  ASSERT_TRUE(hasher.ok()) << hasher.status();
+  EXPECT_EQ(hasher->Hash(""), "5177e637aaac0b50e5dca8bb05b0b571");
+  EXPECT_EQ(hasher->Hash(std::string(200, 'a')), "a669f88138c8d4d90e5c94e9e9fc1b5f");
+  std::string all_bytes;
+  for (int b = 0; b < 256; ++b) all_bytes.push_back(static_cast<char>(b));
+  EXPECT_EQ(hasher->Hash(all_bytes), "0ecd484e9985f9154b89ec00e508389d");
+}
+
+TEST_F(ContextHasherTest, ThreadsHashingAtOnceAgree) {
+  auto hasher = ContextHasher::FromKey(SecretBytes::CopyFrom(std::string(32, '\x0b')));
+  ASSERT_TRUE(hasher.ok()) << hasher.status();
+  std::vector<std::string> seen(4);
+  std::vector<std::thread> threads;
+  for (size_t t = 0; t < seen.size(); ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < 2000; ++i) seen[t] += hasher->Hash(absl::StrCat("tenant-", i % 7));
+    });
+  }
+  for (std::thread& thread : threads) thread.join();
+  for (const std::string& s : seen) EXPECT_EQ(s, seen[0]);
+  EXPECT_NE(seen[0].find(hasher->Hash("tenant-3")), std::string::npos);
 }
 
 TEST_F(ContextHasherTest, CreatesASealedKeyAndReusesIt) {
