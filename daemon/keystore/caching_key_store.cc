@@ -38,6 +38,7 @@ Result CachingKeyStore::Cleared(Result result) {
   maps_.keys.clear();
   maps_.grants.clear();
   maps_.aliases.clear();
+  maps_.versions.clear();
   return result;
 }
 
@@ -60,6 +61,11 @@ absl::StatusOr<AliasRecord> CachingKeyStore::GetAlias(absl::string_view alias_na
                 [&] { return ForwardingKeyStore::GetAlias(alias_name); });
 }
 
+absl::StatusOr<KeyVersionRecord> CachingKeyStore::GetVersion(absl::string_view version_id) {
+  return Cached(&Maps::versions, version_id,
+                [&] { return ForwardingKeyStore::GetVersion(version_id); });
+}
+
 absl::Status CachingKeyStore::CreateKey(const KeyRecord& key,
                                         const std::optional<KeyVersionRecord>& version,
                                         const std::vector<TagRecord>& tags) {
@@ -72,6 +78,11 @@ absl::Status CachingKeyStore::UpdateKey(const KeyRecord& key) {
 
 absl::Status CachingKeyStore::AddVersion(const KeyVersionRecord& version, const KeyRecord& key) {
   return Cleared(ForwardingKeyStore::AddVersion(version, key));
+}
+
+absl::Status CachingKeyStore::ReserveEncryptions(absl::string_view version_id,
+                                                 int64_t reserved) {
+  return Cleared(ForwardingKeyStore::ReserveEncryptions(version_id, reserved));
 }
 
 absl::Status CachingKeyStore::DeleteKey(absl::string_view key_id) {

@@ -1,12 +1,13 @@
-// CachingKeyStore: a KeyStore that keeps in memory the three reads every
-// data-plane call makes (GetKey, ListGrantsForKey, GetAlias) and passes
+// CachingKeyStore: a KeyStore that keeps in memory the reads data-plane
+// calls make (GetKey, ListGrantsForKey, GetAlias, GetVersion) and passes
 // everything else to the store it wraps.
 //
 // Why: GenerateDataKey and Decrypt authorise against the key record and the
-// key's grants. Read from SQLite, those two reads were about a tenth of
-// kmsd's CPU per call (statement steps, row decoding and the WAL read locks'
-// fcntl calls). The records change only through this process, so they can
-// be served from memory.
+// key's grants, and Decrypt checks the blob's key version. Read from SQLite,
+// those reads were about a tenth of kmsd's CPU per call (statement steps,
+// row decoding, the WAL read locks' fcntl calls) and serialised the handler
+// threads on the database connection's mutex. The records change only
+// through this process, so they can be served from memory.
 //
 // Correctness rests on one rule: every write reaches the database through
 // this object. kmsd opens the database once and wraps it before anything
@@ -15,10 +16,10 @@
 // process, or the inner store directly) is not seen until the next write
 // through the cache clears it.
 //
-// Invalidation is deliberately coarse: every write except
-// ReserveEncryptions (it changes only a version's counter, which nothing
-// cached holds) clears all three caches once it has returned, whatever its
-// result. Writes are control-plane calls, rare next to the reads. A read
+// Invalidation is deliberately coarse: every write clears every cache once
+// it has returned, whatever its result. Writes are rare next to the reads:
+// control-plane calls, and ReserveEncryptions once per
+// rotation.usage_reservation_block encryptions under a version. A read
 // that missed fills the cache only if no write finished while it was
 // reading, so a value read before a write can never be put back after the
 // write cleared it. A reader that overlaps a write may see the old or the
@@ -49,7 +50,7 @@ namespace kms::keystore {
 class CachingKeyStore : public ForwardingKeyStore {
  public:
   struct Options {
-    // Records kept per cache (keys, grant lists, aliases).
+    // Records kept per cache (keys, grant lists, aliases, versions).
     size_t max_entries = 100000;
   };
 
@@ -62,12 +63,14 @@ class CachingKeyStore : public ForwardingKeyStore {
   absl::StatusOr<KeyRecord> GetKey(absl::string_view key_id) override;
   absl::StatusOr<std::vector<GrantRecord>> ListGrantsForKey(absl::string_view key_id) override;
   absl::StatusOr<AliasRecord> GetAlias(absl::string_view alias_name) override;
+  absl::StatusOr<KeyVersionRecord> GetVersion(absl::string_view version_id) override;
 
   // Writes: passed on, then the caches are cleared.
   absl::Status CreateKey(const KeyRecord& key, const std::optional<KeyVersionRecord>& version,
                          const std::vector<TagRecord>& tags) override;
   absl::Status UpdateKey(const KeyRecord& key) override;
   absl::Status AddVersion(const KeyVersionRecord& version, const KeyRecord& key) override;
+  absl::Status ReserveEncryptions(absl::string_view version_id, int64_t reserved) override;
   absl::Status DeleteKey(absl::string_view key_id) override;
   absl::Status CommitImport(const ImportCommit& commit) override;
   absl::Status MarkMaterialDeleted(const KeyRecord& key) override;
@@ -98,6 +101,7 @@ class CachingKeyStore : public ForwardingKeyStore {
     absl::flat_hash_map<std::string, KeyRecord> keys;
     absl::flat_hash_map<std::string, std::vector<GrantRecord>> grants;
     absl::flat_hash_map<std::string, AliasRecord> aliases;
+    absl::flat_hash_map<std::string, KeyVersionRecord> versions;
   };
 
   // The record under `id` in maps_.*map, or read() and keep what it found.
