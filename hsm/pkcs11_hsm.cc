@@ -432,7 +432,7 @@ absl::Status DuplicateId(absl::string_view what, const std::string& id) {
 
 }  // namespace
 
-absl::StatusOr<std::map<std::string, Pkcs11Hsm::CachedObject>> Pkcs11Hsm::ReadObjects() {
+absl::StatusOr<Pkcs11Hsm::ObjectMap> Pkcs11Hsm::ReadObjects() {
   std::vector<FoundObject> found;
   {
     SessionPool::Lease lease(sessions_.get());
@@ -440,7 +440,7 @@ absl::StatusOr<std::map<std::string, Pkcs11Hsm::CachedObject>> Pkcs11Hsm::ReadOb
   }
   std::vector<std::pair<std::string, CK_OBJECT_HANDLE>> public_keys;
   std::vector<std::pair<std::string, CK_OBJECT_HANDLE>> signing_public_keys;
-  std::map<std::string, CachedObject> objects;
+  ObjectMap objects;
   // Private halves and AES keys first, so public halves find their pair
   // whatever order the token lists objects in.
   for (FoundObject& object : found) {
@@ -919,9 +919,10 @@ bool Pkcs11Hsm::HasKey(absl::string_view object_id) {
 std::vector<std::string> Pkcs11Hsm::IdsOfKind(ObjectKind kind) {
   absl::ReaderMutexLock lock(&mu_);
   std::vector<std::string> ids;
-  for (const auto& [id, object] : objects_) {  // std::map: sorted
+  for (const auto& [id, object] : objects_) {
     if (object.kind == kind) ids.push_back(id);
   }
+  std::sort(ids.begin(), ids.end());
   return ids;
 }
 

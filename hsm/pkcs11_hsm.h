@@ -68,6 +68,7 @@
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/container/node_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
@@ -180,7 +181,11 @@ class Pkcs11Hsm final : public Hsm {
   // Fills objects_ from one C_FindObjects pass. Only Open() searches the
   // token.
   absl::Status LoadHandleCache();
-  absl::StatusOr<std::map<std::string, CachedObject>> ReadObjects();
+  // By CKA_ID. A hash map: every operation looks its key up here, and with
+  // thousands of keys a tree's string compares were a cache miss per level.
+  // Node-based, so a CachedObject stays put while others are added.
+  using ObjectMap = absl::node_hash_map<std::string, CachedObject>;
+  absl::StatusOr<ObjectMap> ReadObjects();
   // Decides wrapping_algorithms_ (see the class comment). Only Open() calls
   // it. Errors: those of C_GetMechanismList; a failed trial only means the
   // algorithm is not offered.
@@ -244,7 +249,7 @@ class Pkcs11Hsm final : public Hsm {
   // a destroyed object's handle to the next new object, and a call must never
   // run under a different key than the id it looked up.
   absl::Mutex mu_;
-  std::map<std::string, CachedObject> objects_ ABSL_GUARDED_BY(mu_);  // by CKA_ID
+  ObjectMap objects_ ABSL_GUARDED_BY(mu_);
   // Ids with a C_GenerateKey, C_GenerateKeyPair or C_UnwrapKey in flight, so
   // two callers cannot both create one.
   std::set<std::string> generating_ ABSL_GUARDED_BY(mu_);
