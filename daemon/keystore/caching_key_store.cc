@@ -3,6 +3,35 @@
 #include <utility>
 
 namespace kms::keystore {
+namespace {
+
+// What a cached record costs, roughly: its fixed part and its strings.
+size_t ApproxBytes(const KeyRecord& k) {
+  return sizeof(k) + k.key_id.size() + k.description.size() + k.policy.size() +
+         k.key_usage.size() + k.key_spec.size() + k.current_version_id.size();
+}
+size_t ApproxBytes(const AliasRecord& a) {
+  return sizeof(a) + a.alias_name.size() + a.key_id.size();
+}
+size_t ApproxBytes(const KeyVersionRecord& v) {
+  return sizeof(v) + v.version_id.size() + v.key_id.size() + v.key_check_value.size() +
+         v.fingerprint.size();
+}
+size_t ApproxBytes(const std::vector<GrantRecord>& grants) {
+  size_t bytes = sizeof(grants);
+  for (const GrantRecord& g : grants) {
+    bytes += sizeof(g) + g.grant_id.size() + g.key_id.size() + g.name.size() +
+             g.grantee_principal.size() + g.retiring_principal.size() +
+             g.issuing_principal.size() + g.token_hash.size();
+    for (const std::string& op : g.operations) bytes += sizeof(op) + op.size();
+    for (const auto* context : {&g.encryption_context_equals, &g.encryption_context_subset}) {
+      for (const auto& [k, v] : *context) bytes += 2 * sizeof(std::string) + k.size() + v.size();
+    }
+  }
+  return bytes;
+}
+
+}  // namespace
 
 template <typename Map, typename Read>
 auto CachingKeyStore::Cached(Map Maps::*map, absl::string_view id, Read read)
@@ -24,21 +53,31 @@ auto CachingKeyStore::Cached(Map Maps::*map, absl::string_view id, Read read)
     // A write finished while we read: what we found may be what it replaced.
     if (generation_ == generation) {
       Map& cache = maps_.*map;
-      if (cache.size() >= options_.max_entries) cache.clear();
-      cache.insert_or_assign(std::string(id), *result);
+      const size_t bytes = id.size() + ApproxBytes(*result);
+      if (cache.size() >= options_.max_entries || bytes_ + bytes > options_.max_bytes) {
+        ClearLocked();
+      }
+      if (bytes <= options_.max_bytes && cache.try_emplace(std::string(id), *result).second) {
+        bytes_ += bytes;
+      }
     }
   }
   return result;
+}
+
+void CachingKeyStore::ClearLocked() {
+  maps_.keys.clear();
+  maps_.grants.clear();
+  maps_.aliases.clear();
+  maps_.versions.clear();
+  bytes_ = 0;
 }
 
 template <typename Result>
 Result CachingKeyStore::Cleared(Result result) {
   absl::MutexLock lock(&mu_);
   ++generation_;
-  maps_.keys.clear();
-  maps_.grants.clear();
-  maps_.aliases.clear();
-  maps_.versions.clear();
+  ClearLocked();
   return result;
 }
 

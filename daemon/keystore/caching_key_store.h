@@ -26,8 +26,10 @@
 // new record, as it would from the database.
 //
 // Only found records are kept (a miss for an unknown id goes to the store
-// each time), and each cache is bounded: when one holds max_entries and a
-// new record arrives, it is emptied first.
+// each time). Memory is bounded: when a new record would take the caches
+// past max_bytes (an estimate: the records' strings and fixed parts), or
+// its cache past max_entries records, every cache is emptied first. A key's
+// policy can be 32 KiB, so the byte bound is the one that matters.
 //
 // Thread-safe.
 #ifndef KMS_DAEMON_KEYSTORE_CACHING_KEY_STORE_H_
@@ -52,6 +54,8 @@ class CachingKeyStore : public ForwardingKeyStore {
   struct Options {
     // Records kept per cache (keys, grant lists, aliases, versions).
     size_t max_entries = 100000;
+    // Estimated bytes kept in all caches together.
+    size_t max_bytes = size_t{64} << 20;
   };
 
   explicit CachingKeyStore(std::unique_ptr<KeyStore> inner)
@@ -108,6 +112,7 @@ class CachingKeyStore : public ForwardingKeyStore {
   template <typename Map, typename Read>
   auto Cached(Map Maps::*map, absl::string_view id, Read read) -> decltype(read());
 
+  void ClearLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Clears every cache and moves the generation on, so that reads which
   // started before the write do not keep what they found. Returns `result`.
   template <typename Result>
@@ -117,6 +122,7 @@ class CachingKeyStore : public ForwardingKeyStore {
   mutable absl::Mutex mu_;
   uint64_t generation_ ABSL_GUARDED_BY(mu_) = 0;
   Maps maps_ ABSL_GUARDED_BY(mu_);
+  size_t bytes_ ABSL_GUARDED_BY(mu_) = 0;  // estimated, of everything in maps_
   std::atomic<uint64_t> hits_{0};
   std::atomic<uint64_t> misses_{0};
 };

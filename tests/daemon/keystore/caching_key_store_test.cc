@@ -293,6 +293,32 @@ TEST_F(CachingKeyStoreTest, UnknownIdsAreAskedForEachTime) {
   EXPECT_EQ(cache().stats().hits, 0u);
 }
 
+TEST_F(CachingKeyStoreTest, CachesAreEmptiedBeforeTheyPassTheByteBound) {
+  CachingKeyStore::Options options;
+  options.max_bytes = 30000;
+  Open(options);
+  for (int n : {1, 2, 3}) {
+    KeyRecord key = NewKey(n);
+    // Key 3's policy alone is more than the bound.
+    key.policy = std::string(n == 3 ? 31000 : 20000, 'p');
+    ASSERT_THAT(cache().CreateKey(key, NewVersion(n, n), {}), IsOk());
+  }
+  ASSERT_THAT(cache().GetKey(KeyId(1)).status(), IsOk());  // kept
+  ASSERT_THAT(cache().GetKey(KeyId(1)).status(), IsOk());  // hit
+  ASSERT_THAT(cache().GetKey(KeyId(2)).status(), IsOk());  // empties, then kept
+  ASSERT_THAT(cache().GetKey(KeyId(2)).status(), IsOk());  // hit
+  ASSERT_THAT(cache().GetKey(KeyId(1)).status(), IsOk());  // was emptied: a miss
+  EXPECT_EQ(cache().stats().hits, 2u);
+  EXPECT_EQ(cache().stats().misses, 3u);
+
+  // Never kept, but answered every time.
+  absl::StatusOr<KeyRecord> big = cache().GetKey(KeyId(3));
+  ASSERT_THAT(big.status(), IsOk());
+  EXPECT_EQ(big->policy.size(), 31000u);
+  ASSERT_THAT(cache().GetKey(KeyId(3)).status(), IsOk());
+  EXPECT_EQ(cache().stats().misses, 5u);
+}
+
 TEST_F(CachingKeyStoreTest, AFullCacheIsEmptiedBeforeTheNextRecord) {
   CachingKeyStore::Options options;
   options.max_entries = 2;
