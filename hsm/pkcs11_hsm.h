@@ -181,9 +181,10 @@ class Pkcs11Hsm final : public Hsm {
   // Fills objects_ from one C_FindObjects pass. Only Open() searches the
   // token.
   absl::Status LoadHandleCache();
-  // By CKA_ID. A hash map: every operation looks its key up here, and with
-  // thousands of keys a tree's string compares were a cache miss per level.
-  // Node-based, so a CachedObject stays put while others are added.
+  // By CKA_ID. A hash map because every operation looks its key up here:
+  // a tree of 36-character ids costs a string compare, and with thousands
+  // of keys likely a cache miss, per level. Node-based, so a CachedObject
+  // stays put while others are added.
   using ObjectMap = absl::node_hash_map<std::string, CachedObject>;
   absl::StatusOr<ObjectMap> ReadObjects();
   // Decides wrapping_algorithms_ (see the class comment). Only Open() calls
