@@ -7,8 +7,8 @@ namespace {
 
 // What a cached record costs, roughly: its fixed part and its strings.
 size_t ApproxBytes(const KeyRecord& k) {
-  return sizeof(k) + k.key_id.size() + k.description.size() + k.policy.size() +
-         k.key_usage.size() + k.key_spec.size() + k.current_version_id.size();
+  return sizeof(k) + k.key_id.size() + k.description.size() + k.policy.size() + k.key_usage.size() +
+         k.key_spec.size() + k.current_version_id.size();
 }
 size_t ApproxBytes(const AliasRecord& a) {
   return sizeof(a) + a.alias_name.size() + a.key_id.size();
@@ -21,8 +21,8 @@ size_t ApproxBytes(const std::vector<GrantRecord>& grants) {
   size_t bytes = sizeof(grants);
   for (const GrantRecord& g : grants) {
     bytes += sizeof(g) + g.grant_id.size() + g.key_id.size() + g.name.size() +
-             g.grantee_principal.size() + g.retiring_principal.size() +
-             g.issuing_principal.size() + g.token_hash.size();
+             g.grantee_principal.size() + g.retiring_principal.size() + g.issuing_principal.size() +
+             g.token_hash.size();
     for (const std::string& op : g.operations) bytes += sizeof(op) + op.size();
     for (const auto* context : {&g.encryption_context_equals, &g.encryption_context_subset}) {
       for (const auto& [k, v] : *context) bytes += 2 * sizeof(std::string) + k.size() + v.size();
@@ -34,8 +34,7 @@ size_t ApproxBytes(const std::vector<GrantRecord>& grants) {
 }  // namespace
 
 template <typename Map, typename Read>
-auto CachingKeyStore::Cached(Map Maps::*map, absl::string_view id, Read read)
-    -> decltype(read()) {
+auto CachingKeyStore::Cached(Map Maps::*map, absl::string_view id, Read read) -> decltype(read()) {
   uint64_t generation;
   {
     absl::ReaderMutexLock lock(&mu_);
@@ -119,9 +118,21 @@ absl::Status CachingKeyStore::AddVersion(const KeyVersionRecord& version, const 
   return Cleared(ForwardingKeyStore::AddVersion(version, key));
 }
 
-absl::Status CachingKeyStore::ReserveEncryptions(absl::string_view version_id,
-                                                 int64_t reserved) {
-  return Cleared(ForwardingKeyStore::ReserveEncryptions(version_id, reserved));
+absl::Status CachingKeyStore::ReserveEncryptions(absl::string_view version_id, int64_t reserved) {
+  // The one write on the data plane: the first encryption under each version
+  // after a start makes one, so clearing everything here kept the caches
+  // cold for as long as new versions kept coming (a thousand keys in use).
+  // It changes only this version's row, so only that record is forgotten;
+  // the generation still moves on, so a GetVersion that overlapped it does
+  // not put the old count back.
+  absl::Status result = ForwardingKeyStore::ReserveEncryptions(version_id, reserved);
+  absl::MutexLock lock(&mu_);
+  ++generation_;
+  if (auto it = maps_.versions.find(version_id); it != maps_.versions.end()) {
+    bytes_ -= it->first.size() + ApproxBytes(it->second);
+    maps_.versions.erase(it);
+  }
+  return result;
 }
 
 absl::Status CachingKeyStore::DeleteKey(absl::string_view key_id) {

@@ -18,9 +18,11 @@
 //
 // Invalidation is deliberately coarse: every write clears every cache once
 // it has returned, whatever its result. Writes are rare next to the reads:
-// control-plane calls, and ReserveEncryptions once per
-// rotation.usage_reservation_block encryptions under a version. A read
-// that missed fills the cache only if no write finished while it was
+// they are control-plane calls, with one exception. ReserveEncryptions runs
+// on the data plane (at the first encryption under each version after a
+// start, then once per rotation.usage_reservation_block encryptions) and
+// changes one version's row only, so it forgets just that version's record.
+// A read that missed fills the cache only if no write finished while it was
 // reading, so a value read before a write can never be put back after the
 // write cleared it. A reader that overlaps a write may see the old or the
 // new record, as it would from the database.
@@ -69,7 +71,8 @@ class CachingKeyStore : public ForwardingKeyStore {
   absl::StatusOr<AliasRecord> GetAlias(absl::string_view alias_name) override;
   absl::StatusOr<KeyVersionRecord> GetVersion(absl::string_view version_id) override;
 
-  // Writes: passed on, then the caches are cleared.
+  // Writes: passed on, then the caches are cleared (ReserveEncryptions: the
+  // version's record only).
   absl::Status CreateKey(const KeyRecord& key, const std::optional<KeyVersionRecord>& version,
                          const std::vector<TagRecord>& tags) override;
   absl::Status UpdateKey(const KeyRecord& key) override;

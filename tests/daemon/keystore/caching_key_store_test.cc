@@ -32,9 +32,7 @@ using testing::StatusIs;
 const absl::Time kT0 = absl::FromUnixMicros(1'800'000'000'000'000);
 
 std::string KeyId(int n) { return absl::StrCat("0000000", n, "-0000-4000-8000-00000000000a"); }
-std::string VersionId(int n) {
-  return absl::StrCat("0000000", n, "-1111-4000-8000-00000000000b");
-}
+std::string VersionId(int n) { return absl::StrCat("0000000", n, "-1111-4000-8000-00000000000b"); }
 
 KeyRecord NewKey(int n) {
   KeyRecord key;
@@ -73,28 +71,40 @@ AliasRecord NewAlias(const std::string& name, int key) {
   return alias;
 }
 
-// A real store whose GetKey can be held after it has read, so a test can
-// run a write between a cache miss's read and its fill.
+// A real store whose GetKey or GetVersion can be held after it has read, so
+// a test can run a write between a cache miss's read and its fill.
 class PausingStore : public ForwardingKeyStore {
  public:
   using ForwardingKeyStore::ForwardingKeyStore;
 
-  void PauseNextGetKey() { pause_ = true; }
+  void PauseNextGetKey() { pause_key_ = true; }
+  void PauseNextGetVersion() { pause_version_ = true; }
   absl::Notification& read_done() { return read_done_; }
   absl::Notification& resume() { return resume_; }
 
   absl::StatusOr<KeyRecord> GetKey(absl::string_view key_id) override {
     absl::StatusOr<KeyRecord> key = ForwardingKeyStore::GetKey(key_id);
-    if (pause_) {
-      pause_ = false;
-      read_done_.Notify();
-      resume_.WaitForNotification();
-    }
+    MaybePause(pause_key_);
     return key;
   }
 
+  absl::StatusOr<KeyVersionRecord> GetVersion(absl::string_view version_id) override {
+    absl::StatusOr<KeyVersionRecord> version = ForwardingKeyStore::GetVersion(version_id);
+    MaybePause(pause_version_);
+    return version;
+  }
+
  private:
-  bool pause_ = false;  // set and read by the test's threads in turn
+  void MaybePause(bool& pause) {
+    if (!pause) return;
+    pause = false;
+    read_done_.Notify();
+    resume_.WaitForNotification();
+  }
+
+  // Set and read by the test's threads in turn.
+  bool pause_key_ = false;
+  bool pause_version_ = false;
   absl::Notification read_done_;
   absl::Notification resume_;
 };
@@ -174,7 +184,8 @@ TEST_F(CachingKeyStoreTest, AWriteBehindTheCacheIsNotSeenUntilTheNextWriteThroug
   EXPECT_EQ(cache().GetKey(KeyId(1))->state, KeyState::kDisabled);
 }
 
-// Each write the cache passes on.
+// Each write the cache passes on and answers by clearing every cache
+// (ReserveEncryptions, which forgets less, has tests of its own below).
 struct Write {
   std::string name;
   std::function<absl::Status(KeyStore&)> run;
@@ -221,7 +232,10 @@ std::vector<Write> Writes() {
       {"DeleteAlias", [](KeyStore& s) { return s.DeleteAlias("alias/key-1"); }},
       {"AddGrant", [](KeyStore& s) { return s.AddGrant(NewGrant(7, 1)); }},
       {"DeleteGrant", [](KeyStore& s) { return s.DeleteGrant(NewGrant(1, 1).grant_id); }},
-      {"PutTags", [](KeyStore& s) { return s.PutTags(KeyId(1), {{"team", "payments"}}); }},
+      {"PutTags",
+       [](KeyStore& s) {
+         return s.PutTags(KeyId(1), {{"team", "payments"}});
+       }},
       {"RemoveTags", [](KeyStore& s) { return s.RemoveTags(KeyId(1), {"team"}); }},
       {"AddIntent", [=](KeyStore& s) { return s.AddIntent(intent).status(); }},
       {"RemoveIntent",
@@ -230,7 +244,6 @@ std::vector<Write> Writes() {
          if (!id.ok()) return id.status();
          return s.RemoveIntent(*id);
        }},
-      {"ReserveEncryptions", [](KeyStore& s) { return s.ReserveEncryptions(VersionId(1), 4096); }},
   };
 }
 
@@ -258,6 +271,72 @@ TEST_F(CachingKeyStoreTest, AReservationIsSeenByTheNextGetVersion) {
   ASSERT_EQ(cache().GetVersion(VersionId(1))->encryptions_reserved, 0);
   ASSERT_THAT(cache().ReserveEncryptions(VersionId(1), 10000), IsOk());
   EXPECT_EQ(cache().GetVersion(VersionId(1))->encryptions_reserved, 10000);
+}
+
+TEST_F(CachingKeyStoreTest, AReservationForgetsOnlyItsVersion) {
+  // The data plane reserves at the first encryption under each version, so
+  // with many keys in use a reservation that cleared everything would keep
+  // the caches cold.
+  AddKey(1);
+  AddKey(2);
+  ReadAllOfKey1();
+  ASSERT_THAT(cache().GetVersion(VersionId(2)).status(), IsOk());
+  ASSERT_EQ(cache().stats().misses, 5u);
+
+  ASSERT_THAT(cache().ReserveEncryptions(VersionId(1), 10000), IsOk());
+
+  ASSERT_THAT(cache().GetKey(KeyId(1)).status(), IsOk());
+  ASSERT_THAT(cache().ListGrantsForKey(KeyId(1)).status(), IsOk());
+  ASSERT_THAT(cache().GetAlias("alias/key-1").status(), IsOk());
+  ASSERT_THAT(cache().GetVersion(VersionId(2)).status(), IsOk());
+  EXPECT_EQ(cache().stats().misses, 5u);
+  EXPECT_EQ(cache().stats().hits, 4u);
+
+  EXPECT_EQ(cache().GetVersion(VersionId(1))->encryptions_reserved, 10000);
+  EXPECT_EQ(cache().stats().misses, 6u);
+}
+
+TEST_F(CachingKeyStoreTest, AFailedReservationChangesNothingCached) {
+  AddKey(1);
+  ReadAllOfKey1();
+  EXPECT_THAT(cache().ReserveEncryptions(VersionId(5), 10000),
+              StatusIs(absl::StatusCode::kNotFound));
+  ReadAllOfKey1();
+  EXPECT_EQ(cache().stats().misses, 4u);
+  EXPECT_EQ(cache().stats().hits, 4u);
+}
+
+TEST_F(CachingKeyStoreTest, AGetVersionThatOverlapsAReservationDoesNotKeepTheOldCount) {
+  AddKey(1);
+  pausing_->PauseNextGetVersion();
+  absl::StatusOr<KeyVersionRecord> seen_by_reader;
+  std::thread reader([&] { seen_by_reader = cache().GetVersion(VersionId(1)); });
+  // The reader has read version 1 with nothing reserved and not yet stored it.
+  pausing_->read_done().WaitForNotification();
+  ASSERT_THAT(cache().ReserveEncryptions(VersionId(1), 10000), IsOk());
+  pausing_->resume().Notify();
+  reader.join();
+
+  ASSERT_THAT(seen_by_reader.status(), IsOk());
+  EXPECT_EQ(seen_by_reader->encryptions_reserved, 0);  // it overlapped the write
+  EXPECT_EQ(cache().GetVersion(VersionId(1))->encryptions_reserved, 10000);
+}
+
+TEST_F(CachingKeyStoreTest, AReservationReturnsTheBytesOfTheRecordItForgets) {
+  // Forgetting a record must give its bytes back, or repeated reservations
+  // would walk the estimate up to the bound and empty the caches for nothing.
+  CachingKeyStore::Options options;
+  options.max_bytes = 4096;
+  Open(options);
+  AddKey(1);
+  ReadAllOfKey1();
+  for (int i = 1; i <= 200; ++i) {
+    ASSERT_THAT(cache().ReserveEncryptions(VersionId(1), i), IsOk());
+    ASSERT_THAT(cache().GetVersion(VersionId(1)).status(), IsOk());
+  }
+  const uint64_t misses_before = cache().stats().misses;
+  ASSERT_THAT(cache().GetKey(KeyId(1)).status(), IsOk());
+  EXPECT_EQ(cache().stats().misses, misses_before);  // key 1 was never emptied out
 }
 
 INSTANTIATE_TEST_SUITE_P(AllWrites, CachingKeyStoreWriteTest, ::testing::ValuesIn(Writes()),
