@@ -13,7 +13,9 @@ namespace kms {
 
 inline constexpr size_t kUuidBytes = 16;
 
-// A new random v4 UUID in canonical form (OpenSSL's CSPRNG; ids are not secret).
+// A new random v4 UUID in canonical form, from OpenSSL's CSPRNG. Each thread
+// draws random bytes for 64 ids at a time and hands them out in turn (ids are
+// not secret); a child process started by fork() draws afresh.
 std::string NewUuid();
 
 // The 16 raw bytes of a canonical UUID string; nullopt unless `text` is exactly
