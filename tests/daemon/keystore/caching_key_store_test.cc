@@ -313,7 +313,8 @@ TEST_F(CachingKeyStoreTest, AGetVersionThatOverlapsAReservationDoesNotKeepTheOld
   std::thread reader([&] { seen_by_reader = cache().GetVersion(VersionId(1)); });
   // The reader has read version 1 with nothing reserved and not yet stored it.
   pausing_->read_done().WaitForNotification();
-  ASSERT_THAT(cache().ReserveEncryptions(VersionId(1), 10000), IsOk());
+  // EXPECT, not ASSERT: the reader must be joined either way.
+  EXPECT_THAT(cache().ReserveEncryptions(VersionId(1), 10000), IsOk());
   pausing_->resume().Notify();
   reader.join();
 
@@ -354,7 +355,8 @@ TEST_F(CachingKeyStoreTest, AReadThatOverlapsAWriteDoesNotKeepWhatItFound) {
 
   KeyRecord disabled = NewKey(1);
   disabled.state = KeyState::kDisabled;
-  ASSERT_THAT(cache().UpdateKey(disabled), IsOk());
+  // EXPECT, not ASSERT: the reader must be joined either way.
+  EXPECT_THAT(cache().UpdateKey(disabled), IsOk());
   pausing_->resume().Notify();
   reader.join();
 
