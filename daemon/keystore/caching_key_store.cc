@@ -31,6 +31,13 @@ size_t ApproxBytes(const std::vector<GrantRecord>& grants) {
   return bytes;
 }
 
+// What one cache entry counts for in bytes_: added when it is stored, given
+// back when it alone is forgotten, so the two must agree.
+template <typename Record>
+size_t EntryBytes(absl::string_view id, const Record& record) {
+  return id.size() + ApproxBytes(record);
+}
+
 }  // namespace
 
 template <typename Map, typename Read>
@@ -52,7 +59,7 @@ auto CachingKeyStore::Cached(Map Maps::*map, absl::string_view id, Read read) ->
     // A write finished while we read: what we found may be what it replaced.
     if (generation_ == generation) {
       Map& cache = maps_.*map;
-      const size_t bytes = id.size() + ApproxBytes(*result);
+      const size_t bytes = EntryBytes(id, *result);
       if (cache.size() >= options_.max_entries || bytes_ + bytes > options_.max_bytes) {
         ClearLocked();
       }
@@ -129,7 +136,7 @@ absl::Status CachingKeyStore::ReserveEncryptions(absl::string_view version_id, i
   absl::MutexLock lock(&mu_);
   ++generation_;
   if (auto it = maps_.versions.find(version_id); it != maps_.versions.end()) {
-    bytes_ -= it->first.size() + ApproxBytes(it->second);
+    bytes_ -= EntryBytes(it->first, it->second);
     maps_.versions.erase(it);
   }
   return result;
