@@ -143,6 +143,22 @@ class CachingKeyStoreTest : public ::testing::Test {
     ASSERT_THAT(cache_->GetVersion(VersionId(1)).status(), IsOk());
   }
 
+  // Runs `read` on another thread, holds it after the store has answered and
+  // before the cache keeps the answer, runs `write` in that gap, then lets the
+  // read finish; returns what the read returned. Arm the pause first
+  // (PauseNextGetKey or PauseNextGetVersion).
+  template <typename Read>
+  auto ReadAcrossWrite(Read read, const std::function<absl::Status()>& write) -> decltype(read()) {
+    decltype(read()) seen;
+    std::thread reader([&] { seen = read(); });
+    pausing_->read_done().WaitForNotification();
+    // EXPECT, not ASSERT: the reader must be joined either way.
+    EXPECT_THAT(write(), IsOk());
+    pausing_->resume().Notify();
+    reader.join();
+    return seen;
+  }
+
   CachingKeyStore& cache() { return *cache_; }
   // The database behind the cache, for writes the cache does not see.
   KeyStore& database() { return pausing_->inner(); }
@@ -309,14 +325,11 @@ TEST_F(CachingKeyStoreTest, AFailedReservationChangesNothingCached) {
 TEST_F(CachingKeyStoreTest, AGetVersionThatOverlapsAReservationDoesNotKeepTheOldCount) {
   AddKey(1);
   pausing_->PauseNextGetVersion();
-  absl::StatusOr<KeyVersionRecord> seen_by_reader;
-  std::thread reader([&] { seen_by_reader = cache().GetVersion(VersionId(1)); });
-  // The reader has read version 1 with nothing reserved and not yet stored it.
-  pausing_->read_done().WaitForNotification();
-  // EXPECT, not ASSERT: the reader must be joined either way.
-  EXPECT_THAT(cache().ReserveEncryptions(VersionId(1), 10000), IsOk());
-  pausing_->resume().Notify();
-  reader.join();
+  // The reservation lands after the reader has read version 1 with nothing
+  // reserved and before it stores what it read.
+  absl::StatusOr<KeyVersionRecord> seen_by_reader =
+      ReadAcrossWrite([&] { return cache().GetVersion(VersionId(1)); },
+                      [&] { return cache().ReserveEncryptions(VersionId(1), 10000); });
 
   ASSERT_THAT(seen_by_reader.status(), IsOk());
   EXPECT_EQ(seen_by_reader->encryptions_reserved, 0);  // it overlapped the write
@@ -348,17 +361,12 @@ INSTANTIATE_TEST_SUITE_P(AllWrites, CachingKeyStoreWriteTest, ::testing::ValuesI
 TEST_F(CachingKeyStoreTest, AReadThatOverlapsAWriteDoesNotKeepWhatItFound) {
   AddKey(1);
   pausing_->PauseNextGetKey();
-  absl::StatusOr<KeyRecord> seen_by_reader;
-  std::thread reader([&] { seen_by_reader = cache().GetKey(KeyId(1)); });
-  // The reader has read key 1 as enabled and not yet stored it.
-  pausing_->read_done().WaitForNotification();
-
   KeyRecord disabled = NewKey(1);
   disabled.state = KeyState::kDisabled;
-  // EXPECT, not ASSERT: the reader must be joined either way.
-  EXPECT_THAT(cache().UpdateKey(disabled), IsOk());
-  pausing_->resume().Notify();
-  reader.join();
+  // The update lands after the reader has read key 1 as enabled and before
+  // it stores what it read.
+  absl::StatusOr<KeyRecord> seen_by_reader = ReadAcrossWrite(
+      [&] { return cache().GetKey(KeyId(1)); }, [&] { return cache().UpdateKey(disabled); });
 
   ASSERT_THAT(seen_by_reader.status(), IsOk());
   EXPECT_EQ(seen_by_reader->state, KeyState::kEnabled);  // it overlapped the write
