@@ -24,6 +24,9 @@
 #include <thread>
 
 #include <CLI/CLI.hpp>
+#ifdef KMS_WITH_TCMALLOC
+#include <gperftools/malloc_extension.h>
+#endif
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/health_check_service_interface.h>
@@ -160,8 +163,22 @@ absl::StatusOr<Transport> MakeTransport(server::Config& config, const std::strin
   return transport;
 }
 
+// The allocator kmsd runs on, for the start-up log, as the allocator itself
+// reports it: a release build links tcmalloc (CMake's KMS_TCMALLOC), and this
+// call is also what keeps the linker's --as-needed from dropping it.
+std::string AllocatorDescription() {
+#ifdef KMS_WITH_TCMALLOC
+  size_t heap = 0;
+  MallocExtension::instance()->GetNumericProperty("generic.heap_size", &heap);
+  return absl::StrCat("tcmalloc (heap ", heap / 1024, " KiB)");
+#else
+  return "the C library's malloc";
+#endif
+}
+
 absl::Status Serve(server::Config config, const std::string& port_file,
                    const sigset_t& signals) {
+  KMS_LOG(INFO) << "memory allocator: " << AllocatorDescription();
   // ---- the HSM
   hsm::Pkcs11Config hsm_config;
   hsm_config.token_label = config.hsm.token_label;

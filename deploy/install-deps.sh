@@ -8,7 +8,7 @@ PACKAGES="
   build-essential cmake pkg-config git
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler libabsl-dev
   libssl-dev libsqlite3-dev libyaml-cpp-dev libcli11-dev libp11-kit-dev nlohmann-json3-dev
-  libgtest-dev libgmock-dev libbenchmark-dev
+  libgtest-dev libgmock-dev libbenchmark-dev libgoogle-perftools-dev
   softhsm2 opensc sqlite3 faketime python3 python3-grpcio python3-protobuf
   clang libclang-rt-14-dev
 "
