@@ -171,6 +171,8 @@ std::string AllocatorDescription() {
   size_t heap = 0;
   MallocExtension::instance()->GetNumericProperty("generic.heap_size", &heap);
   return absl::StrCat("tcmalloc (heap ", heap / 1024, " KiB)");
+#elif defined(__SANITIZE_ADDRESS__)
+  return "AddressSanitizer's";
 #else
   return "the C library's malloc";
 #endif

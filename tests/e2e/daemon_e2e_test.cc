@@ -50,6 +50,17 @@ TEST_F(DaemonE2eTest, FirstStartCreatesTheDataDirectory) {
   EXPECT_FALSE(absl::StrContains(daemon_->ReadLog(), pin));
 }
 
+TEST_F(DaemonE2eTest, TheStartUpLogNamesTheAllocator) {
+  const std::string log = daemon_->ReadLog();
+#ifdef KMS_KMSD_HAS_TCMALLOC
+  // A release-style build links tcmalloc (KMS_TCMALLOC); sanitizer builds do not.
+  EXPECT_TRUE(absl::StrContains(log, "memory allocator: tcmalloc (heap ")) << log;
+#else
+  EXPECT_TRUE(absl::StrContains(log, "memory allocator: ")) << log;
+  EXPECT_FALSE(absl::StrContains(log, "tcmalloc")) << log;
+#endif
+}
+
 TEST_F(DaemonE2eTest, EnvelopeRoundTripWithContextOverTheWire) {
   const std::string key_id = NewKey();
   v1::GenerateDataKeyRequest r;
