@@ -172,7 +172,7 @@ std::string AllocatorDescription() {
   MallocExtension::instance()->GetNumericProperty("generic.heap_size", &heap);
   return absl::StrCat("tcmalloc (heap ", heap / 1024, " KiB)");
 #elif defined(__SANITIZE_ADDRESS__)
-  return "AddressSanitizer's";
+  return "AddressSanitizer's (a sanitizer build)";
 #else
   return "the C library's malloc";
 #endif
