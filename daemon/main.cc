@@ -239,6 +239,7 @@ absl::Status Serve(server::Config config, const std::string& port_file,
   audit_options.checkpoint_every_records =
       static_cast<uint64_t>(config.audit.checkpoint_every_records);
   audit_options.checkpoint_interval = config.audit.checkpoint_interval;
+  audit_options.preallocate_bytes = static_cast<uint64_t>(config.audit.preallocate_kib) * 1024;
   hsm::Hsm* raw_hsm = hsm.get();
   KMS_ASSIGN_OR_RETURN(
       std::unique_ptr<audit::AuditLog> audit_log,

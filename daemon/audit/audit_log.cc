@@ -36,28 +36,38 @@ absl::Status SyncDirectoryOf(const std::string& path) {
 
 class FileSink final : public Sink {
  public:
-  explicit FileSink(std::string path) : path_(std::move(path)) {}
+  FileSink(std::string path, uint64_t preallocate_bytes)
+      : path_(std::move(path)), preallocate_bytes_(preallocate_bytes) {}
   ~FileSink() override {
-    if (fd_ >= 0) ::close(fd_);
+    if (fd_ < 0) return;
+    // A clean stop leaves no zeros behind: the file is its records.
+    if (reserved_end_ > end_ && ::ftruncate(fd_, static_cast<off_t>(end_)) != 0) {
+      KMS_LOG(WARNING) << "audit log " << path_ << ": could not remove the " << reserved_end_ - end_
+                       << " zero bytes reserved after its last record: " << std::strerror(errno)
+                       << " (the next start removes them)";
+    }
+    ::close(fd_);
   }
 
   absl::Status Open() {
     struct stat st;
     const bool existed = ::stat(path_.c_str(), &st) == 0;
-    fd_ = ::open(path_.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
+    fd_ = ::open(path_.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
     if (fd_ < 0) return ErrnoError("open", path_, errno);
+    KMS_ASSIGN_OR_RETURN(end_, FileSize());
+    reserved_end_ = end_;
     if (!existed) return SyncDirectoryOf(path_);
     return absl::OkStatus();
   }
 
   absl::Status Append(absl::string_view bytes) override {
-    size_t done = 0;
-    while (done < bytes.size()) {
-      const ssize_t n = ::write(fd_, bytes.data() + done, bytes.size() - done);
-      if (n < 0 && errno == EINTR) continue;
-      if (n < 0) return ErrnoError("write", path_, errno);
-      done += static_cast<size_t>(n);
+    const uint64_t needed = end_ + bytes.size();
+    if (needed > reserved_end_ && preallocate_bytes_ > 0 && end_ >= next_reserve_try_) {
+      Reserve(needed + preallocate_bytes_);
     }
+    KMS_RETURN_IF_ERROR(WriteAt(bytes, end_));
+    end_ = needed;
+    reserved_end_ = std::max(reserved_end_, end_);
     return absl::OkStatus();
   }
   absl::Status Sync() override {
@@ -66,75 +76,146 @@ class FileSink final : public Sink {
   }
   absl::Status TruncateTo(uint64_t size) override {
     if (::ftruncate(fd_, static_cast<off_t>(size)) != 0) return ErrnoError("truncate", path_, errno);
+    end_ = reserved_end_ = size;
     return absl::OkStatus();
   }
   absl::Status Reopen() override {
     if (fd_ >= 0) ::close(fd_);
-    fd_ = ::open(path_.c_str(), O_WRONLY | O_APPEND | O_CLOEXEC);
+    fd_ = ::open(path_.c_str(), O_WRONLY | O_CLOEXEC);
     if (fd_ < 0) return ErrnoError("reopen", path_, errno);
     return absl::OkStatus();
   }
-  absl::StatusOr<uint64_t> Size() override {
+  absl::StatusOr<uint64_t> Size() override { return end_; }
+
+ private:
+  absl::StatusOr<uint64_t> FileSize() {
     struct stat st;
     if (::fstat(fd_, &st) != 0) return ErrnoError("stat", path_, errno);
     return static_cast<uint64_t>(st.st_size);
   }
 
- private:
+  absl::Status WriteAt(absl::string_view bytes, uint64_t offset) {
+    size_t done = 0;
+    while (done < bytes.size()) {
+      const ssize_t n = ::pwrite(fd_, bytes.data() + done, bytes.size() - done,
+                                 static_cast<off_t>(offset + done));
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) return ErrnoError("write", path_, errno);
+      done += static_cast<size_t>(n);
+    }
+    return absl::OkStatus();
+  }
+
+  // Writes zeros from the reserved end up to `target` and syncs them, so
+  // that the records written over them later need no metadata on disk. The
+  // zeros must be durable before any record lands on them: otherwise a
+  // crash could leave the new blocks holding whatever the disk had there,
+  // where recovery expects zeros. On failure (a full disk), the partial
+  // zeros are cut off again and the caller appends without a reserve.
+  void Reserve(uint64_t target) {
+    static const std::string kZeros(64 * 1024, '\0');
+    absl::Status status;
+    for (uint64_t at = reserved_end_; at < target && status.ok();) {
+      const uint64_t n = std::min<uint64_t>(target - at, kZeros.size());
+      status = WriteAt(absl::string_view(kZeros.data(), n), at);
+      at += n;
+    }
+    if (status.ok()) status = Sync();
+    if (status.ok()) {
+      if (reserve_failing_) KMS_LOG(INFO) << "audit log " << path_ << ": reserving ahead again";
+      reserve_failing_ = false;
+      reserved_end_ = target;
+      return;
+    }
+    if (!reserve_failing_) {
+      KMS_LOG(WARNING) << "audit log " << path_ << ": cannot reserve " << target - reserved_end_
+                       << " bytes ahead (" << status.message()
+                       << "); appending records without a reserve until it can";
+    }
+    reserve_failing_ = true;
+    next_reserve_try_ = end_ + preallocate_bytes_;  // not on every write of a full disk
+    (void)::ftruncate(fd_, static_cast<off_t>(reserved_end_));
+  }
+
   const std::string path_;
+  const uint64_t preallocate_bytes_;
   int fd_ = -1;
+  uint64_t end_ = 0;           // where the next record goes
+  uint64_t reserved_end_ = 0;  // the file's size: end_ plus zeros written ahead
+  bool reserve_failing_ = false;
+  uint64_t next_reserve_try_ = 0;  // after a failure, try again once end_ is here
 };
 
 // What Open learns from an existing file.
 struct Tail {
-  uint64_t complete_size = 0;  // bytes up to and including the last '\n'
-  uint64_t torn_bytes = 0;     // bytes after it (an unfinished record)
+  uint64_t file_size = 0;
+  uint64_t complete_size = 0;  // bytes up to and including the last record's '\n'
+  uint64_t torn_bytes = 0;     // bytes of an unfinished write after it
   std::string last_line;       // the last complete line, without '\n'; empty if none
   uint64_t last_line_start = 0;
 };
 
-absl::StatusOr<Tail> ReadTail(const std::string& path) {
+// Reads [start, end) of fd into *buf.
+absl::Status ReadRange(int fd, const std::string& path, uint64_t start, uint64_t end,
+                       std::string* buf) {
+  buf->resize(end - start);
+  size_t got = 0;
+  while (got < buf->size()) {
+    const ssize_t n =
+        ::pread(fd, buf->data() + got, buf->size() - got, static_cast<off_t>(start + got));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return ErrnoError("read", path, n < 0 ? errno : EIO);
+    got += static_cast<size_t>(n);
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<Tail> ReadTailOf(int fd, const std::string& path) {
   Tail tail;
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
-    if (errno == ENOENT) return tail;
-    return ErrnoError("open", path, errno);
-  }
   struct stat st;
-  if (::fstat(fd, &st) != 0) {
-    const int err = errno;
-    ::close(fd);
-    return ErrnoError("stat", path, err);
-  }
-  const uint64_t size = static_cast<uint64_t>(st.st_size);
-  // Read ever larger pieces from the end until the last complete line (two
-  // '\n's, or one and the file's start) is inside.
-  uint64_t chunk = 64 * 1024;
+  if (::fstat(fd, &st) != 0) return ErrnoError("stat", path, errno);
+  tail.file_size = static_cast<uint64_t>(st.st_size);
   std::string buf;
-  while (true) {
-    const uint64_t start = size > chunk ? size - chunk : 0;
-    buf.resize(size - start);
-    size_t got = 0;
-    while (got < buf.size()) {
-      const ssize_t n = ::pread(fd, buf.data() + got, buf.size() - got,
-                                static_cast<off_t>(start + got));
-      if (n < 0 && errno == EINTR) continue;
-      if (n <= 0) {
-        const int err = n < 0 ? errno : EIO;
-        ::close(fd);
-        return ErrnoError("read", path, err);
-      }
-      got += static_cast<size_t>(n);
+
+  // 1. Skip the zeros reserved ahead of the records.
+  constexpr uint64_t kStep = 64 * 1024;
+  uint64_t data_end = tail.file_size;
+  while (data_end > 0) {
+    const uint64_t start = data_end > kStep ? data_end - kStep : 0;
+    KMS_RETURN_IF_ERROR(ReadRange(fd, path, start, data_end, &buf));
+    const size_t last = buf.find_last_not_of('\0');
+    if (last != std::string::npos) {
+      data_end = start + last + 1;
+      break;
     }
+    data_end = start;
+  }
+
+  // 2. Only the last write can be unfinished, and it is at most
+  // kMaxUnsyncedBytes: everything before it was synced. No record holds a
+  // zero byte, so one within its reach (a page the crash kept from the disk)
+  // ends the records there. The byte before the window is included so that
+  // a write starting right after a '\n' still finds it.
+  uint64_t end = data_end;
+  {
+    const uint64_t start = data_end > kMaxUnsyncedBytes + 1 ? data_end - kMaxUnsyncedBytes - 1 : 0;
+    KMS_RETURN_IF_ERROR(ReadRange(fd, path, start, data_end, &buf));
+    const size_t zero = buf.find('\0');
+    if (zero != std::string::npos) end = start + zero;
+  }
+
+  // 3. Read ever larger pieces back from `end` until the last complete line
+  // (two '\n's, or one and the file's start) is inside.
+  uint64_t chunk = kStep;
+  while (true) {
+    const uint64_t start = end > chunk ? end - chunk : 0;
+    KMS_RETURN_IF_ERROR(ReadRange(fd, path, start, end, &buf));
     const size_t last_nl = buf.rfind('\n');
     if (last_nl == std::string::npos && start > 0) {
       chunk *= 2;
       continue;
     }
-    if (last_nl == std::string::npos) {
-      tail.torn_bytes = size;
-      break;
-    }
+    if (last_nl == std::string::npos) break;  // no complete line at all
     const size_t prev_nl = last_nl == 0 ? std::string::npos : buf.rfind('\n', last_nl - 1);
     if (prev_nl == std::string::npos && start > 0) {
       chunk *= 2;
@@ -142,11 +223,21 @@ absl::StatusOr<Tail> ReadTail(const std::string& path) {
     }
     const size_t line_start = prev_nl == std::string::npos ? 0 : prev_nl + 1;
     tail.complete_size = start + last_nl + 1;
-    tail.torn_bytes = size - tail.complete_size;
     tail.last_line = buf.substr(line_start, last_nl - line_start);
     tail.last_line_start = start + line_start;
     break;
   }
+  tail.torn_bytes = data_end - tail.complete_size;
+  return tail;
+}
+
+absl::StatusOr<Tail> ReadTail(const std::string& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    if (errno == ENOENT) return Tail{};
+    return ErrnoError("open", path, errno);
+  }
+  absl::StatusOr<Tail> tail = ReadTailOf(fd, path);
   ::close(fd);
   return tail;
 }
@@ -174,8 +265,9 @@ Entry CheckpointEntry() {
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<Sink>> OpenFileSink(const std::string& path) {
-  auto sink = std::make_unique<FileSink>(path);
+absl::StatusOr<std::unique_ptr<Sink>> OpenFileSink(const std::string& path,
+                                                   uint64_t preallocate_bytes) {
+  auto sink = std::make_unique<FileSink>(path, preallocate_bytes);
   KMS_RETURN_IF_ERROR(sink->Open());
   return std::unique_ptr<Sink>(std::move(sink));
 }
@@ -199,7 +291,7 @@ absl::StatusOr<std::unique_ptr<AuditLog>> AuditLog::Open(Options options, const 
   }
   KMS_ASSIGN_OR_RETURN(Tail tail, ReadTail(options.path));
   if (sink == nullptr) {
-    KMS_ASSIGN_OR_RETURN(sink, OpenFileSink(options.path));
+    KMS_ASSIGN_OR_RETURN(sink, OpenFileSink(options.path, options.preallocate_bytes));
   }
 
   uint64_t last_seq = 0;
@@ -226,9 +318,11 @@ absl::StatusOr<std::unique_ptr<AuditLog>> AuditLog::Open(Options options, const 
     KMS_LOG(WARNING) << "audit log " << options.path << ": discarding " << tail.torn_bytes
                      << " bytes of an unfinished record after seq " << last_seq
                      << " (a write cut short by a crash; it was never acknowledged)";
-    KMS_RETURN_IF_ERROR(sink->TruncateTo(tail.complete_size));
     absl::StrAppend(&opened, "; recovered ", tail.torn_bytes,
                     " bytes of an unfinished record");
+  }
+  if (tail.file_size != tail.complete_size) {
+    KMS_RETURN_IF_ERROR(sink->TruncateTo(tail.complete_size));
   }
 
   std::unique_ptr<AuditLog> log(new AuditLog(std::move(options), clock, std::move(signer),
@@ -432,16 +526,22 @@ absl::Status AuditLog::WriteOut() {
     KMS_RETURN_IF_ERROR(sink_->TruncateTo(durable_size_));
     need_rewrite_ = false;
   }
-  if (absl::Status s = sink_->Append(unwritten_); !s.ok()) {
-    need_rewrite_ = true;
-    return s;
-  }
-  if (absl::Status s = sink_->Sync(); !s.ok()) {
-    // The page cache's state is unknown after a failed fdatasync: reopen,
-    // truncate and write again rather than trust a later fsync.
-    need_rewrite_ = true;
-    need_reopen_ = true;
-    return s;
+  // Usually one write and one fdatasync. A longer backlog (after an outage)
+  // goes in pieces, each synced before the next is written, so that after a
+  // crash only the last kMaxUnsyncedBytes can be unfinished (ReadTail).
+  for (size_t at = 0; at < unwritten_.size(); at += kMaxUnsyncedBytes) {
+    const absl::string_view piece = absl::string_view(unwritten_).substr(at, kMaxUnsyncedBytes);
+    if (absl::Status s = sink_->Append(piece); !s.ok()) {
+      need_rewrite_ = true;
+      return s;
+    }
+    if (absl::Status s = sink_->Sync(); !s.ok()) {
+      // The page cache's state is unknown after a failed fdatasync: reopen,
+      // truncate and write again rather than trust a later fsync.
+      need_rewrite_ = true;
+      need_reopen_ = true;
+      return s;
+    }
   }
   durable_size_ += unwritten_.size();
   unwritten_.clear();
@@ -555,6 +655,7 @@ absl::Status ReadAuditLog(const std::string& path, uint64_t after_seq,
   while (std::getline(in, line)) {
     ++number;
     if (in.eof()) break;  // no '\n': a record still being written (or torn)
+    if (!line.empty() && line.front() == '\0') break;  // zeros reserved ahead (OpenFileSink)
     auto record = ParseRecord(line);
     if (!record.ok()) {
       return absl::DataLossError(absl::StrCat("audit log ", path, " line ", number, ": ",

@@ -193,7 +193,9 @@ struct VerifyResult {
 // with its prev taken on trust); each hash matches its bytes; each prev equals
 // the previous record's hash; each checkpoint's signature verifies under
 // `public_key` (PEM or DER SubjectPublicKeyInfo, ECDSA P-256) and names that
-// key; the last line ends with '\n'. Stops at the first problem.
+// key; the last line ends with '\n'. Zero bytes after the last '\n' (the
+// space a running kmsd reserves ahead, in a copy of its live file) are not a
+// line. Stops at the first problem.
 //
 // first_bad_sequence, by cause:
 //   a line that does not parse           the seq that was due there

@@ -199,6 +199,11 @@ Keys() {
          c.audit.checkpoint_interval = absl::Seconds(s);
          return absl::OkStatus();
        }},
+      {"audit.preallocate_kib",
+       [](const std::string& key, const YAML::Node& n, Config& c) -> absl::Status {
+         KMS_ASSIGN_OR_RETURN(c.audit.preallocate_kib, AsInt(key, n, 0, 1048576));
+         return absl::OkStatus();
+       }},
       {"testing.crash_point", str([](Config& c) { return &c.testing_crash_point; })},
       {"shutdown_grace_seconds",
        [](const std::string& key, const YAML::Node& n, Config& c) -> absl::Status {

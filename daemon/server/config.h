@@ -94,6 +94,7 @@ struct Config {
     std::string path;  // default: <data_dir>/audit.log, else next to `database`
     int64_t checkpoint_every_records = 1000;                 // 1..1000000
     absl::Duration checkpoint_interval = absl::Seconds(60);  // 1 s..1 day
+    int64_t preallocate_kib = 1024;  // zeros written ahead of the records; 0..1048576
   } audit;
 
   // Test only: the name of a crash point ("rotate:after-generate", ...) at

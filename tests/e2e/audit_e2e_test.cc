@@ -414,6 +414,28 @@ TEST_F(AuditE2eTest, AnAnsweredCallsRecordSurvivesKillDashNine) {
   EXPECT_TRUE(verified.ok) << verified.problem;
 }
 
+// kmsd writes its records over zeros it reserved ahead, so that each
+// fdatasync has only data to write; a clean stop cuts the zeros off.
+TEST_F(AuditE2eTest, TheLiveFileEndsInReservedZerosUntilACleanStop) {
+  const std::string key_id = NewKey(kServicePolicy);
+  ASSERT_TRUE(DataKey(*service_, key_id, kAcme).ok());
+  const std::string live = ReadTestFile(audit_path_);
+  const size_t end = live.find('\0');
+  ASSERT_NE(end, std::string::npos) << "no zeros reserved ahead";
+  EXPECT_EQ(live[end - 1], '\n');
+  EXPECT_GT(live.size(), 1024u * 1024u) << "the default reserve is 1 MiB past a write";
+  EXPECT_EQ(live.find_first_not_of('\0', end), std::string::npos);
+
+  const std::string public_key = AuditPublicKey();
+  ASSERT_EQ(daemon_->Stop(SIGTERM).value_or(-1), 0);
+  const std::string stopped = ReadTestFile(audit_path_);
+  EXPECT_EQ(stopped.find('\0'), std::string::npos);
+  ASSERT_FALSE(stopped.empty());
+  EXPECT_EQ(stopped.back(), '\n');
+  const audit::VerifyResult verified = VerifyFile(public_key);
+  EXPECT_TRUE(verified.ok) << verified.problem;
+}
+
 // The audit file made immutable (chattr +i: even kmsd's open descriptor
 // gets EPERM) stands in for a failed or read-only disk.
 TEST_F(AuditE2eTest, RefusesServiceWhileTheLogCannotBeWrittenAndRecovers) {
@@ -423,7 +445,7 @@ TEST_F(AuditE2eTest, RefusesServiceWhileTheLogCannotBeWrittenAndRecovers) {
   ASSERT_TRUE(DataKey(*service_, key_id, kAcme).ok());
   ASSERT_EQ(HealthStatus(), kServing);
   if (!SetImmutable(true)) GTEST_SKIP() << "chattr +i needs root and an ext2/3/4-like file system";
-  const size_t size_before = ReadTestFile(audit_path_).size();
+  const std::string file_before = ReadTestFile(audit_path_);
 
   // The call whose record cannot be made durable gets an error, not a data
   // key; and so does every call after it until the log is writable.
@@ -434,7 +456,7 @@ TEST_F(AuditE2eTest, RefusesServiceWhileTheLogCannotBeWrittenAndRecovers) {
                "DependencyTimeoutException");
   EXPECT_ERROR(auditor_->QueryAuditLog(v1::QueryAuditLogRequest()), kUnavailable,
                "DependencyTimeoutException");
-  EXPECT_EQ(ReadTestFile(audit_path_).size(), size_before);
+  EXPECT_EQ(ReadTestFile(audit_path_), file_before);
   EXPECT_TRUE(Eventually([&] { return HealthStatus() == kNotServing; })) << HealthStatus();
 
   ASSERT_TRUE(SetImmutable(false));

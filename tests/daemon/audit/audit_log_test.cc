@@ -3,6 +3,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -90,7 +91,9 @@ Entry Rpc(const std::string& request_id) {
   return e;
 }
 
-class AuditLogTest : public ::testing::Test {
+// Every test runs twice: appending to the file, and writing over zeros
+// reserved ahead (a small reserve, so that tests cross its end often).
+class AuditLogTest : public ::testing::TestWithParam<uint64_t> {
  protected:
   void SetUp() override {
     dir_ = TempDir::Create("audit-log-test").value();
@@ -103,6 +106,7 @@ class AuditLogTest : public ::testing::Test {
     o.checkpoint_every_records = 1000;
     o.checkpoint_interval = absl::Seconds(60);
     o.retry_interval = absl::Hours(1);  // tests retry with Tick()
+    o.preallocate_bytes = GetParam();
     return o;
   }
 
@@ -117,7 +121,7 @@ class AuditLogTest : public ::testing::Test {
     return log.ok() ? *std::move(log) : nullptr;
   }
   std::unique_ptr<Sink> FaultySinkOverFile() {
-    return std::make_unique<FaultySink>(OpenFileSink(path_).value(), &faults_);
+    return std::make_unique<FaultySink>(OpenFileSink(path_, GetParam()).value(), &faults_);
   }
 
   VerifyResult VerifyFile() {
@@ -141,6 +145,12 @@ class AuditLogTest : public ::testing::Test {
     s << in.rdbuf();
     return s.str();
   }
+  // The file up to the zeros reserved ahead, if any.
+  std::string WrittenContents() {
+    std::string contents = FileContents();
+    contents.erase(std::min(contents.find('\0'), contents.size()));
+    return contents;
+  }
   void WriteFile(const std::string& contents) {
     std::ofstream out(path_, std::ios::binary | std::ios::trunc);
     out << contents;
@@ -161,7 +171,7 @@ class AuditLogTest : public ::testing::Test {
   Faults faults_;
 };
 
-TEST_F(AuditLogTest, AnAppendedRecordIsDurableAndReadable) {
+TEST_P(AuditLogTest, AnAppendedRecordIsDurableAndReadable) {
   auto log = OpenOrDie(Options());
   const uint64_t seq = log->Append(Rpc("req-1"));
   EXPECT_EQ(seq, 2u);  // 1 is "audit log opened"
@@ -187,7 +197,7 @@ TEST_F(AuditLogTest, AnAppendedRecordIsDurableAndReadable) {
   EXPECT_EQ(st.st_mode & 0777, 0600u);
 }
 
-TEST_F(AuditLogTest, RecordsNobodyWaitsForGoOutWithTheNextOneWaitedFor) {
+TEST_P(AuditLogTest, RecordsNobodyWaitsForGoOutWithTheNextOneWaitedFor) {
   AuditLog::Options options = Options();
   options.unwaited_write_delay = absl::Hours(1);  // no timed pass in this test
   auto log = OpenOrDie(options, FaultySinkOverFile());
@@ -202,7 +212,7 @@ TEST_F(AuditLogTest, RecordsNobodyWaitsForGoOutWithTheNextOneWaitedFor) {
   EXPECT_EQ(RequestIdCounts()["req-1"], 3);
 }
 
-TEST_F(AuditLogTest, RecordsNobodyWaitsForAreWrittenByATimedPass) {
+TEST_P(AuditLogTest, RecordsNobodyWaitsForAreWrittenByATimedPass) {
   AuditLog::Options options = Options();
   options.unwaited_write_delay = absl::Milliseconds(1);
   auto log = OpenOrDie(options);
@@ -216,7 +226,7 @@ TEST_F(AuditLogTest, RecordsNobodyWaitsForAreWrittenByATimedPass) {
   EXPECT_EQ(RequestIdCounts()["background"], 1);
 }
 
-TEST_F(AuditLogTest, ConcurrentCallersShareFsyncsAndGetGaplessSeqs) {
+TEST_P(AuditLogTest, ConcurrentCallersShareFsyncsAndGetGaplessSeqs) {
   auto log = OpenOrDie(Options(), FaultySinkOverFile());
   constexpr int kThreads = 16;
   constexpr int kPerThread = 100;
@@ -250,7 +260,7 @@ TEST_F(AuditLogTest, ConcurrentCallersShareFsyncsAndGetGaplessSeqs) {
   for (const auto& [id, n] : counts) EXPECT_EQ(n, 1) << id;
 }
 
-TEST_F(AuditLogTest, ChecksCheckpointEveryNRecords) {
+TEST_P(AuditLogTest, ChecksCheckpointEveryNRecords) {
   AuditLog::Options o = Options();
   o.checkpoint_every_records = 5;
   auto log = OpenOrDie(o);
@@ -270,7 +280,7 @@ TEST_F(AuditLogTest, ChecksCheckpointEveryNRecords) {
   EXPECT_EQ(v.unsigned_tail, 0u);
 }
 
-TEST_F(AuditLogTest, ChecksCheckpointOnTickAfterTheInterval) {
+TEST_P(AuditLogTest, ChecksCheckpointOnTickAfterTheInterval) {
   auto log = OpenOrDie(Options());
   EXPECT_THAT(log->WaitDurable(log->Append(Rpc("req-1"))), IsOk());
   log->Tick();
@@ -293,7 +303,7 @@ TEST_F(AuditLogTest, ChecksCheckpointOnTickAfterTheInterval) {
   EXPECT_TRUE(VerifyFile().ok);
 }
 
-TEST_F(AuditLogTest, CheckpointWritesASignedRecordNow) {
+TEST_P(AuditLogTest, CheckpointWritesASignedRecordNow) {
   auto log = OpenOrDie(Options());
   EXPECT_THAT(log->Checkpoint(), IsOk());
   const std::vector<ParsedRecord> records = ReadAll();
@@ -306,7 +316,7 @@ TEST_F(AuditLogTest, CheckpointWritesASignedRecordNow) {
 }
 
 // An auditor without kmsd: `openssl dgst` checks a checkpoint over body + "}".
-TEST_F(AuditLogTest, OpensslChecksACheckpointSignature) {
+TEST_P(AuditLogTest, OpensslChecksACheckpointSignature) {
   auto log = OpenOrDie(Options());
   ASSERT_THAT(log->Checkpoint(), IsOk());
   const ParsedRecord checkpoint = ReadAll().back();
@@ -327,7 +337,7 @@ TEST_F(AuditLogTest, OpensslChecksACheckpointSignature) {
   EXPECT_NE(::kms::testing::RunCommand(argv).exit_code, 0);
 }
 
-TEST_F(AuditLogTest, AFailedSignatureLeavesAnEventAndTheChainWhole) {
+TEST_P(AuditLogTest, AFailedSignatureLeavesAnEventAndTheChainWhole) {
   std::atomic<bool> hsm_down{false};
   auto log = AuditLog::Open(
                  Options(), clock_,
@@ -352,7 +362,7 @@ TEST_F(AuditLogTest, AFailedSignatureLeavesAnEventAndTheChainWhole) {
   EXPECT_EQ(v.checkpoints, 1u);
 }
 
-TEST_F(AuditLogTest, FailsClosedWhenFdatasyncFailsAndRecovers) {
+TEST_P(AuditLogTest, FailsClosedWhenFdatasyncFailsAndRecovers) {
   auto log = OpenOrDie(Options(), FaultySinkOverFile());
   EXPECT_THAT(log->WaitDurable(log->Append(Rpc("before"))), IsOk());
 
@@ -388,7 +398,7 @@ TEST_F(AuditLogTest, FailsClosedWhenFdatasyncFailsAndRecovers) {
 
 // The retry timer is real time (nothing to inject): with a short interval the
 // log heals on its own once the sink does.
-TEST_F(AuditLogTest, RetriesOnItsOwnAfterRetryInterval) {
+TEST_P(AuditLogTest, RetriesOnItsOwnAfterRetryInterval) {
   AuditLog::Options o = Options();
   o.retry_interval = absl::Milliseconds(1);
   auto log = OpenOrDie(o, FaultySinkOverFile());
@@ -402,13 +412,13 @@ TEST_F(AuditLogTest, RetriesOnItsOwnAfterRetryInterval) {
   EXPECT_THAT(log->WaitDurable(seq), IsOk());
 }
 
-TEST_F(AuditLogTest, APartialWriteIsDiscardedAndRewritten) {
+TEST_P(AuditLogTest, APartialWriteIsDiscardedAndRewritten) {
   auto log = OpenOrDie(Options(), FaultySinkOverFile());
   faults_.fail_append = true;
   faults_.partial_append = true;
   const uint64_t seq = log->Append(Rpc("torn"));
   EXPECT_THAT(log->WaitDurable(seq), StatusIs(absl::StatusCode::kUnavailable, "No space left"));
-  EXPECT_NE(FileContents().back(), '\n') << "the fault left half a record";
+  EXPECT_NE(WrittenContents().back(), '\n') << "the fault left half a record";
 
   faults_.fail_append = false;
   log->Tick();
@@ -421,7 +431,7 @@ TEST_F(AuditLogTest, APartialWriteIsDiscardedAndRewritten) {
   EXPECT_EQ(RequestIdCounts(), (std::map<std::string, int>{{"torn", 1}}));
 }
 
-TEST_F(AuditLogTest, OpenDiscardsATornTail) {
+TEST_P(AuditLogTest, OpenDiscardsATornTail) {
   {
     auto log = OpenOrDie(Options());
     EXPECT_THAT(log->WaitDurable(log->Append(Rpc("req-1"))), IsOk());
@@ -440,9 +450,161 @@ TEST_F(AuditLogTest, OpenDiscardsATornTail) {
   EXPECT_TRUE(v.ok) << v.problem;
 }
 
+TEST_P(AuditLogTest, ZerosAreReservedAheadOnlyWhileOpen) {
+  auto log = OpenOrDie(Options());
+  for (int i = 0; i < 20; ++i) {  // well past the 512-byte reserve
+    EXPECT_THAT(log->WaitDurable(log->Append(Rpc(absl::StrCat("req-", i)))), IsOk());
+  }
+  const std::string live = FileContents();
+  const std::string written = WrittenContents();
+  ASSERT_FALSE(written.empty());
+  EXPECT_EQ(written.back(), '\n');
+  if (GetParam() > 0) {
+    EXPECT_GT(live.size(), written.size()) << "no zeros reserved ahead";
+    EXPECT_EQ(live.find_first_not_of('\0', written.size()), std::string::npos);
+  } else {
+    EXPECT_EQ(live, written);
+  }
+  // Readers of the live file stop at the zeros; a copy of it verifies.
+  EXPECT_EQ(ReadAll().size(), 21u);
+  std::istringstream copy(live);
+  auto verified = VerifyAuditLog(copy, key_.PublicDer());
+  ASSERT_THAT(verified.status(), IsOk());
+  EXPECT_TRUE(verified->ok) << verified->problem;
+  EXPECT_EQ(verified->records, 21u);
+
+  log->Close();
+  log.reset();
+  EXPECT_EQ(FileContents(), WrittenContents()) << "a clean stop leaves no zeros";
+  EXPECT_EQ(FileContents().back(), '\n');
+}
+
+// A crash leaves the reserve behind: the next start removes it and says
+// nothing was recovered, since no record was unfinished.
+TEST_P(AuditLogTest, OpenRemovesZerosLeftByACrash) {
+  {
+    auto log = OpenOrDie(Options());
+    EXPECT_THAT(log->WaitDurable(log->Append(Rpc("req-1"))), IsOk());
+  }
+  const std::string good = FileContents();
+  WriteFile(good + std::string(3000, '\0'));
+  auto log = OpenOrDie(Options());
+  ASSERT_NE(log, nullptr);
+  EXPECT_THAT(log->WaitDurable(log->Append(Rpc("req-2"))), IsOk());
+  log->Close();
+  log.reset();
+  const std::vector<ParsedRecord> records = ReadAll();
+  ASSERT_EQ(records.size(), 6u);  // opened, req-1, checkpoint, opened, req-2, checkpoint
+  EXPECT_EQ(records[3].entry.message, "audit log opened");
+  EXPECT_EQ(records[3].prev, records[2].hash);
+  EXPECT_EQ(FileContents().find('\0'), std::string::npos);
+  const VerifyResult v = VerifyFile();
+  EXPECT_TRUE(v.ok) << v.problem;
+}
+
+TEST_P(AuditLogTest, OpenDiscardsATornRecordBeforeTheZeros) {
+  {
+    auto log = OpenOrDie(Options());
+    EXPECT_THAT(log->WaitDurable(log->Append(Rpc("req-1"))), IsOk());
+  }
+  const std::string torn = "{\"seq\":4,\"ti";
+  WriteFile(FileContents() + torn + std::string(1000, '\0'));
+  auto log = OpenOrDie(Options());
+  ASSERT_NE(log, nullptr);
+  log->Close();
+  log.reset();
+  const std::vector<ParsedRecord> records = ReadAll();
+  ASSERT_EQ(records.size(), 5u);
+  EXPECT_EQ(records[3].entry.message, absl::StrCat("audit log opened; recovered ", torn.size(),
+                                                   " bytes of an unfinished record"));
+  const VerifyResult v = VerifyFile();
+  EXPECT_TRUE(v.ok) << v.problem;
+}
+
+// A power cut in the middle of writing over the reserve can keep some pages
+// of that write from the disk: a gap of zeros, then whole records. Those
+// records were never acknowledged (their write never finished), and the
+// chain must not continue from them. Here the record after the gap is a
+// copy of a real one, so that its own hash checks out.
+TEST_P(AuditLogTest, OpenCutsTheLastWriteAtAGapOfZeros) {
+  {
+    auto log = OpenOrDie(Options());
+    EXPECT_THAT(log->WaitDurable(log->Append(Rpc("req-1"))), IsOk());
+  }
+  const std::string good = FileContents();
+  const size_t last_line = good.rfind('\n', good.size() - 2) + 1;
+  const std::string after_gap = std::string(100, '\0') + good.substr(last_line);
+  WriteFile(good + after_gap + std::string(500, '\0'));
+  auto log = OpenOrDie(Options());
+  ASSERT_NE(log, nullptr);
+  EXPECT_THAT(log->WaitDurable(log->Append(Rpc("req-2"))), IsOk());
+  log->Close();
+  log.reset();
+  const std::vector<ParsedRecord> records = ReadAll();
+  ASSERT_EQ(records.size(), 6u);
+  EXPECT_EQ(records[3].seq, 4u);
+  EXPECT_EQ(records[3].entry.message, absl::StrCat("audit log opened; recovered ", after_gap.size(),
+                                                   " bytes of an unfinished record"));
+  const VerifyResult v = VerifyFile();
+  EXPECT_TRUE(v.ok) << v.problem;
+}
+
+// A backlog longer than kMaxUnsyncedBytes (after an outage, say) is written
+// in pieces, each synced before the next, so that recovery only ever has to
+// look at the last piece.
+TEST_P(AuditLogTest, ALongBacklogIsSyncedPieceByPiece) {
+  AuditLog::Options options = Options();
+  options.unwaited_write_delay = absl::Hours(1);  // everything waits for one pass
+  options.checkpoint_every_records = 0;
+  auto log = OpenOrDie(options, FaultySinkOverFile());
+  const uint64_t size_before = WrittenContents().size();
+  const int syncs_before = faults_.syncs.load();
+  uint64_t last = 0;
+  for (int i = 0; i < 10000; ++i) last = log->Append(Rpc(absl::StrCat("backlog-", i)));
+  EXPECT_THAT(log->WaitDurable(last), IsOk());
+  const uint64_t written = WrittenContents().size() - size_before;
+  ASSERT_GT(written, 2 * kMaxUnsyncedBytes);
+  EXPECT_EQ(faults_.syncs.load() - syncs_before,
+            static_cast<int>((written + kMaxUnsyncedBytes - 1) / kMaxUnsyncedBytes));
+  log->Close();
+  const VerifyResult v = VerifyFile();
+  EXPECT_TRUE(v.ok) << v.problem;
+  EXPECT_EQ(v.records, 10002u);  // opened, the backlog, the checkpoint at Close
+}
+
+// When the reserve cannot be written (here a file size limit stands in for
+// a full disk), records still fit are appended as without one.
+TEST_P(AuditLogTest, RecordsAreAppendedWhenNoReserveFits) {
+  AuditLog::Options options = Options();
+  if (options.preallocate_bytes > 0) options.preallocate_bytes = 1 << 20;
+  struct rlimit saved;
+  ASSERT_EQ(::getrlimit(RLIMIT_FSIZE, &saved), 0);
+  struct sigaction ignore = {}, saved_action;
+  ignore.sa_handler = SIG_IGN;
+  ASSERT_EQ(::sigaction(SIGXFSZ, &ignore, &saved_action), 0);
+  struct rlimit limited = saved;
+  limited.rlim_cur = 64 * 1024;
+  ASSERT_EQ(::setrlimit(RLIMIT_FSIZE, &limited), 0);
+  {
+    auto log = OpenOrDie(options);
+    if (log != nullptr) {
+      for (int i = 0; i < 20; ++i) {
+        EXPECT_THAT(log->WaitDurable(log->Append(Rpc(absl::StrCat("req-", i)))), IsOk());
+      }
+      EXPECT_THAT(log->Healthy(), IsOk());
+      EXPECT_LT(FileContents().size(), limited.rlim_cur);
+    }
+  }
+  ASSERT_EQ(::setrlimit(RLIMIT_FSIZE, &saved), 0);
+  ASSERT_EQ(::sigaction(SIGXFSZ, &saved_action, nullptr), 0);
+  const VerifyResult v = VerifyFile();
+  EXPECT_TRUE(v.ok) << v.problem;
+  EXPECT_EQ(v.records, 22u);
+}
+
 // kill -9 in the middle of a stream of writes: every record a caller was
 // told is durable is in the file, and the file opens and verifies.
-TEST_F(AuditLogTest, AcknowledgedRecordsSurviveKill9) {
+TEST_P(AuditLogTest, AcknowledgedRecordsSurviveKill9) {
   int acks[2];
   ASSERT_EQ(::pipe(acks), 0);
   const pid_t child = ::fork();
@@ -492,7 +654,7 @@ TEST_F(AuditLogTest, AcknowledgedRecordsSurviveKill9) {
   }
 }
 
-TEST_F(AuditLogTest, OpenRefusesADamagedLastLine) {
+TEST_P(AuditLogTest, OpenRefusesADamagedLastLine) {
   {
     auto log = OpenOrDie(Options());
     EXPECT_THAT(log->WaitDurable(log->Append(Rpc("req-1"))), IsOk());
@@ -511,7 +673,7 @@ TEST_F(AuditLogTest, OpenRefusesADamagedLastLine) {
   EXPECT_EQ(FileContents(), changed) << "Open must not touch a damaged log";
 }
 
-TEST_F(AuditLogTest, ReopeningContinuesTheChain) {
+TEST_P(AuditLogTest, ReopeningContinuesTheChain) {
   for (int run = 0; run < 3; ++run) {
     auto log = OpenOrDie(Options());
     for (int i = 0; i < 3; ++i) {
@@ -525,7 +687,7 @@ TEST_F(AuditLogTest, ReopeningContinuesTheChain) {
   EXPECT_EQ(v.last_sequence, 15u);
 }
 
-TEST_F(AuditLogTest, NothingAppendedAfterCloseBecomesDurable) {
+TEST_P(AuditLogTest, NothingAppendedAfterCloseBecomesDurable) {
   auto log = OpenOrDie(Options());
   log->Close();
   const uint64_t seq = log->Append(Rpc("late"));
@@ -564,7 +726,7 @@ struct Callbacks {
   }
 };
 
-TEST_F(AuditLogTest, WhenDurableCallsBackOnceTheRecordIsDurable) {
+TEST_P(AuditLogTest, WhenDurableCallsBackOnceTheRecordIsDurable) {
   auto log = OpenOrDie(Options(), FaultySinkOverFile());
   Callbacks callbacks;
   faults_.hold_sync = true;  // the writer cannot finish a pass yet
@@ -578,7 +740,7 @@ TEST_F(AuditLogTest, WhenDurableCallsBackOnceTheRecordIsDurable) {
   EXPECT_EQ(callbacks.calls, 1);
 }
 
-TEST_F(AuditLogTest, WhenDurableOfADurableRecordCallsBackAtOnce) {
+TEST_P(AuditLogTest, WhenDurableOfADurableRecordCallsBackAtOnce) {
   auto log = OpenOrDie(Options());
   Callbacks callbacks;
   const uint64_t seq = log->Append(Rpc("done"));
@@ -589,7 +751,7 @@ TEST_F(AuditLogTest, WhenDurableOfADurableRecordCallsBackAtOnce) {
   EXPECT_THAT(callbacks.Await(seq + 100), StatusIs(absl::StatusCode::kInvalidArgument));
 }
 
-TEST_F(AuditLogTest, WhenDurableCallsEveryCallbackOnceUnderConcurrency) {
+TEST_P(AuditLogTest, WhenDurableCallsEveryCallbackOnceUnderConcurrency) {
   auto log = OpenOrDie(Options());
   Callbacks callbacks;
   constexpr int kThreads = 8, kEach = 50;
@@ -616,7 +778,7 @@ TEST_F(AuditLogTest, WhenDurableCallsEveryCallbackOnceUnderConcurrency) {
   EXPECT_EQ(callbacks.calls, kThreads * kEach);
 }
 
-TEST_F(AuditLogTest, WhenDurableFailsClosedWhileTheLogFailsAndAfterClose) {
+TEST_P(AuditLogTest, WhenDurableFailsClosedWhileTheLogFailsAndAfterClose) {
   auto log = OpenOrDie(Options(), FaultySinkOverFile());
   Callbacks callbacks;
   faults_.fail_sync = true;
@@ -642,7 +804,7 @@ TEST_F(AuditLogTest, WhenDurableFailsClosedWhileTheLogFailsAndAfterClose) {
   EXPECT_THAT(callbacks.Await(late), StatusIs(absl::StatusCode::kUnavailable, "closed"));
 }
 
-TEST_F(AuditLogTest, ReadAuditLogStartsAfterASeqAndStopsWhenAsked) {
+TEST_P(AuditLogTest, ReadAuditLogStartsAfterASeqAndStopsWhenAsked) {
   auto log = OpenOrDie(Options());
   for (int i = 0; i < 5; ++i) log->Append(Rpc(absl::StrCat("req-", i)));
   EXPECT_THAT(log->WaitDurable(log->last_sequence()), IsOk());
@@ -657,7 +819,7 @@ TEST_F(AuditLogTest, ReadAuditLogStartsAfterASeqAndStopsWhenAsked) {
               StatusIs(absl::StatusCode::kNotFound));
 }
 
-TEST_F(AuditLogTest, OpenRejectsMissingArguments) {
+TEST_P(AuditLogTest, OpenRejectsMissingArguments) {
   AuditLog::Options o = Options();
   o.path.clear();
   EXPECT_THAT(Open(o).status(), StatusIs(absl::StatusCode::kInvalidArgument));
@@ -669,6 +831,12 @@ TEST_F(AuditLogTest, OpenRejectsMissingArguments) {
   o.path = dir_->path() + "/no/such/dir/audit.log";
   EXPECT_THAT(Open(o).status(), StatusIs(absl::StatusCode::kUnavailable, "No such file"));
 }
+
+INSTANTIATE_TEST_SUITE_P(Modes, AuditLogTest, ::testing::Values(0, 512),
+                         [](const ::testing::TestParamInfo<uint64_t>& info) {
+                           return info.param == 0 ? std::string("Appending")
+                                                  : absl::StrCat("Preallocating", info.param);
+                         });
 
 }  // namespace
 }  // namespace kms::audit

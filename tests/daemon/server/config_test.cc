@@ -91,7 +91,8 @@ INSTANTIATE_TEST_SUITE_P(
     ::testing::Values(
         BadCase{"UnknownKey", "lisen: x:1\n", "lisen: unknown key"},
         BadCase{"UnknownNestedKey", "hsm:\n  pin: 1234\n", "hsm.pin: unknown key"},
-        BadCase{"NotAnInteger", "hsm:\n  sessions: many\n", "hsm.sessions: must be an integer 1..64, got 'many'"},
+        BadCase{"NotAnInteger", "hsm:\n  sessions: many\n",
+                "hsm.sessions: must be an integer 1..64, got 'many'"},
         BadCase{"OutOfRange", "hsm:\n  sessions: 0\n", "hsm.sessions: must be 1..64, got 0"},
         BadCase{"IntervalOutOfRange", "deletion:\n  check_interval_seconds: 0\n",
                 "deletion.check_interval_seconds: must be 1..86400, got 0"},
@@ -108,9 +109,10 @@ INSTANTIATE_TEST_SUITE_P(
                 "access.auditors: must be a list of strings"},
         BadCase{"CheckpointRecordsOutOfRange", "audit:\n  checkpoint_every_records: 0\n",
                 "audit.checkpoint_every_records: must be 1..1000000, got 0"},
-        BadCase{"CheckpointIntervalOutOfRange",
-                "audit:\n  checkpoint_interval_seconds: 86401\n",
+        BadCase{"CheckpointIntervalOutOfRange", "audit:\n  checkpoint_interval_seconds: 86401\n",
                 "audit.checkpoint_interval_seconds: must be 1..86400, got 86401"},
+        BadCase{"PreallocateOutOfRange", "audit:\n  preallocate_kib: -1\n",
+                "audit.preallocate_kib: must be 0..1048576, got -1"},
         BadCase{"UnknownTlsKey", "tls:\n  ca_file: /x\n", "tls.ca_file: unknown key"}),
     [](const auto& info) { return info.param.name; });
 
@@ -234,7 +236,7 @@ TEST_F(ConfigFileTest, ReadsTransportAccessAndAuditKeys) {
       "plaintext:\n  enabled: false\n  principal: \"\"\n"
       "access:\n  administrators: [\"ops-*\", admin]\n  auditors: []\n"
       "audit:\n  path: /a/audit.log\n  checkpoint_every_records: 50\n"
-      "  checkpoint_interval_seconds: 5\n");
+      "  checkpoint_interval_seconds: 5\n  preallocate_kib: 0\n");
   ASSERT_TRUE(config.ok()) << config.status();
   EXPECT_EQ(config->tls.cert_file, "/t/s.pem");
   EXPECT_EQ(config->tls.key_file, "/t/s.key");
@@ -245,6 +247,7 @@ TEST_F(ConfigFileTest, ReadsTransportAccessAndAuditKeys) {
   EXPECT_EQ(config->audit.path, "/a/audit.log");
   EXPECT_EQ(config->audit.checkpoint_every_records, 50);
   EXPECT_EQ(config->audit.checkpoint_interval, absl::Seconds(5));
+  EXPECT_EQ(config->audit.preallocate_kib, 0);
   EXPECT_TRUE(HasTlsFiles(*config));
 
   auto plaintext = Load("plaintext:\n  enabled: true\n  principal: dev\n");
@@ -272,6 +275,7 @@ TEST_F(ConfigFileTest, TransportAccessAndAuditDefaults) {
   EXPECT_FALSE(config->plaintext.enabled);
   EXPECT_TRUE(config->access.administrators.empty());
   EXPECT_EQ(config->audit.checkpoint_every_records, 1000);
+  EXPECT_EQ(config->audit.preallocate_kib, 1024);
   EXPECT_EQ(config->audit.checkpoint_interval, absl::Seconds(60));
 }
 
